@@ -1,0 +1,47 @@
+//! Command-line flags, in the Prometheus style (`--config.file`, `--web.listen-address`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Exit code for an invalid config or invalid usage (sysexits.h `EX_USAGE`).
+pub const EXIT_INVALID_CONFIG: u8 = 64;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `key=value` pairs, one event per line.
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Mesa: PostgreSQL fleet exporter and admin API.
+#[derive(Debug, Parser)]
+#[command(name = "mesa", version, about)]
+pub struct Cli {
+    /// Path to the YAML configuration file.
+    #[arg(long = "config.file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+
+    /// Validate the configuration and exit: 0 when valid, 64 with every problem listed.
+    #[arg(long = "check-config", requires = "config_file")]
+    pub check_config: bool,
+
+    /// Print a new admin bearer token and the SHA-256 digest to put in the config, then exit.
+    #[arg(long = "new-token", conflicts_with_all = ["config_file", "check_config"])]
+    pub new_token: bool,
+
+    /// Override `web.listen_address`.
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    pub web_listen_address: Option<SocketAddr>,
+
+    /// Log level: error, warn, info, debug, trace (or a tracing filter directive).
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
+    pub log_format: LogFormat,
+}

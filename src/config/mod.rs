@@ -1,0 +1,727 @@
+//! Configuration: the YAML file (DESIGN.md §3.2) parsed, then validated into typed settings.
+//!
+//! Loading is two steps: `yaml::parse` turns text into a generic tree, and `validate` walks it
+//! into [`Config`], collecting every problem with its path (`targets[1].port: ...`) instead of
+//! stopping at the first. Unknown keys are errors. Secrets are read here (from an environment
+//! variable or a file, never inline) and wrapped in [`Secret`].
+
+mod reader;
+mod yaml;
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use reader::Problem;
+use reader::{Fields, Problems};
+
+use crate::gateway::Driver;
+use crate::secret::Secret;
+
+/// Default collection interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+/// Default deadline for one whole collection; below the interval so collections never pile up.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default TCP connect + startup limit (the origin spec's 3 s).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default server-side `statement_timeout`.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default server-side `lock_timeout`: a monitoring query must never queue behind DDL.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default metrics listener.
+pub const DEFAULT_WEB_LISTEN: &str = "0.0.0.0:9930";
+/// Default admin listener: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9931";
+/// Default PostgreSQL port.
+pub const DEFAULT_PORT: u16 = 5432;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Collection defaults (each target has its effective copy).
+    pub collection: CollectionSettings,
+    /// Metrics listener.
+    pub web: WebSettings,
+    /// Admin API; enabled only with at least one token.
+    pub admin: AdminSettings,
+    /// Database targets, in file order.
+    pub targets: Vec<TargetConfig>,
+}
+
+/// Timing of collections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollectionSettings {
+    /// Time between collection starts.
+    pub interval: Duration,
+    /// Deadline for one whole collection; less than `interval`.
+    pub timeout: Duration,
+    /// TCP connect + startup + authentication.
+    pub connect_timeout: Duration,
+    /// Server-side `statement_timeout`.
+    pub statement_timeout: Duration,
+    /// Server-side `lock_timeout`.
+    pub lock_timeout: Duration,
+}
+
+impl Default for CollectionSettings {
+    fn default() -> Self {
+        Self {
+            interval: DEFAULT_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+}
+
+/// Metrics listener settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSettings {
+    /// Address to listen on.
+    pub listen_address: SocketAddr,
+    /// Exporter-toolkit web config (TLS, basic auth).
+    pub config_file: Option<PathBuf>,
+}
+
+/// TLS certificate and key files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// Admin API settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Address to listen on.
+    pub listen_address: SocketAddr,
+    /// Optional TLS.
+    pub tls: Option<TlsFiles>,
+    /// JSON Lines audit file.
+    pub audit_log: Option<PathBuf>,
+    /// Bearer tokens; none means the admin API is off.
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl AdminSettings {
+    /// The admin API runs only when at least one token is configured.
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Read-only inspection.
+    Read,
+    /// Terminate or cancel sessions.
+    Terminate,
+    /// Create non-superuser roles.
+    CreateUser,
+    /// Create superuser roles; never implied by another scope.
+    CreateSuperuser,
+}
+
+impl FromStr for Scope {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "read" => Ok(Self::Read),
+            "terminate" => Ok(Self::Terminate),
+            "create_user" => Ok(Self::CreateUser),
+            "create_superuser" => Ok(Self::CreateSuperuser),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Which targets a token may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSelector {
+    /// `["*"]`.
+    All,
+    /// Named targets.
+    Names(BTreeSet<String>),
+}
+
+/// One admin bearer token, known only by its SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// Name for logs and the audit trail.
+    pub name: String,
+    /// SHA-256 of the token.
+    pub sha256: [u8; 32],
+    /// Granted scopes.
+    pub scopes: BTreeSet<Scope>,
+    /// Allowed targets.
+    pub targets: TargetSelector,
+}
+
+/// libpq's `sslmode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plaintext only; for local development.
+    Disable,
+    /// TLS when the server offers it, unverified.
+    Prefer,
+    /// TLS required; verified against `sslrootcert` only when one is given.
+    Require,
+    /// TLS with a trusted chain.
+    VerifyCa,
+    /// TLS with a trusted chain and matching host name.
+    VerifyFull,
+}
+
+impl SslMode {
+    const NAMES: &'static str = "disable, prefer, require, verify-ca, verify-full";
+}
+
+impl FromStr for SslMode {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "disable" => Ok(Self::Disable),
+            "prefer" => Ok(Self::Prefer),
+            "require" => Ok(Self::Require),
+            "verify-ca" => Ok(Self::VerifyCa),
+            "verify-full" => Ok(Self::VerifyFull),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Separate login for admin actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminLogin {
+    /// Role name.
+    pub username: String,
+    /// Password.
+    pub password: Option<Secret>,
+}
+
+/// One database server to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// `[a-z0-9_-]+`, unique; the `server` label.
+    pub name: String,
+    /// Driver.
+    pub driver: Driver,
+    /// Host name or IP address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Database for server-wide queries.
+    pub database: String,
+    /// Monitoring role.
+    pub username: String,
+    /// Its password.
+    pub password: Option<Secret>,
+    /// TLS mode.
+    pub sslmode: SslMode,
+    /// CA bundle for verification.
+    pub sslrootcert: Option<PathBuf>,
+    /// Effective collection settings (defaults plus this target's overrides).
+    pub collection: CollectionSettings,
+    /// Admin login, when different from the monitoring role.
+    pub admin: Option<AdminLogin>,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but is not valid.
+    #[error("{}", InvalidList { path, problems })]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+struct InvalidList<'a> {
+    path: &'a Path,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for InvalidList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{}: {n} problem{}",
+            self.path.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates the config file, taking secrets from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with_env(path, &|name| std::env::var(name).ok())
+}
+
+/// As [`load`], with an explicit environment lookup (tests).
+pub fn load_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse_str(&text, &base, env).map_err(|problems| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+/// Validates config text; relative paths resolve against `base`.
+pub fn parse_str(
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<Problem>> {
+    let mut p = Problems::default();
+    let tree = match yaml::parse(text) {
+        Ok(tree) => tree,
+        Err(message) => {
+            p.add("", message);
+            return Err(p.0);
+        }
+    };
+    if tree.is_null() {
+        p.add("", "the file is empty; at least one target is required");
+        return Err(p.0);
+    }
+    let config = validate(tree, base, env, &mut p);
+    match config {
+        Some(config) if p.0.is_empty() => Ok(config),
+        _ => Err(p.0),
+    }
+}
+
+const TOP_KEYS: &[&str] = &["collection", "web", "admin", "targets"];
+const COLLECTION_KEYS: &[&str] = &[
+    "interval",
+    "timeout",
+    "connect_timeout",
+    "statement_timeout",
+    "lock_timeout",
+];
+const WEB_KEYS: &[&str] = &["listen_address", "config_file"];
+const ADMIN_KEYS: &[&str] = &["listen_address", "tls", "audit_log", "tokens"];
+const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
+const TOKEN_KEYS: &[&str] = &["name", "sha256", "scopes", "targets"];
+const TARGET_KEYS: &[&str] = &[
+    "name",
+    "driver",
+    "host",
+    "port",
+    "database",
+    "username",
+    "password",
+    "password_env",
+    "password_file",
+    "sslmode",
+    "sslrootcert",
+    "interval",
+    "timeout",
+    "connect_timeout",
+    "statement_timeout",
+    "lock_timeout",
+    "admin",
+];
+const LOGIN_KEYS: &[&str] = &["username", "password", "password_env", "password_file"];
+
+fn validate(
+    tree: Value,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<Config> {
+    let mut top = Fields::new(tree, "", TOP_KEYS, p)?;
+    let defaults = match top.section("collection", COLLECTION_KEYS, p) {
+        Some(mut f) => collection(&mut f, CollectionSettings::default(), p),
+        None => CollectionSettings::default(),
+    };
+    check_collection(&defaults, "collection", p);
+    let web = web(top.section("web", WEB_KEYS, p), base, p);
+    let mut targets = Vec::new();
+    match top.list("targets", p) {
+        None if !top.has("targets") => p.add("targets", "at least one target is required"),
+        None => {}
+        Some(items) if items.is_empty() => p.add("targets", "at least one target is required"),
+        Some(items) => {
+            let mut names = HashSet::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let path = format!("targets[{i}]");
+                if let Some(t) = target(item, &path, &defaults, base, env, p) {
+                    if !names.insert(t.name.clone()) {
+                        p.add(
+                            format!("{path}.name"),
+                            format!("duplicate target name {:?}; names must be unique", t.name),
+                        );
+                    }
+                    targets.push(t);
+                }
+            }
+        }
+    }
+    let known: HashSet<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    let admin = admin(top.section("admin", ADMIN_KEYS, p), base, &known, p);
+    Some(Config {
+        collection: defaults,
+        web: web?,
+        admin: admin?,
+        targets,
+    })
+}
+
+fn collection(f: &mut Fields, inherit: CollectionSettings, p: &mut Problems) -> CollectionSettings {
+    CollectionSettings {
+        interval: f.duration("interval", p).unwrap_or(inherit.interval),
+        timeout: f.duration("timeout", p).unwrap_or(inherit.timeout),
+        connect_timeout: f.duration("connect_timeout", p).unwrap_or(inherit.connect_timeout),
+        statement_timeout: f
+            .duration("statement_timeout", p)
+            .unwrap_or(inherit.statement_timeout),
+        lock_timeout: f.duration("lock_timeout", p).unwrap_or(inherit.lock_timeout),
+    }
+}
+
+fn check_collection(c: &CollectionSettings, path: &str, p: &mut Problems) {
+    if c.timeout >= c.interval {
+        p.add(
+            reader::join(path, "timeout"),
+            format!(
+                "must be less than interval ({} >= {}), so collections of a target never overlap",
+                humantime::format_duration(c.timeout),
+                humantime::format_duration(c.interval)
+            ),
+        );
+    }
+    if c.connect_timeout > c.timeout {
+        p.add(
+            reader::join(path, "connect_timeout"),
+            format!(
+                "must not exceed timeout ({} > {})",
+                humantime::format_duration(c.connect_timeout),
+                humantime::format_duration(c.timeout)
+            ),
+        );
+    }
+}
+
+fn socket_addr(f: &mut Fields, key: &str, default: &str, p: &mut Problems) -> Option<SocketAddr> {
+    let text = f.string(key, p).unwrap_or_else(|| default.to_owned());
+    match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            p.add(
+                f.path_of(key),
+                format!("invalid address {text:?}; write IP:PORT, e.g. \"127.0.0.1:9930\" or \"[::]:9930\""),
+            );
+            None
+        }
+    }
+}
+
+fn web(f: Option<Fields>, base: &Path, p: &mut Problems) -> Option<WebSettings> {
+    let mut f = f?;
+    Some(WebSettings {
+        listen_address: socket_addr(&mut f, "listen_address", DEFAULT_WEB_LISTEN, p)?,
+        config_file: f.path("config_file", base, p),
+    })
+}
+
+fn admin(
+    f: Option<Fields>,
+    base: &Path,
+    known: &HashSet<&str>,
+    p: &mut Problems,
+) -> Option<AdminSettings> {
+    let mut f = f?;
+    let listen_address = socket_addr(&mut f, "listen_address", DEFAULT_ADMIN_LISTEN, p);
+    let tls = if f.has("tls") {
+        f.section("tls", TLS_KEYS, p).and_then(|mut t| {
+            let cert = t.path("cert_file", base, p);
+            let key = t.path("key_file", base, p);
+            if cert.is_none() {
+                p.add(t.path_of("cert_file"), "is required when tls is set");
+            }
+            if key.is_none() {
+                p.add(t.path_of("key_file"), "is required when tls is set");
+            }
+            Some(TlsFiles {
+                cert_file: cert?,
+                key_file: key?,
+            })
+        })
+    } else {
+        None
+    };
+    let audit_log = f.path("audit_log", base, p);
+    let mut tokens = Vec::new();
+    let mut names = HashSet::new();
+    let path = f.path_of("tokens");
+    for (i, item) in f.list("tokens", p).unwrap_or_default().into_iter().enumerate() {
+        let tpath = format!("{path}[{i}]");
+        if let Some(t) = token(item, &tpath, known, p) {
+            if !names.insert(t.name.clone()) {
+                p.add(format!("{tpath}.name"), format!("duplicate token name {:?}", t.name));
+            }
+            tokens.push(t);
+        }
+    }
+    Some(AdminSettings {
+        listen_address: listen_address?,
+        tls,
+        audit_log,
+        tokens,
+    })
+}
+
+fn token(item: Value, path: &str, known: &HashSet<&str>, p: &mut Problems) -> Option<TokenConfig> {
+    let mut f = Fields::new(item, path, TOKEN_KEYS, p)?;
+    let name = f.required_string("name", p);
+    if name.as_deref().is_some_and(str::is_empty) {
+        p.add(f.path_of("name"), "must not be empty");
+    }
+    let sha256 = f.required_string("sha256", p).and_then(|hex| {
+        let digest = decode_sha256(&hex);
+        if digest.is_none() {
+            p.add(
+                f.path_of("sha256"),
+                "expected 64 hex characters (the SHA-256 digest `mesa --new-token` prints), never the token itself",
+            );
+        }
+        digest
+    });
+    let mut scopes = BTreeSet::new();
+    let spath = f.path_of("scopes");
+    match f.strings("scopes", p) {
+        None => p.add(spath.clone(), "is required: a list of read, terminate, create_user, create_superuser"),
+        Some(list) if list.is_empty() => p.add(spath.clone(), "must name at least one scope"),
+        Some(list) => {
+            for (i, s) in list.iter().enumerate() {
+                match s.parse() {
+                    Ok(scope) => {
+                        scopes.insert(scope);
+                    }
+                    Err(()) => p.add(
+                        format!("{spath}[{i}]"),
+                        format!("unknown scope {s:?}; expected read, terminate, create_user or create_superuser"),
+                    ),
+                }
+            }
+        }
+    }
+    let tpath = f.path_of("targets");
+    let targets = match f.strings("targets", p) {
+        None => {
+            p.add(tpath, "is required: [\"*\"] or a list of target names");
+            None
+        }
+        Some(list) if list.iter().any(|t| t == "*") => {
+            if list.len() > 1 {
+                p.add(tpath, "\"*\" already means every target; list it alone");
+            }
+            Some(TargetSelector::All)
+        }
+        Some(list) if list.is_empty() => {
+            p.add(tpath, "must name at least one target, or \"*\"");
+            None
+        }
+        Some(list) => {
+            for (i, t) in list.iter().enumerate() {
+                if !known.contains(t.as_str()) {
+                    p.add(format!("{tpath}[{i}]"), format!("no target is named {t:?}"));
+                }
+            }
+            Some(TargetSelector::Names(list.into_iter().collect()))
+        }
+    };
+    Some(TokenConfig {
+        name: name?,
+        sha256: sha256?,
+        scopes,
+        targets: targets?,
+    })
+}
+
+/// Decodes a 64-character hex SHA-256 digest.
+pub fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+fn valid_target_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn target(
+    item: Value,
+    path: &str,
+    defaults: &CollectionSettings,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<TargetConfig> {
+    let mut f = Fields::new(item, path, TARGET_KEYS, p)?;
+    let name = f.required_string("name", p);
+    if let Some(n) = name.as_deref().filter(|n| !valid_target_name(n)) {
+        p.add(
+            f.path_of("name"),
+            format!("invalid name {n:?}; use lowercase letters, digits, '_' and '-' (it becomes the `server` label)"),
+        );
+    }
+    let driver = f.required_string("driver", p).and_then(|d| match d.parse::<Driver>() {
+        Ok(driver) => Some(driver),
+        Err(e) => {
+            p.add(f.path_of("driver"), e.to_string());
+            None
+        }
+    });
+    let host = f.required_string("host", p);
+    if host.as_deref().is_some_and(str::is_empty) {
+        p.add(f.path_of("host"), "must not be empty");
+    }
+    let port = if f.has("port") { f.port("port", p) } else { Some(DEFAULT_PORT) };
+    let database = f.string("database", p).unwrap_or_else(|| "postgres".to_owned());
+    let username = f.required_string("username", p);
+    let password = read_password(&mut f, env, base, p);
+    let sslmode = match f.string("sslmode", p) {
+        None => Some(SslMode::Prefer),
+        Some(s) => match s.parse() {
+            Ok(mode) => Some(mode),
+            Err(()) => {
+                p.add(
+                    f.path_of("sslmode"),
+                    format!("unknown sslmode {s:?}; expected one of: {}", SslMode::NAMES),
+                );
+                None
+            }
+        },
+    };
+    let sslrootcert = f.path("sslrootcert", base, p);
+    if let Some(cert) = sslrootcert.as_deref().filter(|c| !c.is_file()) {
+        p.add(f.path_of("sslrootcert"), format!("{} is not a readable file", cert.display()));
+    }
+    let collection = collection(&mut f, *defaults, p);
+    check_collection(&collection, path, p);
+    let admin = if f.has("admin") {
+        f.section("admin", LOGIN_KEYS, p).and_then(|mut a| {
+            let username = a.required_string("username", p);
+            let password = read_password(&mut a, env, base, p);
+            Some(AdminLogin {
+                username: username?,
+                password,
+            })
+        })
+    } else {
+        None
+    };
+    Some(TargetConfig {
+        name: name?,
+        driver: driver?,
+        host: host?,
+        port: port?,
+        database,
+        username: username?,
+        password,
+        sslmode: sslmode?,
+        sslrootcert,
+        collection,
+        admin,
+    })
+}
+
+/// Reads `password_env` or `password_file`; an inline `password` is an error with a hint.
+fn read_password(
+    f: &mut Fields,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<Secret> {
+    if f.take("password").is_some() {
+        p.add(
+            f.path_of("password"),
+            "inline passwords are not allowed; use password_env: VARIABLE or password_file: PATH",
+        );
+    }
+    let from_env = f.string("password_env", p);
+    let from_file = f.path("password_file", base, p);
+    match (from_env, from_file) {
+        (Some(_), Some(_)) => {
+            p.add(f.path_of("password_env"), "set password_env or password_file, not both");
+            None
+        }
+        (Some(var), None) => match env(&var) {
+            Some(value) if !value.is_empty() => Some(Secret::new(value)),
+            _ => {
+                p.add(
+                    f.path_of("password_env"),
+                    format!("environment variable {var} is not set or empty"),
+                );
+                None
+            }
+        },
+        (None, Some(file)) => match std::fs::read_to_string(&file) {
+            // A trailing newline is an artefact of `echo` or editors, never part of a password.
+            Ok(text) => {
+                let value = text.trim_end_matches(['\n', '\r']);
+                if value.is_empty() {
+                    p.add(f.path_of("password_file"), format!("{} is empty", file.display()));
+                    None
+                } else {
+                    Some(Secret::new(value))
+                }
+            }
+            Err(e) => {
+                p.add(
+                    f.path_of("password_file"),
+                    format!("cannot read {}: {e}", file.display()),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}

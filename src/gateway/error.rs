@@ -1,0 +1,256 @@
+//! `GatewayError`, the one error type of the gateway layer, and `FailureReason`, its small
+//! classification used for metric labels, HTTP status mapping and decisions.
+//!
+//! The error keeps its cause chained (`#[source]`) for logs; the reason is a `Copy` enum so a
+//! label never carries raw server text. No variant holds a password or a connection string:
+//! endpoints are `host:port` only.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+/// A boxed cause from a driver (tokio-postgres today), kept for the log.
+pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Why a gateway call failed, coarse enough to be a label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    /// No TCP connection (refused, no route, DNS) or the connection dropped.
+    Unreachable,
+    /// A deadline passed: ours, or the server's `statement_timeout` / `lock_timeout`.
+    Timeout,
+    /// The server rejected the credentials.
+    AuthFailed,
+    /// SQLSTATE 53300: the server or role connection limit is reached.
+    TooManyConnections,
+    /// SQLSTATE 42501 or a refused signal: the role lacks a privilege.
+    PermissionDenied,
+    /// TLS could not be negotiated or the certificate was not trusted.
+    Tls,
+    /// The database, table or backend asked for does not exist.
+    NotFound,
+    /// Mesa refused the action on principle (its own backend, a non-client backend).
+    Refused,
+    /// The role (or object) to create exists already.
+    AlreadyExists,
+    /// The request was invalid; nothing was sent to the server.
+    InvalidInput,
+    /// Anything else the server or driver reported.
+    QueryFailed,
+}
+
+impl FailureReason {
+    /// Every reason, in label order.
+    pub const ALL: [FailureReason; 11] = [
+        Self::Unreachable,
+        Self::Timeout,
+        Self::AuthFailed,
+        Self::TooManyConnections,
+        Self::PermissionDenied,
+        Self::Tls,
+        Self::NotFound,
+        Self::Refused,
+        Self::AlreadyExists,
+        Self::InvalidInput,
+        Self::QueryFailed,
+    ];
+
+    /// The snake_case label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::AuthFailed => "auth_failed",
+            Self::TooManyConnections => "too_many_connections",
+            Self::PermissionDenied => "permission_denied",
+            Self::Tls => "tls",
+            Self::NotFound => "not_found",
+            Self::Refused => "refused",
+            Self::AlreadyExists => "already_exists",
+            Self::InvalidInput => "invalid_input",
+            Self::QueryFailed => "query_failed",
+        }
+    }
+
+    /// Classifies a SQLSTATE the server sent.
+    pub fn from_sqlstate(code: &str) -> Self {
+        match code {
+            // invalid_authorization_specification, invalid_password
+            "28000" | "28P01" => Self::AuthFailed,
+            "53300" => Self::TooManyConnections,
+            "42501" => Self::PermissionDenied,
+            // query_canceled (statement_timeout, cancel request), lock_not_available
+            // (lock_timeout), idle_in_transaction_session_timeout
+            "57014" | "55P03" | "25P03" => Self::Timeout,
+            // invalid_catalog_name (no such database), undefined_table, undefined_object
+            "3D000" | "42P01" | "42704" => Self::NotFound,
+            "42710" => Self::AlreadyExists,
+            // admin_shutdown, crash_shutdown, cannot_connect_now: the server is going away
+            "57P01" | "57P02" | "57P03" => Self::Unreachable,
+            _ => Self::QueryFailed,
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every way a gateway call can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// TCP could not be established, or the connection broke.
+    #[error("cannot reach {endpoint}: {detail}")]
+    Unreachable {
+        /// `host:port`.
+        endpoint: String,
+        /// What failed, for people.
+        detail: String,
+        /// The underlying I/O or driver error.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// A deadline passed while `phase` was running.
+    #[error("{phase} did not finish within {limit:?}")]
+    Timeout {
+        /// What was running: "connect", "startup", "query", "waiting for a connection slot".
+        phase: &'static str,
+        /// The limit that expired.
+        limit: Duration,
+    },
+    /// TLS negotiation failed, or the TLS settings could not be loaded.
+    #[error("TLS with {endpoint} failed: {detail}")]
+    Tls {
+        /// `host:port`, or the certificate path for load errors.
+        endpoint: String,
+        /// What failed, for people.
+        detail: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The server answered with an error.
+    #[error("server error {code}: {message}")]
+    Server {
+        /// Classification of `code`.
+        reason: FailureReason,
+        /// SQLSTATE.
+        code: String,
+        /// The server's primary message (never contains statement text).
+        message: String,
+        /// The driver error.
+        #[source]
+        source: Cause,
+    },
+    /// The client could not authenticate (e.g. no password configured but one is required).
+    #[error("authentication with {endpoint} failed: {detail}")]
+    Authentication {
+        /// `host:port`.
+        endpoint: String,
+        /// What failed.
+        detail: String,
+        /// The driver error.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The driver failed in a way not covered above (protocol, decoding).
+    #[error("driver error: {detail}")]
+    Driver {
+        /// What failed.
+        detail: String,
+        /// The driver error.
+        #[source]
+        source: Cause,
+    },
+    /// The object asked for does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked up, e.g. `backend pid 4242`.
+        what: String,
+    },
+    /// Mesa refused to act.
+    #[error("refused: {reason}")]
+    Refused {
+        /// Why, for people.
+        reason: String,
+    },
+    /// The server would not let the role do this.
+    #[error("permission denied: {action}")]
+    PermissionDenied {
+        /// What was attempted.
+        action: String,
+    },
+    /// The object to create exists.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What was created.
+        what: String,
+    },
+    /// The request was rejected before any SQL was sent.
+    #[error("invalid {field}: {problem}")]
+    InvalidInput {
+        /// The request field.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The operating system's random source failed.
+    #[error("random source failed: {detail}")]
+    Randomness {
+        /// The OS error text.
+        detail: String,
+    },
+}
+
+impl GatewayError {
+    /// The coarse classification of this error.
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            Self::Unreachable { .. } => FailureReason::Unreachable,
+            Self::Timeout { .. } => FailureReason::Timeout,
+            Self::Tls { .. } => FailureReason::Tls,
+            Self::Server { reason, .. } => *reason,
+            Self::Authentication { .. } => FailureReason::AuthFailed,
+            Self::Driver { .. } | Self::Randomness { .. } => FailureReason::QueryFailed,
+            Self::NotFound { .. } => FailureReason::NotFound,
+            Self::Refused { .. } => FailureReason::Refused,
+            Self::PermissionDenied { .. } => FailureReason::PermissionDenied,
+            Self::AlreadyExists { .. } => FailureReason::AlreadyExists,
+            Self::InvalidInput { .. } => FailureReason::InvalidInput,
+        }
+    }
+
+    /// The SQLSTATE, when the server sent one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Server { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureReason;
+
+    #[test]
+    fn sqlstates_classify() {
+        assert_eq!(FailureReason::from_sqlstate("28P01"), FailureReason::AuthFailed);
+        assert_eq!(FailureReason::from_sqlstate("53300"), FailureReason::TooManyConnections);
+        assert_eq!(FailureReason::from_sqlstate("42501"), FailureReason::PermissionDenied);
+        assert_eq!(FailureReason::from_sqlstate("57014"), FailureReason::Timeout);
+        assert_eq!(FailureReason::from_sqlstate("42710"), FailureReason::AlreadyExists);
+        assert_eq!(FailureReason::from_sqlstate("XX000"), FailureReason::QueryFailed);
+    }
+
+    #[test]
+    fn labels_are_unique_snake_case() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in FailureReason::ALL {
+            assert!(r.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(seen.insert(r.as_str()));
+        }
+    }
+}

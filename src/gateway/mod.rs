@@ -1,0 +1,318 @@
+//! The driver-neutral database gateway.
+//!
+//! Two traits describe what Mesa asks of a database server: [`Inspector`] (structure:
+//! databases, tables, columns) and [`Administrator`] (runtime: health, sessions, terminate,
+//! cancel, create user), plus [`Collector`] for the scheduled collection that reads health,
+//! session aggregates and databases over one connection. [`Gateway`] is a closed enum over the
+//! drivers: adding MySQL means adding a variant, and the compiler then lists every `match`
+//! that must learn it. Nothing here knows HTTP or Prometheus.
+//!
+//! Every call takes a [`Deadline`]; drivers open an ephemeral connection per call, bound the
+//! number of connections per target, and cancel server-side work when the deadline passes.
+
+pub mod error;
+pub mod model;
+pub mod postgres;
+pub mod validate;
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use error::{FailureReason, GatewayError};
+pub use model::*;
+
+use crate::config::TargetConfig;
+
+/// A point in time by which a call must finish, with the budget it was created from (for
+/// error messages). Built on tokio's clock so paused-time tests control it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    at: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    /// A deadline `budget` from now.
+    pub fn after(budget: Duration) -> Self {
+        Self {
+            at: Instant::now() + budget,
+            budget,
+        }
+    }
+
+    /// The instant it expires.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
+    /// The budget it was created with.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// The earlier of this deadline and `limit` from now; keeps the original budget when this
+    /// deadline is the earlier one.
+    pub fn capped(&self, limit: Duration) -> Self {
+        let other = Instant::now() + limit;
+        if other < self.at {
+            Self {
+                at: other,
+                budget: limit,
+            }
+        } else {
+            *self
+        }
+    }
+}
+
+/// The database drivers Mesa speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Driver {
+    /// PostgreSQL 10 and later.
+    Postgres,
+    // Mysql: planned; add the variant here and the compiler lists every place to extend.
+}
+
+impl Driver {
+    /// Names accepted in the config's `driver` key.
+    pub const SUPPORTED: &'static [&'static str] = &["postgres"];
+
+    /// The config name of this driver.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown driver name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid driver {given:?}; supported drivers: {}", Driver::SUPPORTED.join(", "))]
+pub struct InvalidDriver {
+    /// The name that was given.
+    pub given: String,
+}
+
+impl FromStr for Driver {
+    type Err = InvalidDriver;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "postgres" => Ok(Self::Postgres),
+            other => Err(InvalidDriver {
+                given: other.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Which sessions [`Administrator::sessions`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// At most this many rows (1..=[`SessionFilter::MAX_LIMIT`]).
+    pub limit: u32,
+    /// Include `idle` sessions too.
+    pub include_idle: bool,
+}
+
+impl SessionFilter {
+    /// The origin spec's default page size.
+    pub const DEFAULT_LIMIT: u32 = 50;
+    /// Largest page; `max_connections` above 1000 is rare and a page that size is unreadable.
+    pub const MAX_LIMIT: u32 = 1000;
+}
+
+impl Default for SessionFilter {
+    fn default() -> Self {
+        Self {
+            limit: Self::DEFAULT_LIMIT,
+            include_idle: false,
+        }
+    }
+}
+
+/// Structure of a server: databases, tables, columns.
+pub trait Inspector {
+    /// Non-template databases with owner, encoding and size.
+    fn databases(
+        &self,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Vec<Database>, GatewayError>> + Send;
+
+    /// Tables and views of `database`, system schemas excluded.
+    fn tables(
+        &self,
+        database: &str,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Vec<Table>, GatewayError>> + Send;
+
+    /// Columns of `schema.table` in `database`, in table order.
+    fn columns(
+        &self,
+        database: &str,
+        schema: &str,
+        table: &str,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Vec<Column>, GatewayError>> + Send;
+}
+
+/// Runtime administration of a server.
+pub trait Administrator {
+    /// Version, connection limits, client sessions and uptime.
+    fn server_health(
+        &self,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<ServerHealth, GatewayError>> + Send;
+
+    /// Client sessions, oldest statement first; never Mesa's own.
+    fn sessions(
+        &self,
+        filter: SessionFilter,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Vec<Session>, GatewayError>> + Send;
+
+    /// Terminates the client backend `pid`.
+    fn terminate(
+        &self,
+        pid: i32,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(), GatewayError>> + Send;
+
+    /// Cancels the running statement of client backend `pid`, keeping the session.
+    fn cancel(
+        &self,
+        pid: i32,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(), GatewayError>> + Send;
+
+    /// Creates a role; the password never crosses the wire in plaintext.
+    fn create_user(
+        &self,
+        user: NewUser,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<CreatedUser, GatewayError>> + Send;
+}
+
+/// The scheduled collection: health, session aggregates and databases over one connection.
+pub trait Collector {
+    /// Runs one collection.
+    fn collect(
+        &self,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Collection, GatewayError>> + Send;
+}
+
+/// One target's gateway, whatever its driver.
+#[derive(Debug)]
+pub enum Gateway {
+    /// A PostgreSQL server.
+    Postgres(postgres::PostgresGateway),
+}
+
+impl Gateway {
+    /// The factory: builds the driver the target's config names.
+    pub fn for_target(target: &TargetConfig) -> Result<Self, GatewayError> {
+        match target.driver {
+            Driver::Postgres => Ok(Self::Postgres(postgres::PostgresGateway::new(target)?)),
+        }
+    }
+}
+
+impl Inspector for Gateway {
+    async fn databases(&self, deadline: Deadline) -> Result<Vec<Database>, GatewayError> {
+        match self {
+            Self::Postgres(g) => g.databases(deadline).await,
+        }
+    }
+
+    async fn tables(&self, database: &str, deadline: Deadline) -> Result<Vec<Table>, GatewayError> {
+        match self {
+            Self::Postgres(g) => g.tables(database, deadline).await,
+        }
+    }
+
+    async fn columns(
+        &self,
+        database: &str,
+        schema: &str,
+        table: &str,
+        deadline: Deadline,
+    ) -> Result<Vec<Column>, GatewayError> {
+        match self {
+            Self::Postgres(g) => g.columns(database, schema, table, deadline).await,
+        }
+    }
+}
+
+impl Administrator for Gateway {
+    async fn server_health(&self, deadline: Deadline) -> Result<ServerHealth, GatewayError> {
+        match self {
+            Self::Postgres(g) => g.server_health(deadline).await,
+        }
+    }
+
+    async fn sessions(
+        &self,
+        filter: SessionFilter,
+        deadline: Deadline,
+    ) -> Result<Vec<Session>, GatewayError> {
+        match self {
+            Self::Postgres(g) => g.sessions(filter, deadline).await,
+        }
+    }
+
+    async fn terminate(&self, pid: i32, deadline: Deadline) -> Result<(), GatewayError> {
+        match self {
+            Self::Postgres(g) => g.terminate(pid, deadline).await,
+        }
+    }
+
+    async fn cancel(&self, pid: i32, deadline: Deadline) -> Result<(), GatewayError> {
+        match self {
+            Self::Postgres(g) => g.cancel(pid, deadline).await,
+        }
+    }
+
+    async fn create_user(
+        &self,
+        user: NewUser,
+        deadline: Deadline,
+    ) -> Result<CreatedUser, GatewayError> {
+        match self {
+            Self::Postgres(g) => g.create_user(user, deadline).await,
+        }
+    }
+}
+
+impl Collector for Gateway {
+    async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
+        match self {
+            Self::Postgres(g) => g.collect(deadline).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_driver_lists_supported() {
+        let err = "mysql".parse::<Driver>().expect_err("mysql is not built yet");
+        assert_eq!(
+            err.to_string(),
+            "invalid driver \"mysql\"; supported drivers: postgres"
+        );
+        assert_eq!("postgres".parse::<Driver>(), Ok(Driver::Postgres));
+    }
+}

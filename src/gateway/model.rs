@@ -1,0 +1,175 @@
+//! Driver-neutral types the gateway returns.
+//!
+//! Nothing here knows PostgreSQL or HTTP: a MySQL driver fills the same structs, and the
+//! metrics and admin layers read them. Durations and timestamps are std types; the HTTP layer
+//! decides how they are rendered.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use crate::secret::Secret;
+
+/// One database on a server (`GetDatabases`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    /// Database name.
+    pub name: String,
+    /// Owning role.
+    pub owner: String,
+    /// Server encoding, e.g. `UTF8`.
+    pub encoding: String,
+    /// Size on disk; `None` when the connecting role may not read it (no CONNECT privilege).
+    pub size_bytes: Option<u64>,
+}
+
+/// What kind of relation a [`Table`] is, as `information_schema.tables.table_type` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// `BASE TABLE` (includes partitioned tables).
+    Table,
+    /// `VIEW`.
+    View,
+    /// `FOREIGN` table.
+    Foreign,
+    /// `LOCAL TEMPORARY` table.
+    Temporary,
+}
+
+/// One table or view in a database (`GetTables`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// Schema the table lives in.
+    pub schema: String,
+    /// Table name.
+    pub name: String,
+    /// Table, view, foreign or temporary.
+    pub kind: TableKind,
+}
+
+/// One column of a table (`GetColumns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// The type as the server prints it, with modifiers: `character varying(40)`, `integer[]`.
+    pub data_type: String,
+    /// Whether NULL is allowed.
+    pub nullable: bool,
+    /// The default expression, if any.
+    pub default: Option<String>,
+    /// 1-based position in the table.
+    pub position: u32,
+}
+
+/// Whether a server answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// Connected and queried.
+    Online,
+    /// Could not connect or query; callers that report health build this from the error.
+    Offline,
+}
+
+/// Server-wide facts (`GetServerHealth`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerHealth {
+    /// Always [`HealthStatus::Online`] when the gateway returns a value.
+    pub status: HealthStatus,
+    /// `version()`, e.g. `PostgreSQL 15.18 (Debian ...) on x86_64-pc-linux-gnu ...`.
+    pub version: String,
+    /// `major.minor.patch` as postgres_exporter prints it, e.g. `15.18.0`.
+    pub short_version: String,
+    /// `max_connections`.
+    pub max_connections: u32,
+    /// `superuser_reserved_connections`.
+    pub superuser_reserved_connections: u32,
+    /// Client backends connected now, Mesa's own connection excluded.
+    pub client_sessions: u32,
+    /// When the postmaster started.
+    pub started_at: SystemTime,
+    /// How long the server has been up, by the server's clock.
+    pub uptime: Duration,
+}
+
+/// One client session (`ListSessions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// Backend process id.
+    pub pid: i32,
+    /// Role the session logged in as.
+    pub user: Option<String>,
+    /// Database it is connected to.
+    pub database: Option<String>,
+    /// `application_name` the client set.
+    pub application_name: String,
+    /// Client address; `None` for Unix-socket clients.
+    pub client_addr: Option<IpAddr>,
+    /// `active`, `idle`, `idle in transaction`, ...
+    pub state: Option<String>,
+    /// Current or last statement text (truncated by `track_activity_query_size`).
+    pub query: String,
+    /// Wait event type, if waiting.
+    pub wait_event_type: Option<String>,
+    /// Wait event, if waiting.
+    pub wait_event: Option<String>,
+    /// When the backend started.
+    pub backend_start: Option<SystemTime>,
+    /// When the open transaction started.
+    pub xact_start: Option<SystemTime>,
+    /// When the current (or last) statement started.
+    pub query_start: Option<SystemTime>,
+    /// How long the current statement has run (`now() - query_start`), by the server's clock.
+    pub duration: Option<Duration>,
+}
+
+/// Client-backend activity aggregated per (database, user, state), for metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityGroup {
+    /// Database name (empty when unknown).
+    pub database: String,
+    /// Role name (empty when unknown).
+    pub user: String,
+    /// Session state (empty when unknown).
+    pub state: String,
+    /// Number of client backends in the group.
+    pub count: u32,
+    /// Age of the oldest open transaction in the group; zero when none.
+    pub max_tx_duration: Duration,
+    /// Longest-running active statement in the group; zero when none is active.
+    pub max_query_duration: Duration,
+}
+
+/// Everything one scheduled collection gathers, over one connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collection {
+    /// Server-wide facts.
+    pub health: ServerHealth,
+    /// Session aggregates (all client backends, idle included, Mesa's own excluded).
+    pub activity: Vec<ActivityGroup>,
+    /// Non-template databases.
+    pub databases: Vec<Database>,
+}
+
+/// A role to create (`CreateUser`). Build it with [`NewUser::new`], which validates.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Validated role name.
+    pub name: RoleName,
+    /// Chosen password; `None` asks the gateway to generate one.
+    pub password: Option<Secret>,
+    /// `SUPERUSER` instead of `NOSUPERUSER`.
+    pub superuser: bool,
+    /// `LOGIN` instead of `NOLOGIN`.
+    pub login: bool,
+}
+
+/// The result of `CreateUser`.
+#[derive(Debug, Clone)]
+pub struct CreatedUser {
+    /// The role that now exists.
+    pub name: RoleName,
+    /// The generated password, returned once; `None` when the caller chose one.
+    pub generated_password: Option<Secret>,
+}
+
+pub use super::validate::RoleName;

@@ -1,0 +1,155 @@
+//! Row mapping for the Administrator operations: health, sessions, signals, create user.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+use tokio_postgres::Client;
+
+use super::sql;
+use crate::gateway::{HealthStatus, NewUser, ServerHealth, Session, SessionFilter};
+use crate::secret::Secret;
+
+/// `GetServerHealth`.
+pub(super) async fn server_health(client: &Client) -> Result<ServerHealth, tokio_postgres::Error> {
+    let row = client.query_one(sql::SERVER_HEALTH, &[]).await?;
+    let version_num: i32 = row.try_get(1)?;
+    let max_connections: i32 = row.try_get(2)?;
+    let reserved: i32 = row.try_get(3)?;
+    let sessions: i32 = row.try_get(4)?;
+    Ok(ServerHealth {
+        status: HealthStatus::Online,
+        version: row.try_get(0)?,
+        short_version: short_version(version_num),
+        max_connections: non_negative(max_connections),
+        superuser_reserved_connections: non_negative(reserved),
+        client_sessions: non_negative(sessions),
+        started_at: epoch(row.try_get(5)?),
+        uptime: seconds(row.try_get(6)?),
+    })
+}
+
+/// `major.minor.patch` from `server_version_num`, as postgres_exporter's `short_version`:
+/// 150018 -> `15.18.0`, 90624 -> `9.6.24`.
+pub(crate) fn short_version(num: i32) -> String {
+    if num >= 100_000 {
+        format!("{}.{}.0", num / 10_000, num % 10_000)
+    } else {
+        format!("{}.{}.{}", num / 10_000, num / 100 % 100, num % 100)
+    }
+}
+
+fn non_negative(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch as a time; the server never sends times before 1970.
+pub(super) fn epoch(secs: f64) -> SystemTime {
+    UNIX_EPOCH + seconds(secs)
+}
+
+/// A non-negative, finite number of seconds as a duration.
+pub(super) fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or_default()
+}
+
+/// `ListSessions`.
+pub(super) async fn sessions(
+    client: &Client,
+    filter: SessionFilter,
+) -> Result<Vec<Session>, tokio_postgres::Error> {
+    let limit = i64::from(filter.limit);
+    let rows = client
+        .query(sql::SESSIONS, &[&filter.include_idle, &limit])
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let time = |i: usize| -> Result<Option<SystemTime>, tokio_postgres::Error> {
+                Ok(row.try_get::<_, Option<f64>>(i)?.map(epoch))
+            };
+            Ok(Session {
+                pid: row.try_get(0)?,
+                user: row.try_get(1)?,
+                database: row.try_get(2)?,
+                application_name: row.try_get(3)?,
+                client_addr: row.try_get(4)?,
+                state: row.try_get(5)?,
+                query: row.try_get(6)?,
+                wait_event_type: row.try_get(7)?,
+                wait_event: row.try_get(8)?,
+                backend_start: time(9)?,
+                xact_start: time(10)?,
+                query_start: time(11)?,
+                duration: row.try_get::<_, Option<f64>>(12)?.map(seconds),
+            })
+        })
+        .collect()
+}
+
+/// What the signalling statement saw.
+pub(super) struct SignalOutcome {
+    pub backend_type: String,
+    pub is_self: bool,
+    pub signalled: Option<bool>,
+}
+
+/// Which signal to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Signal {
+    Terminate,
+    Cancel,
+}
+
+/// Runs [`sql::TERMINATE`] or [`sql::CANCEL`]; `None` when no backend has that pid.
+pub(super) async fn signal(
+    client: &Client,
+    signal: Signal,
+    pid: i32,
+) -> Result<Option<SignalOutcome>, tokio_postgres::Error> {
+    let statement = match signal {
+        Signal::Terminate => sql::TERMINATE,
+        Signal::Cancel => sql::CANCEL,
+    };
+    let Some(row) = client.query_opt(statement, &[&pid]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(SignalOutcome {
+        backend_type: row.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
+        is_self: row.try_get(1)?,
+        signalled: row.try_get(2)?,
+    }))
+}
+
+/// The `CREATE ROLE` statement for `user` with the SCRAM verifier of `password`. The name was
+/// validated to `[A-Za-z_][A-Za-z0-9_]*` and is still quoted; the verifier contains only
+/// base64 and `$:` and is still escaped as a literal. The plaintext never leaves this function.
+pub(super) fn create_role_statement(user: &NewUser, password: &Secret) -> String {
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    format!(
+        "CREATE ROLE {} WITH {} {} PASSWORD {}",
+        escape_identifier(user.name.as_str()),
+        if user.superuser { "SUPERUSER" } else { "NOSUPERUSER" },
+        if user.login { "LOGIN" } else { "NOLOGIN" },
+        escape_literal(&verifier),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_versions_match_postgres_exporter() {
+        assert_eq!(short_version(150018), "15.18.0");
+        assert_eq!(short_version(100001), "10.1.0");
+        assert_eq!(short_version(90624), "9.6.24");
+    }
+
+    #[test]
+    fn create_role_carries_a_verifier_not_the_password() {
+        let user = NewUser::new("app_user", None, false, true).expect("valid");
+        let password = Secret::new("correct horse battery staple");
+        let sql = create_role_statement(&user, &password);
+        assert!(sql.starts_with("CREATE ROLE \"app_user\" WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:"), "{sql}");
+        assert!(!sql.contains("correct horse"));
+    }
+}

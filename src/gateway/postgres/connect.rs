@@ -1,0 +1,363 @@
+//! Ephemeral PostgreSQL connections: open, run under a deadline, close.
+//!
+//! Mesa never pools. Each gateway call opens one connection through [`Connector::open`], runs
+//! its statements with [`Conn::run`], and closes it with [`Conn::close`]. The connection
+//! future is polled inside the caller's task (never spawned), so when a call returns, its
+//! connection is gone. A per-target semaphore caps concurrent connections at
+//! [`MAX_CONNECTIONS_PER_TARGET`]; waiting for a slot counts against the deadline.
+//!
+//! Timeouts live on both sides: startup parameters set `statement_timeout`, `lock_timeout` and
+//! `idle_in_transaction_session_timeout` on the server, and the client deadline sends a cancel
+//! request before dropping the connection, because dropping a future does not stop a query
+//! that is already running on the server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{sleep_until, timeout, timeout_at};
+use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{CancelToken, Client, Config as PgConfig};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::classify::classify;
+use crate::gateway::{Deadline, GatewayError};
+use crate::secret::Secret;
+
+/// The origin spec's cap: at most two connections per target from this process, so a
+/// collection and one admin call can overlap but Mesa never eats a small pool.
+pub const MAX_CONNECTIONS_PER_TARGET: usize = 2;
+/// How long a cancel request may take; it is one small packet on a fresh connection.
+pub const CANCEL_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a graceful close (the Terminate message) may take before the socket is dropped.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// TCP keepalive: probe an idle connection after 30 s, every 10 s, give up after 3 misses, so
+/// a black-holed server is noticed within a minute even without a deadline.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// `application_name` on every connection, so DBAs can see (and filter) Mesa's sessions.
+pub const APPLICATION_NAME: &str = "mesa";
+
+type TlsStream = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::Stream;
+type Connection = tokio_postgres::Connection<TcpStream, TlsStream>;
+
+/// Login for a role.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Role name.
+    pub user: String,
+    /// Password, if the server asks for one.
+    pub password: Option<Secret>,
+}
+
+/// Whether the session may write. Monitoring sessions are read-only on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `default_transaction_read_only=on`.
+    ReadOnly,
+    /// Writes allowed (CREATE ROLE).
+    ReadWrite,
+}
+
+/// Server-side and connect limits for every session of a target.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// TCP connect plus startup and authentication.
+    pub connect_timeout: Duration,
+    /// Server-side `statement_timeout`.
+    pub statement_timeout: Duration,
+    /// Server-side `lock_timeout`.
+    pub lock_timeout: Duration,
+    /// Server-side `idle_in_transaction_session_timeout`.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+/// Opens connections to one server.
+pub struct Connector {
+    host: String,
+    port: u16,
+    limits: Limits,
+    tls: MakeRustlsConnect,
+    ssl_mode: PgSslMode,
+    slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("endpoint", &self.endpoint())
+            .field("limits", &self.limits)
+            .field("ssl_mode", &self.ssl_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// A connector for `host:port` with the given limits and TLS.
+    pub fn new(
+        host: String,
+        port: u16,
+        limits: Limits,
+        tls: MakeRustlsConnect,
+        ssl_mode: PgSslMode,
+    ) -> Self {
+        Self {
+            host,
+            port,
+            limits,
+            tls,
+            ssl_mode,
+            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS_PER_TARGET)),
+        }
+    }
+
+    /// `host:port`, for messages. Never contains credentials.
+    pub fn endpoint(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Opens one connection to `dbname` as `creds`, within the connect timeout and `deadline`.
+    pub async fn open(
+        &self,
+        creds: &Credentials,
+        dbname: &str,
+        access: Access,
+        deadline: Deadline,
+    ) -> Result<Conn, GatewayError> {
+        let permit = timeout_at(deadline.at(), self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| GatewayError::Timeout {
+                phase: "waiting for a connection slot",
+                limit: deadline.budget(),
+            })?
+            .map_err(|_| GatewayError::Refused {
+                reason: "the gateway is shutting down".to_owned(),
+            })?;
+        let connect_deadline = deadline.capped(self.limits.connect_timeout);
+        let (stream, addr) = self.tcp(connect_deadline).await?;
+
+        let mut config = PgConfig::new();
+        config
+            .user(&creds.user)
+            .dbname(dbname)
+            .application_name(APPLICATION_NAME)
+            .options(self.startup_options(access))
+            .ssl_mode(self.ssl_mode);
+        if let Some(password) = &creds.password {
+            config.password(password.expose());
+        }
+        let mut make_tls = self.tls.clone();
+        let tls = match <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make_tls, &self.host) {
+            Ok(tls) => tls,
+            Err(never) => match never {},
+        };
+        let (client, connection) =
+            match timeout_at(connect_deadline.at(), config.connect_raw(stream, tls)).await {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(e)) => return Err(classify(e, &self.endpoint())),
+                Err(_) => {
+                    return Err(GatewayError::Timeout {
+                        phase: "startup and authentication",
+                        limit: connect_deadline.budget(),
+                    });
+                }
+            };
+        Ok(Conn {
+            driver: Driver {
+                cancel: client.cancel_token(),
+                connection: Some(Box::pin(connection)),
+                addr,
+                host: self.host.clone(),
+                tls: self.tls.clone(),
+                endpoint: self.endpoint(),
+                _permit: permit,
+            },
+            client,
+        })
+    }
+
+    fn startup_options(&self, access: Access) -> String {
+        let ms = |d: Duration| d.as_millis().max(1);
+        let mut options = format!(
+            "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+            ms(self.limits.statement_timeout),
+            ms(self.limits.lock_timeout),
+            ms(self.limits.idle_in_transaction_timeout),
+        );
+        if access == Access::ReadOnly {
+            options.push_str(" -c default_transaction_read_only=on");
+        }
+        options
+    }
+
+    /// Resolves and connects TCP, trying each address in turn like libpq. Any failure here
+    /// means the server is unreachable.
+    async fn tcp(&self, deadline: Deadline) -> Result<(TcpStream, SocketAddr), GatewayError> {
+        let unreachable = |detail: String, source: Option<std::io::Error>| GatewayError::Unreachable {
+            endpoint: self.endpoint(),
+            detail,
+            source: source.map(|e| Box::new(e) as _),
+        };
+        let attempt = async {
+            let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| unreachable(format!("cannot resolve host: {e}"), Some(e)))?;
+            let mut last = None;
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(stream) => return Ok((stream, addr)),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(match last {
+                Some(e) => unreachable(e.to_string(), Some(e)),
+                None => unreachable("host resolved to no address".to_owned(), None),
+            })
+        };
+        let (stream, addr) = timeout_at(deadline.at(), attempt).await.map_err(|_| {
+            unreachable(format!("TCP connect timed out after {:?}", deadline.budget()), None)
+        })??;
+        let keepalive = TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_RETRIES);
+        let sock = SockRef::from(&stream);
+        // Best effort: a socket without keepalive still works and is bounded by deadlines.
+        let _ = sock.set_tcp_keepalive(&keepalive);
+        let _ = stream.set_nodelay(true);
+        Ok((stream, addr))
+    }
+}
+
+/// One open connection: the client and the driver that polls its connection future.
+pub struct Conn {
+    driver: Driver,
+    client: Client,
+}
+
+/// Everything of a connection except the client, so statements can borrow the client while
+/// the driver polls the connection.
+pub struct Driver {
+    connection: Option<Pin<Box<Connection>>>,
+    cancel: CancelToken,
+    addr: SocketAddr,
+    host: String,
+    tls: MakeRustlsConnect,
+    endpoint: String,
+    // Released last, after the socket is closed, so the cap counts real connections.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    /// The client, for statements, and the driver, to run them.
+    pub fn split(&mut self) -> (&Client, &mut Driver) {
+        (&self.client, &mut self.driver)
+    }
+
+    /// Closes gracefully (Terminate message), or drops the socket after [`CLOSE_TIMEOUT`].
+    pub async fn close(self) {
+        let Conn { driver, client } = self;
+        drop(client);
+        if let Some(connection) = driver.connection {
+            // Ok or Err, the connection is finished either way; nothing to report.
+            let _ = timeout(CLOSE_TIMEOUT, connection).await;
+        }
+    }
+}
+
+impl Driver {
+    /// Runs `work` (statements on the split-off client) until it finishes, the connection
+    /// fails, or `deadline` passes. On the deadline a cancel request is sent so the server
+    /// stops the statement too; the connection is then unusable and only fit to close.
+    pub async fn run<T>(
+        &mut self,
+        deadline: Deadline,
+        work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, GatewayError> {
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(self.lost("the connection was already closed"));
+        };
+        tokio::pin!(work);
+        let step = tokio::select! {
+            biased;
+            result = &mut work => Step::Done(result),
+            ended = connection => Step::Ended(ended),
+            () = sleep_until(deadline.at()) => Step::Expired,
+        };
+        match step {
+            Step::Done(result) => result.map_err(|e| classify(e, &self.endpoint)),
+            Step::Ended(ended) => {
+                self.connection = None;
+                Err(match ended {
+                    Ok(()) => self.lost("the server closed the connection"),
+                    Err(e) => classify(e, &self.endpoint),
+                })
+            }
+            Step::Expired => {
+                self.cancel_on_server().await;
+                // The statement may still be running until the cancel lands; the connection
+                // must not be reused, so it is dropped here.
+                self.connection = None;
+                Err(GatewayError::Timeout {
+                    phase: "query",
+                    limit: deadline.budget(),
+                })
+            }
+        }
+    }
+
+    fn lost(&self, detail: &str) -> GatewayError {
+        GatewayError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            detail: detail.to_owned(),
+            source: None,
+        }
+    }
+
+    /// Sends PostgreSQL's cancel request on a fresh TCP connection to the same address.
+    fn cancel_on_server(&self) -> impl Future<Output = ()> + Send + 'static {
+        // Owned copies: the connection half of a driver is not `Sync`, so the future must not
+        // borrow it.
+        let (cancel, addr, host) = (self.cancel.clone(), self.addr, self.host.clone());
+        let (mut make_tls, endpoint) = (self.tls.clone(), self.endpoint.clone());
+        async move {
+            let send = async {
+                let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+                let tls = match <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(
+                    &mut make_tls,
+                    &host,
+                ) {
+                    Ok(tls) => tls,
+                    Err(never) => match never {},
+                };
+                cancel
+                    .cancel_query_raw(stream, tls)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match timeout(CANCEL_TIMEOUT, send).await {
+                Ok(Ok(())) => tracing::debug!(%endpoint, "sent cancel request"),
+                Ok(Err(e)) => tracing::warn!(%endpoint, error = %e, "cancel request failed"),
+                Err(_) => tracing::warn!(%endpoint, "cancel request timed out"),
+            }
+        }
+    }
+}
+
+/// How [`Driver::run`] ended.
+enum Step<T> {
+    Done(Result<T, tokio_postgres::Error>),
+    Ended(Result<(), tokio_postgres::Error>),
+    Expired,
+}

@@ -1,0 +1,41 @@
+//! Mesa: a PostgreSQL fleet exporter with a small, careful admin API.
+//!
+//! On a schedule Mesa connects to every configured database target through one
+//! driver-neutral gateway, collects server health, session activity and per-database facts,
+//! and serves them as Prometheus metrics; an authenticated admin API terminates runaway
+//! backends, creates users and inspects schemas.
+//!
+//! # Layout
+//!
+//! Data flows one way: **gateway** (talk to a database) → **scheduler** (when to talk) →
+//! **snapshot store** (the last answer) → **metrics / http** (who reads it).
+//!
+//! ```text
+//! main ─► app::run ── owns shutdown, wires everything
+//!           ├─ scheduler: one task per target ──(Inspector/Administrator)──► PostgreSQL
+//!           │        └─► snapshot store: latest snapshot per target
+//!           ├─ metrics listener: /metrics, /probe ── encode from snapshots
+//!           └─ admin listener: /api/v1/... ── auth ─► gateway calls
+//! ```
+//!
+//! * [`config`]: the YAML file parsed and validated into typed settings, every problem at once.
+//! * [`gateway`]: the `Inspector` / `Administrator` / `Collector` traits, the `Gateway` enum
+//!   over drivers, and the PostgreSQL driver (ephemeral connections, deadlines, TLS).
+//! * [`app`]: the composition root the binary calls.
+//! * [`cli`], [`logging`], [`token`]: command line, log output, admin token generation.
+//! * [`secret`]: a string type that never prints itself.
+//! * `testing` (feature `harness`): a throwaway PostgreSQL cluster for tests and the demo.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod logging;
+pub mod secret;
+pub mod token;
+
+#[cfg(feature = "harness")]
+pub mod testing;
+
+/// Mesa's version, from Cargo.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

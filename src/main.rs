@@ -1,0 +1,67 @@
+//! The `mesa` binary: parse flags, set up logging, run, and map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mesa::cli::{Cli, EXIT_INVALID_CONFIG};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+
+    if cli.new_token {
+        return match mesa::token::generate() {
+            Ok(t) => {
+                println!("token:  {}", t.token.expose());
+                println!("sha256: {}", t.sha256_hex);
+                println!();
+                println!("Give the token to its holder once; put only the sha256 in admin.tokens[].sha256.");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mesa: cannot read the OS random source: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    let Some(path) = cli.config_file.as_deref() else {
+        eprintln!("mesa: --config.file is required (or use --new-token); see --help");
+        return ExitCode::from(EXIT_INVALID_CONFIG);
+    };
+    let mut config = match mesa::config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("mesa: {e}");
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
+    if let Some(addr) = cli.web_listen_address {
+        config.web.listen_address = addr;
+    }
+    if cli.check_config {
+        println!(
+            "{}: valid ({} target{})",
+            path.display(),
+            config.targets.len(),
+            if config.targets.len() == 1 { "" } else { "s" }
+        );
+        return ExitCode::SUCCESS;
+    }
+
+    if let Err(e) = mesa::logging::init(&cli.log_level, cli.log_format) {
+        eprintln!("mesa: {e}");
+        return ExitCode::from(EXIT_INVALID_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mesa: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if runtime.block_on(mesa::app::run(config)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

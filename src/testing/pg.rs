@@ -1,0 +1,369 @@
+//! [`PgCluster`]: `initdb` into a fresh folder, `pg_ctl start` on a free loopback port, stop
+//! and remove on drop.
+//!
+//! * Works as root (CI) and as a normal user: `initdb` refuses root, so as root the server runs
+//!   as the `postgres` OS user via `runuser`, in a folder that user owns.
+//! * Authentication is `scram-sha-256` for every connection, as in production.
+//! * `log_statement=all`, so tests can prove a password never reached the server in plaintext.
+//! * TLS is on with a throwaway CA (`ca.crt`) and a server certificate for `localhost` and
+//!   `127.0.0.1`, so every `sslmode` can be tested.
+//! * A detached watchdog stops the server and removes the folder when the creating process
+//!   exits, so a cluster held in a `static` (one per test binary) never outlives its tests.
+
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A harness step failed; the message says what to install or check.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HarnessError(String);
+
+/// How to start a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Folder to create the cluster folder in (default: the system temp folder).
+    pub parent: Option<PathBuf>,
+    /// Extra `postgresql.conf` lines.
+    pub extra_conf: Vec<String>,
+    /// Remove the folder when the cluster stops.
+    pub remove_on_stop: bool,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            parent: None,
+            extra_conf: Vec::new(),
+            remove_on_stop: true,
+        }
+    }
+}
+
+/// A running throwaway PostgreSQL server.
+#[derive(Debug)]
+pub struct PgCluster {
+    dir: PathBuf,
+    bindir: PathBuf,
+    port: u16,
+    password: String,
+    as_postgres: bool,
+    remove_on_stop: bool,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn fail(msg: impl Into<String>) -> HarnessError {
+    HarnessError(msg.into())
+}
+
+/// The folder with `initdb` and `pg_ctl`: `pg_config --bindir`, else the newest
+/// `/usr/lib/postgresql/*/bin`.
+pub fn find_bindir() -> Result<PathBuf, HarnessError> {
+    let has_initdb = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && has_initdb(&dir) {
+            return Ok(dir);
+        }
+    }
+    let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .filter(|(_, dir)| has_initdb(dir))
+        .collect();
+    candidates.sort();
+    candidates.pop().map(|(_, dir)| dir).ok_or_else(|| {
+        fail("PostgreSQL server binaries (initdb, pg_ctl) not found; install Debian's `postgresql` package: apt-get install -y postgresql")
+    })
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn free_port() -> Result<u16, HarnessError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| fail(format!("cannot bind a loopback port: {e}")))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| fail(format!("cannot read the bound port: {e}")))
+}
+
+fn random_hex(bytes: usize) -> Result<String, HarnessError> {
+    let mut raw = vec![0u8; bytes];
+    getrandom::fill(&mut raw).map_err(|e| fail(format!("random source: {e}")))?;
+    Ok(crate::token::hex(&raw))
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<String, HarnessError> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| fail(format!("{what}: cannot start: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl PgCluster {
+    /// Creates and starts a cluster.
+    pub fn start(options: ClusterOptions) -> Result<Self, HarnessError> {
+        let bindir = find_bindir()?;
+        let as_postgres = is_root();
+        let parent = options.parent.clone().unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = parent.join(format!("mesa-pg-{}-{n}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| fail(format!("cannot clear {}: {e}", dir.display())))?;
+        }
+        std::fs::create_dir(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        let cluster = Self {
+            dir,
+            bindir,
+            port: free_port()?,
+            password: random_hex(16)?,
+            as_postgres,
+            remove_on_stop: options.remove_on_stop,
+        };
+        cluster.init(&options)?;
+        cluster.watchdog()?;
+        run(
+            &mut cluster.command("pg_ctl", &[
+                "-D", &cluster.data_dir_str(), "-l", &cluster.log_path().to_string_lossy(),
+                "-w", "-t", "60", "start",
+            ]),
+            "pg_ctl start",
+        )
+        .map_err(|e| fail(format!("{e}\nserver log:\n{}", cluster.server_log())))?;
+        Ok(cluster)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn data_dir_str(&self) -> String {
+        self.data_dir().to_string_lossy().into_owned()
+    }
+
+    /// A command for a PostgreSQL binary, as the `postgres` OS user when we are root.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let exe = self.bindir.join(program);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        cmd.args(args).current_dir(&self.dir);
+        cmd
+    }
+
+    fn init(&self, options: &ClusterOptions) -> Result<(), HarnessError> {
+        let pwfile = self.dir.join("pwfile");
+        std::fs::write(&pwfile, format!("{}\n", self.password))
+            .map_err(|e| fail(format!("cannot write {}: {e}", pwfile.display())))?;
+        self.tls_files()?;
+        if self.as_postgres {
+            run(
+                Command::new("chown").args(["-R", "postgres:postgres"]).arg(&self.dir),
+                "chown the cluster folder to postgres",
+            )?;
+            // postgres must be able to reach the folder from /.
+            let mut ancestor = self.dir.parent();
+            while let Some(dir) = ancestor {
+                if let Ok(meta) = std::fs::metadata(dir) {
+                    if meta.mode() & 0o001 == 0 {
+                        return Err(fail(format!(
+                            "{} is not searchable by the postgres user; choose another parent folder",
+                            dir.display()
+                        )));
+                    }
+                }
+                ancestor = dir.parent();
+            }
+        }
+        run(
+            &mut self.command("initdb", &[
+                "-D", &self.data_dir_str(), "-U", "postgres", "--pwfile", &pwfile.to_string_lossy(),
+                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync",
+            ]),
+            "initdb",
+        )?;
+        let mut conf = vec![
+            format!("port = {}", self.port),
+            "listen_addresses = '127.0.0.1'".to_owned(),
+            format!("unix_socket_directories = '{}'", self.dir.display()),
+            "log_statement = 'all'".to_owned(),
+            "log_connections = on".to_owned(),
+            "fsync = off".to_owned(),
+            "synchronous_commit = off".to_owned(),
+            "full_page_writes = off".to_owned(),
+            "max_connections = 100".to_owned(),
+            "ssl = on".to_owned(),
+            format!("ssl_cert_file = '{}'", self.dir.join("server.crt").display()),
+            format!("ssl_key_file = '{}'", self.dir.join("server.key").display()),
+        ];
+        conf.extend(options.extra_conf.iter().cloned());
+        let conf_path = self.data_dir().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path)
+            .map_err(|e| fail(format!("cannot read {}: {e}", conf_path.display())))?;
+        text.push_str("\n# mesa test harness\n");
+        for line in conf {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        std::fs::write(&conf_path, text).map_err(|e| fail(format!("cannot write {}: {e}", conf_path.display())))?;
+        Ok(())
+    }
+
+    /// A throwaway CA and a server certificate for localhost / 127.0.0.1, via openssl.
+    fn tls_files(&self) -> Result<(), HarnessError> {
+        let d = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
+        let openssl = |args: &[&str], what: &str| {
+            run(Command::new("openssl").args(args).current_dir(&self.dir), what)
+                .map_err(|e| fail(format!("{e} (is the `openssl` package installed?)")))
+        };
+        openssl(
+            &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+              "-keyout", &d("ca.key"), "-out", &d("ca.crt"), "-days", "2", "-subj", "/CN=mesa test CA",
+              "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            "openssl: CA",
+        )?;
+        openssl(
+            &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+              "-keyout", &d("server.key"), "-out", &d("server.csr"), "-subj", "/CN=localhost"],
+            "openssl: server key",
+        )?;
+        std::fs::write(
+            self.dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .map_err(|e| fail(format!("cannot write server.ext: {e}")))?;
+        openssl(
+            &["x509", "-req", "-in", &d("server.csr"), "-CA", &d("ca.crt"), "-CAkey", &d("ca.key"),
+              "-CAcreateserial", "-out", &d("server.crt"), "-days", "2", "-extfile", &d("server.ext")],
+            "openssl: sign server certificate",
+        )?;
+        // PostgreSQL refuses a key readable by others.
+        run(Command::new("chmod").args(["600", &d("server.key")]), "chmod server.key")?;
+        Ok(())
+    }
+
+    /// A detached shell that waits for this process to exit, then stops the server and
+    /// removes the folder. `setsid` keeps it alive through Ctrl-C of the test run.
+    fn watchdog(&self) -> Result<(), HarnessError> {
+        let pg_ctl = self.bindir.join("pg_ctl");
+        let stop = if self.as_postgres {
+            format!("runuser -u postgres -- '{}' -D '{}' -m immediate stop", pg_ctl.display(), self.data_dir().display())
+        } else {
+            format!("'{}' -D '{}' -m immediate stop", pg_ctl.display(), self.data_dir().display())
+        };
+        let remove = if self.remove_on_stop {
+            format!("rm -rf '{}'", self.dir.display())
+        } else {
+            String::new()
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; {remove}",
+            pid = std::process::id()
+        );
+        Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| fail(format!("cannot start the cluster watchdog: {e}")))?;
+        Ok(())
+    }
+
+    /// `127.0.0.1`.
+    pub fn host(&self) -> &str {
+        "127.0.0.1"
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The superuser's name: `postgres`.
+    pub fn superuser(&self) -> &str {
+        "postgres"
+    }
+
+    /// The superuser's password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The cluster folder (holds `ca.crt`, the data folder and `server.log`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The CA certificate that signed the server certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// The server log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// The server log so far.
+    pub fn server_log(&self) -> String {
+        std::fs::read(self.log_path())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Runs SQL as the superuser through `psql` (for setup scripts and the demo).
+    pub fn psql(&self, database: &str, sql: &str) -> Result<String, HarnessError> {
+        let psql = self.bindir.join("psql");
+        run(
+            Command::new(psql)
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-h", self.host(), "-p"])
+                .arg(self.port.to_string())
+                .args(["-U", "postgres", "-d", database, "-c", sql])
+                .env("PGPASSWORD", &self.password)
+                .env("PGSSLMODE", "disable"),
+            "psql",
+        )
+    }
+
+    /// Stops the server now (fast shutdown).
+    pub fn stop(&self) {
+        let _ = run(
+            &mut self.command("pg_ctl", &["-D", &self.data_dir_str(), "-m", "fast", "-w", "stop"]),
+            "pg_ctl stop",
+        );
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop();
+        if self.remove_on_stop {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
