@@ -2,4 +2,5 @@
 //! whole binary; see `support`).
 
 mod support;
+mod gateway_admin;
 mod gateway_inspect;

@@ -29,7 +29,7 @@ pub fn cluster() -> &'static PgCluster {
                 &format!(
                     "CREATE ROLE mesa_monitor LOGIN PASSWORD '{p}' IN ROLE pg_monitor;
                      CREATE ROLE mesa_plain LOGIN PASSWORD '{p}';
-                     CREATE ROLE mesa_admin LOGIN CREATEROLE PASSWORD '{p}' IN ROLE pg_signal_backend;
+                     CREATE ROLE mesa_admin LOGIN CREATEROLE PASSWORD '{p}' IN ROLE pg_signal_backend, pg_read_all_stats;
                      CREATE ROLE app_user LOGIN PASSWORD '{p}';
                      CREATE ROLE sess_monitor LOGIN PASSWORD '{p}' IN ROLE pg_monitor;
                      CREATE ROLE leak_user LOGIN PASSWORD '{p}' IN ROLE pg_monitor;

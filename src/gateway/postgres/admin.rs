@@ -87,7 +87,8 @@ pub(super) async fn sessions(
 
 /// What the signalling statement saw.
 pub(super) struct SignalOutcome {
-    pub backend_type: String,
+    /// NULL when the role may not see it (no `pg_read_all_stats`).
+    pub backend_type: Option<String>,
     pub is_self: bool,
     pub signalled: Option<bool>,
 }
@@ -113,7 +114,7 @@ pub(super) async fn signal(
         return Ok(None);
     };
     Ok(Some(SignalOutcome {
-        backend_type: row.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
+        backend_type: row.try_get(0)?,
         is_self: row.try_get(1)?,
         signalled: row.try_get(2)?,
     }))

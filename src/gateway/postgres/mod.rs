@@ -117,11 +117,20 @@ impl PostgresGateway {
             }),
             Some(SignalOutcome {
                 signalled: None,
-                backend_type,
+                backend_type: None,
                 ..
             }) => Err(GatewayError::Refused {
                 reason: format!(
-                    "pid {pid} is a {backend_type} process, not a client backend; Mesa only signals client sessions"
+                    "the admin role cannot see what kind of process pid {pid} is; grant it pg_read_all_stats (or pg_monitor) so Mesa can tell client sessions from server processes"
+                ),
+            }),
+            Some(SignalOutcome {
+                signalled: None,
+                backend_type: Some(kind),
+                ..
+            }) => Err(GatewayError::Refused {
+                reason: format!(
+                    "pid {pid} is a {kind} process, not a client backend; Mesa only signals client sessions"
                 ),
             }),
             Some(SignalOutcome {

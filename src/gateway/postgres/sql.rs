@@ -109,7 +109,8 @@ SELECT a.pid,
 
 /// Terminates `$1` only if it is a client backend other than Mesa's own; the checks and the
 /// signal are one statement, so no other backend can be hit between check and act. No row:
-/// no such pid. `signalled` is NULL when refused.
+/// no such pid. `signalled` is NULL when refused. `backend_type` is NULL when the role lacks
+/// `pg_read_all_stats` and the session is another role's: Mesa then refuses (fails closed).
 pub const TERMINATE: &str = "\
 SELECT a.backend_type::text,
        a.pid = pg_catalog.pg_backend_pid() AS is_self,
