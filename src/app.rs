@@ -27,7 +27,11 @@ async fn collect_target(target: &TargetConfig) -> TargetReport {
     let started = Instant::now();
     let endpoint = format!("{}:{}", target.host, target.port);
     let result = match Gateway::for_target(target) {
-        Ok(gateway) => gateway.collect(Deadline::after(target.collection.timeout)).await,
+        Ok(gateway) => {
+            gateway
+                .collect(Deadline::after(target.collection.timeout))
+                .await
+        }
         Err(e) => Err(e),
     };
     if let Err(e) = &result {
@@ -89,7 +93,11 @@ pub fn summary(reports: &[TargetReport]) -> String {
 /// Runs Mesa: today, one collection round with a printed summary. Returns whether every
 /// target was collected.
 pub async fn run(config: Config) -> bool {
-    tracing::info!(targets = config.targets.len(), version = crate::VERSION, "collecting every target once");
+    tracing::info!(
+        targets = config.targets.len(),
+        version = crate::VERSION,
+        "collecting every target once"
+    );
     let reports = collect_once(&config).await;
     print!("{}", summary(&reports));
     reports.iter().all(|r| r.result.is_ok())

@@ -14,7 +14,9 @@ fn main() -> ExitCode {
                 println!("token:  {}", t.token.expose());
                 println!("sha256: {}", t.sha256_hex);
                 println!();
-                println!("Give the token to its holder once; put only the sha256 in admin.tokens[].sha256.");
+                println!(
+                    "Give the token to its holder once; put only the sha256 in admin.tokens[].sha256."
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -52,7 +54,10 @@ fn main() -> ExitCode {
         eprintln!("mesa: {e}");
         return ExitCode::from(EXIT_INVALID_CONFIG);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mesa: cannot start the async runtime: {e}");

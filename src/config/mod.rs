@@ -381,13 +381,15 @@ fn validate(
             let mut names = HashSet::new();
             for (i, item) in items.into_iter().enumerate() {
                 let path = format!("targets[{i}]");
+                if let Some(name) = item.get("name").and_then(Value::as_str)
+                    && !names.insert(name.to_owned())
+                {
+                    p.add(
+                        format!("{path}.name"),
+                        format!("duplicate target name {name:?}; names must be unique"),
+                    );
+                }
                 if let Some(t) = target(item, &path, &defaults, base, env, p) {
-                    if !names.insert(t.name.clone()) {
-                        p.add(
-                            format!("{path}.name"),
-                            format!("duplicate target name {:?}; names must be unique", t.name),
-                        );
-                    }
                     targets.push(t);
                 }
             }
@@ -407,11 +409,15 @@ fn collection(f: &mut Fields, inherit: CollectionSettings, p: &mut Problems) -> 
     CollectionSettings {
         interval: f.duration("interval", p).unwrap_or(inherit.interval),
         timeout: f.duration("timeout", p).unwrap_or(inherit.timeout),
-        connect_timeout: f.duration("connect_timeout", p).unwrap_or(inherit.connect_timeout),
+        connect_timeout: f
+            .duration("connect_timeout", p)
+            .unwrap_or(inherit.connect_timeout),
         statement_timeout: f
             .duration("statement_timeout", p)
             .unwrap_or(inherit.statement_timeout),
-        lock_timeout: f.duration("lock_timeout", p).unwrap_or(inherit.lock_timeout),
+        lock_timeout: f
+            .duration("lock_timeout", p)
+            .unwrap_or(inherit.lock_timeout),
     }
 }
 
@@ -490,12 +496,22 @@ fn admin(
     let mut tokens = Vec::new();
     let mut names = HashSet::new();
     let path = f.path_of("tokens");
-    for (i, item) in f.list("tokens", p).unwrap_or_default().into_iter().enumerate() {
+    for (i, item) in f
+        .list("tokens", p)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let tpath = format!("{path}[{i}]");
+        if let Some(name) = item.get("name").and_then(Value::as_str)
+            && !names.insert(name.to_owned())
+        {
+            p.add(
+                format!("{tpath}.name"),
+                format!("duplicate token name {name:?}"),
+            );
+        }
         if let Some(t) = token(item, &tpath, known, p) {
-            if !names.insert(t.name.clone()) {
-                p.add(format!("{tpath}.name"), format!("duplicate token name {:?}", t.name));
-            }
             tokens.push(t);
         }
     }
@@ -526,7 +542,10 @@ fn token(item: Value, path: &str, known: &HashSet<&str>, p: &mut Problems) -> Op
     let mut scopes = BTreeSet::new();
     let spath = f.path_of("scopes");
     match f.strings("scopes", p) {
-        None => p.add(spath.clone(), "is required: a list of read, terminate, create_user, create_superuser"),
+        None => p.add(
+            spath.clone(),
+            "is required: a list of read, terminate, create_user, create_superuser",
+        ),
         Some(list) if list.is_empty() => p.add(spath.clone(), "must name at least one scope"),
         Some(list) => {
             for (i, s) in list.iter().enumerate() {
@@ -612,19 +631,27 @@ fn target(
             format!("invalid name {n:?}; use lowercase letters, digits, '_' and '-' (it becomes the `server` label)"),
         );
     }
-    let driver = f.required_string("driver", p).and_then(|d| match d.parse::<Driver>() {
-        Ok(driver) => Some(driver),
-        Err(e) => {
-            p.add(f.path_of("driver"), e.to_string());
-            None
-        }
-    });
+    let driver = f
+        .required_string("driver", p)
+        .and_then(|d| match d.parse::<Driver>() {
+            Ok(driver) => Some(driver),
+            Err(e) => {
+                p.add(f.path_of("driver"), e.to_string());
+                None
+            }
+        });
     let host = f.required_string("host", p);
     if host.as_deref().is_some_and(str::is_empty) {
         p.add(f.path_of("host"), "must not be empty");
     }
-    let port = if f.has("port") { f.port("port", p) } else { Some(DEFAULT_PORT) };
-    let database = f.string("database", p).unwrap_or_else(|| "postgres".to_owned());
+    let port = if f.has("port") {
+        f.port("port", p)
+    } else {
+        Some(DEFAULT_PORT)
+    };
+    let database = f
+        .string("database", p)
+        .unwrap_or_else(|| "postgres".to_owned());
     let username = f.required_string("username", p);
     let password = read_password(&mut f, env, base, p);
     let sslmode = match f.string("sslmode", p) {
@@ -642,10 +669,17 @@ fn target(
     };
     let sslrootcert = f.path("sslrootcert", base, p);
     if let Some(cert) = sslrootcert.as_deref().filter(|c| !c.is_file()) {
-        p.add(f.path_of("sslrootcert"), format!("{} is not a readable file", cert.display()));
+        p.add(
+            f.path_of("sslrootcert"),
+            format!("{} is not a readable file", cert.display()),
+        );
     }
+    // Inherited values were checked under `collection`; recheck only what this target changes.
+    let overrides = COLLECTION_KEYS.iter().any(|k| f.has(k));
     let collection = collection(&mut f, *defaults, p);
-    check_collection(&collection, path, p);
+    if overrides {
+        check_collection(&collection, path, p);
+    }
     let admin = if f.has("admin") {
         f.section("admin", LOGIN_KEYS, p).and_then(|mut a| {
             let username = a.required_string("username", p);
@@ -690,7 +724,10 @@ fn read_password(
     let from_file = f.path("password_file", base, p);
     match (from_env, from_file) {
         (Some(_), Some(_)) => {
-            p.add(f.path_of("password_env"), "set password_env or password_file, not both");
+            p.add(
+                f.path_of("password_env"),
+                "set password_env or password_file, not both",
+            );
             None
         }
         (Some(var), None) => match env(&var) {
@@ -708,7 +745,10 @@ fn read_password(
             Ok(text) => {
                 let value = text.trim_end_matches(['\n', '\r']);
                 if value.is_empty() {
-                    p.add(f.path_of("password_file"), format!("{} is empty", file.display()));
+                    p.add(
+                        f.path_of("password_file"),
+                        format!("{} is empty", file.display()),
+                    );
                     None
                 } else {
                     Some(Secret::new(value))
@@ -725,3 +765,6 @@ fn read_password(
         (None, None) => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -106,7 +106,10 @@ impl Fields {
         match self.take(key)? {
             Value::String(s) => Some(s),
             other => {
-                p.add(self.path_of(key), format!("expected a string, found {}", kind(&other)));
+                p.add(
+                    self.path_of(key),
+                    format!("expected a string, found {}", kind(&other)),
+                );
                 None
             }
         }
@@ -129,7 +132,10 @@ impl Fields {
             other => {
                 p.add(
                     path,
-                    format!("expected a duration such as \"15s\", found {}", kind(&other)),
+                    format!(
+                        "expected a duration such as \"15s\", found {}",
+                        kind(&other)
+                    ),
                 );
                 return None;
             }
@@ -141,7 +147,12 @@ impl Fields {
             }
             Ok(d) => Some(d),
             Err(e) => {
-                p.add(path, format!("invalid duration {text:?} ({e}); write e.g. \"500ms\", \"15s\", \"2m\""));
+                p.add(
+                    path,
+                    format!(
+                        "invalid duration {text:?} ({e}); write e.g. \"500ms\", \"15s\", \"2m\""
+                    ),
+                );
                 None
             }
         }
@@ -154,7 +165,10 @@ impl Fields {
         match value.as_u64().and_then(|n| u16::try_from(n).ok()) {
             Some(port) if port > 0 => Some(port),
             _ => {
-                p.add(path, format!("expected a port number 1-65535, found {value}"));
+                p.add(
+                    path,
+                    format!("expected a port number 1-65535, found {value}"),
+                );
                 None
             }
         }
@@ -165,7 +179,10 @@ impl Fields {
         match self.take(key)? {
             Value::Array(items) => Some(items),
             other => {
-                p.add(self.path_of(key), format!("expected a list, found {}", kind(&other)));
+                p.add(
+                    self.path_of(key),
+                    format!("expected a list, found {}", kind(&other)),
+                );
                 None
             }
         }
@@ -179,7 +196,10 @@ impl Fields {
         for (i, item) in items.into_iter().enumerate() {
             match item {
                 Value::String(s) => out.push(s),
-                other => p.add(format!("{path}[{i}]"), format!("expected a string, found {}", kind(&other))),
+                other => p.add(
+                    format!("{path}[{i}]"),
+                    format!("expected a string, found {}", kind(&other)),
+                ),
             }
         }
         Some(out)

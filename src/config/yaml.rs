@@ -16,7 +16,11 @@ pub(super) fn parse(text: &str) -> Result<Value, String> {
             "the file is larger than {MAX_CONFIG_BYTES} bytes; is this the right file?"
         ));
     }
-    serde_saphyr::from_str::<Value>(text).map_err(|e| format!("invalid YAML: {e}"))
+    let mut options = serde_saphyr::Options::default();
+    // YAML 1.2 booleans only: `y`, `no`, `on` stay strings (the "Norway problem").
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options::<Value>(text, options)
+        .map_err(|e| format!("invalid YAML: {e}"))
 }
 
 #[cfg(test)]
@@ -37,8 +41,17 @@ mod tests {
 
     #[test]
     fn parses_plain_yaml() {
-        let v = parse("a: 1\nb: [x, y]\n").expect("valid");
+        let v = parse("a: 1\nb: [x, y]\nc: no\n").expect("valid");
+        assert_eq!(v["c"], "no");
         assert_eq!(v["a"], 1);
         assert_eq!(v["b"][1], "y");
+    }
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    #[test]
+    fn duplicate_keys_are_errors() {
+        assert!(super::parse("a: 1\na: 2\n").is_err());
     }
 }

@@ -237,19 +237,41 @@ mod tests {
 
     #[test]
     fn sqlstates_classify() {
-        assert_eq!(FailureReason::from_sqlstate("28P01"), FailureReason::AuthFailed);
-        assert_eq!(FailureReason::from_sqlstate("53300"), FailureReason::TooManyConnections);
-        assert_eq!(FailureReason::from_sqlstate("42501"), FailureReason::PermissionDenied);
-        assert_eq!(FailureReason::from_sqlstate("57014"), FailureReason::Timeout);
-        assert_eq!(FailureReason::from_sqlstate("42710"), FailureReason::AlreadyExists);
-        assert_eq!(FailureReason::from_sqlstate("XX000"), FailureReason::QueryFailed);
+        assert_eq!(
+            FailureReason::from_sqlstate("28P01"),
+            FailureReason::AuthFailed
+        );
+        assert_eq!(
+            FailureReason::from_sqlstate("53300"),
+            FailureReason::TooManyConnections
+        );
+        assert_eq!(
+            FailureReason::from_sqlstate("42501"),
+            FailureReason::PermissionDenied
+        );
+        assert_eq!(
+            FailureReason::from_sqlstate("57014"),
+            FailureReason::Timeout
+        );
+        assert_eq!(
+            FailureReason::from_sqlstate("42710"),
+            FailureReason::AlreadyExists
+        );
+        assert_eq!(
+            FailureReason::from_sqlstate("XX000"),
+            FailureReason::QueryFailed
+        );
     }
 
     #[test]
     fn labels_are_unique_snake_case() {
         let mut seen = std::collections::BTreeSet::new();
         for r in FailureReason::ALL {
-            assert!(r.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(
+                r.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
             assert!(seen.insert(r.as_str()));
         }
     }

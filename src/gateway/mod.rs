@@ -308,7 +308,9 @@ mod tests {
 
     #[test]
     fn unknown_driver_lists_supported() {
-        let err = "mysql".parse::<Driver>().expect_err("mysql is not built yet");
+        let err = "mysql"
+            .parse::<Driver>()
+            .expect_err("mysql is not built yet");
         assert_eq!(
             err.to_string(),
             "invalid driver \"mysql\"; supported drivers: postgres"

@@ -41,14 +41,18 @@ impl RoleName {
             return Err(invalid("must be at most 63 bytes"));
         }
         if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(invalid("may contain only letters A-Z and a-z, digits 0-9 and '_'"));
+            return Err(invalid(
+                "may contain only letters A-Z and a-z, digits 0-9 and '_'",
+            ));
         }
         if raw.as_bytes()[0].is_ascii_digit() {
             return Err(invalid("must not start with a digit"));
         }
         // PostgreSQL reserves the lowercase prefix; refusing any case avoids look-alikes.
         if raw.len() >= 3 && raw[..3].eq_ignore_ascii_case("pg_") {
-            return Err(invalid("names starting with 'pg_' are reserved by PostgreSQL"));
+            return Err(invalid(
+                "names starting with 'pg_' are reserved by PostgreSQL",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -175,8 +179,18 @@ mod tests {
     #[test]
     fn rejects_hostile_names() {
         for bad in [
-            "", "1abc", "pg_x", "PG_x", "a b", "a\"b", "a;DROP ROLE x", "a\n", "a\0",
-            "é", "a-b", &"a".repeat(64),
+            "",
+            "1abc",
+            "pg_x",
+            "PG_x",
+            "a b",
+            "a\"b",
+            "a;DROP ROLE x",
+            "a\n",
+            "a\0",
+            "é",
+            "a-b",
+            &"a".repeat(64),
         ] {
             let err = RoleName::parse(bad).expect_err(bad);
             assert_eq!(err.reason(), crate::gateway::FailureReason::InvalidInput);

@@ -89,8 +89,17 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
+/// Whether every existing ancestor of `dir` lets other users through (`o+x`).
+fn searchable_by_others(dir: &Path) -> bool {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    dir.ancestors()
+        .filter_map(|d| std::fs::metadata(d).ok())
+        .all(|meta| meta.mode() & 0o001 != 0)
+}
+
 fn free_port() -> Result<u16, HarnessError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| fail(format!("cannot bind a loopback port: {e}")))?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| fail(format!("cannot bind a loopback port: {e}")))?;
     listener
         .local_addr()
         .map(|a| a.port())
@@ -124,14 +133,21 @@ impl PgCluster {
     pub fn start(options: ClusterOptions) -> Result<Self, HarnessError> {
         let bindir = find_bindir()?;
         let as_postgres = is_root();
-        let parent = options.parent.clone().unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+        let parent = match options.parent.clone() {
+            // The postgres user must be able to reach the folder; else use the temp folder.
+            Some(dir) if !as_postgres || searchable_by_others(&dir) => dir,
+            _ => std::env::temp_dir(),
+        };
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = parent.join(format!("mesa-pg-{}-{n}", std::process::id()));
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| fail(format!("cannot clear {}: {e}", dir.display())))?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| fail(format!("cannot clear {}: {e}", dir.display())))?;
         }
-        std::fs::create_dir(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir(&dir)
+            .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         let cluster = Self {
             dir,
             bindir,
@@ -143,10 +159,19 @@ impl PgCluster {
         cluster.init(&options)?;
         cluster.watchdog()?;
         run(
-            &mut cluster.command("pg_ctl", &[
-                "-D", &cluster.data_dir_str(), "-l", &cluster.log_path().to_string_lossy(),
-                "-w", "-t", "60", "start",
-            ]),
+            &mut cluster.command(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &cluster.data_dir_str(),
+                    "-l",
+                    &cluster.log_path().to_string_lossy(),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
+            ),
             "pg_ctl start",
         )
         .map_err(|e| fail(format!("{e}\nserver log:\n{}", cluster.server_log())))?;
@@ -182,28 +207,29 @@ impl PgCluster {
         self.tls_files()?;
         if self.as_postgres {
             run(
-                Command::new("chown").args(["-R", "postgres:postgres"]).arg(&self.dir),
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&self.dir),
                 "chown the cluster folder to postgres",
             )?;
-            // postgres must be able to reach the folder from /.
-            let mut ancestor = self.dir.parent();
-            while let Some(dir) = ancestor {
-                if let Ok(meta) = std::fs::metadata(dir) {
-                    if meta.mode() & 0o001 == 0 {
-                        return Err(fail(format!(
-                            "{} is not searchable by the postgres user; choose another parent folder",
-                            dir.display()
-                        )));
-                    }
-                }
-                ancestor = dir.parent();
-            }
         }
         run(
-            &mut self.command("initdb", &[
-                "-D", &self.data_dir_str(), "-U", "postgres", "--pwfile", &pwfile.to_string_lossy(),
-                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync",
-            ]),
+            &mut self.command(
+                "initdb",
+                &[
+                    "-D",
+                    &self.data_dir_str(),
+                    "-U",
+                    "postgres",
+                    "--pwfile",
+                    &pwfile.to_string_lossy(),
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ],
+            ),
             "initdb",
         )?;
         let mut conf = vec![
@@ -217,7 +243,10 @@ impl PgCluster {
             "full_page_writes = off".to_owned(),
             "max_connections = 100".to_owned(),
             "ssl = on".to_owned(),
-            format!("ssl_cert_file = '{}'", self.dir.join("server.crt").display()),
+            format!(
+                "ssl_cert_file = '{}'",
+                self.dir.join("server.crt").display()
+            ),
             format!("ssl_key_file = '{}'", self.dir.join("server.key").display()),
         ];
         conf.extend(options.extra_conf.iter().cloned());
@@ -229,7 +258,8 @@ impl PgCluster {
             text.push_str(&line);
             text.push('\n');
         }
-        std::fs::write(&conf_path, text).map_err(|e| fail(format!("cannot write {}: {e}", conf_path.display())))?;
+        std::fs::write(&conf_path, text)
+            .map_err(|e| fail(format!("cannot write {}: {e}", conf_path.display())))?;
         Ok(())
     }
 
@@ -237,18 +267,51 @@ impl PgCluster {
     fn tls_files(&self) -> Result<(), HarnessError> {
         let d = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
         let openssl = |args: &[&str], what: &str| {
-            run(Command::new("openssl").args(args).current_dir(&self.dir), what)
-                .map_err(|e| fail(format!("{e} (is the `openssl` package installed?)")))
+            run(
+                Command::new("openssl").args(args).current_dir(&self.dir),
+                what,
+            )
+            .map_err(|e| fail(format!("{e} (is the `openssl` package installed?)")))
         };
         openssl(
-            &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-              "-keyout", &d("ca.key"), "-out", &d("ca.crt"), "-days", "2", "-subj", "/CN=mesa test CA",
-              "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &d("ca.key"),
+                "-out",
+                &d("ca.crt"),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=mesa test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
             "openssl: CA",
         )?;
         openssl(
-            &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-              "-keyout", &d("server.key"), "-out", &d("server.csr"), "-subj", "/CN=localhost"],
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &d("server.key"),
+                "-out",
+                &d("server.csr"),
+                "-subj",
+                "/CN=localhost",
+            ],
             "openssl: server key",
         )?;
         std::fs::write(
@@ -257,12 +320,30 @@ impl PgCluster {
         )
         .map_err(|e| fail(format!("cannot write server.ext: {e}")))?;
         openssl(
-            &["x509", "-req", "-in", &d("server.csr"), "-CA", &d("ca.crt"), "-CAkey", &d("ca.key"),
-              "-CAcreateserial", "-out", &d("server.crt"), "-days", "2", "-extfile", &d("server.ext")],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &d("server.csr"),
+                "-CA",
+                &d("ca.crt"),
+                "-CAkey",
+                &d("ca.key"),
+                "-CAcreateserial",
+                "-out",
+                &d("server.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                &d("server.ext"),
+            ],
             "openssl: sign server certificate",
         )?;
         // PostgreSQL refuses a key readable by others.
-        run(Command::new("chmod").args(["600", &d("server.key")]), "chmod server.key")?;
+        run(
+            Command::new("chmod").args(["600", &d("server.key")]),
+            "chmod server.key",
+        )?;
         Ok(())
     }
 
@@ -271,9 +352,17 @@ impl PgCluster {
     fn watchdog(&self) -> Result<(), HarnessError> {
         let pg_ctl = self.bindir.join("pg_ctl");
         let stop = if self.as_postgres {
-            format!("runuser -u postgres -- '{}' -D '{}' -m immediate stop", pg_ctl.display(), self.data_dir().display())
+            format!(
+                "runuser -u postgres -- '{}' -D '{}' -m immediate stop",
+                pg_ctl.display(),
+                self.data_dir().display()
+            )
         } else {
-            format!("'{}' -D '{}' -m immediate stop", pg_ctl.display(), self.data_dir().display())
+            format!(
+                "'{}' -D '{}' -m immediate stop",
+                pg_ctl.display(),
+                self.data_dir().display()
+            )
         };
         let remove = if self.remove_on_stop {
             format!("rm -rf '{}'", self.dir.display())
@@ -341,7 +430,16 @@ impl PgCluster {
         let psql = self.bindir.join("psql");
         run(
             Command::new(psql)
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-h", self.host(), "-p"])
+                .args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-At",
+                    "-h",
+                    self.host(),
+                    "-p",
+                ])
                 .arg(self.port.to_string())
                 .args(["-U", "postgres", "-d", database, "-c", sql])
                 .env("PGPASSWORD", &self.password)
@@ -353,7 +451,10 @@ impl PgCluster {
     /// Stops the server now (fast shutdown).
     pub fn stop(&self) {
         let _ = run(
-            &mut self.command("pg_ctl", &["-D", &self.data_dir_str(), "-m", "fast", "-w", "stop"]),
+            &mut self.command(
+                "pg_ctl",
+                &["-D", &self.data_dir_str(), "-m", "fast", "-w", "stop"],
+            ),
             "pg_ctl stop",
         );
     }

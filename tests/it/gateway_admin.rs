@@ -11,8 +11,15 @@ use crate::support::*;
 
 const D: Duration = Duration::from_secs(10);
 
-async fn sleeper(seconds: u32) -> (i32, tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>) {
-    let client = client_as("app_user", ROLE_PASSWORD, "postgres").await.expect("app_user connects");
+async fn sleeper(
+    seconds: u32,
+) -> (
+    i32,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    let client = client_as("app_user", ROLE_PASSWORD, "postgres")
+        .await
+        .expect("app_user connects");
     let sql: &'static str = match seconds {
         60 => "SELECT pg_sleep(60)",
         _ => "SELECT pg_sleep(600)",
@@ -22,10 +29,13 @@ async fn sleeper(seconds: u32) -> (i32, tokio::task::JoinHandle<Result<(), tokio
 
 async fn is_active(pid: i32) -> bool {
     let su = superuser("postgres").await;
-    su.query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", &[&pid])
-        .await
-        .expect("probe")
-        .is_some()
+    su.query_opt(
+        "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+        &[&pid],
+    )
+    .await
+    .expect("probe")
+    .is_some()
 }
 
 #[tokio::test]
@@ -34,22 +44,40 @@ async fn sessions_list_other_backends_but_never_mesas_own() {
     assert!(eventually(Duration::from_secs(5), || is_active(pid)).await);
     let g = gateway(&target("sessions", "sess_monitor"));
     let sessions = g
-        .sessions(SessionFilter { limit: 1000, include_idle: true }, Deadline::after(D))
+        .sessions(
+            SessionFilter {
+                limit: 1000,
+                include_idle: true,
+            },
+            Deadline::after(D),
+        )
         .await
         .expect("sessions");
-    let s = sessions.iter().find(|s| s.pid == pid).expect("the sleeper is listed");
+    let s = sessions
+        .iter()
+        .find(|s| s.pid == pid)
+        .expect("the sleeper is listed");
     assert_eq!(s.user.as_deref(), Some("app_user"));
     assert_eq!(s.database.as_deref(), Some("postgres"));
     assert_eq!(s.state.as_deref(), Some("active"));
     assert_eq!(s.query, "SELECT pg_sleep(60)");
     assert!(s.duration.is_some() && s.query_start.is_some());
     // Only this gateway logs in as sess_monitor, so any such row would be Mesa's own.
-    assert!(sessions.iter().all(|s| s.user.as_deref() != Some("sess_monitor")));
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s.user.as_deref() != Some("sess_monitor"))
+    );
     assert!(sessions.iter().all(|s| s.application_name != "mesa"));
 
     // The default filter hides idle sessions.
-    let _idle = client_as("app_user", ROLE_PASSWORD, "postgres").await.expect("idle client");
-    let active = g.sessions(SessionFilter::default(), Deadline::after(D)).await.expect("sessions");
+    let _idle = client_as("app_user", ROLE_PASSWORD, "postgres")
+        .await
+        .expect("idle client");
+    let active = g
+        .sessions(SessionFilter::default(), Deadline::after(D))
+        .await
+        .expect("sessions");
     assert!(active.iter().all(|s| s.state.as_deref() != Some("idle")));
     assert!(active.iter().any(|s| s.pid == pid));
 }
@@ -64,13 +92,25 @@ async fn sessions_limit_is_honoured_oldest_first() {
     }
     let g = gateway(&target("limit", "sess_monitor"));
     let two = g
-        .sessions(SessionFilter { limit: 2, include_idle: true }, Deadline::after(D))
+        .sessions(
+            SessionFilter {
+                limit: 2,
+                include_idle: true,
+            },
+            Deadline::after(D),
+        )
         .await
         .expect("sessions");
     assert_eq!(two.len(), 2);
     assert!(two[0].query_start <= two[1].query_start);
     let bad = g
-        .sessions(SessionFilter { limit: 0, include_idle: false }, Deadline::after(D))
+        .sessions(
+            SessionFilter {
+                limit: 0,
+                include_idle: false,
+            },
+            Deadline::after(D),
+        )
         .await
         .expect_err("limit 0");
     assert_eq!(bad.reason(), FailureReason::InvalidInput);
@@ -80,8 +120,13 @@ async fn sessions_limit_is_honoured_oldest_first() {
 async fn terminate_ends_the_session_and_refuses_the_rest() {
     let (pid, held) = sleeper(600).await;
     assert!(eventually(Duration::from_secs(5), || is_active(pid)).await);
-    let g = gateway(&with_admin(target("terminate", "mesa_monitor"), "mesa_admin"));
-    g.terminate(pid, Deadline::after(D)).await.expect("terminate");
+    let g = gateway(&with_admin(
+        target("terminate", "mesa_monitor"),
+        "mesa_admin",
+    ));
+    g.terminate(pid, Deadline::after(D))
+        .await
+        .expect("terminate");
     let outcome = tokio::time::timeout(Duration::from_secs(5), held)
         .await
         .expect("the sleeper ends")
@@ -90,7 +135,10 @@ async fn terminate_ends_the_session_and_refuses_the_rest() {
     assert_eq!(err.code().map(|c| c.code()), Some("57P01"), "{err}");
 
     // Gone now: NotFound.
-    let again = g.terminate(pid, Deadline::after(D)).await.expect_err("already gone");
+    let again = g
+        .terminate(pid, Deadline::after(D))
+        .await
+        .expect_err("already gone");
     assert_eq!(again.reason(), FailureReason::NotFound);
     // A pid that is no backend at all.
     let stranger = g
@@ -103,12 +151,19 @@ async fn terminate_ends_the_session_and_refuses_the_rest() {
     let su = superuser("postgres").await;
     for kind in ["autovacuum launcher", "checkpointer"] {
         let bg: i32 = su
-            .query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = $1", &[&kind])
+            .query_one(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = $1",
+                &[&kind],
+            )
             .await
             .expect(kind)
             .get(0);
         let refused = g.terminate(bg, Deadline::after(D)).await.expect_err(kind);
-        assert_eq!(refused.reason(), FailureReason::Refused, "{kind}: {refused}");
+        assert_eq!(
+            refused.reason(),
+            FailureReason::Refused,
+            "{kind}: {refused}"
+        );
         let alive = su
             .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&bg])
             .await
@@ -117,7 +172,10 @@ async fn terminate_ends_the_session_and_refuses_the_rest() {
     }
 
     for bad in [0, -1] {
-        let e = g.terminate(bad, Deadline::after(D)).await.expect_err("invalid pid");
+        let e = g
+            .terminate(bad, Deadline::after(D))
+            .await
+            .expect_err("invalid pid");
         assert_eq!(e.reason(), FailureReason::InvalidInput);
     }
 }
@@ -126,36 +184,59 @@ async fn terminate_ends_the_session_and_refuses_the_rest() {
 async fn the_signal_statement_itself_spares_its_own_backend() {
     // Run the exact statement the driver sends, on a connection whose own pid is the target.
     let su = superuser("postgres").await;
-    let own: i32 = su.query_one("SELECT pg_backend_pid()", &[]).await.expect("pid").get(0);
+    let own: i32 = su
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
     for statement in [sql::TERMINATE, sql::CANCEL] {
-        let row = su.query_one(statement, &[&own]).await.expect("statement runs");
+        let row = su
+            .query_one(statement, &[&own])
+            .await
+            .expect("statement runs");
         assert!(row.get::<_, bool>(1), "is_self");
         assert_eq!(row.get::<_, Option<bool>>(2), None, "not signalled");
     }
-    su.query_one("SELECT 1", &[]).await.expect("still connected");
+    su.query_one("SELECT 1", &[])
+        .await
+        .expect("still connected");
 }
 
 #[tokio::test]
 async fn terminating_a_superuser_session_without_privilege_is_permission_denied() {
     let c = cluster();
-    let victim = client_as(c.superuser(), c.password(), "postgres").await.expect("superuser");
+    let victim = client_as(c.superuser(), c.password(), "postgres")
+        .await
+        .expect("superuser");
     let (pid, _held) = background(victim, "SELECT pg_sleep(60)").await;
     assert!(eventually(Duration::from_secs(5), || is_active(pid)).await);
     // mesa_monitor sees every backend (pg_monitor) but has no pg_signal_backend.
     let g = gateway(&with_admin(target("weak", "mesa_plain"), "mesa_monitor"));
-    let err = g.terminate(pid, Deadline::after(D)).await.expect_err("no privilege");
+    let err = g
+        .terminate(pid, Deadline::after(D))
+        .await
+        .expect_err("no privilege");
     assert_eq!(err.reason(), FailureReason::PermissionDenied, "{err}");
     // A role that cannot even see the backend's type is refused before any signal.
     let blind = gateway(&with_admin(target("blind", "mesa_plain"), "mesa_plain"));
-    let err = blind.terminate(pid, Deadline::after(D)).await.expect_err("cannot classify");
+    let err = blind
+        .terminate(pid, Deadline::after(D))
+        .await
+        .expect_err("cannot classify");
     assert_eq!(err.reason(), FailureReason::Refused, "{err}");
     assert!(is_active(pid).await, "the superuser's session survives");
 }
 
 #[tokio::test]
 async fn cancel_stops_the_query_and_keeps_the_session() {
-    let client = client_as("app_user", ROLE_PASSWORD, "postgres").await.expect("client");
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.expect("pid").get(0);
+    let client = client_as("app_user", ROLE_PASSWORD, "postgres")
+        .await
+        .expect("client");
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
     let client = std::sync::Arc::new(client);
     let runner = client.clone();
     let held = tokio::spawn(async move { runner.batch_execute("SELECT pg_sleep(600)").await });
@@ -168,7 +249,11 @@ async fn cancel_stops_the_query_and_keeps_the_session() {
         .expect("task")
         .expect_err("canceled");
     assert_eq!(err.code().map(|c| c.code()), Some("57014"));
-    let again: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.expect("session kept").get(0);
+    let again: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("session kept")
+        .get(0);
     assert_eq!(again, pid);
 }
 
@@ -191,44 +276,76 @@ async fn create_user_sends_a_verifier_and_the_role_logs_in() {
 
     // Generated password.
     let user = NewUser::new("gen_user_1", None, false, true).expect("valid");
-    let created = g.create_user(user, Deadline::after(D)).await.expect("created");
+    let created = g
+        .create_user(user, Deadline::after(D))
+        .await
+        .expect("created");
     let generated = created.generated_password.expect("a password is generated");
     assert!(generated.expose().len() >= 32);
-    client_as("gen_user_1", generated.expose(), "postgres").await.expect("logs in with the generated password");
+    client_as("gen_user_1", generated.expose(), "postgres")
+        .await
+        .expect("logs in with the generated password");
     let (sup, login, verifier) = role_flags("gen_user_1").await.expect("exists");
     assert!(!sup && login);
     assert!(verifier.starts_with("SCRAM-SHA-256$4096:"), "{verifier}");
 
     // Chosen password, NOLOGIN.
     let chosen = "Chosen-Password-For-Tests-42";
-    let user = NewUser::new("chosen_user_1", Some(Secret::new(chosen)), false, true).expect("valid");
-    let created = g.create_user(user, Deadline::after(D)).await.expect("created");
+    let user =
+        NewUser::new("chosen_user_1", Some(Secret::new(chosen)), false, true).expect("valid");
+    let created = g
+        .create_user(user, Deadline::after(D))
+        .await
+        .expect("created");
     assert!(created.generated_password.is_none());
-    client_as("chosen_user_1", chosen, "postgres").await.expect("logs in with the chosen password");
-    let nologin = NewUser::new("nologin_user_1", Some(Secret::new(chosen)), false, false).expect("valid");
-    g.create_user(nologin, Deadline::after(D)).await.expect("created");
+    client_as("chosen_user_1", chosen, "postgres")
+        .await
+        .expect("logs in with the chosen password");
+    let nologin =
+        NewUser::new("nologin_user_1", Some(Secret::new(chosen)), false, false).expect("valid");
+    g.create_user(nologin, Deadline::after(D))
+        .await
+        .expect("created");
     let (_, login, _) = role_flags("nologin_user_1").await.expect("exists");
     assert!(!login);
-    assert!(client_as("nologin_user_1", chosen, "postgres").await.is_err());
+    assert!(
+        client_as("nologin_user_1", chosen, "postgres")
+            .await
+            .is_err()
+    );
 
     // Superuser needs a superuser admin login; CREATEROLE alone is refused by PostgreSQL.
     let su_req = NewUser::new("super_user_1", None, true, true).expect("valid");
-    let denied = g.create_user(su_req.clone(), Deadline::after(D)).await.expect_err("CREATEROLE cannot");
+    let denied = g
+        .create_user(su_req.clone(), Deadline::after(D))
+        .await
+        .expect_err("CREATEROLE cannot");
     assert_eq!(denied.reason(), FailureReason::PermissionDenied, "{denied}");
     assert!(role_flags("super_user_1").await.is_none());
-    let root = gateway(&with_admin(target("create-su", "mesa_monitor"), c.superuser()));
-    root.create_user(su_req, Deadline::after(D)).await.expect("superuser creates");
+    let root = gateway(&with_admin(
+        target("create-su", "mesa_monitor"),
+        c.superuser(),
+    ));
+    root.create_user(su_req, Deadline::after(D))
+        .await
+        .expect("superuser creates");
     let (sup, _, _) = role_flags("super_user_1").await.expect("exists");
     assert!(sup);
 
     // Duplicate.
     let dup = NewUser::new("gen_user_1", None, false, true).expect("valid");
-    let err = g.create_user(dup, Deadline::after(D)).await.expect_err("exists");
+    let err = g
+        .create_user(dup, Deadline::after(D))
+        .await
+        .expect_err("exists");
     assert_eq!(err.reason(), FailureReason::AlreadyExists);
 
     // The server log, with log_statement=all, never saw a plaintext password.
     let log = c.server_log();
-    assert!(log.contains("CREATE ROLE \"gen_user_1\""), "the statement is logged");
+    assert!(
+        log.contains("CREATE ROLE \"gen_user_1\""),
+        "the statement is logged"
+    );
     assert!(!log.contains(generated.expose()));
     assert!(!log.contains(chosen));
 }
@@ -238,14 +355,43 @@ async fn hostile_role_names_are_rejected_before_any_sql() {
     let _serial = role_lock().await;
     let su = superuser("postgres").await;
     let count = || async {
-        su.query_one("SELECT count(*) FROM pg_roles", &[]).await.expect("count").get::<_, i64>(0)
+        su.query_one("SELECT count(*) FROM pg_roles", &[])
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
     };
     let before = count().await;
     let long = "a".repeat(64);
     let hostile: Vec<&str> = vec![
-        "", &long, "pg_x", "PG_monitor", "a;DROP ROLE mesa_admin", "a\"b", "a b", "a\nb", "a\0b",
-        "rôle", "1abc", "a-b", "a.b", "a'b", "a\\b", "a$b", "a/*x*/", "--x", "a\tb", "🙂",
-        "a;", "(a)", "a,b", "a=b", "\"quoted\"", "a\u{200b}b", " a", "a ", "x'; DROP TABLE t; --",
+        "",
+        &long,
+        "pg_x",
+        "PG_monitor",
+        "a;DROP ROLE mesa_admin",
+        "a\"b",
+        "a b",
+        "a\nb",
+        "a\0b",
+        "rôle",
+        "1abc",
+        "a-b",
+        "a.b",
+        "a'b",
+        "a\\b",
+        "a$b",
+        "a/*x*/",
+        "--x",
+        "a\tb",
+        "🙂",
+        "a;",
+        "(a)",
+        "a,b",
+        "a=b",
+        "\"quoted\"",
+        "a\u{200b}b",
+        " a",
+        "a ",
+        "x'; DROP TABLE t; --",
     ];
     assert!(hostile.len() >= 25);
     for name in &hostile {

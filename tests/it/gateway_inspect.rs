@@ -16,12 +16,19 @@ async fn health_matches_the_server() {
     let show = |name: &'static str| {
         let su = &su;
         async move {
-            let v: String = su.query_one(&format!("SHOW {name}"), &[]).await.expect("show").get(0);
+            let v: String = su
+                .query_one(&format!("SHOW {name}"), &[])
+                .await
+                .expect("show")
+                .get(0);
             v.parse::<u32>().expect("number")
         }
     };
     assert_eq!(h.max_connections, show("max_connections").await);
-    assert_eq!(h.superuser_reserved_connections, show("superuser_reserved_connections").await);
+    assert_eq!(
+        h.superuser_reserved_connections,
+        show("superuser_reserved_connections").await
+    );
     let row = su
         .query_one(
             "SELECT version(), extract(epoch FROM pg_postmaster_start_time())::float8, current_setting('server_version_num')::int",
@@ -31,10 +38,20 @@ async fn health_matches_the_server() {
         .expect("facts");
     assert_eq!(h.version, row.get::<_, String>(0));
     let started: f64 = row.get(1);
-    let ours = h.started_at.duration_since(UNIX_EPOCH).expect("after 1970").as_secs_f64();
-    assert!((ours - started).abs() < 0.001, "start time {ours} vs {started}");
+    let ours = h
+        .started_at
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    assert!(
+        (ours - started).abs() < 0.001,
+        "start time {ours} vs {started}"
+    );
     let num: i32 = row.get(2);
-    assert_eq!(h.short_version, format!("{}.{}.0", num / 10000, num % 10000));
+    assert_eq!(
+        h.short_version,
+        format!("{}.{}.0", num / 10000, num % 10000)
+    );
     assert!(h.uptime > Duration::ZERO);
 }
 
@@ -43,7 +60,10 @@ async fn unreachable_target_fails_fast_with_reason() {
     let mut t = target("closed", "mesa_monitor");
     t.port = closed_port();
     let started = Instant::now();
-    let err = gateway(&t).server_health(Deadline::after(D)).await.expect_err("nothing listens");
+    let err = gateway(&t)
+        .server_health(Deadline::after(D))
+        .await
+        .expect_err("nothing listens");
     assert_eq!(err.reason(), FailureReason::Unreachable, "{err}");
     assert!(started.elapsed() < t.collection.connect_timeout + Duration::from_secs(1));
 }
@@ -51,10 +71,14 @@ async fn unreachable_target_fails_fast_with_reason() {
 #[tokio::test]
 async fn databases_report_owner_encoding_and_size() {
     let su = superuser("postgres").await;
-    su.batch_execute("CREATE ROLE db_owner_1 NOLOGIN").await.expect("role");
-    su.batch_execute("CREATE DATABASE inspect_sized OWNER db_owner_1 ENCODING 'UTF8' TEMPLATE template0")
+    su.batch_execute("CREATE ROLE db_owner_1 NOLOGIN")
         .await
-        .expect("database");
+        .expect("role");
+    su.batch_execute(
+        "CREATE DATABASE inspect_sized OWNER db_owner_1 ENCODING 'UTF8' TEMPLATE template0",
+    )
+    .await
+    .expect("database");
     let inside = superuser("inspect_sized").await;
     inside
         .batch_execute("CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g;")
@@ -63,7 +87,10 @@ async fn databases_report_owner_encoding_and_size() {
 
     let g = gateway(&target("dbs", "mesa_monitor"));
     let dbs = g.databases(Deadline::after(D)).await.expect("databases");
-    let db = dbs.iter().find(|d| d.name == "inspect_sized").expect("listed");
+    let db = dbs
+        .iter()
+        .find(|d| d.name == "inspect_sized")
+        .expect("listed");
     assert_eq!(db.owner, "db_owner_1");
     assert_eq!(db.encoding, "UTF8");
     let truth: i64 = su
@@ -74,18 +101,31 @@ async fn databases_report_owner_encoding_and_size() {
     let ours = db.size_bytes.expect("pg_monitor may read sizes") as f64;
     let diff = (ours - truth as f64).abs() / truth as f64;
     assert!(diff < 0.01, "size {ours} vs {truth}");
-    assert!(dbs.iter().all(|d| !d.name.starts_with("template")), "templates are excluded");
+    assert!(
+        dbs.iter().all(|d| !d.name.starts_with("template")),
+        "templates are excluded"
+    );
 }
 
 #[tokio::test]
 async fn forbidden_database_has_unknown_size_and_the_call_succeeds() {
     let su = superuser("postgres").await;
-    su.batch_execute("CREATE DATABASE inspect_forbidden TEMPLATE template0").await.expect("database");
-    su.batch_execute("REVOKE CONNECT ON DATABASE inspect_forbidden FROM PUBLIC").await.expect("revoke");
+    su.batch_execute("CREATE DATABASE inspect_forbidden TEMPLATE template0")
+        .await
+        .expect("database");
+    su.batch_execute("REVOKE CONNECT ON DATABASE inspect_forbidden FROM PUBLIC")
+        .await
+        .expect("revoke");
     // mesa_plain has no pg_monitor, so CONNECT decides.
     let g = gateway(&target("forbidden", "mesa_plain"));
-    let dbs = g.databases(Deadline::after(D)).await.expect("a forbidden database must not fail the call");
-    let forbidden = dbs.iter().find(|d| d.name == "inspect_forbidden").expect("listed");
+    let dbs = g
+        .databases(Deadline::after(D))
+        .await
+        .expect("a forbidden database must not fail the call");
+    let forbidden = dbs
+        .iter()
+        .find(|d| d.name == "inspect_forbidden")
+        .expect("listed");
     assert_eq!(forbidden.size_bytes, None);
     let allowed = dbs.iter().find(|d| d.name == "postgres").expect("listed");
     assert!(allowed.size_bytes.is_some_and(|s| s > 0));
@@ -94,7 +134,9 @@ async fn forbidden_database_has_unknown_size_and_the_call_succeeds() {
 #[tokio::test]
 async fn tables_and_columns_of_a_schema_come_back_exactly() {
     let su = superuser("postgres").await;
-    su.batch_execute("CREATE DATABASE inspect_shop TEMPLATE template0").await.expect("db");
+    su.batch_execute("CREATE DATABASE inspect_shop TEMPLATE template0")
+        .await
+        .expect("db");
     let shop = superuser("inspect_shop").await;
     shop.batch_execute(
         "CREATE SCHEMA sales;
@@ -113,12 +155,20 @@ async fn tables_and_columns_of_a_schema_come_back_exactly() {
     .expect("schema");
 
     let g = gateway(&target("shop", "mesa_monitor"));
-    let tables = g.tables("inspect_shop", Deadline::after(D)).await.expect("tables");
-    let listed: Vec<(&str, &str, TableKind)> =
-        tables.iter().map(|t| (t.schema.as_str(), t.name.as_str(), t.kind)).collect();
+    let tables = g
+        .tables("inspect_shop", Deadline::after(D))
+        .await
+        .expect("tables");
+    let listed: Vec<(&str, &str, TableKind)> = tables
+        .iter()
+        .map(|t| (t.schema.as_str(), t.name.as_str(), t.kind))
+        .collect();
     assert_eq!(
         listed,
-        vec![("sales", "big_orders", TableKind::View), ("sales", "orders", TableKind::Table)]
+        vec![
+            ("sales", "big_orders", TableKind::View),
+            ("sales", "orders", TableKind::Table)
+        ]
     );
 
     let columns = g
@@ -127,16 +177,36 @@ async fn tables_and_columns_of_a_schema_come_back_exactly() {
         .expect("columns");
     let got: Vec<(u32, &str, &str, bool, Option<&str>)> = columns
         .iter()
-        .map(|c| (c.position, c.name.as_str(), c.data_type.as_str(), c.nullable, c.default.as_deref()))
+        .map(|c| {
+            (
+                c.position,
+                c.name.as_str(),
+                c.data_type.as_str(),
+                c.nullable,
+                c.default.as_deref(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
         vec![
-            (1, "id", "bigint", false, Some("nextval('sales.orders_id_seq'::regclass)")),
+            (
+                1,
+                "id",
+                "bigint",
+                false,
+                Some("nextval('sales.orders_id_seq'::regclass)")
+            ),
             (2, "customer", "text", false, None),
             (3, "total", "numeric(10,2)", true, Some("0")),
             (4, "tags", "character varying(40)[]", true, None),
-            (5, "created", "timestamp with time zone", false, Some("now()")),
+            (
+                5,
+                "created",
+                "timestamp with time zone",
+                false,
+                Some("now()")
+            ),
         ]
     );
 
@@ -145,6 +215,9 @@ async fn tables_and_columns_of_a_schema_come_back_exactly() {
         .await
         .expect_err("no such table");
     assert_eq!(missing.reason(), FailureReason::NotFound);
-    let no_db = g.tables("inspect_missing_db", Deadline::after(D)).await.expect_err("no such db");
+    let no_db = g
+        .tables("inspect_missing_db", Deadline::after(D))
+        .await
+        .expect_err("no such db");
     assert_eq!(no_db.reason(), FailureReason::NotFound, "{no_db}");
 }

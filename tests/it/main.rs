@@ -1,6 +1,8 @@
 //! Integration tests against a real PostgreSQL started by the harness (one cluster for the
 //! whole binary; see `support`).
 
-mod support;
+mod cli;
 mod gateway_admin;
+mod gateway_errors;
 mod gateway_inspect;
+mod support;

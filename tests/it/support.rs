@@ -49,7 +49,11 @@ pub async fn role_lock() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 /// A plain client (no TLS) as `user`, its connection driven by a spawned task.
-pub async fn client_as(user: &str, password: &str, database: &str) -> Result<Client, tokio_postgres::Error> {
+pub async fn client_as(
+    user: &str,
+    password: &str,
+    database: &str,
+) -> Result<Client, tokio_postgres::Error> {
     let c = cluster();
     let (client, connection) = tokio_postgres::Config::new()
         .host(c.host())
@@ -77,7 +81,11 @@ pub async fn superuser(database: &str) -> Client {
 /// A target for the test cluster as `user` with the fixture password.
 pub fn target(name: &str, user: &str) -> TargetConfig {
     let c = cluster();
-    let password = if user == c.superuser() { c.password() } else { ROLE_PASSWORD };
+    let password = if user == c.superuser() {
+        c.password()
+    } else {
+        ROLE_PASSWORD
+    };
     TargetConfig {
         name: name.to_owned(),
         driver: Driver::Postgres,
@@ -96,7 +104,11 @@ pub fn target(name: &str, user: &str) -> TargetConfig {
 /// `target` with a separate admin login.
 pub fn with_admin(mut t: TargetConfig, user: &str) -> TargetConfig {
     let c = cluster();
-    let password = if user == c.superuser() { c.password() } else { ROLE_PASSWORD };
+    let password = if user == c.superuser() {
+        c.password()
+    } else {
+        ROLE_PASSWORD
+    };
     t.admin = Some(AdminLogin {
         username: user.to_owned(),
         password: Some(Secret::new(password)),
@@ -134,7 +146,13 @@ where
 }
 
 /// A session on `client` that runs `sql` in the background; returns its backend pid.
-pub async fn background(client: Client, sql: &'static str) -> (i32, tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>) {
+pub async fn background(
+    client: Client,
+    sql: &'static str,
+) -> (
+    i32,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
         .await

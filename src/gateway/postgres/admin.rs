@@ -128,7 +128,11 @@ pub(super) fn create_role_statement(user: &NewUser, password: &Secret) -> String
     format!(
         "CREATE ROLE {} WITH {} {} PASSWORD {}",
         escape_identifier(user.name.as_str()),
-        if user.superuser { "SUPERUSER" } else { "NOSUPERUSER" },
+        if user.superuser {
+            "SUPERUSER"
+        } else {
+            "NOSUPERUSER"
+        },
         if user.login { "LOGIN" } else { "NOLOGIN" },
         escape_literal(&verifier),
     )
@@ -150,7 +154,12 @@ mod tests {
         let user = NewUser::new("app_user", None, false, true).expect("valid");
         let password = Secret::new("correct horse battery staple");
         let sql = create_role_statement(&user, &password);
-        assert!(sql.starts_with("CREATE ROLE \"app_user\" WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:"), "{sql}");
+        assert!(
+            sql.starts_with(
+                "CREATE ROLE \"app_user\" WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:"
+            ),
+            "{sql}"
+        );
         assert!(!sql.contains("correct horse"));
     }
 }

@@ -158,7 +158,10 @@ impl Connector {
             config.password(password.expose());
         }
         let mut make_tls = self.tls.clone();
-        let tls = match <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(&mut make_tls, &self.host) {
+        let tls = match <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(
+            &mut make_tls,
+            &self.host,
+        ) {
             Ok(tls) => tls,
             Err(never) => match never {},
         };
@@ -204,11 +207,12 @@ impl Connector {
     /// Resolves and connects TCP, trying each address in turn like libpq. Any failure here
     /// means the server is unreachable.
     async fn tcp(&self, deadline: Deadline) -> Result<(TcpStream, SocketAddr), GatewayError> {
-        let unreachable = |detail: String, source: Option<std::io::Error>| GatewayError::Unreachable {
-            endpoint: self.endpoint(),
-            detail,
-            source: source.map(|e| Box::new(e) as _),
-        };
+        let unreachable =
+            |detail: String, source: Option<std::io::Error>| GatewayError::Unreachable {
+                endpoint: self.endpoint(),
+                detail,
+                source: source.map(|e| Box::new(e) as _),
+            };
         let attempt = async {
             let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
                 .await
@@ -226,7 +230,10 @@ impl Connector {
             })
         };
         let (stream, addr) = timeout_at(deadline.at(), attempt).await.map_err(|_| {
-            unreachable(format!("TCP connect timed out after {:?}", deadline.budget()), None)
+            unreachable(
+                format!("TCP connect timed out after {:?}", deadline.budget()),
+                None,
+            )
         })??;
         let keepalive = TcpKeepalive::new()
             .with_time(KEEPALIVE_IDLE)

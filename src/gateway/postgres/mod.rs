@@ -86,14 +86,22 @@ impl PostgresGateway {
         deadline: Deadline,
         work: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, GatewayError> {
-        let mut conn = self.connector.open(creds, database, access, deadline).await?;
+        let mut conn = self
+            .connector
+            .open(creds, database, access, deadline)
+            .await?;
         let (client, driver) = conn.split();
         let result = driver.run(deadline, work(client)).await;
         conn.close().await;
         result
     }
 
-    async fn signal(&self, signal: Signal, pid: i32, deadline: Deadline) -> Result<(), GatewayError> {
+    async fn signal(
+        &self,
+        signal: Signal,
+        pid: i32,
+        deadline: Deadline,
+    ) -> Result<(), GatewayError> {
         validate::pid(pid)?;
         let outcome = self
             .with_connection(
@@ -144,7 +152,9 @@ impl PostgresGateway {
                 signalled: Some(false),
                 ..
             }) => Err(GatewayError::NotFound {
-                what: format!("backend pid {pid} (it exited before it could be signalled to {verb})"),
+                what: format!(
+                    "backend pid {pid} (it exited before it could be signalled to {verb})"
+                ),
             }),
         }
     }
@@ -152,17 +162,25 @@ impl PostgresGateway {
 
 impl Inspector for PostgresGateway {
     async fn databases(&self, deadline: Deadline) -> Result<Vec<Database>, GatewayError> {
-        self.with_connection(&self.monitor, &self.database, Access::ReadOnly, deadline, async |c| {
-            inspect::databases(c).await
-        })
+        self.with_connection(
+            &self.monitor,
+            &self.database,
+            Access::ReadOnly,
+            deadline,
+            async |c| inspect::databases(c).await,
+        )
         .await
     }
 
     async fn tables(&self, database: &str, deadline: Deadline) -> Result<Vec<Table>, GatewayError> {
         validate::object_name("database", database)?;
-        self.with_connection(&self.monitor, database, Access::ReadOnly, deadline, async |c| {
-            inspect::tables(c).await
-        })
+        self.with_connection(
+            &self.monitor,
+            database,
+            Access::ReadOnly,
+            deadline,
+            async |c| inspect::tables(c).await,
+        )
         .await
     }
 
@@ -176,9 +194,13 @@ impl Inspector for PostgresGateway {
         validate::object_name("database", database)?;
         validate::object_name("schema", schema)?;
         validate::object_name("table", table)?;
-        self.with_connection(&self.monitor, database, Access::ReadOnly, deadline, async |c| {
-            inspect::columns(c, schema, table).await
-        })
+        self.with_connection(
+            &self.monitor,
+            database,
+            Access::ReadOnly,
+            deadline,
+            async |c| inspect::columns(c, schema, table).await,
+        )
         .await?
         .ok_or_else(|| GatewayError::NotFound {
             what: format!("table {schema}.{table} in database {database}"),
@@ -188,9 +210,13 @@ impl Inspector for PostgresGateway {
 
 impl Administrator for PostgresGateway {
     async fn server_health(&self, deadline: Deadline) -> Result<ServerHealth, GatewayError> {
-        self.with_connection(&self.monitor, &self.database, Access::ReadOnly, deadline, async |c| {
-            admin::server_health(c).await
-        })
+        self.with_connection(
+            &self.monitor,
+            &self.database,
+            Access::ReadOnly,
+            deadline,
+            async |c| admin::server_health(c).await,
+        )
         .await
     }
 
@@ -205,9 +231,13 @@ impl Administrator for PostgresGateway {
                 problem: format!("must be between 1 and {}", SessionFilter::MAX_LIMIT),
             });
         }
-        self.with_connection(&self.monitor, &self.database, Access::ReadOnly, deadline, async |c| {
-            admin::sessions(c, filter).await
-        })
+        self.with_connection(
+            &self.monitor,
+            &self.database,
+            Access::ReadOnly,
+            deadline,
+            async |c| admin::sessions(c, filter).await,
+        )
         .await
     }
 
@@ -255,9 +285,13 @@ impl Administrator for PostgresGateway {
 
 impl Collector for PostgresGateway {
     async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
-        self.with_connection(&self.monitor, &self.database, Access::ReadOnly, deadline, async |c| {
-            collect::collection(c).await
-        })
+        self.with_connection(
+            &self.monitor,
+            &self.database,
+            Access::ReadOnly,
+            deadline,
+            async |c| collect::collection(c).await,
+        )
         .await
     }
 }

@@ -18,7 +18,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -38,7 +40,9 @@ pub(crate) fn connector(
         (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => {
             Arc::new(NoVerification(provider))
         }
-        (SslMode::Require | SslMode::VerifyCa, _) => Arc::new(ChainOnly(webpki(rootcert, provider)?)),
+        (SslMode::Require | SslMode::VerifyCa, _) => {
+            Arc::new(ChainOnly(webpki(rootcert, provider)?))
+        }
         (SslMode::VerifyFull, _) => webpki(rootcert, provider)?,
     };
     let config = builder

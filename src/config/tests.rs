@@ -1,0 +1,228 @@
+//! Unit tests of config validation: every rule, and every problem reported at once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    (name == "PW").then(|| "secret-from-env".to_owned())
+}
+
+fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+    parse_str(text, Path::new("/nonexistent"), &env)
+}
+
+fn problems(text: &str) -> Vec<String> {
+    parse(text)
+        .expect_err("invalid config")
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+const MINIMAL: &str = "
+targets:
+  - name: db1
+    driver: postgres
+    host: 127.0.0.1
+    username: mon
+    password_env: PW
+";
+
+#[test]
+fn minimal_config_gets_the_defaults() {
+    let c = parse(MINIMAL).expect("valid");
+    let t = &c.targets[0];
+    assert_eq!(t.port, 5432);
+    assert_eq!(t.database, "postgres");
+    assert_eq!(t.sslmode, SslMode::Prefer);
+    assert_eq!(
+        t.password.as_ref().map(Secret::expose),
+        Some("secret-from-env")
+    );
+    assert_eq!(t.collection, CollectionSettings::default());
+    assert_eq!(c.web.listen_address.to_string(), "0.0.0.0:9930");
+    assert!(!c.admin.enabled());
+}
+
+#[test]
+fn target_overrides_inherit_the_rest() {
+    let c = parse(&format!(
+        "collection: {{interval: 20s, lock_timeout: 500ms}}\n{}    interval: 1m\n",
+        MINIMAL
+    ))
+    .expect("valid");
+    let t = &c.targets[0].collection;
+    assert_eq!(t.interval, Duration::from_secs(60));
+    assert_eq!(t.lock_timeout, Duration::from_millis(500));
+    assert_eq!(t.timeout, DEFAULT_TIMEOUT);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let p = problems(
+        "
+collection: {interval: 5s, timeout: 5s}
+targets:
+  - name: db1
+    driver: postgres
+    host: h
+    username: u
+    port: 70000
+  - name: db1
+    driver: mysql
+    host: h
+    username: u
+    password: hunter2
+    colour: blue
+",
+    );
+    let expect = [
+        "collection.timeout: must be less than interval",
+        "targets[0].port: expected a port number 1-65535",
+        "targets[1].name: duplicate target name \"db1\"",
+        "targets[1].driver: invalid driver \"mysql\"; supported drivers: postgres",
+        "targets[1].password: inline passwords are not allowed; use password_env",
+        "targets[1].colour: unknown key; expected one of:",
+    ];
+    for e in expect {
+        assert!(
+            p.iter().any(|m| m.starts_with(e)),
+            "missing {e:?} in {p:#?}"
+        );
+    }
+    assert!(
+        p.iter().all(|m| !m.contains("hunter2")),
+        "a problem echoed the password"
+    );
+}
+
+#[test]
+fn bad_values_have_clear_messages() {
+    let cases = [
+        (
+            "collection: {interval: fast}",
+            "collection.interval: invalid duration \"fast\"",
+        ),
+        (
+            "collection: {interval: 15}",
+            "collection.interval: expected a duration such as \"15s\"",
+        ),
+        (
+            "collection: {timeout: 0s}",
+            "collection.timeout: must be greater than zero",
+        ),
+        (
+            "web: {listen_address: 'localhost:80'}",
+            "web.listen_address: invalid address",
+        ),
+        ("surprise: 1", "surprise: unknown key"),
+    ];
+    for (extra, expect) in cases {
+        let p = problems(&format!("{extra}\n{MINIMAL}"));
+        assert!(
+            p.iter().any(|m| m.starts_with(expect)),
+            "{expect:?} not in {p:#?}"
+        );
+    }
+}
+
+#[test]
+fn target_rules() {
+    let cases = [
+        ("name: Orders", "targets[0].name: invalid name \"Orders\""),
+        (
+            "sslmode: maybe",
+            "targets[0].sslmode: unknown sslmode \"maybe\"",
+        ),
+        (
+            "password_env: NOPE",
+            "targets[0].password_env: environment variable NOPE is not set",
+        ),
+        (
+            "password_file: /nonexistent/pw",
+            "targets[0].password_file: cannot read /nonexistent/pw",
+        ),
+        (
+            "timeout: 1m",
+            "targets[0].timeout: must be less than interval",
+        ),
+    ];
+    for (line, expect) in cases {
+        let text = format!(
+            "targets:\n  - {{{}}}\n",
+            [
+                "driver: postgres",
+                "host: h",
+                "username: u",
+                if line.starts_with("name") {
+                    line
+                } else {
+                    "name: db1"
+                },
+                if line.starts_with("name") {
+                    "port: 1"
+                } else {
+                    line
+                },
+            ]
+            .join(", ")
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter().any(|m| m.starts_with(expect)),
+            "{expect:?} not in {p:#?}"
+        );
+    }
+    assert!(problems("targets: []")[0].starts_with("targets: at least one target"));
+    assert!(problems("")[0].contains("empty"));
+    let both = problems(
+        "targets:\n  - {name: a, driver: postgres, host: h, username: u, password_env: PW, password_file: x}\n",
+    );
+    assert!(both.iter().any(|m| m.contains("not both")), "{both:#?}");
+}
+
+#[test]
+fn admin_tokens_are_validated() {
+    let text = format!(
+        "admin:
+  tokens:
+    - {{name: a, sha256: nothex, scopes: [read, fly], targets: [db1, ghost]}}
+    - {{name: a, sha256: '{}', scopes: [read], targets: ['*']}}
+{MINIMAL}",
+        "ab".repeat(32)
+    );
+    let p = problems(&text);
+    for e in [
+        "admin.tokens[0].sha256: expected 64 hex characters",
+        "admin.tokens[0].scopes[1]: unknown scope \"fly\"",
+        "admin.tokens[0].targets[1]: no target is named \"ghost\"",
+        "admin.tokens[1].name: duplicate token name \"a\"",
+    ] {
+        assert!(p.iter().any(|m| m.starts_with(e)), "{e:?} not in {p:#?}");
+    }
+}
+
+#[test]
+fn a_valid_admin_section_enables_the_api() {
+    let text = format!(
+        "admin:
+  tokens:
+    - {{name: oncall, sha256: '{}', scopes: [read, create_superuser], targets: [db1]}}
+{MINIMAL}",
+        "0f".repeat(32)
+    );
+    let c = parse(&text).expect("valid");
+    assert!(c.admin.enabled());
+    let t = &c.admin.tokens[0];
+    assert!(t.scopes.contains(&Scope::CreateSuperuser) && !t.scopes.contains(&Scope::CreateUser));
+    assert_eq!(t.targets, TargetSelector::Names(["db1".to_owned()].into()));
+    assert_eq!(t.sha256, [0x0f; 32]);
+}
+
+#[test]
+fn secrets_never_reach_debug() {
+    let c = parse(MINIMAL).expect("valid");
+    assert!(!format!("{c:?}").contains("secret-from-env"));
+}

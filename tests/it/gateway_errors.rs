@@ -1,0 +1,322 @@
+//! Failure classification, deadlines, TLS modes and connection hygiene against the real server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use mesa::config::SslMode;
+use mesa::gateway::{
+    Administrator, Collector, Deadline, FailureReason, Inspector, NewUser, SessionFilter,
+};
+use mesa::secret::Secret;
+
+use crate::support::*;
+
+const D: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn wrong_password_is_auth_failed() {
+    let mut t = target("badpw", "mesa_monitor");
+    t.password = Some(Secret::new("not-the-password-at-all"));
+    let err = gateway(&t)
+        .server_health(Deadline::after(D))
+        .await
+        .expect_err("bad password");
+    assert_eq!(err.reason(), FailureReason::AuthFailed, "{err}");
+    assert!(!err.to_string().contains("not-the-password"), "{err}");
+    assert!(!format!("{err:?}").contains("not-the-password"), "{err:?}");
+}
+
+#[tokio::test]
+async fn connection_limit_is_too_many_connections() {
+    let err = gateway(&target("noslots", "no_slots"))
+        .server_health(Deadline::after(D))
+        .await
+        .expect_err("CONNECTION LIMIT 0");
+    assert_eq!(err.reason(), FailureReason::TooManyConnections, "{err}");
+    assert_eq!(err.sqlstate(), Some("53300"));
+}
+
+#[tokio::test]
+async fn missing_privilege_is_permission_denied() {
+    let su = superuser("postgres").await;
+    su.batch_execute("CREATE DATABASE errors_locked TEMPLATE template0")
+        .await
+        .expect("db");
+    su.batch_execute("REVOKE CONNECT ON DATABASE errors_locked FROM PUBLIC")
+        .await
+        .expect("revoke");
+    let err = gateway(&target("noconnect", "mesa_plain"))
+        .tables("errors_locked", Deadline::after(D))
+        .await
+        .expect_err("no CONNECT privilege");
+    assert_eq!(err.reason(), FailureReason::PermissionDenied, "{err}");
+}
+
+/// Holds `LOCK pg_authid IN EXCLUSIVE MODE` (readers and logins pass, CREATE ROLE waits) for
+/// as long as the returned client's transaction is open.
+async fn block_role_creation() -> tokio_postgres::Client {
+    let su = superuser("postgres").await;
+    su.batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_authid IN EXCLUSIVE MODE;")
+        .await
+        .expect("lock pg_authid");
+    su
+}
+
+async fn mesa_sessions_of(user: &str) -> i64 {
+    let su = superuser("postgres").await;
+    su.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mesa' AND usename = $1",
+        &[&user],
+    )
+    .await
+    .expect("count")
+    .get(0)
+}
+
+#[tokio::test]
+async fn server_and_client_timeouts_are_timeout() {
+    let _serial = role_lock().await;
+    let lock = block_role_creation().await;
+    let base = with_admin(target("timeouts", "mesa_monitor"), "mesa_admin");
+
+    // statement_timeout fires first.
+    let mut t = base.clone();
+    t.collection.statement_timeout = Duration::from_millis(300);
+    t.collection.lock_timeout = Duration::from_secs(60);
+    let user = NewUser::new("timeout_user_1", None, false, true).expect("valid");
+    let err = gateway(&t)
+        .create_user(user, Deadline::after(D))
+        .await
+        .expect_err("statement_timeout");
+    assert_eq!(err.reason(), FailureReason::Timeout, "{err}");
+    assert_eq!(err.sqlstate(), Some("57014"));
+
+    // lock_timeout fires first.
+    let mut t = base.clone();
+    t.collection.statement_timeout = Duration::from_secs(60);
+    t.collection.lock_timeout = Duration::from_millis(300);
+    let user = NewUser::new("timeout_user_2", None, false, true).expect("valid");
+    let err = gateway(&t)
+        .create_user(user, Deadline::after(D))
+        .await
+        .expect_err("lock_timeout");
+    assert_eq!(err.reason(), FailureReason::Timeout, "{err}");
+    assert_eq!(err.sqlstate(), Some("55P03"));
+
+    // Our own deadline fires first: a cancel request stops the server-side statement.
+    let mut t = base.clone();
+    t.collection.statement_timeout = Duration::from_secs(60);
+    t.collection.lock_timeout = Duration::from_secs(60);
+    let user = NewUser::new("timeout_user_3", None, false, true).expect("valid");
+    let started = Instant::now();
+    let err = gateway(&t)
+        .create_user(user, Deadline::after(Duration::from_millis(500)))
+        .await
+        .expect_err("deadline");
+    assert_eq!(err.reason(), FailureReason::Timeout, "{err}");
+    assert!(started.elapsed() < Duration::from_millis(500) + Duration::from_secs(1));
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            mesa_sessions_of("mesa_admin").await == 0
+        })
+        .await,
+        "the cancelled statement's session is gone"
+    );
+    drop(lock);
+    let su = superuser("postgres").await;
+    let created: i64 = su
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'timeout_user_%'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(created, 0, "no timed-out CREATE ROLE went through");
+}
+
+#[tokio::test]
+async fn a_listener_that_never_answers_is_a_timeout_within_the_connect_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut t = target("silent", "mesa_monitor");
+    t.port = silent.local_addr().expect("addr").port();
+    t.collection.connect_timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let err = gateway(&t)
+        .collect(Deadline::after(D))
+        .await
+        .expect_err("no answer");
+    assert_eq!(err.reason(), FailureReason::Timeout, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn invalid_input_never_opens_a_connection() {
+    // Nothing listens here: any connection attempt would be `unreachable`.
+    let mut t = with_admin(target("invalid", "mesa_monitor"), "mesa_admin");
+    t.port = closed_port();
+    let g = gateway(&t);
+    let reasons = [
+        g.terminate(0, Deadline::after(D))
+            .await
+            .expect_err("pid 0")
+            .reason(),
+        g.cancel(-7, Deadline::after(D))
+            .await
+            .expect_err("pid -7")
+            .reason(),
+        g.tables("", Deadline::after(D))
+            .await
+            .expect_err("empty db")
+            .reason(),
+        g.columns("db", "s", &"t".repeat(64), Deadline::after(D))
+            .await
+            .expect_err("long")
+            .reason(),
+        g.sessions(
+            SessionFilter {
+                limit: 5000,
+                include_idle: true,
+            },
+            Deadline::after(D),
+        )
+        .await
+        .expect_err("limit")
+        .reason(),
+    ];
+    assert!(
+        reasons.iter().all(|r| *r == FailureReason::InvalidInput),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn tls_modes_follow_libpq() {
+    let c = cluster();
+    let ok = |mode: SslMode, host: &str, root: Option<std::path::PathBuf>| {
+        let mut t = target("tls", "mesa_monitor");
+        t.sslmode = mode;
+        t.host = host.to_owned();
+        t.sslrootcert = root;
+        t
+    };
+    for (mode, host) in [
+        (SslMode::Prefer, "127.0.0.1"),
+        (SslMode::Require, "127.0.0.1"),
+        (SslMode::VerifyCa, "127.0.0.1"),
+        (SslMode::VerifyFull, "localhost"),
+        (SslMode::VerifyFull, "127.0.0.1"),
+    ] {
+        let root = matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull).then(|| c.ca_cert());
+        gateway(&ok(mode, host, root))
+            .server_health(Deadline::after(D))
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?} via {host}: {e}"));
+    }
+    // A root that did not sign the server certificate: the chain fails.
+    let wrong_root = c.dir().join("server.crt");
+    let err = gateway(&ok(SslMode::VerifyCa, "127.0.0.1", Some(wrong_root)))
+        .server_health(Deadline::after(D))
+        .await
+        .expect_err("untrusted chain");
+    assert_eq!(err.reason(), FailureReason::Tls, "{err}");
+    // The right CA but a name the certificate does not carry.
+    let err = gateway(&ok(SslMode::VerifyFull, "127.0.0.2", Some(c.ca_cert())))
+        .server_health(Deadline::after(D))
+        .await;
+    // 127.0.0.2 is loopback but the server listens on 127.0.0.1 only: either way no session.
+    assert!(err.is_err());
+    // Encryption is really on: the server logged an SSL connection for mesa.
+    let log = c.server_log();
+    assert!(
+        log.lines().any(|l| l.contains("user=mesa_monitor")
+            && l.contains("application_name=mesa")
+            && l.contains("SSL enabled")),
+        "no TLS connection in the server log"
+    );
+}
+
+#[tokio::test]
+async fn no_connection_leaks_and_never_more_than_two() {
+    let t = with_admin(target("leak", "leak_user"), "leak_user");
+    let g = Arc::new(gateway(&t));
+    let mut bad = t.clone();
+    bad.password = Some(Secret::new("wrong-password-for-leak-test"));
+    let bad = Arc::new(gateway(&bad));
+
+    let peak = Arc::new(AtomicI64::new(0));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        tokio::spawn(async move {
+            let su = superuser("postgres").await;
+            loop {
+                let n: i64 = su
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mesa' AND usename = 'leak_user'",
+                        &[],
+                    )
+                    .await
+                    .expect("sample")
+                    .get(0);
+                peak.fetch_max(n, Ordering::Relaxed);
+                tokio::select! {
+                    () = stop.notified() => break,
+                    () = tokio::time::sleep(Duration::from_millis(2)) => {}
+                }
+            }
+        })
+    };
+
+    let mut ops = tokio::task::JoinSet::new();
+    let mut failures = 0usize;
+    for i in 0..200u32 {
+        let (g, bad) = (g.clone(), bad.clone());
+        ops.spawn(async move {
+            let d = Deadline::after(D);
+            match i % 8 {
+                0 => g.databases(d).await.map(drop),
+                1 => g.sessions(SessionFilter::default(), d).await.map(drop),
+                2 => g.server_health(d).await.map(drop),
+                3 => g.collect(d).await.map(drop),
+                4 => g.terminate(i32::MAX, d).await,
+                5 => bad.server_health(d).await.map(drop),
+                6 => g
+                    .collect(Deadline::after(Duration::from_millis(3)))
+                    .await
+                    .map(drop),
+                _ => g.tables("postgres", d).await.map(drop),
+            }
+        });
+        // Keep about 8 operations in flight.
+        if ops.len() >= 8
+            && let Some(done) = ops.join_next().await
+        {
+            failures += usize::from(done.expect("op task").is_err());
+        }
+    }
+    while let Some(done) = ops.join_next().await {
+        failures += usize::from(done.expect("op task").is_err());
+    }
+    stop.notify_one();
+    sampler.await.expect("sampler");
+    // Unknown pid and wrong password always fail; 3 ms deadlines fail most of the time.
+    assert!(failures >= 50, "failures {failures}");
+    let max = peak.load(Ordering::Relaxed);
+    assert!(max <= 2, "peak {max} concurrent mesa connections");
+    assert!(max >= 1, "the sampler saw the operations");
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            mesa_sessions_of("leak_user").await == 0
+        })
+        .await,
+        "a mesa connection outlived its call"
+    );
+}
