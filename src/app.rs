@@ -1,104 +1,203 @@
-//! The composition root: turns a validated [`Config`] into running work.
+//! The composition root: turns a validated [`Config`] into the running daemon.
 //!
-//! Until the scheduler lands, the daemon runs one collection of every target concurrently and
-//! prints a short human-readable summary. Each target gets its own gateway and the
-//! collection deadline from its config; a failing target never holds up another.
+//! [`App::start`] binds the metrics listener, starts one scheduler loop per target and
+//! returns a handle; [`run`] adds the signal handling of a daemon: SIGTERM/SIGINT shut down
+//! (stop scheduling, cancel in-flight queries on the server, drain listeners, exit within a
+//! grace period) and SIGHUP reloads the config (an invalid file keeps the old one running and
+//! sets `mesa_config_last_reload_successful 0`; a valid one restarts only changed targets).
+//! One root `CancellationToken` and one `TaskTracker` own every task.
 
-use std::fmt::Write as _;
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use crate::config::{Config, TargetConfig};
-use crate::gateway::{Collection, Collector, Deadline, Gateway, GatewayError};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// One target's result of a single collection.
+use crate::config::{Config, ConfigError};
+use crate::http::metrics::{MetricsState, router};
+use crate::metrics::{ExporterMetrics, Metrics};
+use crate::scheduler::{Changes, Scheduler, Sinks};
+use crate::snapshot::SnapshotStore;
+
+/// How long shutdown waits for in-flight work before giving up.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Why the daemon could not run or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The metrics listener could not bind.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A signal handler could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    /// Work was still running when the grace period ended.
+    #[error("tasks were still running after the {0:?} grace period")]
+    GraceExpired(Duration),
+}
+
+/// A running Mesa.
 #[derive(Debug)]
-pub struct TargetReport {
-    /// Target name.
-    pub name: String,
-    /// `host:port`.
-    pub endpoint: String,
-    /// How long the collection took.
-    pub elapsed: std::time::Duration,
-    /// What it returned.
-    pub result: Result<Collection, GatewayError>,
+pub struct App {
+    config: Config,
+    metrics_addr: SocketAddr,
+    root: CancellationToken,
+    tracker: TaskTracker,
+    scheduler: Scheduler,
+    state: MetricsState,
 }
 
-async fn collect_target(target: &TargetConfig) -> TargetReport {
-    let started = Instant::now();
-    let endpoint = format!("{}:{}", target.host, target.port);
-    let result = match Gateway::for_target(target) {
-        Ok(gateway) => {
-            gateway
-                .collect(Deadline::after(target.collection.timeout))
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = &result {
-        tracing::warn!(target_name = %target.name, reason = %e.reason(), error = %e, "collection failed");
-    }
-    TargetReport {
-        name: target.name.clone(),
-        endpoint,
-        elapsed: started.elapsed(),
-        result,
-    }
-}
-
-/// Collects every target once, concurrently.
-pub async fn collect_once(config: &Config) -> Vec<TargetReport> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, target) in config.targets.iter().cloned().enumerate() {
-        tasks.spawn(async move { (i, collect_target(&target).await) });
-    }
-    let mut reports: Vec<(usize, TargetReport)> = Vec::with_capacity(config.targets.len());
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(report) => reports.push(report),
-            Err(e) => tracing::error!(error = %e, "collection task failed"),
-        }
-    }
-    reports.sort_by_key(|(i, _)| *i);
-    reports.into_iter().map(|(_, r)| r).collect()
-}
-
-/// The human-readable summary of one round.
-pub fn summary(reports: &[TargetReport]) -> String {
-    let mut out = String::new();
-    for r in reports {
-        let ms = r.elapsed.as_millis();
-        let _ = match &r.result {
-            Ok(c) => writeln!(
-                out,
-                "{:<20} {:<22} UP    PostgreSQL {}  sessions {}/{}  databases {}  ({ms} ms)",
-                r.name,
-                r.endpoint,
-                c.health.short_version,
-                c.health.client_sessions,
-                c.health.max_connections,
-                c.databases.len(),
-            ),
-            Err(e) => writeln!(
-                out,
-                "{:<20} {:<22} DOWN  {}: {e}  ({ms} ms)",
-                r.name,
-                r.endpoint,
-                e.reason()
-            ),
+impl App {
+    /// Binds the listener and starts collecting.
+    pub async fn start(config: Config) -> Result<Self, AppError> {
+        let address = config.web.listen_address;
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| AppError::Bind { address, source })?;
+        let metrics_addr = listener
+            .local_addr()
+            .map_err(|source| AppError::Bind { address, source })?;
+        let store = Arc::new(SnapshotStore::new());
+        let metrics = Arc::new(Metrics::new(store.clone()));
+        let root = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let state = MetricsState {
+            metrics: metrics.clone(),
+            store: store.clone(),
+            targets: Arc::new(RwLock::new(names(&config))),
         };
+        tracker.spawn(crate::http::serve(
+            listener,
+            router(state.clone()),
+            root.child_token(),
+        ));
+        let sinks = Sinks {
+            store,
+            metrics: metrics.exporter().clone(),
+        };
+        let mut scheduler = Scheduler::new(sinks, tracker.clone(), root.clone());
+        scheduler.apply(&config.targets);
+        tracing::info!(
+            address = %metrics_addr,
+            targets = config.targets.len(),
+            version = crate::VERSION,
+            "serving metrics"
+        );
+        Ok(Self {
+            config,
+            metrics_addr,
+            root,
+            tracker,
+            scheduler,
+            state,
+        })
     }
-    out
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// The snapshot store.
+    pub fn store(&self) -> &Arc<SnapshotStore> {
+        &self.state.store
+    }
+
+    /// The exporter's instruments.
+    pub fn exporter(&self) -> &Arc<ExporterMetrics> {
+        self.state.metrics.exporter()
+    }
+
+    /// Applies a reloaded config, or keeps the current one when it is invalid. Returns what
+    /// changed, `None` when the new config was rejected.
+    pub fn reload(&mut self, loaded: Result<Config, ConfigError>) -> Option<Changes> {
+        let exporter = self.state.metrics.exporter().clone();
+        let new = match loaded {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; keeping the running config");
+                exporter.set_reload_ok(false);
+                return None;
+            }
+        };
+        if new.web != self.config.web {
+            tracing::warn!("web settings changed; they take effect after a restart");
+        }
+        let changes = self.scheduler.apply(&new.targets);
+        *self
+            .state
+            .targets
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = names(&new);
+        let web = self.config.web.clone();
+        self.config = new;
+        self.config.web = web;
+        exporter.set_reload_ok(true);
+        tracing::info!(
+            added = ?changes.added,
+            restarted = ?changes.restarted,
+            removed = ?changes.removed,
+            unchanged = changes.unchanged.len(),
+            "config reloaded"
+        );
+        Some(changes)
+    }
+
+    /// Stops scheduling, cancels in-flight queries (with a cancel request to the server),
+    /// drains the listener, and waits up to `grace` for every task.
+    pub async fn shutdown(self, grace: Duration) -> Result<(), AppError> {
+        self.root.cancel();
+        self.tracker.close();
+        match tokio::time::timeout(grace, self.tracker.wait()).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(AppError::GraceExpired(grace)),
+        }
+    }
 }
 
-/// Runs Mesa: today, one collection round with a printed summary. Returns whether every
-/// target was collected.
-pub async fn run(config: Config) -> bool {
-    tracing::info!(
-        targets = config.targets.len(),
-        version = crate::VERSION,
-        "collecting every target once"
-    );
-    let reports = collect_once(&config).await;
-    print!("{}", summary(&reports));
-    reports.iter().all(|r| r.result.is_ok())
+fn names(config: &Config) -> Vec<String> {
+    config.targets.iter().map(|t| t.name.clone()).collect()
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads `config_path` (applying
+/// `listen_override` again, as the command line still holds).
+pub async fn run(
+    config_path: &Path,
+    config: Config,
+    listen_override: Option<SocketAddr>,
+) -> Result<(), AppError> {
+    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(AppError::Signals)?;
+    let mut app = App::start(config).await?;
+    let path: PathBuf = config_path.to_owned();
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => {
+                tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
+                let loaded = crate::config::load(&path).map(|mut c| {
+                    if let Some(addr) = listen_override {
+                        c.web.listen_address = addr;
+                    }
+                    c
+                });
+                app.reload(loaded);
+            }
+        }
+    }
+    app.shutdown(DEFAULT_GRACE_PERIOD).await?;
+    tracing::info!("stopped");
+    Ok(())
 }

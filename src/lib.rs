@@ -30,8 +30,12 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod gateway;
+pub mod http;
 pub mod logging;
+pub mod metrics;
+pub mod scheduler;
 pub mod secret;
+pub mod snapshot;
 pub mod token;
 
 #[cfg(feature = "harness")]

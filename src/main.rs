@@ -64,9 +64,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if runtime.block_on(mesa::app::run(config)) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    match runtime.block_on(mesa::app::run(path, config, cli.web_listen_address)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mesa: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -120,6 +120,13 @@ pub enum GatewayError {
         /// The limit that expired.
         limit: Duration,
     },
+    /// The call was cancelled (shutdown or reload) while `phase` was running; server-side work
+    /// was cancelled too. Classified as `timeout`.
+    #[error("{phase} was cancelled by shutdown")]
+    Cancelled {
+        /// What was running.
+        phase: &'static str,
+    },
     /// TLS negotiation failed, or the TLS settings could not be loaded.
     #[error("TLS with {endpoint} failed: {detail}")]
     Tls {
@@ -209,7 +216,7 @@ impl GatewayError {
     pub fn reason(&self) -> FailureReason {
         match self {
             Self::Unreachable { .. } => FailureReason::Unreachable,
-            Self::Timeout { .. } => FailureReason::Timeout,
+            Self::Timeout { .. } | Self::Cancelled { .. } => FailureReason::Timeout,
             Self::Tls { .. } => FailureReason::Tls,
             Self::Server { reason, .. } => *reason,
             Self::Authentication { .. } => FailureReason::AuthFailed,

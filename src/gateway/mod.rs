@@ -21,6 +21,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub use error::{FailureReason, GatewayError};
 pub use model::*;
@@ -28,11 +29,22 @@ pub use model::*;
 use crate::config::TargetConfig;
 
 /// A point in time by which a call must finish, with the budget it was created from (for
-/// error messages). Built on tokio's clock so paused-time tests control it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// error messages), and optionally a cancellation token that ends the call early (shutdown).
+/// Built on tokio's clock so paused-time tests control it.
+#[derive(Debug, Clone)]
 pub struct Deadline {
     at: Instant,
     budget: Duration,
+    cancel: Option<CancellationToken>,
+}
+
+/// Why a [`Deadline`] ended a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The time ran out.
+    Timeout,
+    /// The cancellation token fired (shutdown or reload).
+    Cancelled,
 }
 
 impl Deadline {
@@ -41,7 +53,14 @@ impl Deadline {
         Self {
             at: Instant::now() + budget,
             budget,
+            cancel: None,
         }
+    }
+
+    /// The same deadline, also ended by `token`.
+    pub fn with_cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
     }
 
     /// The instant it expires.
@@ -55,16 +74,40 @@ impl Deadline {
     }
 
     /// The earlier of this deadline and `limit` from now; keeps the original budget when this
-    /// deadline is the earlier one.
+    /// deadline is the earlier one. The cancellation token carries over.
     pub fn capped(&self, limit: Duration) -> Self {
         let other = Instant::now() + limit;
         if other < self.at {
             Self {
                 at: other,
                 budget: limit,
+                cancel: self.cancel.clone(),
             }
         } else {
-            *self
+            self.clone()
+        }
+    }
+
+    /// Resolves when the deadline passes or its token is cancelled, saying which.
+    pub async fn expired(&self) -> Expiry {
+        let cancelled = async {
+            match &self.cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(self.at) => Expiry::Timeout,
+            () = cancelled => Expiry::Cancelled,
+        }
+    }
+
+    /// Runs `work` until it finishes or the deadline expires.
+    pub async fn bound<T>(&self, work: impl Future<Output = T>) -> Result<T, Expiry> {
+        tokio::select! {
+            biased;
+            out = work => Ok(out),
+            why = self.expired() => Err(why),
         }
     }
 }

@@ -238,6 +238,8 @@ impl PgCluster {
             format!("unix_socket_directories = '{}'", self.dir.display()),
             "log_statement = 'all'".to_owned(),
             "log_connections = on".to_owned(),
+            // The role and database on every line, so tests can attribute statements.
+            "log_line_prefix = '%m [%p] %q%u@%d '".to_owned(),
             "fsync = off".to_owned(),
             "synchronous_commit = off".to_owned(),
             "full_page_writes = off".to_owned(),

@@ -5,4 +5,6 @@ mod cli;
 mod gateway_admin;
 mod gateway_errors;
 mod gateway_inspect;
+mod sample;
+mod scheduler;
 mod support;

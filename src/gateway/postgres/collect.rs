@@ -26,10 +26,14 @@ async fn activity(client: &Client) -> Result<Vec<ActivityGroup>, tokio_postgres:
         .collect()
 }
 
-/// One whole collection.
+/// One whole collection, in one read-only transaction so health and activity see the same
+/// `pg_stat_activity` snapshot (PostgreSQL caches backend status per transaction): the session
+/// count in health equals the sum of the activity groups.
 pub(super) async fn collection(client: &Client) -> Result<Collection, tokio_postgres::Error> {
+    client.batch_execute(sql::COLLECTION_BEGIN).await?;
     let (health, activity, databases) =
         tokio::try_join!(server_health(client), activity(client), databases(client))?;
+    client.batch_execute("COMMIT").await?;
     Ok(Collection {
         health,
         activity,

@@ -20,14 +20,14 @@ use std::time::Duration;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::{sleep_until, timeout, timeout_at};
+use tokio::time::timeout;
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{CancelToken, Client, Config as PgConfig};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::classify::classify;
-use crate::gateway::{Deadline, GatewayError};
+use crate::gateway::{Deadline, Expiry, GatewayError};
 use crate::secret::Secret;
 
 /// The origin spec's cap: at most two connections per target from this process, so a
@@ -133,19 +133,19 @@ impl Connector {
         creds: &Credentials,
         dbname: &str,
         access: Access,
-        deadline: Deadline,
+        deadline: &Deadline,
     ) -> Result<Conn, GatewayError> {
-        let permit = timeout_at(deadline.at(), self.slots.clone().acquire_owned())
+        let permit = deadline
+            .bound(self.slots.clone().acquire_owned())
             .await
-            .map_err(|_| GatewayError::Timeout {
-                phase: "waiting for a connection slot",
-                limit: deadline.budget(),
-            })?
+            .map_err(|why| expired(why, "waiting for a connection slot", deadline))?
             .map_err(|_| GatewayError::Refused {
                 reason: "the gateway is shutting down".to_owned(),
             })?;
         let connect_deadline = deadline.capped(self.limits.connect_timeout);
-        let (stream, addr) = self.tcp(connect_deadline).await?;
+        let (stream, addr) = self
+            .tcp(&connect_deadline, connect_deadline.at() == deadline.at())
+            .await?;
 
         let mut config = PgConfig::new();
         config
@@ -165,17 +165,20 @@ impl Connector {
             Ok(tls) => tls,
             Err(never) => match never {},
         };
-        let (client, connection) =
-            match timeout_at(connect_deadline.at(), config.connect_raw(stream, tls)).await {
-                Ok(Ok(pair)) => pair,
-                Ok(Err(e)) => return Err(classify(e, &self.endpoint())),
-                Err(_) => {
-                    return Err(GatewayError::Timeout {
-                        phase: "startup and authentication",
-                        limit: connect_deadline.budget(),
-                    });
-                }
-            };
+        let (client, connection) = match connect_deadline
+            .bound(config.connect_raw(stream, tls))
+            .await
+        {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return Err(classify(e, &self.endpoint())),
+            Err(why) => {
+                return Err(expired(
+                    why,
+                    "startup and authentication",
+                    &connect_deadline,
+                ));
+            }
+        };
         Ok(Conn {
             driver: Driver {
                 cancel: client.cancel_token(),
@@ -206,7 +209,13 @@ impl Connector {
 
     /// Resolves and connects TCP, trying each address in turn like libpq. Any failure here
     /// means the server is unreachable.
-    async fn tcp(&self, deadline: Deadline) -> Result<(TcpStream, SocketAddr), GatewayError> {
+    /// When `caller_deadline` is set, the deadline is the caller's (shorter than the connect
+    /// timeout), so running out of time is a `timeout`, not a sign the host is unreachable.
+    async fn tcp(
+        &self,
+        deadline: &Deadline,
+        caller_deadline: bool,
+    ) -> Result<(TcpStream, SocketAddr), GatewayError> {
         let unreachable =
             |detail: String, source: Option<std::io::Error>| GatewayError::Unreachable {
                 endpoint: self.endpoint(),
@@ -229,12 +238,19 @@ impl Connector {
                 None => unreachable("host resolved to no address".to_owned(), None),
             })
         };
-        let (stream, addr) = timeout_at(deadline.at(), attempt).await.map_err(|_| {
-            unreachable(
-                format!("TCP connect timed out after {:?}", deadline.budget()),
-                None,
-            )
-        })??;
+        let connected = match deadline.bound(attempt).await {
+            Ok(connected) => connected,
+            Err(why) if caller_deadline || why == Expiry::Cancelled => {
+                return Err(expired(why, "TCP connect", deadline));
+            }
+            Err(_) => {
+                return Err(unreachable(
+                    format!("TCP connect timed out after {:?}", deadline.budget()),
+                    None,
+                ));
+            }
+        };
+        let (stream, addr) = connected?;
         let keepalive = TcpKeepalive::new()
             .with_time(KEEPALIVE_IDLE)
             .with_interval(KEEPALIVE_INTERVAL)
@@ -289,7 +305,7 @@ impl Driver {
     /// stops the statement too; the connection is then unusable and only fit to close.
     pub async fn run<T>(
         &mut self,
-        deadline: Deadline,
+        deadline: &Deadline,
         work: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, GatewayError> {
         let Some(connection) = self.connection.as_mut() else {
@@ -300,7 +316,7 @@ impl Driver {
             biased;
             result = &mut work => Step::Done(result),
             ended = connection => Step::Ended(ended),
-            () = sleep_until(deadline.at()) => Step::Expired,
+            why = deadline.expired() => Step::Expired(why),
         };
         match step {
             Step::Done(result) => result.map_err(|e| classify(e, &self.endpoint)),
@@ -311,15 +327,12 @@ impl Driver {
                     Err(e) => classify(e, &self.endpoint),
                 })
             }
-            Step::Expired => {
+            Step::Expired(why) => {
                 self.cancel_on_server().await;
                 // The statement may still be running until the cancel lands; the connection
                 // must not be reused, so it is dropped here.
                 self.connection = None;
-                Err(GatewayError::Timeout {
-                    phase: "query",
-                    limit: deadline.budget(),
-                })
+                Err(expired(why, "query", deadline))
             }
         }
     }
@@ -366,5 +379,16 @@ impl Driver {
 enum Step<T> {
     Done(Result<T, tokio_postgres::Error>),
     Ended(Result<(), tokio_postgres::Error>),
-    Expired,
+    Expired(Expiry),
+}
+
+/// The error for a wait that `deadline` ended.
+fn expired(why: Expiry, phase: &'static str, deadline: &Deadline) -> GatewayError {
+    match why {
+        Expiry::Timeout => GatewayError::Timeout {
+            phase,
+            limit: deadline.budget(),
+        },
+        Expiry::Cancelled => GatewayError::Cancelled { phase },
+    }
 }

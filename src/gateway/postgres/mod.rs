@@ -88,10 +88,10 @@ impl PostgresGateway {
     ) -> Result<T, GatewayError> {
         let mut conn = self
             .connector
-            .open(creds, database, access, deadline)
+            .open(creds, database, access, &deadline)
             .await?;
         let (client, driver) = conn.split();
-        let result = driver.run(deadline, work(client)).await;
+        let result = driver.run(&deadline, work(client)).await;
         conn.close().await;
         result
     }

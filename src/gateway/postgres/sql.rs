@@ -4,6 +4,9 @@
 //! Values travel as bind parameters; the only statement built from input is `CREATE ROLE`
 //! (DDL takes no parameters), see `admin.rs`.
 
+/// Opens the collection's transaction: one snapshot for every statement of a collection.
+pub const COLLECTION_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
 /// Server health. `client_sessions` counts client backends other than Mesa's own. Epoch
 /// seconds come back as float8 so no date-time crate is needed.
 pub const SERVER_HEALTH: &str = "\

@@ -1,0 +1,194 @@
+//! Metrics: database facts encoded from snapshots, and the exporter's own instruments.
+//!
+//! `/metrics` is one long-lived registry: the exporter's counters and gauges (mutable
+//! instruments, touched only by the scheduler, the reloader and the admin API) plus a
+//! collector that encodes the snapshot store at scrape time. `/probe` builds a small registry
+//! per request with one target's families and no `server` label. Output is OpenMetrics text.
+
+pub mod families;
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::gateway::FailureReason;
+use crate::snapshot::{SnapshotStore, TargetSnapshot};
+use families::{SnapshotFamilies, StoreFamilies};
+
+/// The OpenMetrics content type of `/metrics` and `/probe`.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Reasons a collection can fail with; their counters start at zero for every target so
+/// `increase()` sees the first failure.
+pub const COLLECT_REASONS: [FailureReason; 7] = [
+    FailureReason::Unreachable,
+    FailureReason::Timeout,
+    FailureReason::AuthFailed,
+    FailureReason::TooManyConnections,
+    FailureReason::PermissionDenied,
+    FailureReason::Tls,
+    FailureReason::QueryFailed,
+];
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The exporter's own instruments.
+#[derive(Debug, Default)]
+pub struct ExporterMetrics {
+    failures: Family<Labels, Counter>,
+    skipped: Family<Labels, Counter>,
+    reload_ok: Gauge,
+    admin_requests: Family<Labels, Counter>,
+}
+
+impl ExporterMetrics {
+    /// Creates a target's series at zero.
+    pub fn init_target(&self, target: &str) {
+        for reason in COLLECT_REASONS {
+            let _created = self.failures.get_or_create(&failure_labels(target, reason));
+        }
+        let _created = self
+            .skipped
+            .get_or_create(&vec![("server", target.to_owned())]);
+    }
+
+    /// Drops a target's series (it left the config).
+    pub fn forget_target(&self, target: &str) {
+        for reason in FailureReason::ALL {
+            self.failures.remove(&failure_labels(target, reason));
+        }
+        self.skipped.remove(&vec![("server", target.to_owned())]);
+    }
+
+    /// Counts a failed collection.
+    pub fn collect_failed(&self, target: &str, reason: FailureReason) {
+        self.failures
+            .get_or_create(&failure_labels(target, reason))
+            .inc();
+    }
+
+    /// Counts a tick skipped because the previous collection still ran.
+    pub fn collect_skipped(&self, target: &str) {
+        self.skipped
+            .get_or_create(&vec![("server", target.to_owned())])
+            .inc();
+    }
+
+    /// A target's skipped-tick count.
+    pub fn skipped(&self, target: &str) -> u64 {
+        self.skipped
+            .get_or_create(&vec![("server", target.to_owned())])
+            .get()
+    }
+
+    /// A target's failure count for `reason`.
+    pub fn failures(&self, target: &str, reason: FailureReason) -> u64 {
+        self.failures
+            .get_or_create(&failure_labels(target, reason))
+            .get()
+    }
+
+    /// Records whether the last config reload succeeded.
+    pub fn set_reload_ok(&self, ok: bool) {
+        self.reload_ok.set(i64::from(ok));
+    }
+
+    /// Counts an admin API request.
+    pub fn admin_request(&self, action: &str, outcome: &str) {
+        self.admin_requests
+            .get_or_create(&vec![
+                ("action", action.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+    }
+}
+
+fn failure_labels(target: &str, reason: FailureReason) -> Labels {
+    vec![
+        ("server", target.to_owned()),
+        ("reason", reason.as_str().to_owned()),
+    ]
+}
+
+/// The `/metrics` registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    exporter: Arc<ExporterMetrics>,
+}
+
+impl Metrics {
+    /// A registry over `store` with fresh exporter instruments.
+    pub fn new(store: Arc<SnapshotStore>) -> Self {
+        let exporter = Arc::new(ExporterMetrics::default());
+        exporter.set_reload_ok(true);
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(StoreFamilies(store)));
+        registry.register(
+            "mesa_collect_failures",
+            "Failed collections by reason",
+            exporter.failures.clone(),
+        );
+        registry.register(
+            "mesa_collect_skipped",
+            "Collection ticks skipped because the previous collection of the target still ran",
+            exporter.skipped.clone(),
+        );
+        let build = Family::<Labels, Gauge>::default();
+        build
+            .get_or_create(&vec![("version", crate::VERSION.to_owned())])
+            .set(1);
+        registry.register(
+            "mesa_build_info",
+            "Mesa's version; the value is always 1",
+            build,
+        );
+        registry.register(
+            "mesa_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was attempted), else 0",
+            exporter.reload_ok.clone(),
+        );
+        registry.register(
+            "mesa_admin_requests",
+            "Admin API requests by action and outcome",
+            exporter.admin_requests.clone(),
+        );
+        Self { registry, exporter }
+    }
+
+    /// The exporter's instruments.
+    pub fn exporter(&self) -> &Arc<ExporterMetrics> {
+        &self.exporter
+    }
+
+    /// Encodes `/metrics`.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail; a collector error would be a bug in this module.
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding /metrics failed");
+        }
+        out
+    }
+}
+
+/// Encodes `/probe` for one target: its families, no `server` label.
+pub fn render_probe(snapshot: Arc<TargetSnapshot>) -> String {
+    render_snapshots(vec![snapshot], false)
+}
+
+/// Encodes the families of `snapshots` alone (golden tests, `/probe`).
+pub fn render_snapshots(snapshots: Vec<Arc<TargetSnapshot>>, server_label: bool) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SnapshotFamilies::new(snapshots, server_label)));
+    let mut out = String::with_capacity(4 * 1024);
+    if let Err(e) = encode(&mut out, &registry) {
+        tracing::error!(error = %e, "encoding /probe failed");
+    }
+    out
+}

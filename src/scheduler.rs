@@ -1,0 +1,304 @@
+//! When to talk to each database: one task per target.
+//!
+//! Each target's loop starts at a random offset within its interval (so 500 targets do not
+//! connect in the same second), then ticks every interval with `MissedTickBehavior::Delay`. At
+//! most one collection is in flight per target: a tick that finds the previous one still
+//! running is skipped and counted in `mesa_collect_skipped_total`. A target that keeps failing
+//! backs off exponentially (1, 2, 4 intervals, then capped at [`BACKOFF_CAP`] intervals, with
+//! jitter). Targets share nothing but the snapshot store, so one that hangs cannot delay
+//! another. The in-flight collection is polled inside the target's own task; on cancellation
+//! its deadline fires too, so the gateway sends the server a cancel request before the loop
+//! ends.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{CollectionSettings, TargetConfig};
+use crate::gateway::{Collection, Collector, Deadline, Gateway, GatewayError};
+use crate::metrics::ExporterMetrics;
+use crate::snapshot::{SnapshotStore, TargetSnapshot};
+
+/// Backoff never waits more than this many intervals between attempts.
+pub const BACKOFF_CAP: u32 = 4;
+/// Backoff waits are stretched by a random factor in `[1, 1 + BACKOFF_JITTER)`, so targets
+/// that failed together (a network blip) do not retry together.
+pub const BACKOFF_JITTER: f64 = 0.25;
+
+/// Where a target's results go.
+#[derive(Debug, Clone)]
+pub struct Sinks {
+    /// Latest snapshot per target.
+    pub store: Arc<SnapshotStore>,
+    /// The exporter's counters.
+    pub metrics: Arc<ExporterMetrics>,
+}
+
+/// A uniform random fraction in `[0, 1)`; 0 if the OS random source fails (jitter is only an
+/// optimisation).
+fn random_fraction() -> f64 {
+    let mut raw = [0u8; 8];
+    if getrandom::fill(&mut raw).is_err() {
+        return 0.0;
+    }
+    // 53 random bits make every double in [0, 1) with that spacing equally likely.
+    (u64::from_le_bytes(raw) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The first collection's offset: uniform in `[0, interval)`.
+pub fn start_offset(interval: Duration) -> Duration {
+    interval.mul_f64(random_fraction())
+}
+
+/// How long after a failed attempt's start the next attempt may begin, after `failures`
+/// consecutive failures (1 = the first): 1, 2, 4, 4... intervals, stretched by jitter.
+pub fn backoff(interval: Duration, failures: u32) -> Duration {
+    let steps = 1u32 << failures.saturating_sub(1).min(BACKOFF_CAP.ilog2());
+    interval * steps.min(BACKOFF_CAP)
+}
+
+struct Attempt {
+    started: Instant,
+    finished_at: SystemTime,
+    duration: Duration,
+    result: Result<Collection, GatewayError>,
+}
+
+type InFlight = Pin<Box<dyn Future<Output = Attempt> + Send>>;
+
+fn attempt<C: Collector + Send + Sync + 'static>(
+    collector: Arc<C>,
+    deadline: Deadline,
+) -> InFlight {
+    Box::pin(async move {
+        let started = Instant::now();
+        let result = collector.collect(deadline).await;
+        Attempt {
+            started,
+            finished_at: SystemTime::now(),
+            duration: started.elapsed(),
+            result,
+        }
+    })
+}
+
+/// Runs one target's loop until `cancel` fires.
+pub async fn run_target<C: Collector + Send + Sync + 'static>(
+    name: String,
+    collector: Arc<C>,
+    settings: CollectionSettings,
+    sinks: Sinks,
+    cancel: CancellationToken,
+) {
+    let interval = settings.interval;
+    let first = Instant::now() + start_offset(interval);
+    let mut ticker = tokio::time::interval_at(first, interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut in_flight: Option<InFlight> = None;
+    let mut failures: u32 = 0;
+    let mut not_before = first;
+    let mut last_success: Option<SystemTime> = None;
+    sinks.metrics.init_target(&name);
+
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            done = async { in_flight.as_mut().expect("guarded by is_some").await }, if in_flight.is_some() => {
+                in_flight = None;
+                let cancelled = matches!(done.result, Err(GatewayError::Cancelled { .. }));
+                if cancelled {
+                    break;
+                }
+                match &done.result {
+                    Ok(_) => {
+                        if failures > 0 {
+                            tracing::info!(target_name = %name, after_failures = failures, "collection recovered");
+                        }
+                        failures = 0;
+                        last_success = Some(done.finished_at);
+                    }
+                    Err(e) => {
+                        failures = failures.saturating_add(1);
+                        let wait = backoff(interval, failures).mul_f64(1.0 + BACKOFF_JITTER * random_fraction());
+                        // Half an interval early, so the tick that falls due is not missed by
+                        // a few microseconds of scheduling.
+                        not_before = done.started + wait.saturating_sub(interval / 2);
+                        sinks.metrics.collect_failed(&name, e.reason());
+                        if failures == 1 {
+                            tracing::warn!(target_name = %name, reason = %e.reason(), error = %e, "collection failed");
+                        } else {
+                            tracing::debug!(target_name = %name, reason = %e.reason(), error = %e, failures, "collection failed again");
+                        }
+                    }
+                }
+                sinks.store.put(TargetSnapshot {
+                    target: name.clone(),
+                    finished_at: done.finished_at,
+                    duration: done.duration,
+                    result: done.result.map_err(|e| e.reason()),
+                    last_success,
+                });
+            }
+            _ = ticker.tick() => {
+                if in_flight.is_some() {
+                    sinks.metrics.collect_skipped(&name);
+                    tracing::debug!(target_name = %name, "tick skipped: previous collection still running");
+                } else if Instant::now() >= not_before {
+                    let deadline = Deadline::after(settings.timeout).with_cancel(cancel.clone());
+                    in_flight = Some(attempt(collector.clone(), deadline));
+                }
+            }
+        }
+    }
+    // The deadline carries `cancel`, so this returns promptly after the server was asked to
+    // cancel the statement; the result of a cancelled attempt is not recorded.
+    if let Some(rest) = in_flight {
+        let _ = rest.await;
+    }
+}
+
+/// A target that is scheduled.
+#[derive(Debug)]
+struct Job {
+    config: TargetConfig,
+    cancel: CancellationToken,
+    removed: Arc<AtomicBool>,
+    done: tokio::sync::watch::Receiver<bool>,
+}
+
+/// What [`Scheduler::apply`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Targets started.
+    pub added: Vec<String>,
+    /// Targets restarted because their settings changed.
+    pub restarted: Vec<String>,
+    /// Targets stopped.
+    pub removed: Vec<String>,
+    /// Targets left running untouched.
+    pub unchanged: Vec<String>,
+}
+
+/// The set of running target loops, kept in step with the config.
+#[derive(Debug)]
+pub struct Scheduler {
+    jobs: HashMap<String, Job>,
+    sinks: Sinks,
+    tracker: TaskTracker,
+    root: CancellationToken,
+}
+
+impl Scheduler {
+    /// A scheduler whose tasks are tracked by `tracker` and end when `root` is cancelled.
+    pub fn new(sinks: Sinks, tracker: TaskTracker, root: CancellationToken) -> Self {
+        Self {
+            jobs: HashMap::new(),
+            sinks,
+            tracker,
+            root,
+        }
+    }
+
+    /// Starts, restarts and stops target loops so exactly `targets` run; a target whose
+    /// settings did not change keeps running (and keeps its backoff and jitter phase).
+    pub fn apply(&mut self, targets: &[TargetConfig]) -> Changes {
+        let mut changes = Changes::default();
+        let wanted: HashMap<&str, &TargetConfig> =
+            targets.iter().map(|t| (t.name.as_str(), t)).collect();
+        let gone: Vec<String> = self
+            .jobs
+            .keys()
+            .filter(|name| !wanted.contains_key(name.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(job) = self.jobs.remove(&name) {
+                job.removed.store(true, Ordering::SeqCst);
+                job.cancel.cancel();
+            }
+            changes.removed.push(name);
+        }
+        for target in targets {
+            let previous = match self.jobs.get(&target.name) {
+                Some(job) if job.config == *target => {
+                    changes.unchanged.push(target.name.clone());
+                    continue;
+                }
+                Some(_) => {
+                    changes.restarted.push(target.name.clone());
+                    self.jobs.remove(&target.name).map(|job| {
+                        job.cancel.cancel();
+                        job.done
+                    })
+                }
+                None => {
+                    changes.added.push(target.name.clone());
+                    None
+                }
+            };
+            let job = self.spawn(target.clone(), previous);
+            self.jobs.insert(target.name.clone(), job);
+        }
+        changes
+    }
+
+    fn spawn(
+        &self,
+        config: TargetConfig,
+        previous: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Job {
+        let cancel = self.root.child_token();
+        let removed = Arc::new(AtomicBool::new(false));
+        let (done_tx, done) = tokio::sync::watch::channel(false);
+        let (sinks, token, gone) = (self.sinks.clone(), cancel.clone(), removed.clone());
+        let name = config.name.clone();
+        let settings = config.collection;
+        let built = Gateway::for_target(&config);
+        self.tracker.spawn(async move {
+            // A restarted target's old loop must be gone first: two loops would share no
+            // connection cap.
+            if let Some(mut previous) = previous {
+                let _ = previous.wait_for(|done| *done).await;
+            }
+            match built {
+                Ok(gateway) => {
+                    run_target(name.clone(), Arc::new(gateway), settings, sinks.clone(), token).await;
+                }
+                Err(e) => {
+                    // Only TLS material can fail here (a CA file that is not PEM); the target
+                    // stays down until the config is fixed and reloaded.
+                    tracing::error!(target_name = %name, error = %e, "cannot build the target's gateway");
+                    sinks.metrics.init_target(&name);
+                    sinks.metrics.collect_failed(&name, e.reason());
+                    sinks.store.put(TargetSnapshot {
+                        target: name.clone(),
+                        finished_at: SystemTime::now(),
+                        duration: Duration::ZERO,
+                        result: Err(e.reason()),
+                        last_success: None,
+                    });
+                    token.cancelled().await;
+                }
+            }
+            if gone.load(Ordering::SeqCst) {
+                sinks.store.remove(&name);
+                sinks.metrics.forget_target(&name);
+            }
+            let _ = done_tx.send(true);
+        });
+        Job {
+            config,
+            cancel,
+            removed,
+            done,
+        }
+    }
+}

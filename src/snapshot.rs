@@ -1,0 +1,84 @@
+//! The snapshot store: the latest collection result of every target.
+//!
+//! The scheduler replaces a target's snapshot after each attempt; the metrics listener reads
+//! them. Snapshots are immutable and shared as `Arc`s: a scrape clones the pointers under a
+//! short read lock and encodes with no lock held, so a slow scrape never delays a collection
+//! and a collection never waits on an encoder.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crate::gateway::{Collection, FailureReason};
+
+/// The outcome of a target's most recent collection attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetSnapshot {
+    /// Target name (the `server` label).
+    pub target: String,
+    /// When the attempt finished.
+    pub finished_at: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+    /// The data, or why there is none. Failed attempts never carry stale data.
+    pub result: Result<Collection, FailureReason>,
+    /// When the last successful attempt finished, if any.
+    pub last_success: Option<SystemTime>,
+}
+
+impl TargetSnapshot {
+    /// Whether the attempt connected and ran.
+    pub fn up(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+/// Latest snapshot per target, by name.
+#[derive(Debug, Default)]
+pub struct SnapshotStore {
+    inner: RwLock<BTreeMap<String, Arc<TargetSnapshot>>>,
+}
+
+impl SnapshotStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the target's snapshot.
+    pub fn put(&self, snapshot: TargetSnapshot) {
+        let snapshot = Arc::new(snapshot);
+        let mut map = self
+            .inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.insert(snapshot.target.clone(), snapshot);
+    }
+
+    /// Removes a target that left the config.
+    pub fn remove(&self, target: &str) {
+        let mut map = self
+            .inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.remove(target);
+    }
+
+    /// One target's snapshot.
+    pub fn get(&self, target: &str) -> Option<Arc<TargetSnapshot>> {
+        let map = self
+            .inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(target).cloned()
+    }
+
+    /// Every snapshot, ordered by target name.
+    pub fn all(&self) -> Vec<Arc<TargetSnapshot>> {
+        let map = self
+            .inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.values().cloned().collect()
+    }
+}
