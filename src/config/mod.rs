@@ -432,16 +432,6 @@ fn check_collection(c: &CollectionSettings, path: &str, p: &mut Problems) {
             ),
         );
     }
-    if c.connect_timeout > c.timeout {
-        p.add(
-            reader::join(path, "connect_timeout"),
-            format!(
-                "must not exceed timeout ({} > {})",
-                humantime::format_duration(c.connect_timeout),
-                humantime::format_duration(c.timeout)
-            ),
-        );
-    }
 }
 
 fn socket_addr(f: &mut Fields, key: &str, default: &str, p: &mut Problems) -> Option<SocketAddr> {

@@ -2,9 +2,11 @@
 //! whole binary; see `support`).
 
 mod cli;
+mod exporter;
 mod gateway_admin;
 mod gateway_errors;
 mod gateway_inspect;
+mod golden;
 mod sample;
 mod scheduler;
 mod support;

@@ -165,3 +165,177 @@ pub async fn background(
     });
     (pid, handle)
 }
+
+/// One HTTP/1.1 GET with a real client (hyper); returns status, content type and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    use http_body_util::BodyExt as _;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to mesa");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("HTTP handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// One parsed exposition sample.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    /// The value of label `key`.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses the samples of an exposition (comments skipped; label values unescaped).
+pub fn samples(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, rest) = match line.find(['{', ' ']) {
+            Some(i) => line.split_at(i),
+            None => continue,
+        };
+        let mut labels = Vec::new();
+        let mut rest = rest;
+        if let Some(body) = rest.strip_prefix('{') {
+            let mut chars = body.char_indices();
+            let mut key = String::new();
+            let mut end = 0;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '}' => {
+                        end = i + 1;
+                        break;
+                    }
+                    ',' => {}
+                    '=' => {
+                        chars.next(); // opening quote
+                        let mut value = String::new();
+                        while let Some((_, c)) = chars.next() {
+                            match c {
+                                '\\' => {
+                                    if let Some((_, e)) = chars.next() {
+                                        value.push(if e == 'n' { '\n' } else { e });
+                                    }
+                                }
+                                '"' => break,
+                                c => value.push(c),
+                            }
+                        }
+                        labels.push((std::mem::take(&mut key), value));
+                    }
+                    c => key.push(c),
+                }
+            }
+            rest = &body[end..];
+        }
+        let value = rest
+            .trim()
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .parse()
+            .unwrap_or(f64::NAN);
+        out.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+/// The value of the one sample named `name` whose labels include `labels`.
+pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let found: Vec<Sample> = samples(text)
+        .into_iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
+        .collect();
+    match found.as_slice() {
+        [one] => Some(one.value),
+        [] => None,
+        many => panic!(
+            "{} samples of {name} match {labels:?}: {many:?}",
+            many.len()
+        ),
+    }
+}
+
+/// Fails unless PyPI's `prometheus-client` strict OpenMetrics parser accepts `text`.
+pub fn assert_openmetrics_valid(text: &str) {
+    use std::io::Write as _;
+    let script = "import sys\n\
+from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+families = list(text_string_to_metric_families(sys.stdin.read()))\n\
+print(len(families))\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write exposition");
+    let out = child.wait_with_output().expect("python3 finishes");
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser rejected the exposition (pip install prometheus-client if it is missing):\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A config for the in-process daemon; `{cluster}` is replaced by the cluster's host/port.
+pub fn daemon_config(yaml: &str) -> mesa::config::Config {
+    let c = cluster();
+    let dir = std::env::temp_dir().join(format!("mesa-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("fixture.pw"), ROLE_PASSWORD).expect("password file");
+    let text = yaml
+        .replace("{host}", c.host())
+        .replace("{port}", &c.port().to_string());
+    mesa::config::parse_str(&text, &dir, &|_| None)
+        .unwrap_or_else(|p| panic!("test config invalid: {p:#?}"))
+}

@@ -1,0 +1,285 @@
+//! The daemon in-process against the real server: /metrics, /probe, failures, OpenMetrics
+//! validity, and a scrape path without database I/O.
+
+use std::time::Duration;
+
+use mesa::app::{App, DEFAULT_GRACE_PERIOD};
+use mesa::metrics::CONTENT_TYPE;
+
+use crate::support::*;
+
+async fn scrape(app: &App, path: &str) -> String {
+    let (status, content_type, body) = http_get(app.metrics_addr(), path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    assert_eq!(content_type, CONTENT_TYPE);
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_what_the_server_says() {
+    let su = superuser("postgres").await;
+    su.batch_execute("CREATE ROLE metrics_user LOGIN PASSWORD 'fixture-password-0123456789'")
+        .await
+        .expect("role");
+    su.batch_execute("CREATE DATABASE exporter_db OWNER metrics_user TEMPLATE template0")
+        .await
+        .expect("db");
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(
+            client_as("metrics_user", ROLE_PASSWORD, "exporter_db")
+                .await
+                .expect("idle session"),
+        );
+    }
+    let sleeper = client_as("metrics_user", ROLE_PASSWORD, "exporter_db")
+        .await
+        .expect("sleeper");
+    let (_sleeping_pid, _sleep) = background(sleeper, "SELECT pg_sleep(30)").await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+
+    let config = daemon_config(&format!(
+        "collection: {{interval: 1s, timeout: 800ms, connect_timeout: 500ms}}
+web: {{listen_address: '127.0.0.1:0'}}
+targets:
+  - {{name: local, driver: postgres, host: '{{host}}', port: {{port}}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}}
+  - {{name: closed, driver: postgres, host: 127.0.0.1, port: {closed}, username: x, sslmode: disable}}
+  - {{name: silent, driver: postgres, host: 127.0.0.1, port: {silent_port}, username: x, sslmode: disable}}
+",
+        closed = closed_port(),
+    ));
+    let app = App::start(config).await.expect("daemon starts");
+
+    let ready = eventually(Duration::from_secs(6), || async {
+        http_get(app.metrics_addr(), "/readyz").await.0 == 200
+    })
+    .await;
+    assert!(ready, "every target attempted within a few intervals");
+    // The sleeper has run at least two seconds by a later collection.
+    let sleep_seen = eventually(Duration::from_secs(5), || async {
+        let body = scrape(&app, "/metrics").await;
+        value(
+            &body,
+            "pg_stat_activity_max_query_duration_seconds",
+            &[
+                ("server", "local"),
+                ("usename", "metrics_user"),
+                ("state", "active"),
+            ],
+        )
+        .is_some_and(|v| v >= 2.0)
+    })
+    .await;
+    assert!(
+        sleep_seen,
+        "the pg_sleep(30) session shows in max_query_duration"
+    );
+
+    let body = scrape(&app, "/metrics").await;
+    let local = |name: &str, extra: &[(&str, &str)]| {
+        let mut labels = vec![("server", "local")];
+        labels.extend_from_slice(extra);
+        value(&body, name, &labels)
+    };
+    assert_eq!(local("pg_up", &[]), Some(1.0));
+    let max: String = su
+        .query_one("SHOW max_connections", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(
+        local("pg_settings_max_connections", &[]),
+        Some(max.parse().expect("number"))
+    );
+    let size: i64 = su
+        .query_one("SELECT pg_database_size('exporter_db')", &[])
+        .await
+        .expect("size")
+        .get(0);
+    let ours = local("pg_database_size_bytes", &[("datname", "exporter_db")]).expect("size series");
+    assert!(
+        (ours - size as f64).abs() / (size as f64) < 0.01,
+        "{ours} vs {size}"
+    );
+    assert_eq!(
+        local(
+            "pg_database_info",
+            &[
+                ("datname", "exporter_db"),
+                ("owner", "metrics_user"),
+                ("encoding", "UTF8")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        local(
+            "pg_stat_activity_count",
+            &[
+                ("datname", "exporter_db"),
+                ("usename", "metrics_user"),
+                ("state", "idle")
+            ]
+        ),
+        Some(5.0),
+        "the five held sessions"
+    );
+    // Same collection, same pg_stat_activity snapshot: the groups add up to the client
+    // backends the health query counted (utilization = backends / usable slots).
+    let activity_total: f64 = samples(&body)
+        .iter()
+        .filter(|s| s.name == "pg_stat_activity_count" && s.label("server") == Some("local"))
+        .map(|s| s.value)
+        .sum();
+    let usable = local("pg_settings_max_connections", &[]).expect("max")
+        - local("pg_settings_superuser_reserved_connections", &[]).expect("reserved");
+    let ratio = local("pg_connections_utilization_ratio", &[]).expect("ratio");
+    assert!(
+        (ratio * usable - activity_total).abs() < 1e-6,
+        "{ratio} * {usable} vs {activity_total}"
+    );
+    assert!(activity_total >= 6.0);
+
+    // The closed port: down, failures rising, no stale pg_* series.
+    assert_eq!(value(&body, "pg_up", &[("server", "closed")]), Some(0.0));
+    assert!(!samples(&body).iter().any(|s| s.name.starts_with("pg_")
+        && s.name != "pg_up"
+        && s.label("server") == Some("closed")));
+    let failures = |text: &str, server: &str, reason: &str| {
+        value(
+            text,
+            "mesa_collect_failures_total",
+            &[("server", server), ("reason", reason)],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = failures(&body, "closed", "unreachable");
+    let last_ok = local("mesa_collect_last_success_timestamp_seconds", &[]).expect("timestamp");
+    assert!(before >= 1.0);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let later = scrape(&app, "/metrics").await;
+    assert!(
+        failures(&later, "closed", "unreachable") > before,
+        "failures keep counting"
+    );
+    let last_ok_later = value(
+        &later,
+        "mesa_collect_last_success_timestamp_seconds",
+        &[("server", "local")],
+    )
+    .expect("timestamp");
+    assert!(
+        last_ok_later >= last_ok + 2.0,
+        "the healthy target kept its schedule"
+    );
+
+    // The listener that never answers: timeout within collection.timeout + 1 s.
+    assert!(failures(&later, "silent", "timeout") >= 1.0, "{later}");
+    let took = value(
+        &later,
+        "mesa_collect_duration_seconds",
+        &[("server", "silent")],
+    )
+    .expect("duration");
+    assert!(took <= 1.8, "silent target took {took}s");
+
+    // /probe: one target, no server label.
+    let probe = scrape(&app, "/probe?target=local").await;
+    assert_eq!(value(&probe, "pg_up", &[]), Some(1.0));
+    assert!(!probe.contains("server="), "{probe}");
+    assert!(
+        !probe.contains("mesa_collect_failures"),
+        "only the target's families"
+    );
+    assert_eq!(
+        http_get(app.metrics_addr(), "/probe?target=nope").await.0,
+        400
+    );
+    assert_eq!(http_get(app.metrics_addr(), "/probe").await.0, 400);
+    let (status, _, landing) = http_get(app.metrics_addr(), "/").await;
+    assert!(status == 200 && landing.contains("/probe?target=local"));
+    assert_eq!(http_get(app.metrics_addr(), "/healthz").await.0, 200);
+
+    assert_openmetrics_valid(&later);
+    assert_openmetrics_valid(&probe);
+
+    app.shutdown(DEFAULT_GRACE_PERIOD)
+        .await
+        .expect("clean shutdown");
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_never_touch_the_database() {
+    let su = superuser("postgres").await;
+    su.batch_execute(
+        "CREATE ROLE scrape_user LOGIN PASSWORD 'fixture-password-0123456789' IN ROLE pg_monitor",
+    )
+    .await
+    .expect("role");
+    let config = daemon_config(
+        "collection: {interval: 2s, timeout: 1s}
+web: {listen_address: '127.0.0.1:0'}
+targets:
+  - {name: scraped, driver: postgres, host: '{host}', port: {port}, username: scrape_user, password_file: fixture.pw, sslmode: disable}
+",
+    );
+    let app = App::start(config).await.expect("daemon starts");
+    let finished = || app.store().get("scraped").map(|s| s.finished_at);
+    let log_lines = || {
+        cluster()
+            .server_log()
+            .lines()
+            .filter(|l| l.contains("] scrape_user@"))
+            .count()
+    };
+    let mut clean_windows = 0;
+    for _ in 0..5 {
+        // Start right after a collection, so the next one is ~2 s away.
+        let seen = finished();
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                finished() != seen && finished().is_some()
+            })
+            .await
+        );
+        let mark = finished();
+        let lines_before = log_lines();
+        let sessions_before = cluster_sessions("scrape_user").await;
+        for _ in 0..200 {
+            let (status, _, _) = http_get(app.metrics_addr(), "/metrics").await;
+            assert_eq!(status, 200);
+        }
+        if finished() != mark {
+            continue; // a collection ran during the window; try another window
+        }
+        assert_eq!(log_lines(), lines_before, "a scrape reached the server");
+        assert_eq!(cluster_sessions("scrape_user").await, sessions_before);
+        assert_eq!(sessions_before, 0);
+        clean_windows += 1;
+        break;
+    }
+    assert_eq!(
+        clean_windows, 1,
+        "no window of 200 scrapes between two collections"
+    );
+    assert!(log_lines() > 0, "collections themselves are logged");
+    app.shutdown(DEFAULT_GRACE_PERIOD)
+        .await
+        .expect("clean shutdown");
+}
+
+async fn cluster_sessions(user: &str) -> i64 {
+    superuser("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+            &[&user],
+        )
+        .await
+        .expect("count")
+        .get(0)
+}

@@ -1,0 +1,81 @@
+//! Golden files pin the exposition text for fixed snapshots. `UPDATE_GOLDEN=1 cargo test`
+//! rewrites them; review the diff before committing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use mesa::gateway::FailureReason;
+use mesa::metrics::render_snapshots;
+use mesa::snapshot::TargetSnapshot;
+
+fn snapshots() -> Vec<Arc<TargetSnapshot>> {
+    let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    vec![
+        Arc::new(TargetSnapshot {
+            target: "orders-primary".to_owned(),
+            finished_at: at,
+            duration: Duration::from_millis(42),
+            result: Ok(crate::sample::collection()),
+            last_success: Some(at),
+        }),
+        Arc::new(TargetSnapshot {
+            target: "reports".to_owned(),
+            finished_at: at,
+            duration: Duration::from_millis(3001),
+            result: Err(FailureReason::Unreachable),
+            last_success: Some(at - Duration::from_secs(600)),
+        }),
+    ]
+}
+
+fn check(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs; run with UPDATE_GOLDEN=1 and review the diff.\n--- actual ---\n{actual}",
+        path.display()
+    );
+}
+
+#[test]
+fn metrics_exposition_is_pinned() {
+    check("metrics.txt", &render_snapshots(snapshots(), true));
+}
+
+#[test]
+fn probe_exposition_is_pinned() {
+    check(
+        "probe.txt",
+        &render_snapshots(snapshots()[..1].to_vec(), false),
+    );
+}
+
+#[test]
+fn a_down_target_has_pg_up_0_and_no_stale_values() {
+    let text = render_snapshots(snapshots(), true);
+    let reports: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("server=\"reports\""))
+        .collect();
+    assert!(
+        reports.contains(&"pg_up{server=\"reports\"} 0"),
+        "{reports:?}"
+    );
+    assert!(
+        reports.iter().filter(|l| l.starts_with("pg_")).count() == 1,
+        "only pg_up for a down target: {reports:?}"
+    );
+}
