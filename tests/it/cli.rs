@@ -3,8 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::*;
-
 fn mesa(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesa"));
     cmd.args(args).env_remove("MESA_ORDERS_PASSWORD");
@@ -135,56 +133,4 @@ fn new_token_prints_a_token_and_its_digest() {
     assert_eq!(mesa::token::hex(&mesa::token::digest(&token)), digest);
     let version = mesa(&["--version"]).output().expect("run mesa");
     assert!(String::from_utf8_lossy(&version.stdout).contains(mesa::VERSION));
-}
-
-#[test]
-fn a_run_collects_every_target_once_and_reports() {
-    let c = cluster();
-    let pwfile = write_config("monitor.pw", &format!("{ROLE_PASSWORD}\n"));
-    let config = write_config(
-        "run.yaml",
-        &format!(
-            "collection: {{interval: 10s, timeout: 5s, connect_timeout: 2s}}
-targets:
-  - {{name: local, driver: postgres, host: {h}, port: {p}, username: mesa_monitor, password_file: {pw}, sslmode: require}}
-  - {{name: gone, driver: postgres, host: 127.0.0.1, port: {closed}, username: x, sslmode: disable}}
-",
-            h = c.host(),
-            p = c.port(),
-            pw = pwfile.display(),
-            closed = closed_port(),
-        ),
-    );
-    let out = mesa(&[
-        "--config.file",
-        config.to_str().expect("utf-8"),
-        "--log.level",
-        "error",
-    ])
-    .output()
-    .expect("run mesa");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "one target is down: {stdout}{}",
-        stderr(&out)
-    );
-    let local = stdout
-        .lines()
-        .find(|l| l.starts_with("local"))
-        .expect("local line");
-    assert!(
-        local.contains(" UP ") && local.contains("PostgreSQL 15."),
-        "{local}"
-    );
-    let gone = stdout
-        .lines()
-        .find(|l| l.starts_with("gone"))
-        .expect("gone line");
-    assert!(
-        gone.contains(" DOWN ") && gone.contains("unreachable"),
-        "{gone}"
-    );
-    assert!(!stdout.contains(ROLE_PASSWORD) && !stderr(&out).contains(ROLE_PASSWORD));
 }

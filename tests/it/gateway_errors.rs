@@ -320,3 +320,52 @@ async fn no_connection_leaks_and_never_more_than_two() {
         "a mesa connection outlived its call"
     );
 }
+
+#[tokio::test]
+async fn cancellation_stops_the_statement_on_the_server() {
+    let _serial = role_lock().await;
+    let lock = block_role_creation().await;
+    let mut t = with_admin(target("shutdown", "mesa_monitor"), "mesa_admin");
+    t.collection.statement_timeout = Duration::from_secs(60);
+    t.collection.lock_timeout = Duration::from_secs(60);
+    let token = tokio_util::sync::CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        trigger.cancel();
+    });
+    let user = NewUser::new("cancelled_user_1", None, false, true).expect("valid");
+    let started = Instant::now();
+    let err = gateway(&t)
+        .create_user(user, Deadline::after(D).with_cancel(token))
+        .await
+        .expect_err("cancelled");
+    assert!(
+        matches!(err, mesa::gateway::GatewayError::Cancelled { .. }),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The cancel request reached the server: the waiting CREATE ROLE is gone at once, while
+    // the lock that blocked it is still held.
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            mesa_sessions_of("mesa_admin").await == 0
+        })
+        .await,
+        "the statement kept running on the server"
+    );
+    drop(lock);
+    let su = superuser("postgres").await;
+    let created = su
+        .query_opt(
+            "SELECT 1 FROM pg_roles WHERE rolname = 'cancelled_user_1'",
+            &[],
+        )
+        .await
+        .expect("probe");
+    assert!(created.is_none());
+}

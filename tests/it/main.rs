@@ -7,6 +7,8 @@ mod gateway_admin;
 mod gateway_errors;
 mod gateway_inspect;
 mod golden;
+mod lifecycle;
+mod prometheus;
 mod sample;
 mod scheduler;
 mod support;

@@ -168,22 +168,27 @@ pub async fn background(
 
 /// One HTTP/1.1 GET with a real client (hyper); returns status, content type and body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
-    use http_body_util::BodyExt as _;
-    let stream = tokio::net::TcpStream::connect(addr)
+    try_http_get(addr, path)
         .await
-        .expect("connect to mesa");
+        .unwrap_or_else(|| panic!("GET http://{addr}{path} failed"))
+}
+
+/// As [`http_get`], `None` when the connection or the exchange fails.
+pub async fn try_http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String, String)> {
+    use http_body_util::BodyExt as _;
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .expect("HTTP handshake");
+            .ok()?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     let request = hyper::Request::get(path)
         .header(hyper::header::HOST, addr.to_string())
         .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
+        .ok()?;
+    let response = sender.send_request(request).await.ok()?;
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -191,17 +196,12 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, S
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some((
         status,
         content_type,
         String::from_utf8_lossy(&body).into_owned(),
-    )
+    ))
 }
 
 /// One parsed exposition sample.

@@ -1,0 +1,142 @@
+//! A real Prometheus (Debian's `prometheus` package) scrapes `/metrics` and the `/probe`
+//! multi-target pattern; its HTTP API must report `up == 1` for both jobs and the data.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use mesa::app::{App, DEFAULT_GRACE_PERIOD};
+
+use crate::support::*;
+
+/// Kills Prometheus when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn encode_query(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `(labels, value)` of every series an instant query returns.
+async fn query(prom: std::net::SocketAddr, q: &str) -> Vec<(serde_json::Value, String)> {
+    let Some((200, _, body)) =
+        try_http_get(prom, &format!("/api/v1/query?query={}", encode_query(q))).await
+    else {
+        return Vec::new();
+    };
+    let json: serde_json::Value = serde_json::from_str(&body).expect("Prometheus answers JSON");
+    json["data"]["result"]
+        .as_array()
+        .map(|series| {
+            series
+                .iter()
+                .map(|s| {
+                    (
+                        s["metric"].clone(),
+                        s["value"][1].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_metrics_and_probe() {
+    let binary = which("prometheus").expect(
+        "the `prometheus` binary is missing: apt-get install prometheus (.ci/run installs it)",
+    );
+    let config = daemon_config(
+        "collection: {interval: 1s, timeout: 800ms}
+web: {listen_address: '127.0.0.1:0'}
+targets:
+  - {name: local, driver: postgres, host: '{host}', port: {port}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}
+",
+    );
+    let app = App::start(config).await.expect("daemon starts");
+    let mesa_addr = app.metrics_addr();
+    let dir = std::env::temp_dir().join(format!("mesa-prom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: mesa
+    static_configs: [{{targets: ['{mesa_addr}']}}]
+  - job_name: mesa_probe
+    metrics_path: /probe
+    static_configs: [{{targets: [local]}}]
+    relabel_configs:
+      - {{source_labels: [__address__], target_label: __param_target}}
+      - {{source_labels: [__param_target], target_label: instance}}
+      - {{target_label: __address__, replacement: '{mesa_addr}'}}
+"
+        ),
+    )
+    .expect("prometheus.yml");
+    let prom_addr: std::net::SocketAddr = format!("127.0.0.1:{}", closed_port())
+        .parse()
+        .expect("addr");
+    let _prometheus = Running(
+        Command::new(binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+
+    let both_up = eventually(Duration::from_secs(40), || async {
+        let up = query(prom_addr, "up").await;
+        ["mesa", "mesa_probe"]
+            .iter()
+            .all(|job| up.iter().any(|(m, v)| m["job"] == *job && v == "1"))
+    })
+    .await;
+    assert!(both_up, "up: {:?}", query(prom_addr, "up").await);
+
+    let pg_up = query(prom_addr, "pg_up{server=\"local\"}").await;
+    assert_eq!(pg_up.len(), 1, "{pg_up:?}");
+    assert_eq!(pg_up[0].0["job"], "mesa");
+    assert_eq!(pg_up[0].1, "1");
+    let probed = query(prom_addr, "pg_up{job=\"mesa_probe\"}").await;
+    assert_eq!(probed.len(), 1, "{probed:?}");
+    assert_eq!(probed[0].0["instance"], "local");
+    assert_eq!(probed[0].1, "1");
+    let max = query(prom_addr, "pg_settings_max_connections{job=\"mesa_probe\"}").await;
+    assert_eq!(max.first().map(|(_, v)| v.as_str()), Some("100"));
+
+    app.shutdown(DEFAULT_GRACE_PERIOD)
+        .await
+        .expect("clean shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn which(binary: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(binary))
+        .find(|p| p.is_file())
+}
