@@ -2,7 +2,8 @@
 //!
 //! Starts a cluster with the test harness (in `target/demo/`, or the temp folder when the
 //! `postgres` user cannot reach it), creates a least-privilege monitoring role (`pg_monitor`)
-//! with a generated password in a 0600 file, writes a config next to it, and runs the Mesa
+//! with a generated password in a 0600 file, copies `config/demo.yaml` next to it with the
+//! server's port filled in, and runs the Mesa
 //! daemon on it until Ctrl-C; then the cluster is stopped and removed (a watchdog also
 //! removes it if the demo is killed).
 //!
@@ -64,25 +65,12 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         .open(&pwfile)?
         .write_all(password.as_bytes())?;
     let config_path = dir.join("mesa.yaml");
+    let template = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml"),
+    )?;
     std::fs::write(
         &config_path,
-        format!(
-            "# Written by `cargo run --example demo`.
-collection: {{interval: 5s, timeout: 4s}}
-web: {{listen_address: \"127.0.0.1:9930\"}}
-targets:
-  - name: demo
-    driver: postgres
-    host: {host}
-    port: {port}
-    database: postgres
-    username: mesa_monitor
-    password_file: mesa_monitor.password
-    sslmode: require
-",
-            host = cluster.host(),
-            port = cluster.port()
-        ),
+        template.replace("port: 5432", &format!("port: {}", cluster.port())),
     )?;
     println!(
         "PostgreSQL {}:{} is up; config: {}",
