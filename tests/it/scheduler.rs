@@ -29,6 +29,7 @@ struct Fake {
     script: Script,
     calls: Mutex<Vec<Instant>>,
     endings: Mutex<Vec<Expiry>>,
+    started: tokio::sync::Notify,
 }
 
 impl Fake {
@@ -37,6 +38,7 @@ impl Fake {
             script,
             calls: Mutex::new(Vec::new()),
             endings: Mutex::new(Vec::new()),
+            started: tokio::sync::Notify::new(),
         })
     }
 
@@ -51,6 +53,7 @@ impl Collector for Fake {
         deadline: Deadline,
     ) -> impl Future<Output = Result<Collection, GatewayError>> + Send {
         self.calls.lock().expect("lock").push(Instant::now());
+        self.started.notify_one();
         async move {
             match self.script {
                 Script::Succeed => Ok(crate::sample::collection()),
@@ -205,10 +208,9 @@ async fn cancellation_ends_every_loop_and_in_flight_collection() {
     for (i, f) in fakes.iter().enumerate() {
         spawn(&tracker, &format!("t{i}"), f, &sinks, &cancel);
     }
-    // Find a moment when the deadline-bound collection is in flight.
-    tokio::time::sleep(I).await;
-    let first = waiting.calls()[0];
-    tokio::time::sleep_until(first + Duration::from_secs(1)).await;
+    // Cancel while the deadline-bound collection is in flight (its timeout is 5 s).
+    waiting.started.notified().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     cancel.cancel();
     tracker.close();
     tokio::time::timeout(Duration::from_millis(10), tracker.wait())
