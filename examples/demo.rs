@@ -98,7 +98,11 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         println!("  landing:   http://127.0.0.1:9930/");
         println!();
         println!("Ctrl-C stops Mesa and PostgreSQL.");
-        runtime.block_on(mesa::app::run(&config_path, config, None))?;
+        runtime.block_on(mesa::app::run(
+            &config_path,
+            config,
+            mesa::app::Overrides::default(),
+        ))?;
         true
     };
     println!(

@@ -18,9 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
+use crate::http::admin::AdminState;
+use crate::http::admin::audit::AuditLog;
 use crate::http::metrics::{MetricsState, router};
+use crate::http::tls::{ServerTls, server_config};
 use crate::metrics::{ExporterMetrics, Metrics};
-use crate::scheduler::{Changes, Scheduler, Sinks};
+use crate::scheduler::{Changes, Registry, Scheduler, Sinks};
 use crate::snapshot::SnapshotStore;
 
 /// How long shutdown waits for in-flight work before giving up.
@@ -41,6 +44,18 @@ pub enum AppError {
     /// A signal handler could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    /// TLS settings of a listener could not be loaded.
+    #[error("{listener} TLS: {source}")]
+    Tls {
+        /// Which listener.
+        listener: &'static str,
+        /// Why.
+        #[source]
+        source: crate::http::tls::TlsError,
+    },
+    /// The web config file is invalid.
+    #[error("{0}")]
+    WebConfig(#[from] crate::http::webconfig::WebConfigError),
     /// Work was still running when the grace period ended.
     #[error("tasks were still running after the {0:?} grace period")]
     GraceExpired(Duration),
@@ -51,6 +66,8 @@ pub enum AppError {
 pub struct App {
     config: Config,
     metrics_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    admin_tokens: Arc<RwLock<Arc<Vec<crate::config::TokenConfig>>>>,
     root: CancellationToken,
     tracker: TaskTracker,
     scheduler: Scheduler,
@@ -76,19 +93,86 @@ impl App {
             store: store.clone(),
             targets: Arc::new(RwLock::new(names(&config))),
         };
+        let (metrics_router, metrics_tls) = match &config.web.config_file {
+            None => (router(state.clone()), None),
+            Some(path) => {
+                let web = crate::http::webconfig::load(path)?;
+                let tls = match &web.tls {
+                    Some(tls) => Some(server_config(tls).map_err(|source| AppError::Tls {
+                        listener: "metrics",
+                        source,
+                    })?),
+                    None => None,
+                };
+                let guard = crate::http::webconfig::Guard::new(&web);
+                let guarded = router(state.clone()).layer(axum::middleware::from_fn_with_state(
+                    guard,
+                    crate::http::webconfig::guard,
+                ));
+                (guarded, tls)
+            }
+        };
+        let metrics_tls_on = metrics_tls.is_some();
         tracker.spawn(crate::http::serve(
             listener,
-            router(state.clone()),
+            metrics_router,
+            metrics_tls,
             root.child_token(),
         ));
         let sinks = Sinks {
             store,
             metrics: metrics.exporter().clone(),
         };
-        let mut scheduler = Scheduler::new(sinks, tracker.clone(), root.clone());
+        let registry = Registry::default();
+        let mut scheduler = Scheduler::new(sinks, tracker.clone(), root.clone(), registry.clone());
         scheduler.apply(&config.targets);
+        let admin_tokens = Arc::new(RwLock::new(Arc::new(config.admin.tokens.clone())));
+        let admin_addr = if config.admin.enabled() {
+            let admin = &config.admin;
+            let tls = match &admin.tls {
+                Some(files) => Some(
+                    server_config(&ServerTls::new(
+                        files.cert_file.clone(),
+                        files.key_file.clone(),
+                    ))
+                    .map_err(|source| AppError::Tls {
+                        listener: "admin",
+                        source,
+                    })?,
+                ),
+                None => None,
+            };
+            let address = admin.listen_address;
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| AppError::Bind { address, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| AppError::Bind { address, source })?;
+            let state = AdminState {
+                tokens: admin_tokens.clone(),
+                registry: registry.clone(),
+                store: state.store.clone(),
+                audit: admin.audit_log.clone().map(|p| Arc::new(AuditLog::new(p))),
+                limiter: Arc::default(),
+                metrics: metrics.exporter().clone(),
+                tracker: tracker.clone(),
+                shutdown: root.clone(),
+            };
+            tracker.spawn(crate::http::serve(
+                listener,
+                crate::http::admin::router(state),
+                tls,
+                root.child_token(),
+            ));
+            tracing::info!(address = %bound, tls = admin.tls.is_some(), tokens = admin.tokens.len(), "serving the admin API");
+            Some(bound)
+        } else {
+            None
+        };
         tracing::info!(
             address = %metrics_addr,
+            tls = metrics_tls_on,
             targets = config.targets.len(),
             version = crate::VERSION,
             "serving metrics"
@@ -96,6 +180,8 @@ impl App {
         Ok(Self {
             config,
             metrics_addr,
+            admin_addr,
+            admin_tokens,
             root,
             tracker,
             scheduler,
@@ -106,6 +192,11 @@ impl App {
     /// Where `/metrics` is served.
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_addr
+    }
+
+    /// Where the admin API is served, when it is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The snapshot store.
@@ -133,6 +224,19 @@ impl App {
         if new.web != self.config.web {
             tracing::warn!("web settings changed; they take effect after a restart");
         }
+        if new.admin.listen_address != self.config.admin.listen_address
+            || new.admin.tls != self.config.admin.tls
+            || new.admin.audit_log != self.config.admin.audit_log
+            || new.admin.enabled() != self.config.admin.enabled()
+        {
+            tracing::warn!(
+                "admin listener settings changed; they take effect after a restart (tokens apply now)"
+            );
+        }
+        *self
+            .admin_tokens
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(new.admin.tokens.clone());
         let changes = self.scheduler.apply(&new.targets);
         *self
             .state
@@ -169,13 +273,30 @@ fn names(config: &Config) -> Vec<String> {
     config.targets.iter().map(|t| t.name.clone()).collect()
 }
 
-/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads `config_path` (applying
-/// `listen_override` again, as the command line still holds).
-pub async fn run(
-    config_path: &Path,
-    config: Config,
-    listen_override: Option<SocketAddr>,
-) -> Result<(), AppError> {
+/// Command-line settings that override the config file (and keep doing so across reloads).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--web.listen-address`.
+    pub listen_address: Option<SocketAddr>,
+    /// `--web.config.file`.
+    pub web_config_file: Option<PathBuf>,
+}
+
+impl Overrides {
+    /// Applies the overrides to a loaded config.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(addr) = self.listen_address {
+            config.web.listen_address = addr;
+        }
+        if let Some(path) = &self.web_config_file {
+            config.web.config_file = Some(path.clone());
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads `config_path` (applying the
+/// command-line overrides again).
+pub async fn run(config_path: &Path, config: Config, overrides: Overrides) -> Result<(), AppError> {
     let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(AppError::Signals)?;
@@ -188,9 +309,7 @@ pub async fn run(
             _ = hup.recv() => {
                 tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
                 let loaded = crate::config::load(&path).map(|mut c| {
-                    if let Some(addr) = listen_override {
-                        c.web.listen_address = addr;
-                    }
+                    overrides.apply(&mut c);
                     c
                 });
                 app.reload(loaded);

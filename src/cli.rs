@@ -37,6 +37,10 @@ pub struct Cli {
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     pub web_listen_address: Option<SocketAddr>,
 
+    /// Override `web.config_file` (exporter-toolkit web config: TLS, basic auth).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Log level: error, warn, info, debug, trace (or a tracing filter directive).
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,

@@ -37,8 +37,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_INVALID_CONFIG);
         }
     };
-    if let Some(addr) = cli.web_listen_address {
-        config.web.listen_address = addr;
+    let overrides = mesa::app::Overrides {
+        listen_address: cli.web_listen_address,
+        web_config_file: cli.web_config_file.clone(),
+    };
+    overrides.apply(&mut config);
+    if let Some(web) = &config.web.config_file {
+        // Checked here too, so --check-config catches a bad web config.
+        if let Err(e) = mesa::http::webconfig::load(web) {
+            eprintln!("mesa: {e}");
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
     }
     if cli.check_config {
         println!(
@@ -64,7 +73,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(mesa::app::run(path, config, cli.web_listen_address)) {
+    match runtime.block_on(mesa::app::run(path, config, overrides)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mesa: {e}");

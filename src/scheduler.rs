@@ -10,11 +10,11 @@
 //! its deadline fires too, so the gateway sends the server a cancel request before the loop
 //! ends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::{Instant, MissedTickBehavior};
@@ -187,6 +187,19 @@ pub struct Changes {
     pub unchanged: Vec<String>,
 }
 
+/// A configured target and its gateway, shared by the scheduler and the admin API so both go
+/// through the same per-target connection cap.
+#[derive(Debug)]
+pub struct TargetHandle {
+    /// The target's settings.
+    pub config: TargetConfig,
+    /// Its gateway; `None` when it could not be built (unreadable TLS material).
+    pub gateway: Option<Arc<Gateway>>,
+}
+
+/// The current targets by name, replaced entry by entry on reload.
+pub type Registry = Arc<RwLock<BTreeMap<String, Arc<TargetHandle>>>>;
+
 /// The set of running target loops, kept in step with the config.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -194,17 +207,29 @@ pub struct Scheduler {
     sinks: Sinks,
     tracker: TaskTracker,
     root: CancellationToken,
+    registry: Registry,
 }
 
 impl Scheduler {
-    /// A scheduler whose tasks are tracked by `tracker` and end when `root` is cancelled.
-    pub fn new(sinks: Sinks, tracker: TaskTracker, root: CancellationToken) -> Self {
+    /// A scheduler whose tasks are tracked by `tracker` and end when `root` is cancelled; it
+    /// keeps `registry` in step with the running targets.
+    pub fn new(
+        sinks: Sinks,
+        tracker: TaskTracker,
+        root: CancellationToken,
+        registry: Registry,
+    ) -> Self {
         Self {
             jobs: HashMap::new(),
             sinks,
             tracker,
             root,
+            registry,
         }
+    }
+
+    fn registry(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<TargetHandle>>> {
+        self.registry.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts, restarts and stops target loops so exactly `targets` run; a target whose
@@ -224,6 +249,7 @@ impl Scheduler {
                 job.removed.store(true, Ordering::SeqCst);
                 job.cancel.cancel();
             }
+            self.registry().remove(&name);
             changes.removed.push(name);
         }
         for target in targets {
@@ -261,7 +287,14 @@ impl Scheduler {
         let (sinks, token, gone) = (self.sinks.clone(), cancel.clone(), removed.clone());
         let name = config.name.clone();
         let settings = config.collection;
-        let built = Gateway::for_target(&config);
+        let built = Gateway::for_target(&config).map(Arc::new);
+        self.registry().insert(
+            name.clone(),
+            Arc::new(TargetHandle {
+                config: config.clone(),
+                gateway: built.as_ref().ok().cloned(),
+            }),
+        );
         self.tracker.spawn(async move {
             // A restarted target's old loop must be gone first: two loops would share no
             // connection cap.
@@ -270,7 +303,7 @@ impl Scheduler {
             }
             match built {
                 Ok(gateway) => {
-                    run_target(name.clone(), Arc::new(gateway), settings, sinks.clone(), token).await;
+                    run_target(name.clone(), gateway, settings, sinks.clone(), token).await;
                 }
                 Err(e) => {
                     // Only TLS material can fail here (a CA file that is not PEM); the target

@@ -5,8 +5,8 @@
 //! stopping at the first. Unknown keys are errors. Secrets are read here (from an environment
 //! variable or a file, never inline) and wrapped in [`Secret`].
 
-mod reader;
-mod yaml;
+pub(crate) mod reader;
+pub(crate) mod yaml;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
@@ -504,6 +504,15 @@ fn admin(
         if let Some(t) = token(item, &tpath, known, p) {
             tokens.push(t);
         }
+    }
+    let mutating = tokens
+        .iter()
+        .any(|t: &TokenConfig| t.scopes.iter().any(|s| *s != Scope::Read));
+    if mutating && audit_log.is_none() {
+        p.add(
+            f.path_of("audit_log"),
+            "is required when a token has the terminate, create_user or create_superuser scope",
+        );
     }
     Some(AdminSettings {
         listen_address: listen_address?,

@@ -28,7 +28,7 @@ impl fmt::Display for Problem {
 
 /// Problems found so far.
 #[derive(Debug, Default)]
-pub(super) struct Problems(pub Vec<Problem>);
+pub(crate) struct Problems(pub Vec<Problem>);
 
 impl Problems {
     pub fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
@@ -40,7 +40,7 @@ impl Problems {
 }
 
 /// Joins a parent path and a key.
-pub(super) fn join(parent: &str, key: &str) -> String {
+pub(crate) fn join(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_owned()
     } else {
@@ -49,7 +49,7 @@ pub(super) fn join(parent: &str, key: &str) -> String {
 }
 
 /// The keys of one YAML mapping, consumed as they are read.
-pub(super) struct Fields {
+pub(crate) struct Fields {
     map: Map<String, Value>,
     path: String,
 }

@@ -208,6 +208,7 @@ fn admin_tokens_are_validated() {
 fn a_valid_admin_section_enables_the_api() {
     let text = format!(
         "admin:
+  audit_log: audit.jsonl
   tokens:
     - {{name: oncall, sha256: '{}', scopes: [read, create_superuser], targets: [db1]}}
 {MINIMAL}",
@@ -225,4 +226,20 @@ fn a_valid_admin_section_enables_the_api() {
 fn secrets_never_reach_debug() {
     let c = parse(MINIMAL).expect("valid");
     assert!(!format!("{c:?}").contains("secret-from-env"));
+}
+
+#[test]
+fn mutating_tokens_need_an_audit_log() {
+    let text = format!(
+        "admin:\n  tokens:\n    - {{name: t, sha256: '{}', scopes: [terminate], targets: ['*']}}\n{MINIMAL}",
+        "ab".repeat(32)
+    );
+    let p = problems(&text);
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("admin.audit_log: is required")),
+        "{p:#?}"
+    );
+    let read_only = text.replace("[terminate]", "[read]");
+    assert!(parse(&read_only).is_ok());
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
 
 /// Parses YAML text into a generic tree; the message says where parsing failed.
-pub(super) fn parse(text: &str) -> Result<Value, String> {
+pub(crate) fn parse(text: &str) -> Result<Value, String> {
     if text.len() > MAX_CONFIG_BYTES {
         return Err(format!(
             "the file is larger than {MAX_CONFIG_BYTES} bytes; is this the right file?"

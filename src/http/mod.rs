@@ -1,42 +1,93 @@
-//! HTTP listeners: the accept loop shared by both, and the metrics routes.
+//! HTTP listeners: the accept loop shared by both, TLS, and the routes of each.
 //!
 //! Connections are served by hyper directly (not `axum::serve`) so every listener gets a
-//! header-read timeout (a slowloris client is dropped), a graceful drain at shutdown, and a
-//! place to add TLS. Routing is axum's.
+//! header-read timeout (a slowloris client is dropped), optional TLS with a handshake
+//! deadline, the client address on every request, and a graceful drain at shutdown. Routing
+//! is axum's.
 
+pub mod admin;
 pub mod metrics;
+pub mod tls;
+pub mod webconfig;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_service::Service as _;
 
 /// A client must send its request headers within this time; also bounds idle keep-alive.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A TLS client must finish its handshake within this time.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A request that takes longer is answered 503 (a mutation keeps running on the tracker).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// At shutdown, requests in progress get this long to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `router` on `listener` until `shutdown` fires, then drains.
-pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {
+/// The peer address of the connection a request came on (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` fires, then
+/// drains.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let service = TowerToHyperService::new(router.clone());
-                    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                    let service = hyper::service::service_fn({
+                        let router = router.clone();
+                        move |mut request: hyper::Request<Incoming>| {
+                            request.extensions_mut().insert(ClientAddr(peer));
+                            let response = router.clone().call(request);
+                            async move {
+                                match tokio::time::timeout(REQUEST_TIMEOUT, response).await {
+                                    Ok(response) => response,
+                                    Err(_) => Ok(timed_out()),
+                                }
+                            }
+                        }
+                    });
+                    let (builder, watcher, acceptor) = (builder.clone(), graceful.watcher(), acceptor.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = connection.await {
+                        let result = match acceptor {
+                            None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                            Some(acceptor) => {
+                                let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => tls,
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(%peer, "TLS handshake timed out");
+                                        return;
+                                    }
+                                };
+                                watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await
+                            }
+                        };
+                        if let Err(e) = result {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                     });
@@ -55,4 +106,17 @@ pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: Cancel
     {
         tracing::warn!("HTTP connections did not drain in time; closing them");
     }
+}
+
+fn timed_out() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        "the request took too long\n",
+    )
+        .into_response()
 }

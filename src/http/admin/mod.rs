@@ -1,0 +1,304 @@
+//! The admin API: authenticated, scoped, rate-limited and audited access to the gateway.
+//!
+//! Layout: `auth` (tokens, scopes, rate limit), `problem` (problem+json and the one mapping
+//! from gateway errors), `audit` (the JSON Lines trail), `handlers` (one function per route),
+//! `openapi` (the OpenAPI 3 document). The router is built from [`ROUTES`], the same table
+//! the OpenAPI test checks, so a route cannot exist undocumented.
+//!
+//! Every request is authenticated, authorised (scope and target) and validated before any
+//! database traffic. Mutations write an audit intent first (refused with 503 if that fails),
+//! run on the daemon's task tracker so they finish even if the client hangs up (and shutdown
+//! waits for them), then write the outcome.
+
+pub mod audit;
+pub mod auth;
+mod handlers;
+pub mod openapi;
+pub mod problem;
+
+use std::sync::{Arc, RwLock};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::audit::AuditLog;
+use self::auth::{Caller, RateLimiter, authenticate};
+use self::problem::Problem;
+use crate::config::{Scope, TokenConfig};
+use crate::gateway::Gateway;
+use crate::metrics::ExporterMetrics;
+use crate::scheduler::{Registry, TargetHandle};
+use crate::snapshot::SnapshotStore;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What a route does; names the `action` label and the audit records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `GET /api/v1/targets`.
+    ListTargets,
+    /// `GET .../health`.
+    Health,
+    /// `GET .../sessions`.
+    Sessions,
+    /// `POST .../sessions/{pid}/terminate`.
+    Terminate,
+    /// `POST .../sessions/{pid}/cancel`.
+    Cancel,
+    /// `POST .../users`.
+    CreateUser,
+    /// `GET .../databases`.
+    Databases,
+    /// `GET .../databases/{db}/tables`.
+    Tables,
+    /// `GET .../tables/{schema}/{table}/columns`.
+    Columns,
+    /// `GET /api/v1/openapi.json`.
+    OpenApi,
+}
+
+impl Action {
+    /// The `action` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ListTargets => "list_targets",
+            Self::Health => "health",
+            Self::Sessions => "sessions",
+            Self::Terminate => "terminate",
+            Self::Cancel => "cancel",
+            Self::CreateUser => "create_user",
+            Self::Databases => "databases",
+            Self::Tables => "tables",
+            Self::Columns => "columns",
+            Self::OpenApi => "openapi",
+        }
+    }
+
+    /// The scope the route needs (`create_superuser` is checked on top for superusers).
+    pub fn scope(self) -> Option<Scope> {
+        match self {
+            Self::OpenApi => None,
+            Self::Terminate | Self::Cancel => Some(Scope::Terminate),
+            Self::CreateUser => Some(Scope::CreateUser),
+            _ => Some(Scope::Read),
+        }
+    }
+}
+
+/// One route of the admin API.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// HTTP method.
+    pub method: Method,
+    /// Path with `{param}` segments (axum and OpenAPI share the syntax).
+    pub path: &'static str,
+    /// What it does.
+    pub action: Action,
+}
+
+/// Every route; the router and the OpenAPI test both read this table.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: Method::GET,
+        path: "/api/v1/targets",
+        action: Action::ListTargets,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/targets/{target}/health",
+        action: Action::Health,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/targets/{target}/sessions",
+        action: Action::Sessions,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/targets/{target}/sessions/{pid}/terminate",
+        action: Action::Terminate,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/targets/{target}/sessions/{pid}/cancel",
+        action: Action::Cancel,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/targets/{target}/users",
+        action: Action::CreateUser,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/targets/{target}/databases",
+        action: Action::Databases,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/targets/{target}/databases/{database}/tables",
+        action: Action::Tables,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/targets/{target}/databases/{database}/tables/{schema}/{table}/columns",
+        action: Action::Columns,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/openapi.json",
+        action: Action::OpenApi,
+    },
+];
+
+/// Everything the admin handlers share.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    /// Configured tokens (replaced on reload).
+    pub tokens: Arc<RwLock<Arc<Vec<TokenConfig>>>>,
+    /// Targets and their gateways (shared with the scheduler).
+    pub registry: Registry,
+    /// Latest snapshots, for the target list.
+    pub store: Arc<SnapshotStore>,
+    /// The audit trail; `None` when not configured (mutations are then refused).
+    pub audit: Option<Arc<AuditLog>>,
+    /// Per-token rate limit.
+    pub limiter: Arc<RateLimiter>,
+    /// `mesa_admin_requests_total`.
+    pub metrics: Arc<ExporterMetrics>,
+    /// Mutations run here so they finish even if the client leaves.
+    pub tracker: TaskTracker,
+    /// Cancels reads at shutdown (mutations are left to finish).
+    pub shutdown: CancellationToken,
+}
+
+/// The authorised part of a request.
+pub(crate) struct Authorized {
+    pub caller: Caller,
+    pub target: Option<Arc<TargetHandle>>,
+}
+
+impl AdminState {
+    /// Authenticates, checks the scope and the target, and applies the rate limit; no database
+    /// traffic happens before this returns `Ok`.
+    pub(crate) fn authorize(
+        &self,
+        headers: &HeaderMap,
+        action: Action,
+        target: Option<&str>,
+    ) -> Result<Authorized, Problem> {
+        let tokens = self
+            .tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let caller = authenticate(headers, &tokens)?;
+        if let Some(scope) = action.scope()
+            && !caller.has(scope)
+        {
+            return Err(Problem::forbidden(format!(
+                "the token lacks the {} scope",
+                scope_name(scope)
+            )));
+        }
+        let handle = match target {
+            None => None,
+            Some(name) => {
+                if !caller.may_access(name) {
+                    return Err(Problem::forbidden("the token may not access this target"));
+                }
+                let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+                match registry.get(name) {
+                    Some(handle) => Some(handle.clone()),
+                    None => return Err(Problem::not_found(format!("no target is named {name:?}"))),
+                }
+            }
+        };
+        self.limiter
+            .check(&caller.token)
+            .map_err(Problem::rate_limited)?;
+        Ok(Authorized {
+            caller,
+            target: handle,
+        })
+    }
+
+    /// Counts the request and turns the result into the response.
+    pub(crate) fn finish(&self, action: Action, result: Result<Response, Problem>) -> Response {
+        let response = match result {
+            Ok(response) => response,
+            Err(problem) => problem.into_response(),
+        };
+        self.metrics
+            .admin_request(action.as_str(), problem::outcome(response.status()));
+        response
+    }
+}
+
+/// The gateway of an authorised target.
+pub(crate) fn gateway_of(handle: &TargetHandle) -> Result<Arc<Gateway>, Problem> {
+    handle.gateway.clone().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "target-misconfigured",
+            "the target's TLS settings could not be loaded; see Mesa's log",
+        )
+    })
+}
+
+/// The config name of a scope.
+pub fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Read => "read",
+        Scope::Terminate => "terminate",
+        Scope::CreateUser => "create_user",
+        Scope::CreateSuperuser => "create_superuser",
+    }
+}
+
+/// A JSON response that must not be cached.
+pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn method_router(action: Action) -> MethodRouter<AdminState> {
+    match action {
+        Action::ListTargets => get(handlers::list_targets),
+        Action::Health => get(handlers::health),
+        Action::Sessions => get(handlers::sessions),
+        Action::Terminate => post(handlers::terminate),
+        Action::Cancel => post(handlers::cancel),
+        Action::CreateUser => post(handlers::create_user),
+        Action::Databases => get(handlers::databases),
+        Action::Tables => get(handlers::tables),
+        Action::Columns => get(handlers::columns),
+        Action::OpenApi => get(handlers::openapi),
+    }
+}
+
+/// The admin router.
+pub fn router(state: AdminState) -> axum::Router {
+    let mut router = axum::Router::new();
+    for route in ROUTES {
+        router = router.route(
+            route.path,
+            method_router(route.action).fallback(handlers::method_not_allowed),
+        );
+    }
+    router
+        .fallback(handlers::no_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,342 @@
+//! The OpenAPI 3 document of the admin API, served at `/api/v1/openapi.json`.
+//!
+//! Written by hand next to [`super::ROUTES`]; a test checks that both name the same
+//! operations, and schemathesis checks the live API against it.
+
+use serde_json::{Value, json};
+
+use super::{Action, ROUTES};
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn string_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
+}
+
+fn nullable(kind: &str) -> Value {
+    json!({"type": kind, "nullable": true})
+}
+
+fn array_of(key: &str, item: Value) -> Value {
+    json!({
+        "type": "object", "required": [key], "additionalProperties": false,
+        "properties": {key: {"type": "array", "items": item}}
+    })
+}
+
+/// Summary, parameters, success response and extra error responses of an operation.
+type OperationParts = (
+    &'static str,
+    Vec<Value>,
+    (&'static str, Value),
+    Vec<(&'static str, &'static str)>,
+);
+
+/// The operation object of one action.
+fn operation(action: Action) -> Value {
+    let target = string_param("target", "Target name from the config");
+    let database = string_param("database", "Database name");
+    let (summary, parameters, success, extra): OperationParts = match action {
+        Action::ListTargets => (
+            "Targets the token may access, with their last collection status",
+            vec![],
+            (
+                "200",
+                ok(
+                    "Targets",
+                    array_of("targets", json!({"$ref": "#/components/schemas/Target"})),
+                ),
+            ),
+            vec![],
+        ),
+        Action::Health => (
+            "Live server health; an unreachable server is 200 with status OFFLINE",
+            vec![target],
+            (
+                "200",
+                ok("Health", json!({"$ref": "#/components/schemas/Health"})),
+            ),
+            vec![("404", "Unknown target")],
+        ),
+        Action::Sessions => (
+            "Client sessions, oldest statement first (never Mesa's own)",
+            vec![
+                target,
+                json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}}),
+                json!({"name": "include_idle", "in": "query", "required": false, "schema": {"type": "boolean", "default": false}}),
+            ],
+            (
+                "200",
+                ok(
+                    "Sessions",
+                    array_of("sessions", json!({"$ref": "#/components/schemas/Session"})),
+                ),
+            ),
+            vec![
+                ("404", "Unknown target"),
+                ("422", "Invalid query parameter"),
+            ],
+        ),
+        Action::Terminate | Action::Cancel => (
+            if action == Action::Terminate {
+                "Terminate a client session (pg_terminate_backend)"
+            } else {
+                "Cancel a client session's running statement (pg_cancel_backend)"
+            },
+            vec![
+                target,
+                string_param("pid", "Backend process id, a positive 32-bit integer"),
+            ],
+            (
+                "200",
+                ok(
+                    "Signalled",
+                    json!({
+                        "type": "object", "required": ["pid", "result"], "additionalProperties": false,
+                        "properties": {"pid": {"type": "integer"}, "result": {"type": "string", "enum": ["terminated", "cancelled"]}}
+                    }),
+                ),
+            ),
+            vec![
+                ("404", "Unknown target or no such backend"),
+                ("409", "Refused: Mesa's own or a non-client backend"),
+                ("422", "Invalid pid"),
+            ],
+        ),
+        Action::CreateUser => (
+            "Create a role; the password is sent as a SCRAM-SHA-256 verifier, a generated one is returned once",
+            vec![target],
+            (
+                "201",
+                ok(
+                    "Created",
+                    json!({"$ref": "#/components/schemas/CreatedUser"}),
+                ),
+            ),
+            vec![
+                ("400", "Malformed JSON"),
+                ("404", "Unknown target"),
+                ("409", "The role exists"),
+                ("413", "Body larger than 16 KiB"),
+                ("422", "Invalid role name, password or field"),
+            ],
+        ),
+        Action::Databases => (
+            "Non-template databases with owner, encoding and size",
+            vec![target],
+            (
+                "200",
+                ok(
+                    "Databases",
+                    array_of(
+                        "databases",
+                        json!({"$ref": "#/components/schemas/Database"}),
+                    ),
+                ),
+            ),
+            vec![("404", "Unknown target")],
+        ),
+        Action::Tables => (
+            "Tables and views of a database",
+            vec![target, database],
+            (
+                "200",
+                ok(
+                    "Tables",
+                    array_of("tables", json!({"$ref": "#/components/schemas/Table"})),
+                ),
+            ),
+            vec![
+                ("404", "Unknown target or database"),
+                ("422", "Invalid name"),
+            ],
+        ),
+        Action::Columns => (
+            "Columns of a table, in order",
+            vec![
+                target,
+                database,
+                string_param("schema", "Schema name"),
+                string_param("table", "Table name"),
+            ],
+            (
+                "200",
+                ok(
+                    "Columns",
+                    array_of("columns", json!({"$ref": "#/components/schemas/Column"})),
+                ),
+            ),
+            vec![
+                ("404", "Unknown target, database or table"),
+                ("422", "Invalid name"),
+            ],
+        ),
+        Action::OpenApi => (
+            "This document",
+            vec![],
+            (
+                "200",
+                json!({"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}),
+            ),
+            vec![],
+        ),
+    };
+    let mut responses = serde_json::Map::new();
+    responses.insert(success.0.to_owned(), success.1);
+    if action != Action::OpenApi {
+        for (code, text) in [
+            ("401", "Missing or invalid bearer token"),
+            (
+                "403",
+                "The token lacks the scope or the target, or PostgreSQL denied the action",
+            ),
+            ("429", "Rate limited; see Retry-After"),
+            (
+                "503",
+                "The database is unreachable or refused Mesa, or the audit log cannot be written",
+            ),
+            ("504", "The database did not answer in time"),
+        ] {
+            responses.insert(code.to_owned(), problem(text));
+        }
+        if action != Action::ListTargets {
+            responses.insert("400".to_owned(), problem("Malformed request"));
+        }
+    }
+    for (code, text) in extra {
+        responses.insert(code.to_owned(), problem(text));
+    }
+    let mut op = json!({
+        "operationId": action.as_str(),
+        "summary": summary,
+        "parameters": parameters,
+        "responses": responses,
+    });
+    if let Some(scope) = action.scope() {
+        op["description"] = json!(format!("Scope: {}", super::scope_name(scope)));
+    } else {
+        op["security"] = json!([]);
+    }
+    if action == Action::CreateUser {
+        op["requestBody"] = json!({
+            "required": true,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewUser"}}}
+        });
+    }
+    op
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for route in ROUTES {
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
+        entry[route.method.as_str().to_ascii_lowercase()] = operation(route.action);
+    }
+    let time = json!({"type": "string", "format": "date-time"});
+    let nullable_time = json!({"type": "string", "format": "date-time", "nullable": true});
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Mesa admin API",
+            "version": crate::VERSION,
+            "description": "Terminate and cancel sessions, create users, and inspect PostgreSQL servers. Every route but this document needs `Authorization: Bearer <token>`; tokens carry scopes (read, terminate, create_user, create_superuser) and a target allow-list."
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Problem": {
+                    "type": "object", "required": ["type", "title", "status", "detail"],
+                    "properties": {
+                        "type": {"type": "string"}, "title": {"type": "string"},
+                        "status": {"type": "integer"}, "detail": {"type": "string"}
+                    }
+                },
+                "Target": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["name", "driver", "endpoint", "status", "reason", "last_collection", "last_success", "duration_seconds"],
+                    "properties": {
+                        "name": {"type": "string"}, "driver": {"type": "string"}, "endpoint": {"type": "string"},
+                        "status": {"type": "string", "enum": ["up", "down", "pending"]},
+                        "reason": nullable("string"),
+                        "last_collection": nullable_time, "last_success": nullable_time,
+                        "duration_seconds": nullable("number")
+                    }
+                },
+                "Health": {
+                    "type": "object", "required": ["status"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ONLINE", "OFFLINE"]},
+                        "reason": {"type": "string"},
+                        "version": {"type": "string"}, "short_version": {"type": "string"},
+                        "max_connections": {"type": "integer"}, "superuser_reserved_connections": {"type": "integer"},
+                        "client_sessions": {"type": "integer"}, "started_at": time, "uptime_seconds": {"type": "number"}
+                    }
+                },
+                "Session": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["pid", "user", "database", "application_name", "client_addr", "state", "query",
+                                 "wait_event_type", "wait_event", "backend_start", "xact_start", "query_start", "duration_seconds"],
+                    "properties": {
+                        "pid": {"type": "integer"}, "user": nullable("string"), "database": nullable("string"),
+                        "application_name": {"type": "string"}, "client_addr": nullable("string"),
+                        "state": nullable("string"), "query": {"type": "string"},
+                        "wait_event_type": nullable("string"), "wait_event": nullable("string"),
+                        "backend_start": nullable_time, "xact_start": nullable_time, "query_start": nullable_time,
+                        "duration_seconds": nullable("number")
+                    }
+                },
+                "NewUser": {
+                    "type": "object", "required": ["name"], "additionalProperties": false,
+                    "properties": {
+                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,62}$", "description": "Not starting with pg_"},
+                        "password": {"type": "string", "minLength": 16, "description": "Omit to have one generated"},
+                        "superuser": {"type": "boolean", "default": false, "description": "Needs the create_superuser scope"},
+                        "login": {"type": "boolean", "default": true}
+                    }
+                },
+                "CreatedUser": {
+                    "type": "object", "required": ["name", "superuser", "login"], "additionalProperties": false,
+                    "properties": {
+                        "name": {"type": "string"}, "superuser": {"type": "boolean"}, "login": {"type": "boolean"},
+                        "password": {"type": "string", "description": "Only when generated; shown once"}
+                    }
+                },
+                "Database": {
+                    "type": "object", "required": ["name", "owner", "encoding", "size_bytes"], "additionalProperties": false,
+                    "properties": {
+                        "name": {"type": "string"}, "owner": {"type": "string"}, "encoding": {"type": "string"},
+                        "size_bytes": nullable("integer")
+                    }
+                },
+                "Table": {
+                    "type": "object", "required": ["schema", "name", "kind"], "additionalProperties": false,
+                    "properties": {
+                        "schema": {"type": "string"}, "name": {"type": "string"},
+                        "kind": {"type": "string", "enum": ["table", "view", "foreign", "temporary"]}
+                    }
+                },
+                "Column": {
+                    "type": "object", "required": ["name", "data_type", "nullable", "default", "position"], "additionalProperties": false,
+                    "properties": {
+                        "name": {"type": "string"}, "data_type": {"type": "string"}, "nullable": {"type": "boolean"},
+                        "default": nullable("string"), "position": {"type": "integer"}
+                    }
+                }
+            }
+        }
+    })
+}
