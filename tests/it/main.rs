@@ -1,6 +1,7 @@
 //! Integration tests against a real PostgreSQL started by the harness (one cluster for the
 //! whole binary; see `support`).
 
+mod admin;
 mod cli;
 mod exporter;
 mod gateway_admin;
