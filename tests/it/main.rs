@@ -13,3 +13,4 @@ mod prometheus;
 mod sample;
 mod scheduler;
 mod support;
+mod webconfig;
