@@ -154,7 +154,7 @@ impl App {
                 registry: registry.clone(),
                 store: state.store.clone(),
                 audit: admin.audit_log.clone().map(|p| Arc::new(AuditLog::new(p))),
-                limiter: Arc::default(),
+                limiter: Arc::new(crate::http::admin::auth::RateLimiter::new(admin.rate_limit)),
                 metrics: metrics.exporter().clone(),
                 tracker: tracker.clone(),
                 shutdown: root.clone(),

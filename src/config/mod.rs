@@ -109,6 +109,30 @@ pub struct AdminSettings {
     pub audit_log: Option<PathBuf>,
     /// Bearer tokens; none means the admin API is off.
     pub tokens: Vec<TokenConfig>,
+    /// Per-token rate limit.
+    pub rate_limit: RateLimit,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Bucket size.
+    pub burst: u32,
+    /// Refill rate.
+    pub per_second: f64,
+}
+
+impl Eq for RateLimit {}
+
+impl Default for RateLimit {
+    /// 20 at once, 5 per second: generous for people, runbooks and chat bots; a loop gone
+    /// wrong is stopped.
+    fn default() -> Self {
+        Self {
+            burst: 20,
+            per_second: 5.0,
+        }
+    }
 }
 
 impl AdminSettings {
@@ -335,7 +359,8 @@ const COLLECTION_KEYS: &[&str] = &[
     "lock_timeout",
 ];
 const WEB_KEYS: &[&str] = &["listen_address", "config_file"];
-const ADMIN_KEYS: &[&str] = &["listen_address", "tls", "audit_log", "tokens"];
+const ADMIN_KEYS: &[&str] = &["listen_address", "tls", "audit_log", "tokens", "rate_limit"];
+const RATE_KEYS: &[&str] = &["burst", "per_second"];
 const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
 const TOKEN_KEYS: &[&str] = &["name", "sha256", "scopes", "targets"];
 const TARGET_KEYS: &[&str] = &[
@@ -483,6 +508,33 @@ fn admin(
         None
     };
     let audit_log = f.path("audit_log", base, p);
+    let mut rate_limit = RateLimit::default();
+    if f.has("rate_limit")
+        && let Some(mut r) = f.section("rate_limit", RATE_KEYS, p)
+    {
+        if let Some(v) = r.take("burst") {
+            match v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n >= 1)
+            {
+                Some(n) => rate_limit.burst = n,
+                None => p.add(
+                    r.path_of("burst"),
+                    "expected a whole number of requests, at least 1",
+                ),
+            }
+        }
+        if let Some(v) = r.take("per_second") {
+            match v.as_f64().filter(|n| n.is_finite() && *n > 0.0) {
+                Some(n) => rate_limit.per_second = n,
+                None => p.add(
+                    r.path_of("per_second"),
+                    "expected a positive number of requests per second",
+                ),
+            }
+        }
+    }
     let mut tokens = Vec::new();
     let mut names = HashSet::new();
     let path = f.path_of("tokens");
@@ -519,6 +571,7 @@ fn admin(
         tls,
         audit_log,
         tokens,
+        rate_limit,
     })
 }
 

@@ -136,12 +136,17 @@ pub fn generate_password() -> Result<Secret, GatewayError> {
     Ok(Secret::new(out))
 }
 
-/// Checks a database, schema or table name that will travel as a parameter.
+/// Longest database, schema or table name accepted, in characters. PostgreSQL's limit is 63
+/// bytes; a longer name in fewer characters cannot exist, so it is simply not found.
+pub const MAX_OBJECT_NAME_CHARS: usize = 63;
+
+/// Checks a database, schema or table name that will travel as a parameter: 1 to 63
+/// characters, no NUL (which no PostgreSQL name can hold and no parameter can carry).
 pub fn object_name(field: &'static str, raw: &str) -> Result<(), GatewayError> {
     let problem = if raw.is_empty() {
         "must not be empty"
-    } else if raw.len() > MAX_IDENTIFIER_BYTES {
-        "must be at most 63 bytes"
+    } else if raw.chars().count() > MAX_OBJECT_NAME_CHARS {
+        "must be at most 63 characters"
     } else if raw.contains('\0') {
         "must not contain NUL"
     } else {

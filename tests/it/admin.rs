@@ -1031,7 +1031,7 @@ async fn a_slowloris_client_is_dropped_while_others_are_served() {
 
 #[tokio::test]
 async fn the_openapi_document_and_the_router_agree() {
-    let doc = mesa::http::admin::openapi::document();
+    let doc = mesa::http::admin::openapi::document(&["main".to_owned()]);
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("operations").keys() {
@@ -1067,4 +1067,60 @@ async fn the_openapi_document_and_the_router_agree() {
         .shutdown(DEFAULT_GRACE_PERIOD)
         .await
         .expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_finishes_when_the_client_hangs_up_and_shutdown_waits_for_it() {
+    use tokio::io::AsyncWriteExt as _;
+    let _serial = role_lock().await;
+    let admin = start("hangup", "mesa_monitor", "mesa_admin").await;
+    // CREATE ROLE waits while pg_authid is locked (the collection lock_timeout is 1 s).
+    let locker = superuser("postgres").await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_authid IN EXCLUSIVE MODE;")
+        .await
+        .expect("lock");
+    let body = r#"{"name":"hangup_user_1"}"#;
+    let raw = format!(
+        "POST /api/v1/targets/main/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        admin.token("create_user"),
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(admin.addr)
+        .await
+        .expect("connect");
+    stream.write_all(raw.as_bytes()).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(stream); // the client hangs up mid-request
+    let Admin { app, audit, .. } = admin;
+    let shutdown = tokio::spawn(async move {
+        let started = Instant::now();
+        app.shutdown(DEFAULT_GRACE_PERIOD)
+            .await
+            .expect("clean shutdown");
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!shutdown.is_finished(), "shutdown waits for the mutation");
+    let released = Instant::now();
+    locker.batch_execute("COMMIT").await.expect("unlock");
+    shutdown.await.expect("shutdown task");
+    assert!(released.elapsed() < DEFAULT_GRACE_PERIOD);
+    let created = superuser("postgres")
+        .await
+        .query_opt(
+            "SELECT 1 FROM pg_roles WHERE rolname = 'hangup_user_1'",
+            &[],
+        )
+        .await
+        .expect("probe");
+    assert!(
+        created.is_some(),
+        "the mutation completed without its client"
+    );
+    let records = std::fs::read_to_string(&audit).expect("audit");
+    assert!(
+        records.contains("\"event\":\"outcome\"") && records.contains("hangup_user_1"),
+        "{records}"
+    );
 }

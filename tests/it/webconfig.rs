@@ -11,34 +11,48 @@ use mesa::app::{App, AppError, DEFAULT_GRACE_PERIOD};
 use crate::support::*;
 
 /// GET over TLS trusting the cluster's CA, with optional basic auth; `None` if TLS fails.
-async fn https_get(addr: SocketAddr, path: &str, auth: Option<(&str, &str)>) -> Option<(u16, String)> {
+async fn https_get(
+    addr: SocketAddr,
+    path: &str,
+    auth: Option<(&str, &str)>,
+) -> Option<(u16, String)> {
     use http_body_util::BodyExt as _;
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(cluster().ca_cert()).expect("CA");
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
         roots.add(cert.expect("PEM")).expect("root");
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let tls = connector.connect(name, tcp).await.ok()?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .ok()?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .ok()?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     let mut builder = hyper::Request::get(path).header(hyper::header::HOST, "localhost");
     if let Some((user, password)) = auth {
-        builder = builder.header(hyper::header::AUTHORIZATION, format!("Basic {}", base64(&format!("{user}:{password}"))));
+        builder = builder.header(
+            hyper::header::AUTHORIZATION,
+            format!("Basic {}", base64(&format!("{user}:{password}"))),
+        );
     }
     let response = sender
-        .send_request(builder.body(http_body_util::Empty::<hyper::body::Bytes>::new()).expect("request"))
+        .send_request(
+            builder
+                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                .expect("request"),
+        )
         .await
         .ok()?;
     let status = response.status().as_u16();
@@ -101,15 +115,32 @@ async fn metrics_need_the_user_over_tls() {
         "collection: {interval: 1s, timeout: 800ms}\nweb: {listen_address: '127.0.0.1:0'}\ntargets:\n  - {name: local, driver: postgres, host: '{host}', port: {port}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}\n",
     );
     config.web.config_file = Some(web);
-    let app = App::start(config).await.expect("daemon starts with the web config");
+    let app = App::start(config)
+        .await
+        .expect("daemon starts with the web config");
     let addr = app.metrics_addr();
-    assert_eq!(https_get(addr, "/metrics", None).await.map(|r| r.0), Some(401));
-    assert_eq!(https_get(addr, "/metrics", Some(("prometheus", "wrong"))).await.map(|r| r.0), Some(401));
-    assert_eq!(https_get(addr, "/metrics", Some(("nobody", "scrape-password-1"))).await.map(|r| r.0), Some(401));
+    assert_eq!(
+        https_get(addr, "/metrics", None).await.map(|r| r.0),
+        Some(401)
+    );
+    assert_eq!(
+        https_get(addr, "/metrics", Some(("prometheus", "wrong")))
+            .await
+            .map(|r| r.0),
+        Some(401)
+    );
+    assert_eq!(
+        https_get(addr, "/metrics", Some(("nobody", "scrape-password-1")))
+            .await
+            .map(|r| r.0),
+        Some(401)
+    );
     let up = eventually(std::time::Duration::from_secs(5), || async {
         https_get(addr, "/metrics", Some(("prometheus", "scrape-password-1")))
             .await
-            .is_some_and(|(status, body)| status == 200 && value(&body, "pg_up", &[("server", "local")]) == Some(1.0))
+            .is_some_and(|(status, body)| {
+                status == 200 && value(&body, "pg_up", &[("server", "local")]) == Some(1.0)
+            })
     })
     .await;
     assert!(up, "the user gets /metrics over TLS");
@@ -130,9 +161,21 @@ async fn bad_web_configs_are_refused_at_startup() {
         c.dir().join("server.key").display()
     );
     let cases = [
-        ("unknown.yml", format!("{tls}basic_auth: {{}}\n"), "basic_auth: unknown key"),
-        ("tls11.yml", format!("{tls}  min_version: TLS11\n"), "tls_server_config.min_version: TLS11 is refused: TLS below 1.2 is insecure"),
-        ("plainpw.yml", "basic_auth_users:\n  u: hunter2\n".to_owned(), "basic_auth_users.u: expected a bcrypt hash"),
+        (
+            "unknown.yml",
+            format!("{tls}basic_auth: {{}}\n"),
+            "basic_auth: unknown key",
+        ),
+        (
+            "tls11.yml",
+            format!("{tls}  min_version: TLS11\n"),
+            "tls_server_config.min_version: TLS11 is refused: TLS below 1.2 is insecure",
+        ),
+        (
+            "plainpw.yml",
+            "basic_auth_users:\n  u: hunter2\n".to_owned(),
+            "basic_auth_users.u: expected a bcrypt hash",
+        ),
     ];
     for (name, text, expected) in cases {
         let path = write(&dir, name, &text);
@@ -144,7 +187,11 @@ async fn bad_web_configs_are_refused_at_startup() {
         assert!(matches!(err, AppError::WebConfig(_)), "{name}: {err}");
         assert!(err.to_string().contains(expected), "{name}: {err}");
         // The binary says the same and exits 64 under --check-config.
-        let cfg = write(&dir, "mesa.yaml", "targets:\n  - {name: a, driver: postgres, host: h, username: u}\n");
+        let cfg = write(
+            &dir,
+            "mesa.yaml",
+            "targets:\n  - {name: a, driver: postgres, host: h, username: u}\n",
+        );
         let out = Command::new(env!("CARGO_BIN_EXE_mesa"))
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!("--web.config.file={}", path.display()))
@@ -152,6 +199,9 @@ async fn bad_web_configs_are_refused_at_startup() {
             .output()
             .expect("mesa runs");
         assert_eq!(out.status.code(), Some(64), "{name}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(expected), "{name}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expected),
+            "{name}"
+        );
     }
 }

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq as _;
 use tokio::time::Instant;
 
 use super::problem::Problem;
-use crate::config::{Scope, TargetSelector, TokenConfig};
+use crate::config::{RateLimit, Scope, TargetSelector, TokenConfig};
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -83,31 +83,37 @@ pub fn authenticate(headers: &HeaderMap, tokens: &[TokenConfig]) -> Result<Calle
     })
 }
 
-/// Requests a token may burst before it is limited.
-pub const RATE_BURST: f64 = 20.0;
-/// Sustained requests per second per token.
-pub const RATE_PER_SECOND: f64 = 5.0;
-
 /// A token bucket per token name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RateLimiter {
+    burst: f64,
+    per_second: f64,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
 impl RateLimiter {
+    /// A limiter with `limit` per token.
+    pub fn new(limit: RateLimit) -> Self {
+        Self {
+            burst: f64::from(limit.burst),
+            per_second: limit.per_second,
+            buckets: Mutex::default(),
+        }
+    }
+
     /// Takes one request from `token`'s bucket, or says how many seconds until one is free.
     pub fn check(&self, token: &str) -> Result<(), u64> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let (level, last) = buckets.entry(token.to_owned()).or_insert((RATE_BURST, now));
+        let (level, last) = buckets.entry(token.to_owned()).or_insert((self.burst, now));
         *level =
-            (*level + now.duration_since(*last).as_secs_f64() * RATE_PER_SECOND).min(RATE_BURST);
+            (*level + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
         *last = now;
         if *level >= 1.0 {
             *level -= 1.0;
             Ok(())
         } else {
-            let wait = Duration::from_secs_f64((1.0 - *level) / RATE_PER_SECOND);
+            let wait = Duration::from_secs_f64((1.0 - *level) / self.per_second);
             Err(wait.as_secs_f64().ceil().max(1.0) as u64)
         }
     }
@@ -154,7 +160,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_bucket_refills() {
-        let limiter = RateLimiter::default();
+        let limiter = RateLimiter::new(RateLimit::default());
         for _ in 0..20 {
             limiter.check("a").expect("within the burst");
         }

@@ -47,7 +47,14 @@ fn target_of(auth: &Authorized) -> Result<&TargetHandle, Problem> {
 }
 
 pub(super) async fn openapi(State(state): State<AdminState>) -> Response {
-    let doc = super::openapi::document();
+    let names: Vec<String> = state
+        .registry
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .keys()
+        .cloned()
+        .collect();
+    let doc = super::openapi::document(&names);
     state.finish(Action::OpenApi, Ok(super::json(StatusCode::OK, doc)))
 }
 

@@ -18,8 +18,19 @@ fn ok(description: &str, schema: Value) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": schema}}})
 }
 
-fn string_param(name: &str, description: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
+fn string_param(name: &str, description: &str, example: &str) -> Value {
+    json!({
+        "name": name, "in": "path", "required": true, "description": description,
+        "schema": {"type": "string"}, "example": example
+    })
+}
+
+/// A database, schema or table name: 1 to 63 characters without NUL.
+fn name_param(name: &str, description: &str, example: &str) -> Value {
+    let mut p = string_param(name, description, example);
+    p["schema"] =
+        json!({"type": "string", "minLength": 1, "maxLength": 63, "pattern": "^[^\\u0000]+$"});
+    p
 }
 
 fn nullable(kind: &str) -> Value {
@@ -41,10 +52,17 @@ type OperationParts = (
     Vec<(&'static str, &'static str)>,
 );
 
-/// The operation object of one action.
-fn operation(action: Action) -> Value {
-    let target = string_param("target", "Target name from the config");
-    let database = string_param("database", "Database name");
+/// The operation object of one action; `targets` are the configured target names.
+fn operation(action: Action, targets: &[String]) -> Value {
+    let mut target = string_param(
+        "target",
+        "Target name from the config",
+        targets.first().map_or("main", String::as_str),
+    );
+    if !targets.is_empty() {
+        target["schema"]["enum"] = json!(targets);
+    }
+    let database = name_param("database", "Database name", "postgres");
     let (summary, parameters, success, extra): OperationParts = match action {
         Action::ListTargets => (
             "Targets the token may access, with their last collection status",
@@ -94,7 +112,11 @@ fn operation(action: Action) -> Value {
             },
             vec![
                 target,
-                string_param("pid", "Backend process id, a positive 32-bit integer"),
+                json!({
+                    "name": "pid", "in": "path", "required": true, "example": 1,
+                    "description": "Backend process id",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 2147483647}
+                }),
             ],
             (
                 "200",
@@ -165,8 +187,8 @@ fn operation(action: Action) -> Value {
             vec![
                 target,
                 database,
-                string_param("schema", "Schema name"),
-                string_param("table", "Table name"),
+                name_param("schema", "Schema name", "pg_catalog"),
+                name_param("table", "Table name", "pg_class"),
             ],
             (
                 "200",
@@ -235,14 +257,15 @@ fn operation(action: Action) -> Value {
     op
 }
 
-/// The whole document.
-pub fn document() -> Value {
+/// The whole document; `targets` (the configured names) become the `target` parameter's
+/// enum, so clients and fuzzers see which values exist.
+pub fn document(targets: &[String]) -> Value {
     let mut paths = serde_json::Map::new();
     for route in ROUTES {
         let entry = paths
             .entry(route.path.to_owned())
             .or_insert_with(|| json!({}));
-        entry[route.method.as_str().to_ascii_lowercase()] = operation(route.action);
+        entry[route.method.as_str().to_ascii_lowercase()] = operation(route.action, targets);
     }
     let time = json!({"type": "string", "format": "date-time"});
     let nullable_time = json!({"type": "string", "format": "date-time", "nullable": true});
@@ -302,8 +325,8 @@ pub fn document() -> Value {
                 "NewUser": {
                     "type": "object", "required": ["name"], "additionalProperties": false,
                     "properties": {
-                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,62}$", "description": "Not starting with pg_"},
-                        "password": {"type": "string", "minLength": 16, "description": "Omit to have one generated"},
+                        "name": {"type": "string", "pattern": "^(?![Pp][Gg]_)[A-Za-z_][A-Za-z0-9_]{0,62}$", "description": "Letters, digits and _, not starting with a digit or pg_"},
+                        "password": {"type": "string", "minLength": 16, "maxLength": 256, "pattern": "^[^\\u0000]*$", "description": "Omit to have one generated"},
                         "superuser": {"type": "boolean", "default": false, "description": "Needs the create_superuser scope"},
                         "login": {"type": "boolean", "default": true}
                     }
