@@ -115,15 +115,6 @@ fn log_lines(user: &str) -> usize {
         .count()
 }
 
-async fn pid_exists(pid: i32) -> bool {
-    superuser("postgres")
-        .await
-        .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
-        .await
-        .expect("probe")
-        .is_some()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_and_token_gets_its_documented_status() {
     let _serial = role_lock().await;
@@ -520,12 +511,7 @@ async fn create_user_returns_a_working_password_that_is_never_logged() {
         )
         .await;
     assert_eq!(denied.status, 403);
-    let exists = superuser("postgres")
-        .await
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = 'api_super_1'", &[])
-        .await
-        .expect("probe");
-    assert!(exists.is_none(), "nothing was created");
+    assert!(!role_exists("api_super_1").await, "nothing was created");
 
     admin
         .app
@@ -913,14 +899,10 @@ async fn every_mutation_is_audited_and_an_unwritable_audit_refuses_mutations() {
         .await;
     assert_eq!(refused.status, 503);
     assert!(pid_exists(pid).await, "the session was not terminated");
-    let created = su
-        .query_opt(
-            "SELECT 1 FROM pg_roles WHERE rolname = 'unaudited_user_1'",
-            &[],
-        )
-        .await
-        .expect("probe");
-    assert!(created.is_none(), "the role was not created");
+    assert!(
+        !role_exists("unaudited_user_1").await,
+        "the role was not created"
+    );
     assert_eq!(
         admin
             .call("GET", "/api/v1/targets/main/databases", Some("full"), None)
@@ -1106,16 +1088,8 @@ async fn a_mutation_finishes_when_the_client_hangs_up_and_shutdown_waits_for_it(
     locker.batch_execute("COMMIT").await.expect("unlock");
     shutdown.await.expect("shutdown task");
     assert!(released.elapsed() < DEFAULT_GRACE_PERIOD);
-    let created = superuser("postgres")
-        .await
-        .query_opt(
-            "SELECT 1 FROM pg_roles WHERE rolname = 'hangup_user_1'",
-            &[],
-        )
-        .await
-        .expect("probe");
     assert!(
-        created.is_some(),
+        role_exists("hangup_user_1").await,
         "the mutation completed without its client"
     );
     let records = std::fs::read_to_string(&audit).expect("audit");

@@ -248,7 +248,7 @@ targets:
         );
         let mark = finished();
         let lines_before = log_lines();
-        let sessions_before = cluster_sessions("scrape_user").await;
+        let sessions_before = sessions_of("scrape_user").await;
         for _ in 0..200 {
             let (status, _, _) = http_get(app.metrics_addr(), "/metrics").await;
             assert_eq!(status, 200);
@@ -257,7 +257,7 @@ targets:
             continue; // a collection ran during the window; try another window
         }
         assert_eq!(log_lines(), lines_before, "a scrape reached the server");
-        assert_eq!(cluster_sessions("scrape_user").await, sessions_before);
+        assert_eq!(sessions_of("scrape_user").await, sessions_before);
         assert_eq!(sessions_before, 0);
         clean_windows += 1;
         break;
@@ -270,16 +270,4 @@ targets:
     app.shutdown(DEFAULT_GRACE_PERIOD)
         .await
         .expect("clean shutdown");
-}
-
-async fn cluster_sessions(user: &str) -> i64 {
-    superuser("postgres")
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
-            &[&user],
-        )
-        .await
-        .expect("count")
-        .get(0)
 }

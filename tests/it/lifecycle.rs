@@ -98,18 +98,6 @@ fn write_targets(path: &Path, targets: &str, c: &mesa::testing::PgCluster) {
     std::fs::write(path, text).expect("config");
 }
 
-async fn mesa_sessions_of(user: &str) -> i64 {
-    superuser("postgres")
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mesa' AND usename = $1",
-            &[&user],
-        )
-        .await
-        .expect("count")
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_collections_exits_0_and_leaves_no_session() {
     superuser("postgres")

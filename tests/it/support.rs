@@ -407,3 +407,49 @@ pub async fn request(
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
+
+/// Sessions of `user` that Mesa opened (`application_name = 'mesa'`).
+pub async fn mesa_sessions_of(user: &str) -> i64 {
+    superuser("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mesa' AND usename = $1",
+            &[&user],
+        )
+        .await
+        .expect("count")
+        .get(0)
+}
+
+/// Sessions of `user`, whoever opened them.
+pub async fn sessions_of(user: &str) -> i64 {
+    superuser("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+            &[&user],
+        )
+        .await
+        .expect("count")
+        .get(0)
+}
+
+/// Whether a backend with `pid` exists.
+pub async fn pid_exists(pid: i32) -> bool {
+    superuser("postgres")
+        .await
+        .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .await
+        .expect("probe")
+        .is_some()
+}
+
+/// Whether a role named `name` exists.
+pub async fn role_exists(name: &str) -> bool {
+    superuser("postgres")
+        .await
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
+        .await
+        .expect("probe")
+        .is_some()
+}
