@@ -205,3 +205,37 @@ async fn bad_web_configs_are_refused_at_startup() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_serves_over_tls() {
+    let c = cluster();
+    let t = mesa::token::generate().expect("token");
+    let yaml = format!(
+        "web: {{listen_address: '127.0.0.1:0'}}
+admin:
+  listen_address: '127.0.0.1:0'
+  tls: {{cert_file: '{}', key_file: '{}'}}
+  tokens:
+    - {{name: r, sha256: '{}', scopes: [read], targets: ['*']}}
+targets:
+  - {{name: local, driver: postgres, host: '{{host}}', port: {{port}}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}}
+",
+        c.dir().join("server.crt").display(),
+        c.dir().join("server.key").display(),
+        t.sha256_hex,
+    );
+    let app = App::start(daemon_config(&yaml)).await.expect("daemon");
+    let admin = app.admin_addr().expect("admin");
+    let (status, body) = https_get(admin, "/api/v1/openapi.json", None)
+        .await
+        .expect("TLS works");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"openapi\":\"3.0.3\""));
+    assert!(
+        try_http_get(admin, "/api/v1/openapi.json")
+            .await
+            .is_none_or(|(s, _, _)| s != 200),
+        "no plaintext"
+    );
+    app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
+}
