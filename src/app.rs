@@ -75,60 +75,33 @@ pub struct App {
 }
 
 impl App {
-    /// Binds the listener and starts collecting.
+    /// Binds the listeners and starts collecting. Everything that can fail (binding, TLS
+    /// material, the web config) is done before any task starts, so an error leaves nothing
+    /// running.
     pub async fn start(config: Config) -> Result<Self, AppError> {
-        let address = config.web.listen_address;
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| AppError::Bind { address, source })?;
-        let metrics_addr = listener
-            .local_addr()
-            .map_err(|source| AppError::Bind { address, source })?;
-        let store = Arc::new(SnapshotStore::new());
-        let metrics = Arc::new(Metrics::new(store.clone()));
-        let root = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let state = MetricsState {
-            metrics: metrics.clone(),
-            store: store.clone(),
-            targets: Arc::new(RwLock::new(names(&config))),
+        let bind = |address: SocketAddr| async move {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| AppError::Bind { address, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| AppError::Bind { address, source })?;
+            Ok::<_, AppError>((listener, bound))
         };
-        let (metrics_router, metrics_tls) = match &config.web.config_file {
-            None => (router(state.clone()), None),
-            Some(path) => {
-                let web = crate::http::webconfig::load(path)?;
-                let tls = match &web.tls {
-                    Some(tls) => Some(server_config(tls).map_err(|source| AppError::Tls {
-                        listener: "metrics",
-                        source,
-                    })?),
-                    None => None,
-                };
-                let guard = crate::http::webconfig::Guard::new(&web);
-                let guarded = router(state.clone()).layer(axum::middleware::from_fn_with_state(
-                    guard,
-                    crate::http::webconfig::guard,
-                ));
-                (guarded, tls)
-            }
+        let (metrics_listener, metrics_addr) = bind(config.web.listen_address).await?;
+        let web = match &config.web.config_file {
+            Some(path) => Some(crate::http::webconfig::load(path)?),
+            None => None,
         };
-        let metrics_tls_on = metrics_tls.is_some();
-        tracker.spawn(crate::http::serve(
-            listener,
-            metrics_router,
-            metrics_tls,
-            root.child_token(),
-        ));
-        let sinks = Sinks {
-            store,
-            metrics: metrics.exporter().clone(),
+        let metrics_tls = match web.as_ref().and_then(|w| w.tls.as_ref()) {
+            Some(tls) => Some(server_config(tls).map_err(|source| AppError::Tls {
+                listener: "metrics",
+                source,
+            })?),
+            None => None,
         };
-        let registry = Registry::default();
-        let mut scheduler = Scheduler::new(sinks, tracker.clone(), root.clone(), registry.clone());
-        scheduler.apply(&config.targets);
-        let admin_tokens = Arc::new(RwLock::new(Arc::new(config.admin.tokens.clone())));
-        let admin_addr = if config.admin.enabled() {
-            let admin = &config.admin;
+        let admin = &config.admin;
+        let admin_listener = if admin.enabled() {
             let tls = match &admin.tls {
                 Some(files) => Some(
                     server_config(&ServerTls::new(
@@ -142,33 +115,67 @@ impl App {
                 ),
                 None => None,
             };
-            let address = admin.listen_address;
-            let listener = TcpListener::bind(address)
-                .await
-                .map_err(|source| AppError::Bind { address, source })?;
-            let bound = listener
-                .local_addr()
-                .map_err(|source| AppError::Bind { address, source })?;
-            let state = AdminState {
-                tokens: admin_tokens.clone(),
-                registry: registry.clone(),
-                store: state.store.clone(),
-                audit: admin.audit_log.clone().map(|p| Arc::new(AuditLog::new(p))),
-                limiter: Arc::new(crate::http::admin::auth::RateLimiter::new(admin.rate_limit)),
-                metrics: metrics.exporter().clone(),
-                tracker: tracker.clone(),
-                shutdown: root.clone(),
-            };
-            tracker.spawn(crate::http::serve(
-                listener,
-                crate::http::admin::router(state),
-                tls,
-                root.child_token(),
-            ));
-            tracing::info!(address = %bound, tls = admin.tls.is_some(), tokens = admin.tokens.len(), "serving the admin API");
-            Some(bound)
+            Some((bind(admin.listen_address).await?, tls))
         } else {
             None
+        };
+
+        let store = Arc::new(SnapshotStore::new());
+        let metrics = Arc::new(Metrics::new(store.clone()));
+        let root = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let registry = Registry::default();
+        let sinks = Sinks {
+            store: store.clone(),
+            metrics: metrics.exporter().clone(),
+        };
+        let mut scheduler = Scheduler::new(sinks, tracker.clone(), root.clone(), registry.clone());
+        // Targets are registered before the listeners open, so /readyz never sees an empty set.
+        scheduler.apply(&config.targets);
+
+        let state = MetricsState {
+            metrics: metrics.clone(),
+            store: store.clone(),
+            registry: registry.clone(),
+        };
+        let metrics_router = match &web {
+            None => router(state.clone()),
+            Some(web) => router(state.clone()).layer(axum::middleware::from_fn_with_state(
+                crate::http::webconfig::Guard::new(web),
+                crate::http::webconfig::guard,
+            )),
+        };
+        let metrics_tls_on = metrics_tls.is_some();
+        tracker.spawn(crate::http::serve(
+            metrics_listener,
+            metrics_router,
+            metrics_tls,
+            root.child_token(),
+        ));
+
+        let admin_tokens = Arc::new(RwLock::new(Arc::new(admin.tokens.clone())));
+        let admin_addr = match admin_listener {
+            None => None,
+            Some(((listener, bound), tls)) => {
+                let state = AdminState {
+                    tokens: admin_tokens.clone(),
+                    registry,
+                    store,
+                    audit: admin.audit_log.clone().map(|p| Arc::new(AuditLog::new(p))),
+                    limiter: Arc::new(crate::http::admin::auth::RateLimiter::new(admin.rate_limit)),
+                    metrics: metrics.exporter().clone(),
+                    tracker: tracker.clone(),
+                    shutdown: root.clone(),
+                };
+                tracing::info!(address = %bound, tls = tls.is_some(), tokens = admin.tokens.len(), "serving the admin API");
+                tracker.spawn(crate::http::serve(
+                    listener,
+                    crate::http::admin::router(state),
+                    tls,
+                    root.child_token(),
+                ));
+                Some(bound)
+            }
         };
         tracing::info!(
             address = %metrics_addr,
@@ -238,11 +245,6 @@ impl App {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(new.admin.tokens.clone());
         let changes = self.scheduler.apply(&new.targets);
-        *self
-            .state
-            .targets
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = names(&new);
         let web = self.config.web.clone();
         self.config = new;
         self.config.web = web;
@@ -267,10 +269,6 @@ impl App {
             Err(_) => Err(AppError::GraceExpired(grace)),
         }
     }
-}
-
-fn names(config: &Config) -> Vec<String> {
-    config.targets.iter().map(|t| t.name.clone()).collect()
 }
 
 /// Command-line settings that override the config file (and keep doing so across reloads).

@@ -3,7 +3,7 @@
 //! Nothing here touches a database: every answer is encoded from the snapshot store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::metrics::{CONTENT_TYPE, Metrics, render_probe};
+use crate::scheduler::Registry;
 use crate::snapshot::SnapshotStore;
 
 /// What the metrics routes read.
@@ -20,16 +21,18 @@ pub struct MetricsState {
     pub metrics: Arc<Metrics>,
     /// Latest snapshots.
     pub store: Arc<SnapshotStore>,
-    /// Names of the configured targets (replaced on reload).
-    pub targets: Arc<RwLock<Vec<String>>>,
+    /// The configured targets (kept current by the scheduler).
+    pub registry: Registry,
 }
 
 impl MetricsState {
     fn target_names(&self) -> Vec<String> {
-        self.targets
+        self.registry
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+            .keys()
+            .cloned()
+            .collect()
     }
 }
 
