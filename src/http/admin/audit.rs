@@ -51,6 +51,17 @@ impl AuditLog {
     }
 }
 
+/// Appends a record off the async threads (the write ends with an fsync).
+pub async fn append(
+    log: &std::sync::Arc<AuditLog>,
+    record: Map<String, Value>,
+) -> std::io::Result<()> {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || log.write(record))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
 /// A fresh id linking an intent to its outcome.
 pub fn request_id() -> String {
     let mut raw = [0u8; 8];

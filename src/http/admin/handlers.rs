@@ -353,7 +353,7 @@ where
     let task = state.tracker.spawn(async move {
         let mut intent = record.clone();
         intent.insert("event".to_owned(), json!("intent"));
-        if let Err(e) = audit.write(intent) {
+        if let Err(e) = super::audit::append(&audit, intent).await {
             tracing::error!(error = %e, "cannot write the audit intent record; mutation refused");
             return Err(Problem::audit_unavailable());
         }
@@ -377,7 +377,7 @@ where
         if let Err(problem) = &result {
             outcome.insert("status".to_owned(), json!(problem.status.as_u16()));
         }
-        if let Err(e) = audit.write(outcome) {
+        if let Err(e) = super::audit::append(&audit, outcome).await {
             // The action happened; it cannot be undone. Say so loudly.
             tracing::error!(error = %e, "cannot write the audit outcome record");
         }
