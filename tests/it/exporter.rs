@@ -271,3 +271,39 @@ targets:
         .await
         .expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_waits_for_every_first_attempt() {
+    // A listener that never answers: no snapshot can exist before the 800 ms timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let config = daemon_config(&format!(
+        "collection: {{interval: 1s, timeout: 800ms, connect_timeout: 500ms}}
+web: {{listen_address: '127.0.0.1:0'}}
+targets:
+  - {{name: slow, driver: postgres, host: 127.0.0.1, port: {}, username: x, sslmode: disable}}
+",
+        silent.local_addr().expect("addr").port()
+    ));
+    let app = App::start(config).await.expect("daemon starts");
+    let (status, _, body) = http_get(app.metrics_addr(), "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("slow"), "{body}");
+    assert_eq!(
+        http_get(app.metrics_addr(), "/probe?target=slow").await.0,
+        503
+    );
+    assert_eq!(http_get(app.metrics_addr(), "/healthz").await.0, 200);
+    let ready = eventually(Duration::from_secs(4), || async {
+        http_get(app.metrics_addr(), "/readyz").await.0 == 200
+    })
+    .await;
+    assert!(
+        ready,
+        "ready once the first attempt finished, even though it failed"
+    );
+    app.shutdown(DEFAULT_GRACE_PERIOD)
+        .await
+        .expect("clean shutdown");
+}
