@@ -101,6 +101,14 @@ fn each_kind_of_mistake_has_a_clear_message() {
             "targets:\n  - {name: a, driver: mysql, host: h, username: u}\n".to_owned(),
             "targets[0].driver: invalid driver \"mysql\"; supported drivers: postgres",
         ),
+        (
+            "admin tls",
+            format!(
+                "admin:\n  tls: {{cert_file: /nonexistent.crt, key_file: /nonexistent.key}}\n  tokens:\n    - {{name: r, sha256: '{}', scopes: [read], targets: ['*']}}\ntargets:\n{base}",
+                "0f".repeat(32)
+            ),
+            "admin.tls: cannot read /nonexistent.crt",
+        ),
     ];
     for (what, text, expect) in cases {
         let path = write_config(&format!("{}.yaml", what.replace(' ', "_")), &text);
