@@ -1,5 +1,6 @@
-//! A real Prometheus (Debian's `prometheus` package) scrapes `/metrics` and the `/probe`
-//! multi-target pattern; its HTTP API must report `up == 1` for both jobs and the data.
+//! A real Prometheus (Debian's `prometheus` package), configured with the shipped
+//! `deploy/prometheus/scrape.yml`, scrapes `/metrics` and the `/probe` multi-target pattern;
+//! its HTTP API must report `up == 1` for both jobs and the data.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -69,21 +70,19 @@ targets:
     let mesa_addr = app.metrics_addr();
     let dir = std::env::temp_dir().join(format!("mesa-prom-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
+    // The shipped scrape configs, pointed at this daemon and its one target.
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/scrape.yml"),
+    )
+    .expect("deploy/prometheus/scrape.yml");
+    let jobs = shipped
+        .replace("mesa.example:9930", &mesa_addr.to_string())
+        .replace("[orders-primary, billing]", "[local]");
+    let indented: String = jobs.lines().map(|l| format!("  {l}\n")).collect();
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-scrape_configs:
-  - job_name: mesa
-    static_configs: [{{targets: ['{mesa_addr}']}}]
-  - job_name: mesa_probe
-    metrics_path: /probe
-    static_configs: [{{targets: [local]}}]
-    relabel_configs:
-      - {{source_labels: [__address__], target_label: __param_target}}
-      - {{source_labels: [__param_target], target_label: instance}}
-      - {{target_label: __address__, replacement: '{mesa_addr}'}}
-"
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n{indented}"
         ),
     )
     .expect("prometheus.yml");
@@ -109,7 +108,7 @@ scrape_configs:
 
     let both_up = eventually(Duration::from_secs(40), || async {
         let up = query(prom_addr, "up").await;
-        ["mesa", "mesa_probe"]
+        ["mesa", "postgres"]
             .iter()
             .all(|job| up.iter().any(|(m, v)| m["job"] == *job && v == "1"))
     })
@@ -120,11 +119,11 @@ scrape_configs:
     assert_eq!(pg_up.len(), 1, "{pg_up:?}");
     assert_eq!(pg_up[0].0["job"], "mesa");
     assert_eq!(pg_up[0].1, "1");
-    let probed = query(prom_addr, "pg_up{job=\"mesa_probe\"}").await;
+    let probed = query(prom_addr, "pg_up{job=\"postgres\"}").await;
     assert_eq!(probed.len(), 1, "{probed:?}");
     assert_eq!(probed[0].0["instance"], "local");
     assert_eq!(probed[0].1, "1");
-    let max = query(prom_addr, "pg_settings_max_connections{job=\"mesa_probe\"}").await;
+    let max = query(prom_addr, "pg_settings_max_connections{job=\"postgres\"}").await;
     assert_eq!(max.first().map(|(_, v)| v.as_str()), Some("100"));
 
     app.shutdown(DEFAULT_GRACE_PERIOD)
