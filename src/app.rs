@@ -45,9 +45,9 @@ pub enum AppError {
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
     /// TLS settings of a listener could not be loaded.
-    #[error("{listener} TLS: {source}")]
+    #[error("{listener}: {source}")]
     Tls {
-        /// Which listener.
+        /// Where the settings come from: `web.config_file` or `admin.tls`.
         listener: &'static str,
         /// Why.
         #[source]
@@ -61,10 +61,56 @@ pub enum AppError {
     GraceExpired(Duration),
 }
 
+/// What the listeners load from files: the web config and both listeners' TLS material.
+/// Loaded before anything starts, and by `--check-config`, so a bad file fails early.
+#[derive(Debug)]
+pub struct ListenerFiles {
+    web: Option<crate::http::webconfig::WebConfig>,
+    metrics_tls: Option<Arc<rustls::ServerConfig>>,
+    admin_tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl ListenerFiles {
+    /// Loads and checks every file the listener settings name.
+    pub fn load(config: &Config) -> Result<Self, AppError> {
+        let web = match &config.web.config_file {
+            Some(path) => Some(crate::http::webconfig::load(path)?),
+            None => None,
+        };
+        let metrics_tls = match web.as_ref().and_then(|w| w.tls.as_ref()) {
+            Some(tls) => Some(server_config(tls).map_err(|source| AppError::Tls {
+                listener: "web.config_file",
+                source,
+            })?),
+            None => None,
+        };
+        let admin_tls = match config.admin.tls.as_ref().filter(|_| config.admin.enabled()) {
+            Some(files) => Some(
+                server_config(&ServerTls::new(
+                    files.cert_file.clone(),
+                    files.key_file.clone(),
+                ))
+                .map_err(|source| AppError::Tls {
+                    listener: "admin.tls",
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            web,
+            metrics_tls,
+            admin_tls,
+        })
+    }
+}
+
 /// A running Mesa.
 #[derive(Debug)]
 pub struct App {
-    config: Config,
+    /// The config the listeners were built from; reloads change targets and tokens, and are
+    /// compared with this to warn about settings that need a restart.
+    started: Config,
     metrics_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     admin_tokens: Arc<RwLock<Arc<Vec<crate::config::TokenConfig>>>>,
@@ -88,37 +134,19 @@ impl App {
                 .map_err(|source| AppError::Bind { address, source })?;
             Ok::<_, AppError>((listener, bound))
         };
+        let files = ListenerFiles::load(&config)?;
         let (metrics_listener, metrics_addr) = bind(config.web.listen_address).await?;
-        let web = match &config.web.config_file {
-            Some(path) => Some(crate::http::webconfig::load(path)?),
-            None => None,
-        };
-        let metrics_tls = match web.as_ref().and_then(|w| w.tls.as_ref()) {
-            Some(tls) => Some(server_config(tls).map_err(|source| AppError::Tls {
-                listener: "metrics",
-                source,
-            })?),
-            None => None,
-        };
         let admin = &config.admin;
         let admin_listener = if admin.enabled() {
-            let tls = match &admin.tls {
-                Some(files) => Some(
-                    server_config(&ServerTls::new(
-                        files.cert_file.clone(),
-                        files.key_file.clone(),
-                    ))
-                    .map_err(|source| AppError::Tls {
-                        listener: "admin",
-                        source,
-                    })?,
-                ),
-                None => None,
-            };
-            Some((bind(admin.listen_address).await?, tls))
+            Some(bind(admin.listen_address).await?)
         } else {
             None
         };
+        let ListenerFiles {
+            web,
+            metrics_tls,
+            admin_tls,
+        } = files;
 
         let store = Arc::new(SnapshotStore::new());
         let metrics = Arc::new(Metrics::new(store.clone()));
@@ -156,7 +184,8 @@ impl App {
         let admin_tokens = Arc::new(RwLock::new(Arc::new(admin.tokens.clone())));
         let admin_addr = match admin_listener {
             None => None,
-            Some(((listener, bound), tls)) => {
+            Some((listener, bound)) => {
+                let tls = admin_tls;
                 let state = AdminState {
                     tokens: admin_tokens.clone(),
                     registry,
@@ -185,7 +214,7 @@ impl App {
             "serving metrics"
         );
         Ok(Self {
-            config,
+            started: config,
             metrics_addr,
             admin_addr,
             admin_tokens,
@@ -228,13 +257,13 @@ impl App {
                 return None;
             }
         };
-        if new.web != self.config.web {
+        if new.web != self.started.web {
             tracing::warn!("web settings changed; they take effect after a restart");
         }
-        if new.admin.listen_address != self.config.admin.listen_address
-            || new.admin.tls != self.config.admin.tls
-            || new.admin.audit_log != self.config.admin.audit_log
-            || new.admin.enabled() != self.config.admin.enabled()
+        if new.admin.listen_address != self.started.admin.listen_address
+            || new.admin.tls != self.started.admin.tls
+            || new.admin.audit_log != self.started.admin.audit_log
+            || new.admin.enabled() != self.started.admin.enabled()
         {
             tracing::warn!(
                 "admin listener settings changed; they take effect after a restart (tokens apply now)"
@@ -245,9 +274,6 @@ impl App {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(new.admin.tokens.clone());
         let changes = self.scheduler.apply(&new.targets);
-        let web = self.config.web.clone();
-        self.config = new;
-        self.config.web = web;
         exporter.set_reload_ok(true);
         tracing::info!(
             added = ?changes.added,

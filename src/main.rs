@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     overrides.apply(&mut config);
     // The web config and the TLS material are checked here too, so --check-config catches
     // what would otherwise fail only at startup.
-    if let Err(e) = check_files(&config) {
+    if let Err(e) = mesa::app::ListenerFiles::load(&config) {
         eprintln!("mesa: {e}");
         return ExitCode::from(EXIT_INVALID_CONFIG);
     }
@@ -79,23 +79,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Loads the files the config points at: the web config and both listeners' TLS material.
-fn check_files(config: &mesa::config::Config) -> Result<(), String> {
-    use mesa::http::tls::{ServerTls, server_config};
-    if let Some(web) = &config.web.config_file {
-        let web = mesa::http::webconfig::load(web).map_err(|e| e.to_string())?;
-        if let Some(tls) = &web.tls {
-            server_config(tls).map_err(|e| format!("web.config_file TLS: {e}"))?;
-        }
-    }
-    if let Some(files) = config.admin.tls.as_ref().filter(|_| config.admin.enabled()) {
-        server_config(&ServerTls::new(
-            files.cert_file.clone(),
-            files.key_file.clone(),
-        ))
-        .map_err(|e| format!("admin.tls: {e}"))?;
-    }
-    Ok(())
 }

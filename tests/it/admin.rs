@@ -54,6 +54,13 @@ impl Admin {
         request(self.addr, method, path, kind.map(|k| self.token(k)), body).await
     }
 
+    async fn stop(self) {
+        self.app
+            .shutdown(DEFAULT_GRACE_PERIOD)
+            .await
+            .expect("clean shutdown");
+    }
+
     fn audit_records(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.audit)
             .unwrap_or_default()
@@ -307,11 +314,7 @@ async fn every_route_and_token_gets_its_documented_status() {
         missing.header("content-type"),
         Some("application/problem+json")
     );
-    admin
-        .app
-        .shutdown(DEFAULT_GRACE_PERIOD)
-        .await
-        .expect("shutdown");
+    admin.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,20 +398,7 @@ async fn terminate_and_cancel_through_the_api() {
         .get(0);
     let runner = client.clone();
     let running = tokio::spawn(async move { runner.batch_execute("SELECT pg_sleep(600)").await });
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            superuser("postgres")
-                .await
-                .query_opt(
-                    "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
-                    &[&pid],
-                )
-                .await
-                .expect("probe")
-                .is_some()
-        })
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), || is_active(pid)).await);
     let reply = admin
         .call(
             "POST",
@@ -425,11 +415,7 @@ async fn terminate_and_cancel_through_the_api() {
         .await
         .expect("the session survives");
     assert!(pid_exists(pid).await);
-    admin
-        .app
-        .shutdown(DEFAULT_GRACE_PERIOD)
-        .await
-        .expect("shutdown");
+    admin.stop().await;
 }
 
 /// Captures Mesa's log output on this thread (the tests below run on one thread).
@@ -513,11 +499,8 @@ async fn create_user_returns_a_working_password_that_is_never_logged() {
     assert_eq!(denied.status, 403);
     assert!(!role_exists("api_super_1").await, "nothing was created");
 
-    admin
-        .app
-        .shutdown(DEFAULT_GRACE_PERIOD)
-        .await
-        .expect("shutdown");
+    let audit_path = admin.audit.clone();
+    admin.stop().await;
     let mesa_log = String::from_utf8_lossy(&logs.lock().expect("lock")).into_owned();
     assert!(!mesa_log.is_empty(), "Mesa logged something");
     assert!(
@@ -528,7 +511,7 @@ async fn create_user_returns_a_working_password_that_is_never_logged() {
         !cluster().server_log().contains(&password),
         "the server log holds the password"
     );
-    let audit = std::fs::read_to_string(&admin.audit).expect("audit");
+    let audit = std::fs::read_to_string(&audit_path).expect("audit");
     assert!(
         audit.contains("api_user_1") && !audit.contains(&password),
         "{audit}"
@@ -543,14 +526,7 @@ async fn create_user_returns_a_working_password_that_is_never_logged() {
 async fn hostile_names_and_bodies_get_4xx_and_create_nothing() {
     let _serial = role_lock().await;
     let admin = start("hostile", "mesa_monitor", "mesa_admin").await;
-    let su = superuser("postgres").await;
-    let count = || async {
-        su.query_one("SELECT count(*) FROM pg_roles", &[])
-            .await
-            .expect("count")
-            .get::<_, i64>(0)
-    };
-    let before = count().await;
+    let before = role_count().await;
     let names = [
         "",
         "1abc",
@@ -645,12 +621,8 @@ async fn hostile_names_and_bodies_get_4xx_and_create_nothing() {
         )
         .await;
     assert_eq!(large.status, 413);
-    assert_eq!(count().await, before, "no role was created");
-    admin
-        .app
-        .shutdown(DEFAULT_GRACE_PERIOD)
-        .await
-        .expect("shutdown");
+    assert_eq!(role_count().await, before, "no role was created");
+    admin.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -745,11 +717,7 @@ async fn inspection_matches_the_catalogs_and_offline_health_is_200() {
             .status,
         422
     );
-    admin
-        .app
-        .shutdown(DEFAULT_GRACE_PERIOD)
-        .await
-        .expect("shutdown");
+    admin.stop().await;
 
     // An unreachable target: health is 200 OFFLINE.
     let t = mesa::token::generate().expect("token");
@@ -868,10 +836,7 @@ async fn every_mutation_is_audited_and_an_unwritable_audit_refuses_mutations() {
     );
     let weak_records = weak.audit_records();
     assert_eq!(weak_records[1]["sqlstate"], "42501", "{weak_records:#?}");
-    weak.app
-        .shutdown(DEFAULT_GRACE_PERIOD)
-        .await
-        .expect("shutdown");
+    weak.stop().await;
 
     // Replace the audit file with a directory: it can no longer be appended to (even by root).
     std::fs::remove_file(&admin.audit).expect("remove audit");
@@ -912,11 +877,7 @@ async fn every_mutation_is_audited_and_an_unwritable_audit_refuses_mutations() {
         "reads still work"
     );
     std::fs::remove_dir(&admin.audit).expect("cleanup");
-    admin
-        .app
-        .shutdown(DEFAULT_GRACE_PERIOD)
-        .await
-        .expect("shutdown");
+    admin.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -957,11 +918,7 @@ async fn a_burst_is_rate_limited_per_token() {
         200,
         "the budget refills"
     );
-    admin
-        .app
-        .shutdown(DEFAULT_GRACE_PERIOD)
-        .await
-        .expect("shutdown");
+    admin.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1004,11 +961,7 @@ async fn a_slowloris_client_is_dropped_while_others_are_served() {
         held <= mesa::http::HEADER_READ_TIMEOUT + Duration::from_secs(2),
         "held {held:?}"
     );
-    admin
-        .app
-        .shutdown(DEFAULT_GRACE_PERIOD)
-        .await
-        .expect("shutdown");
+    admin.stop().await;
 }
 
 #[tokio::test]
@@ -1044,11 +997,7 @@ async fn the_openapi_document_and_the_router_agree() {
         };
         assert_eq!(reply.status, expected, "{method} {path}");
     }
-    admin
-        .app
-        .shutdown(DEFAULT_GRACE_PERIOD)
-        .await
-        .expect("shutdown");
+    admin.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

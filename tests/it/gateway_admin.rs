@@ -27,17 +27,6 @@ async fn sleeper(
     background(client, sql).await
 }
 
-async fn is_active(pid: i32) -> bool {
-    let su = superuser("postgres").await;
-    su.query_opt(
-        "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
-        &[&pid],
-    )
-    .await
-    .expect("probe")
-    .is_some()
-}
-
 #[tokio::test]
 async fn sessions_list_other_backends_but_never_mesas_own() {
     let (pid, _held) = sleeper(60).await;
@@ -353,14 +342,7 @@ async fn create_user_sends_a_verifier_and_the_role_logs_in() {
 #[tokio::test]
 async fn hostile_role_names_are_rejected_before_any_sql() {
     let _serial = role_lock().await;
-    let su = superuser("postgres").await;
-    let count = || async {
-        su.query_one("SELECT count(*) FROM pg_roles", &[])
-            .await
-            .expect("count")
-            .get::<_, i64>(0)
-    };
-    let before = count().await;
+    let before = role_count().await;
     let long = "a".repeat(64);
     let hostile: Vec<&str> = vec![
         "",
@@ -398,7 +380,7 @@ async fn hostile_role_names_are_rejected_before_any_sql() {
         let err = NewUser::new(name, None, false, true).expect_err(name);
         assert_eq!(err.reason(), FailureReason::InvalidInput, "{name:?}");
     }
-    assert_eq!(count().await, before, "no role was created");
+    assert_eq!(role_count().await, before, "no role was created");
     let log = cluster().server_log();
     assert!(!log.contains("DROP ROLE mesa_admin"));
     assert!(!log.contains("DROP TABLE t"));

@@ -453,3 +453,26 @@ pub async fn role_exists(name: &str) -> bool {
         .expect("probe")
         .is_some()
 }
+
+/// Whether backend `pid` is running a statement.
+pub async fn is_active(pid: i32) -> bool {
+    superuser("postgres")
+        .await
+        .query_opt(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+            &[&pid],
+        )
+        .await
+        .expect("probe")
+        .is_some()
+}
+
+/// How many roles exist.
+pub async fn role_count() -> i64 {
+    superuser("postgres")
+        .await
+        .query_one("SELECT count(*) FROM pg_roles", &[])
+        .await
+        .expect("count")
+        .get(0)
+}

@@ -15,15 +15,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::problem::Problem;
-use super::{Action, AdminState, Authorized, gateway_of};
+use super::{Action, AdminState, Targeted};
 use crate::config::Scope;
 use crate::gateway::validate;
 use crate::gateway::{
-    Administrator, Column, Database, Deadline, GatewayError, HealthStatus, Inspector, NewUser,
-    ServerHealth, Session, SessionFilter, Table, TableKind,
+    Administrator, Column, Database, GatewayError, HealthStatus, Inspector, NewUser, ServerHealth,
+    Session, SessionFilter, Table, TableKind,
 };
 use crate::http::ClientAddr;
-use crate::scheduler::TargetHandle;
 use crate::secret::Secret;
 
 fn rfc3339(t: SystemTime) -> String {
@@ -33,17 +32,6 @@ fn rfc3339(t: SystemTime) -> String {
 fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, Problem> {
     p.map(|Path(v)| v)
         .map_err(|e| Problem::malformed(format!("invalid path: {}", e.body_text())))
-}
-
-/// The deadline of an admin call on `target`: its collection timeout, ended early by shutdown.
-fn read_deadline(state: &AdminState, target: &TargetHandle) -> Deadline {
-    Deadline::after(target.config.collection.timeout).with_cancel(state.shutdown.clone())
-}
-
-fn target_of(auth: &Authorized) -> Result<&TargetHandle, Problem> {
-    auth.target
-        .as_deref()
-        .ok_or_else(|| Problem::not_found("no target"))
 }
 
 pub(super) async fn openapi(State(state): State<AdminState>) -> Response {
@@ -76,15 +64,12 @@ pub(super) async fn method_not_allowed(State(state): State<AdminState>) -> Respo
 
 pub(super) async fn list_targets(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     let result = (|| {
-        let auth = state.authorize(&headers, Action::ListTargets, None)?;
-        let registry = state
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let caller = state.authorize(&headers, Action::ListTargets)?;
+        // The registry lock is held only while the list is built; nothing here waits.
+        let registry = state.registry.read().unwrap_or_else(|p| p.into_inner());
         let targets: Vec<Value> = registry
             .values()
-            .filter(|t| auth.caller.may_access(&t.config.name))
+            .filter(|t| caller.may_access(&t.config.name))
             .map(|t| {
                 let c = &t.config;
                 let snapshot = state.store.get(&c.name);
@@ -130,11 +115,9 @@ pub(super) async fn health(
 ) -> Response {
     let result = async {
         let target = path(target)?;
-        let auth = state.authorize(&headers, Action::Health, Some(&target))?;
-        let handle = target_of(&auth)?;
-        let gateway = gateway_of(handle)?;
+        let t = state.authorize_target(&headers, Action::Health, &target)?;
         Ok(
-            match gateway.server_health(read_deadline(&state, handle)).await {
+            match t.gateway()?.server_health(state.read_deadline(&t)).await {
                 Ok(h) => super::json(StatusCode::OK, health_json(&h)),
                 // Health answers the question "is it up?": a failure is an answer, not an error.
                 Err(e) => {
@@ -216,11 +199,11 @@ pub(super) async fn sessions(
 ) -> Response {
     let result = async {
         let target = path(target)?;
-        let auth = state.authorize(&headers, Action::Sessions, Some(&target))?;
+        let t = state.authorize_target(&headers, Action::Sessions, &target)?;
         let filter = session_filter(query.as_deref())?;
-        let handle = target_of(&auth)?;
-        let sessions = gateway_of(handle)?
-            .sessions(filter, read_deadline(&state, handle))
+        let sessions = t
+            .gateway()?
+            .sessions(filter, state.read_deadline(&t))
             .await?;
         let list: Vec<Value> = sessions.iter().map(session_json).collect();
         Ok(super::json(StatusCode::OK, json!({ "sessions": list })))
@@ -260,11 +243,8 @@ pub(super) async fn databases(
 ) -> Response {
     let result = async {
         let target = path(target)?;
-        let auth = state.authorize(&headers, Action::Databases, Some(&target))?;
-        let handle = target_of(&auth)?;
-        let list = gateway_of(handle)?
-            .databases(read_deadline(&state, handle))
-            .await?;
+        let t = state.authorize_target(&headers, Action::Databases, &target)?;
+        let list = t.gateway()?.databases(state.read_deadline(&t)).await?;
         let list: Vec<Value> = list.iter().map(database_json).collect();
         Ok(super::json(StatusCode::OK, json!({ "databases": list })))
     }
@@ -279,11 +259,11 @@ pub(super) async fn tables(
 ) -> Response {
     let result = async {
         let (target, database) = path(params)?;
-        let auth = state.authorize(&headers, Action::Tables, Some(&target))?;
+        let t = state.authorize_target(&headers, Action::Tables, &target)?;
         validate::object_name("database", &database)?;
-        let handle = target_of(&auth)?;
-        let list = gateway_of(handle)?
-            .tables(&database, read_deadline(&state, handle))
+        let list = t
+            .gateway()?
+            .tables(&database, state.read_deadline(&t))
             .await?;
         let list: Vec<Value> = list.iter().map(table_json).collect();
         Ok(super::json(StatusCode::OK, json!({ "tables": list })))
@@ -299,13 +279,13 @@ pub(super) async fn columns(
 ) -> Response {
     let result = async {
         let (target, database, schema, table) = path(params)?;
-        let auth = state.authorize(&headers, Action::Columns, Some(&target))?;
+        let t = state.authorize_target(&headers, Action::Columns, &target)?;
         validate::object_name("database", &database)?;
         validate::object_name("schema", &schema)?;
         validate::object_name("table", &table)?;
-        let handle = target_of(&auth)?;
-        let list = gateway_of(handle)?
-            .columns(&database, &schema, &table, read_deadline(&state, handle))
+        let list = t
+            .gateway()?
+            .columns(&database, &schema, &table, state.read_deadline(&t))
             .await?;
         let list: Vec<Value> = list.iter().map(column_json).collect();
         Ok(super::json(StatusCode::OK, json!({ "columns": list })))
@@ -328,7 +308,7 @@ fn parse_pid(raw: &str) -> Result<i32, Problem> {
 /// the client disconnects; shutdown waits for the tracker.
 async fn mutate<F, Fut>(
     state: &AdminState,
-    auth: &Authorized,
+    target: &Targeted,
     client: SocketAddr,
     action: Action,
     details: Map<String, Value>,
@@ -342,12 +322,11 @@ where
     let Some(audit) = state.audit.clone() else {
         return Err(Problem::audit_unavailable());
     };
-    let handle = target_of(auth)?;
     let mut record = Map::new();
     record.insert("request_id".to_owned(), json!(super::audit::request_id()));
-    record.insert("token".to_owned(), json!(auth.caller.token));
+    record.insert("token".to_owned(), json!(target.caller.token));
     record.insert("client".to_owned(), json!(client.to_string()));
-    record.insert("target".to_owned(), json!(handle.config.name));
+    record.insert("target".to_owned(), json!(target.handle.config.name));
     record.insert("action".to_owned(), json!(action.as_str()));
     record.extend(details);
     let task = state.tracker.spawn(async move {
@@ -402,17 +381,15 @@ async fn signal(
 ) -> Response {
     let result = async {
         let (target, pid) = path(params)?;
-        let auth = state.authorize(&headers, action, Some(&target))?;
+        let t = state.authorize_target(&headers, action, &target)?;
         let pid = parse_pid(&pid)?;
-        let handle = target_of(&auth)?;
-        let gateway = gateway_of(handle)?;
-        // Mutations are not cancelled by shutdown: they finish, and shutdown waits.
-        let deadline = Deadline::after(handle.config.collection.timeout);
+        let gateway = t.gateway()?;
+        let deadline = t.deadline();
         let mut details = Map::new();
         details.insert("pid".to_owned(), json!(pid));
         mutate(
             &state,
-            &auth,
+            &t,
             client,
             action,
             details,
@@ -512,9 +489,9 @@ pub(super) async fn create_user(
 ) -> Response {
     let result = async {
         let target = path(target)?;
-        let auth = state.authorize(&headers, Action::CreateUser, Some(&target))?;
+        let t = state.authorize_target(&headers, Action::CreateUser, &target)?;
         let body: CreateUserBody = parse_body(body)?;
-        if body.superuser && !auth.caller.has(Scope::CreateSuperuser) {
+        if body.superuser && !t.caller.has(Scope::CreateSuperuser) {
             return Err(Problem::forbidden(
                 "creating a superuser needs the create_superuser scope",
             ));
@@ -525,9 +502,8 @@ pub(super) async fn create_user(
             body.superuser,
             body.login,
         )?;
-        let handle = target_of(&auth)?;
-        let gateway = gateway_of(handle)?;
-        let deadline = Deadline::after(handle.config.collection.timeout);
+        let gateway = t.gateway()?;
+        let deadline = t.deadline();
         let mut details = Map::new();
         details.insert("role".to_owned(), json!(user.name.as_str()));
         details.insert("superuser".to_owned(), json!(user.superuser));
@@ -542,7 +518,7 @@ pub(super) async fn create_user(
         );
         mutate(
             &state,
-            &auth,
+            &t,
             client,
             Action::CreateUser,
             details,

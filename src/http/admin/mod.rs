@@ -29,7 +29,7 @@ use self::audit::AuditLog;
 use self::auth::{Caller, RateLimiter, authenticate};
 use self::problem::Problem;
 use crate::config::{Scope, TokenConfig};
-use crate::gateway::Gateway;
+use crate::gateway::{Deadline, Gateway};
 use crate::metrics::ExporterMetrics;
 use crate::scheduler::{Registry, TargetHandle};
 use crate::snapshot::SnapshotStore;
@@ -176,21 +176,34 @@ pub struct AdminState {
     pub shutdown: CancellationToken,
 }
 
-/// The authorised part of a request.
-pub(crate) struct Authorized {
+/// A request authorised for one target.
+pub(crate) struct Targeted {
     pub caller: Caller,
-    pub target: Option<Arc<TargetHandle>>,
+    pub handle: Arc<TargetHandle>,
+}
+
+impl Targeted {
+    /// The target's gateway; 503 when it could not be built.
+    pub fn gateway(&self) -> Result<Arc<Gateway>, Problem> {
+        self.handle.gateway.clone().ok_or_else(|| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "target-misconfigured",
+                "the target's TLS settings could not be loaded; see Mesa's log",
+            )
+        })
+    }
+
+    /// The deadline of a call on the target: its collection timeout. Mutations use it as is:
+    /// they finish, and shutdown waits for them.
+    pub fn deadline(&self) -> Deadline {
+        Deadline::after(self.handle.config.collection.timeout)
+    }
 }
 
 impl AdminState {
-    /// Authenticates, checks the scope and the target, and applies the rate limit; no database
-    /// traffic happens before this returns `Ok`.
-    pub(crate) fn authorize(
-        &self,
-        headers: &HeaderMap,
-        action: Action,
-        target: Option<&str>,
-    ) -> Result<Authorized, Problem> {
+    /// Authenticates and checks the scope.
+    fn check(&self, headers: &HeaderMap, action: Action) -> Result<Caller, Problem> {
         let tokens = self
             .tokens
             .read()
@@ -205,26 +218,49 @@ impl AdminState {
                 scope_name(scope)
             )));
         }
-        let handle = match target {
-            None => None,
-            Some(name) => {
-                if !caller.may_access(name) {
-                    return Err(Problem::forbidden("the token may not access this target"));
-                }
-                let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
-                match registry.get(name) {
-                    Some(handle) => Some(handle.clone()),
-                    None => return Err(Problem::not_found(format!("no target is named {name:?}"))),
-                }
-            }
-        };
+        Ok(caller)
+    }
+
+    /// Takes one request from the caller's rate budget.
+    fn limit(&self, caller: &Caller) -> Result<(), Problem> {
         self.limiter
             .check(&caller.token)
-            .map_err(Problem::rate_limited)?;
-        Ok(Authorized {
-            caller,
-            target: handle,
-        })
+            .map_err(Problem::rate_limited)
+    }
+
+    /// Authenticates, checks the scope and applies the rate limit, for a route without a target.
+    pub(crate) fn authorize(&self, headers: &HeaderMap, action: Action) -> Result<Caller, Problem> {
+        let caller = self.check(headers, action)?;
+        self.limit(&caller)?;
+        Ok(caller)
+    }
+
+    /// As [`Self::authorize`], and checks that the token may access `name` and that it exists;
+    /// no database traffic happens before this returns `Ok`.
+    pub(crate) fn authorize_target(
+        &self,
+        headers: &HeaderMap,
+        action: Action,
+        name: &str,
+    ) -> Result<Targeted, Problem> {
+        let caller = self.check(headers, action)?;
+        if !caller.may_access(name) {
+            return Err(Problem::forbidden("the token may not access this target"));
+        }
+        let handle = self
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Problem::not_found(format!("no target is named {name:?}")))?;
+        self.limit(&caller)?;
+        Ok(Targeted { caller, handle })
+    }
+
+    /// The deadline of a read on the target, ended early by shutdown.
+    pub(crate) fn read_deadline(&self, target: &Targeted) -> Deadline {
+        target.deadline().with_cancel(self.shutdown.clone())
     }
 
     /// Counts the request and turns the result into the response.
@@ -237,17 +273,6 @@ impl AdminState {
             .admin_request(action.as_str(), problem::outcome(response.status()));
         response
     }
-}
-
-/// The gateway of an authorised target.
-pub(crate) fn gateway_of(handle: &TargetHandle) -> Result<Arc<Gateway>, Problem> {
-    handle.gateway.clone().ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "target-misconfigured",
-            "the target's TLS settings could not be loaded; see Mesa's log",
-        )
-    })
 }
 
 /// The config name of a scope.
