@@ -12,5 +12,6 @@ mod lifecycle;
 mod prometheus;
 mod sample;
 mod scheduler;
+mod search_path;
 mod support;
 mod webconfig;

@@ -6,6 +6,8 @@
 //! connection is gone. A per-target semaphore caps concurrent connections at
 //! [`MAX_CONNECTIONS_PER_TARGET`]; waiting for a slot counts against the deadline.
 //!
+//! Every session starts with `search_path` set to [`SAFE_SEARCH_PATH`] (see `sql.rs`).
+//!
 //! Timeouts live on both sides: startup parameters set `statement_timeout`, `lock_timeout` and
 //! `idle_in_transaction_session_timeout` on the server, and the client deadline sends a cancel
 //! request before dropping the connection, because dropping a future does not stop a query
@@ -42,6 +44,10 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
+/// `search_path` of every Mesa session: only the system catalog, and the session's own
+/// temporary schema last (PostgreSQL never searches it for functions or operators). No schema
+/// a database user can create objects in is ever on it.
+pub const SAFE_SEARCH_PATH: &str = "pg_catalog,pg_temp";
 /// `application_name` on every connection, so DBAs can see (and filter) Mesa's sessions.
 pub const APPLICATION_NAME: &str = "mesa";
 
@@ -195,8 +201,11 @@ impl Connector {
 
     fn startup_options(&self, access: Access) -> String {
         let ms = |d: Duration| d.as_millis().max(1);
+        // search_path first: a startup parameter overrides `ALTER DATABASE/ROLE ... SET
+        // search_path`, so a database owner's schema is never searched for the names Mesa
+        // sends (sql.rs explains the rule; this is its root).
         let mut options = format!(
-            "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+            "-c search_path={SAFE_SEARCH_PATH} -c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
             ms(self.limits.statement_timeout),
             ms(self.limits.lock_timeout),
             ms(self.limits.idle_in_transaction_timeout),

@@ -1,0 +1,257 @@
+//! The search_path attack (issue 7, item 1): a role that owns a database plants operators and a
+//! `now()` in its own schema, puts that schema first on the database's `search_path`, and waits
+//! for Mesa's roles to call them. The trojans `RAISE LOG` the `current_user`, so the server log
+//! proves whether any of them ran as Mesa, for every admin route and for scheduled collections.
+
+use std::time::Duration;
+
+use mesa::app::{App, DEFAULT_GRACE_PERIOD};
+
+use crate::support::*;
+
+/// The tenant's trap: every operator and function a Mesa statement could resolve by name.
+/// Each trojan logs who ran it and returns what the real one would, so queries still work and
+/// nothing but the log tells.
+const TROJANS: &str = r#"
+CREATE SCHEMA trojan;
+GRANT USAGE ON SCHEMA trojan TO PUBLIC;
+CREATE FUNCTION trojan.spy(what text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN RAISE LOG 'TROJAN % ran as %', what, current_user; END $$;
+CREATE FUNCTION trojan.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('now()'); RETURN pg_catalog.now(); END $$;
+CREATE FUNCTION trojan.eq_text(text, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('= text'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR trojan.= (LEFTARG = text, RIGHTARG = text, FUNCTION = trojan.eq_text);
+CREATE FUNCTION trojan.eq_name_text(name, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('= name'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR trojan.= (LEFTARG = name, RIGHTARG = text, FUNCTION = trojan.eq_name_text);
+CREATE FUNCTION trojan.eq_int(int4, int4) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('= int4'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR trojan.= (LEFTARG = int4, RIGHTARG = int4, FUNCTION = trojan.eq_int);
+CREATE FUNCTION trojan.eq_oid(oid, oid) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('= oid'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR trojan.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = trojan.eq_oid);
+CREATE FUNCTION trojan.ne_text(text, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('<> text'); RETURN $1 OPERATOR(pg_catalog.<>) $2; END $$;
+CREATE OPERATOR trojan.<> (LEFTARG = text, RIGHTARG = text, FUNCTION = trojan.ne_text);
+CREATE FUNCTION trojan.ne_int(int4, int4) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('<> int4'); RETURN $1 OPERATOR(pg_catalog.<>) $2; END $$;
+CREATE OPERATOR trojan.<> (LEFTARG = int4, RIGHTARG = int4, FUNCTION = trojan.ne_int);
+CREATE FUNCTION trojan.nomatch(text, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('!~'); RETURN $1 OPERATOR(pg_catalog.!~) $2; END $$;
+CREATE OPERATOR trojan.!~ (LEFTARG = text, RIGHTARG = text, FUNCTION = trojan.nomatch);
+CREATE FUNCTION trojan.minus_ts(timestamptz, timestamptz) RETURNS interval LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('- timestamptz'); RETURN $1 OPERATOR(pg_catalog.-) $2; END $$;
+CREATE OPERATOR trojan.- (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = trojan.minus_ts);
+CREATE TABLE public.ledger (id int PRIMARY KEY, note text);
+GRANT SELECT ON public.ledger TO PUBLIC;
+"#;
+
+/// `TROJAN ... ran as <role>` lines of the server log after byte `from`.
+fn trojan_runs(from: usize) -> Vec<String> {
+    let log = cluster().server_log();
+    log.get(from..)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.contains("TROJAN"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_search_path_never_runs_code_as_mesa() {
+    let _serial = role_lock().await;
+    let su = superuser("postgres").await;
+    su.batch_execute(&format!(
+        "CREATE ROLE tenant_owner LOGIN PASSWORD '{ROLE_PASSWORD}'"
+    ))
+    .await
+    .expect("tenant role");
+    su.batch_execute("CREATE DATABASE tenant_db OWNER tenant_owner TEMPLATE template1")
+        .await
+        .expect("tenant database");
+    let tenant = client_as("tenant_owner", ROLE_PASSWORD, "tenant_db")
+        .await
+        .expect("tenant connects");
+    tenant.batch_execute(TROJANS).await.expect("trojans");
+    tenant
+        .batch_execute("ALTER DATABASE tenant_db SET search_path = trojan, pg_catalog, public")
+        .await
+        .expect("tenant sets its database's search_path");
+    let log_start = cluster().server_log().len();
+
+    let token = mesa::token::generate().expect("token");
+    let config = daemon_config(&format!(
+        "collection: {{interval: 2s, timeout: 1500ms}}
+web: {{listen_address: '127.0.0.1:0'}}
+admin:
+  listen_address: '127.0.0.1:0'
+  audit_log: audit-search-path.jsonl
+  tokens:
+    - {{name: ops, sha256: '{}', scopes: [read, terminate, create_user], targets: ['*']}}
+targets:
+  - {{name: tenant, driver: postgres, host: '{{host}}', port: {{port}}, database: tenant_db, username: mesa_monitor, password_file: fixture.pw, sslmode: disable, admin: {{username: mesa_admin, password_file: fixture.pw}}}}
+",
+        token.sha256_hex
+    ));
+    let app = App::start(config).await.expect("daemon starts");
+    let admin = app.admin_addr().expect("admin API");
+    let bearer = Some(token.token.expose());
+
+    // Scheduled collections: several, all on the tenant's database.
+    let collected = eventually(Duration::from_secs(8), || async {
+        let (_, _, body) = http_get(app.metrics_addr(), "/metrics").await;
+        value(
+            &body,
+            "mesa_collect_last_success_timestamp_seconds",
+            &[("server", "tenant")],
+        )
+        .is_some()
+            && value(&body, "pg_up", &[("server", "tenant")]) == Some(1.0)
+    })
+    .await;
+    assert!(collected, "collections on the tenant database succeed");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // Every route that reaches the server. Replies are checked after the log, so a failure
+    // names the trojan first (before the fix, trojans also made some routes time out).
+    let mut replies = Vec::new();
+    let base = "/api/v1/targets/tenant";
+    for (method, path, body, status) in [
+        ("GET", format!("{base}/health"), None, 200),
+        (
+            "GET",
+            format!("{base}/sessions?include_idle=true"),
+            None,
+            200,
+        ),
+        ("GET", format!("{base}/databases"), None, 200),
+        (
+            "GET",
+            format!("{base}/databases/tenant_db/tables"),
+            None,
+            200,
+        ),
+        (
+            "GET",
+            format!("{base}/databases/tenant_db/tables/public/ledger/columns"),
+            None,
+            200,
+        ),
+        (
+            "POST",
+            format!("{base}/users"),
+            Some(r#"{"name": "tenant_probe_user"}"#),
+            201,
+        ),
+    ] {
+        let reply = request(admin, method, &path, bearer, body).await;
+        replies.push((format!("{method} {path}"), status, reply));
+    }
+
+    // Cancel one tenant session's statement and terminate another session.
+    let mut victims = Vec::new();
+    for verb in ["cancel", "terminate"] {
+        let victim = client_as("tenant_owner", ROLE_PASSWORD, "tenant_db")
+            .await
+            .expect("victim connects");
+        let (pid, sleep) = background(victim, "SELECT pg_catalog.pg_sleep(60)").await;
+        assert!(eventually(Duration::from_secs(5), || is_active(pid)).await);
+        let reply = request(
+            admin,
+            "POST",
+            &format!("{base}/sessions/{pid}/{verb}"),
+            bearer,
+            None,
+        )
+        .await;
+        replies.push((verb.to_owned(), 200, reply));
+        victims.push((pid, sleep));
+    }
+    let pid = victims[1].0;
+    let victim_gone = eventually(Duration::from_secs(5), || async { !pid_exists(pid).await }).await;
+    app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
+
+    // The trap is live: the tenant's own statements do run its operators (a new session
+    // takes the database's search_path)...
+    let tenant = client_as("tenant_owner", ROLE_PASSWORD, "tenant_db")
+        .await
+        .expect("tenant connects again");
+    tenant
+        .query_one("SELECT 'a'::text = 'a'::text", &[])
+        .await
+        .expect("tenant query");
+    let runs = trojan_runs(log_start);
+    assert!(
+        runs.iter().any(|l| l.contains("ran as tenant_owner")),
+        "the trojan operator must be live for the tenant's own sessions, or this test proves nothing"
+    );
+    // Defence in depth: every statement is safe on its own, even in a session that took the
+    // tenant's search_path (a client without Mesa's startup parameter).
+    let bare = client_as("mesa_admin", ROLE_PASSWORD, "tenant_db")
+        .await
+        .expect("bare client");
+    let path: String = bare
+        .query_one("SHOW search_path", &[])
+        .await
+        .expect("search_path")
+        .get(0);
+    assert!(path.starts_with("trojan"), "the bare session took {path}");
+    use mesa::gateway::postgres::sql;
+    for statement in [
+        sql::SERVER_HEALTH,
+        sql::ACTIVITY,
+        sql::DATABASES,
+        sql::TABLES,
+    ] {
+        bare.query(statement, &[]).await.expect(statement);
+    }
+    let (schema, table) = ("public", "ledger");
+    for statement in [sql::COLUMNS, sql::TABLE_EXISTS] {
+        bare.query(statement, &[&schema, &table])
+            .await
+            .expect(statement);
+    }
+    bare.query(sql::SESSIONS, &[&true, &10_i64])
+        .await
+        .expect("sessions");
+    for statement in [sql::TERMINATE, sql::CANCEL] {
+        bare.query(statement, &[&i32::MAX]).await.expect(statement);
+    }
+    let runs = trojan_runs(log_start);
+    // ...and nothing of it ran as any of Mesa's roles.
+    let as_mesa: Vec<&String> = runs
+        .iter()
+        .filter(|l| !l.contains("ran as tenant_owner"))
+        .collect();
+    assert!(
+        as_mesa.is_empty(),
+        "tenant code ran as Mesa's roles {} times ({} as mesa_monitor, {} as mesa_admin), e.g.:\n{}",
+        as_mesa.len(),
+        as_mesa
+            .iter()
+            .filter(|l| l.contains("ran as mesa_monitor"))
+            .count(),
+        as_mesa
+            .iter()
+            .filter(|l| l.contains("ran as mesa_admin"))
+            .count(),
+        as_mesa
+            .iter()
+            .take(10)
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for (what, status, reply) in &replies {
+        assert_eq!(reply.status, *status, "{what}: {}", reply.body);
+    }
+    let health = &replies[0].2;
+    assert_eq!(health.json()["status"], "ONLINE", "{}", health.body);
+    let columns = &replies[4].2;
+    assert_eq!(columns.json()["columns"].as_array().map(Vec::len), Some(2));
+    assert!(victim_gone, "the terminated session is gone");
+    su.batch_execute("DROP ROLE IF EXISTS tenant_probe_user")
+        .await
+        .expect("cleanup");
+}
