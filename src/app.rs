@@ -56,6 +56,9 @@ pub enum AppError {
     /// The web config file is invalid.
     #[error("{0}")]
     WebConfig(#[from] crate::http::webconfig::WebConfigError),
+    /// The audit file is unsafe to use.
+    #[error("admin.audit_log: {0}")]
+    Audit(#[from] crate::http::admin::audit::AuditError),
     /// Work was still running when the grace period ended.
     #[error("tasks were still running after the {0:?} grace period")]
     GraceExpired(Duration),
@@ -68,6 +71,7 @@ pub struct ListenerFiles {
     web: Option<crate::http::webconfig::WebConfig>,
     metrics_tls: Option<Arc<rustls::ServerConfig>>,
     admin_tls: Option<Arc<rustls::ServerConfig>>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl ListenerFiles {
@@ -97,10 +101,15 @@ impl ListenerFiles {
             ),
             None => None,
         };
+        let audit = match config.admin.audit_log.as_ref().filter(|_| config.admin.enabled()) {
+            Some(path) => Some(Arc::new(AuditLog::open(path.clone())?)),
+            None => None,
+        };
         Ok(Self {
             web,
             metrics_tls,
             admin_tls,
+            audit,
         })
     }
 }
@@ -146,6 +155,7 @@ impl App {
             web,
             metrics_tls,
             admin_tls,
+            audit,
         } = files;
 
         let store = Arc::new(SnapshotStore::new());
@@ -190,11 +200,12 @@ impl App {
                     tokens: admin_tokens.clone(),
                     registry,
                     store,
-                    audit: admin.audit_log.clone().map(|p| Arc::new(AuditLog::new(p))),
+                    audit,
                     limiter: Arc::new(crate::http::admin::auth::RateLimiter::new(admin.rate_limit)),
                     metrics: metrics.exporter().clone(),
                     tracker: tracker.clone(),
                     shutdown: root.clone(),
+                    auth_failures: Arc::default(),
                 };
                 tracing::info!(address = %bound, tls = tls.is_some(), tokens = admin.tokens.len(), "serving the admin API");
                 tracker.spawn(crate::http::serve(
@@ -257,6 +268,9 @@ impl App {
                 return None;
             }
         };
+        for warning in &new.warnings {
+            tracing::warn!(problem = %warning, "config warning");
+        }
         if new.web != self.started.web {
             tracing::warn!("web settings changed; they take effect after a restart");
         }

@@ -49,6 +49,9 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_INVALID_CONFIG);
     }
     if cli.check_config {
+        for warning in &config.warnings {
+            eprintln!("mesa: warning: {warning}");
+        }
         println!(
             "{}: valid ({} target{})",
             path.display(),
@@ -61,6 +64,9 @@ fn main() -> ExitCode {
     if let Err(e) = mesa::logging::init(&cli.log_level, cli.log_format) {
         eprintln!("mesa: {e}");
         return ExitCode::from(EXIT_INVALID_CONFIG);
+    }
+    for warning in &config.warnings {
+        tracing::warn!(problem = %warning, "config warning");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

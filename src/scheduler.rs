@@ -197,8 +197,55 @@ pub struct TargetHandle {
     pub gateway: Option<Arc<Gateway>>,
 }
 
-/// The current targets by name, replaced entry by entry on reload.
-pub type Registry = Arc<RwLock<BTreeMap<String, Arc<TargetHandle>>>>;
+/// The current targets by name, replaced entry by entry on reload. Cloning shares it: the
+/// scheduler writes it, the listeners read it. Reads copy out `Arc`s under a short lock and
+/// never hold it across a wait.
+#[derive(Debug, Clone, Default)]
+pub struct Registry(Arc<RwLock<BTreeMap<String, Arc<TargetHandle>>>>);
+
+impl Registry {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<TargetHandle>>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<TargetHandle>>> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The target named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<TargetHandle>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Whether a target is named `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.read().contains_key(name)
+    }
+
+    /// Every target, by name.
+    pub fn all(&self) -> Vec<Arc<TargetHandle>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// How many targets there are.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    fn insert(&self, handle: TargetHandle) {
+        self.write()
+            .insert(handle.config.name.clone(), Arc::new(handle));
+    }
+
+    fn remove(&self, name: &str) {
+        self.write().remove(name);
+    }
+}
 
 /// The set of running target loops, kept in step with the config.
 #[derive(Debug)]
@@ -228,10 +275,6 @@ impl Scheduler {
         }
     }
 
-    fn registry(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<TargetHandle>>> {
-        self.registry.write().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Starts, restarts and stops target loops so exactly `targets` run; a target whose
     /// settings did not change keeps running (and keeps its backoff and jitter phase).
     pub fn apply(&mut self, targets: &[TargetConfig]) -> Changes {
@@ -249,7 +292,7 @@ impl Scheduler {
                 job.removed.store(true, Ordering::SeqCst);
                 job.cancel.cancel();
             }
-            self.registry().remove(&name);
+            self.registry.remove(&name);
             changes.removed.push(name);
         }
         for target in targets {
@@ -288,13 +331,10 @@ impl Scheduler {
         let name = config.name.clone();
         let settings = config.collection;
         let built = Gateway::for_target(&config).map(Arc::new);
-        self.registry().insert(
-            name.clone(),
-            Arc::new(TargetHandle {
-                config: config.clone(),
-                gateway: built.as_ref().ok().cloned(),
-            }),
-        );
+        self.registry.insert(TargetHandle {
+            config: config.clone(),
+            gateway: built.as_ref().ok().cloned(),
+        });
         self.tracker.spawn(async move {
             // A restarted target's old loop must be gone first: two loops would share no
             // connection cap.

@@ -33,7 +33,7 @@ admin:
   tokens:
     - {{name: fuzzer, sha256: '{}', scopes: [read, terminate, create_user, create_superuser], targets: ['*']}}
 targets:
-  - {{name: scratch, driver: postgres, host: 127.0.0.1, port: {}, username: fuzz_monitor, password_file: monitor.pw, sslmode: disable, admin: {{username: postgres, password_file: admin.pw}}}}
+  - {{name: main, driver: postgres, host: 127.0.0.1, port: {}, username: fuzz_monitor, password_file: monitor.pw, sslmode: disable, admin: {{username: postgres, password_file: admin.pw}}}}
 ",
         token.sha256_hex,
         cluster.port()

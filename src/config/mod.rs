@@ -51,6 +51,9 @@ pub struct Config {
     pub admin: AdminSettings,
     /// Database targets, in file order.
     pub targets: Vec<TargetConfig>,
+    /// Things that load but deserve the operator's attention (e.g. a password file others can
+    /// read); logged at start and printed by `--check-config`.
+    pub warnings: Vec<Problem>,
 }
 
 /// Timing of collections.
@@ -111,6 +114,9 @@ pub struct AdminSettings {
     pub tokens: Vec<TokenConfig>,
     /// Per-token rate limit.
     pub rate_limit: RateLimit,
+    /// `insecure_allow_plaintext`: the operator's explicit consent to serve bearer tokens and
+    /// generated passwords without TLS on a non-loopback address.
+    pub insecure_allow_plaintext: bool,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
@@ -210,6 +216,47 @@ impl SslMode {
     const NAMES: &'static str = "disable, prefer, require, verify-ca, verify-full";
 }
 
+/// libpq's `channel_binding`: whether SCRAM must bind the login to the TLS channel
+/// (`SCRAM-SHA-256-PLUS`), so a man in the middle cannot relay the authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// Never bind.
+    Disable,
+    /// Bind when the server offers it (libpq's default).
+    Prefer,
+    /// Refuse to log in without binding.
+    Require,
+}
+
+impl ChannelBinding {
+    const NAMES: &'static str = "disable, prefer, require";
+
+    /// Mesa's default: `require` whenever the server is authenticated by its certificate
+    /// (`verify-ca`, `verify-full`, or `require` with `sslrootcert`), because then binding is
+    /// what stops an active attacker from downgrading the login and relaying it; `prefer`
+    /// otherwise, as libpq.
+    pub fn default_for(sslmode: SslMode, has_rootcert: bool) -> Self {
+        match sslmode {
+            SslMode::VerifyCa | SslMode::VerifyFull => Self::Require,
+            SslMode::Require if has_rootcert => Self::Require,
+            SslMode::Require | SslMode::Prefer | SslMode::Disable => Self::Prefer,
+        }
+    }
+}
+
+impl FromStr for ChannelBinding {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "disable" => Ok(Self::Disable),
+            "prefer" => Ok(Self::Prefer),
+            "require" => Ok(Self::Require),
+            _ => Err(()),
+        }
+    }
+}
+
 impl FromStr for SslMode {
     type Err = ();
 
@@ -255,6 +302,8 @@ pub struct TargetConfig {
     pub sslmode: SslMode,
     /// CA bundle for verification.
     pub sslrootcert: Option<PathBuf>,
+    /// SCRAM channel binding.
+    pub channel_binding: ChannelBinding,
     /// Effective collection settings (defaults plus this target's overrides).
     pub collection: CollectionSettings,
     /// Admin login, when different from the monitoring role.
@@ -345,7 +394,10 @@ pub fn parse_str(
     }
     let config = validate(tree, base, env, &mut p);
     match config {
-        Some(config) if p.0.is_empty() => Ok(config),
+        Some(mut config) if p.0.is_empty() => {
+            config.warnings = p.1;
+            Ok(config)
+        }
         _ => Err(p.0),
     }
 }
@@ -359,7 +411,14 @@ const COLLECTION_KEYS: &[&str] = &[
     "lock_timeout",
 ];
 const WEB_KEYS: &[&str] = &["listen_address", "config_file"];
-const ADMIN_KEYS: &[&str] = &["listen_address", "tls", "audit_log", "tokens", "rate_limit"];
+const ADMIN_KEYS: &[&str] = &[
+    "listen_address",
+    "tls",
+    "audit_log",
+    "tokens",
+    "rate_limit",
+    "insecure_allow_plaintext",
+];
 const RATE_KEYS: &[&str] = &["burst", "per_second"];
 const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
 const TOKEN_KEYS: &[&str] = &["name", "sha256", "scopes", "targets"];
@@ -375,6 +434,7 @@ const TARGET_KEYS: &[&str] = &[
     "password_file",
     "sslmode",
     "sslrootcert",
+    "channel_binding",
     "interval",
     "timeout",
     "connect_timeout",
@@ -427,6 +487,7 @@ fn validate(
         web: web?,
         admin: admin?,
         targets,
+        warnings: Vec::new(),
     })
 }
 
@@ -516,21 +577,21 @@ fn admin(
             match v
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
-                .filter(|n| *n >= 1)
+                .filter(|n| (1.0..=MAX_RATE).contains(&f64::from(*n)))
             {
                 Some(n) => rate_limit.burst = n,
                 None => p.add(
                     r.path_of("burst"),
-                    "expected a whole number of requests, at least 1",
+                    "expected a whole number of requests from 1 to 1000000",
                 ),
             }
         }
         if let Some(v) = r.take("per_second") {
-            match v.as_f64().filter(|n| n.is_finite() && *n > 0.0) {
+            match v.as_f64().filter(|n| (MIN_RATE..=MAX_RATE).contains(n)) {
                 Some(n) => rate_limit.per_second = n,
                 None => p.add(
                     r.path_of("per_second"),
-                    "expected a positive number of requests per second",
+                    "expected a number of requests per second from 0.001 to 1000000",
                 ),
             }
         }
@@ -557,6 +618,30 @@ fn admin(
             tokens.push(t);
         }
     }
+    let insecure_allow_plaintext = match f.take("insecure_allow_plaintext") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => {
+            p.add(
+                f.path_of("insecure_allow_plaintext"),
+                "expected true or false",
+            );
+            false
+        }
+    };
+    if let Some(addr) = listen_address
+        && !addr.ip().is_loopback()
+        && tls.is_none()
+        && !insecure_allow_plaintext
+        && !tokens.is_empty()
+    {
+        p.add(
+            f.path_of("listen_address"),
+            format!(
+                "{addr} is reachable from the network, but admin.tls is not set: bearer tokens and generated passwords would cross it in plaintext; set admin.tls, listen on loopback, or write `insecure_allow_plaintext: true` (e.g. behind a TLS-terminating proxy)"
+            ),
+        );
+    }
     let mutating = tokens
         .iter()
         .any(|t: &TokenConfig| t.scopes.iter().any(|s| *s != Scope::Read));
@@ -572,8 +657,13 @@ fn admin(
         audit_log,
         tokens,
         rate_limit,
+        insecure_allow_plaintext,
     })
 }
+
+/// Rate limits outside this range are typos, and extreme ones overflow token-bucket arithmetic.
+const MIN_RATE: f64 = 0.001;
+const MAX_RATE: f64 = 1_000_000.0;
 
 fn token(item: Value, path: &str, known: &HashSet<&str>, p: &mut Problems) -> Option<TokenConfig> {
     let mut f = Fields::new(item, path, TOKEN_KEYS, p)?;
@@ -726,6 +816,37 @@ fn target(
             format!("{} is not a readable file", cert.display()),
         );
     }
+    // libpq refuses the system store below verify-full: with any public CA trusted and no
+    // host name check, anyone's certificate for any host would pass.
+    if sslmode == Some(SslMode::VerifyCa) && sslrootcert.is_none() {
+        p.add(
+            f.path_of("sslmode"),
+            "verify-ca needs sslrootcert (the CA that signs this server's certificate); without it any certificate from any public CA for any host would be accepted. Set sslrootcert, or use verify-full to check the host name against the system's CAs",
+        );
+    }
+    let channel_binding = match f.string("channel_binding", p) {
+        None => sslmode.map(|m| ChannelBinding::default_for(m, sslrootcert.is_some())),
+        Some(s) => match s.parse() {
+            Ok(ChannelBinding::Require) if sslmode == Some(SslMode::Disable) => {
+                p.add(
+                    f.path_of("channel_binding"),
+                    "require needs TLS, but sslmode is disable",
+                );
+                None
+            }
+            Ok(cb) => Some(cb),
+            Err(()) => {
+                p.add(
+                    f.path_of("channel_binding"),
+                    format!(
+                        "unknown channel_binding {s:?}; expected one of: {}",
+                        ChannelBinding::NAMES
+                    ),
+                );
+                None
+            }
+        },
+    };
     // Inherited values were checked under `collection`; recheck only what this target changes.
     let overrides = COLLECTION_KEYS.iter().any(|k| f.has(k));
     let collection = collection(&mut f, *defaults, p);
@@ -754,6 +875,7 @@ fn target(
         password,
         sslmode: sslmode?,
         sslrootcert,
+        channel_binding: channel_binding?,
         collection,
         admin,
     })
@@ -793,19 +915,17 @@ fn read_password(
             }
         },
         (None, Some(file)) => match std::fs::read_to_string(&file) {
-            // A trailing newline is an artefact of `echo` or editors, never part of a password.
-            Ok(text) => {
-                let value = text.trim_end_matches(['\n', '\r']);
-                if value.is_empty() {
-                    p.add(
-                        f.path_of("password_file"),
-                        format!("{} is empty", file.display()),
-                    );
-                    None
-                } else {
-                    Some(Secret::new(value))
-                }
+            Ok(text) if loose_permissions(&file) => {
+                p.warn(
+                    f.path_of("password_file"),
+                    format!(
+                        "{} can be read or changed by users other than its owner (group or other permission bits are set); chmod 600 it",
+                        file.display()
+                    ),
+                );
+                password_from_file(text, &file, f, p)
             }
+            Ok(text) => password_from_file(text, &file, f, p),
             Err(e) => {
                 p.add(
                     f.path_of("password_file"),
@@ -816,6 +936,27 @@ fn read_password(
         },
         (None, None) => None,
     }
+}
+
+/// A password from a file's text. A trailing newline is an artefact of `echo` or editors,
+/// never part of a password.
+fn password_from_file(text: String, file: &Path, f: &Fields, p: &mut Problems) -> Option<Secret> {
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        p.add(
+            f.path_of("password_file"),
+            format!("{} is empty", file.display()),
+        );
+        None
+    } else {
+        Some(Secret::new(value))
+    }
+}
+
+/// Whether anyone but the owner may read `file` (mode bits `0o077`).
+fn loose_permissions(file: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
 }
 
 #[cfg(test)]

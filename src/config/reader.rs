@@ -26,11 +26,24 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Problems found so far.
+/// Problems found so far (`.0`), and warnings (`.1`): things that load but deserve attention.
 #[derive(Debug, Default)]
-pub(crate) struct Problems(pub Vec<Problem>);
+pub(crate) struct Problems(pub Vec<Problem>, pub Vec<Problem>);
+
+/// The longest duration any key accepts: one day. Far above any sensible interval or timeout,
+/// and far below what could overflow a clock (`Instant + duration`) or PostgreSQL's
+/// millisecond settings (2^31 - 1 ms is 24.8 days).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Problems {
+    /// Records a warning: the config loads, but the operator should look.
+    pub fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.1.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
     pub fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             path: path.into(),
@@ -143,6 +156,10 @@ impl Fields {
         match humantime::parse_duration(&text) {
             Ok(d) if d.is_zero() => {
                 p.add(path, "must be greater than zero");
+                None
+            }
+            Ok(d) if d > MAX_DURATION => {
+                p.add(path, "must be at most 24h");
                 None
             }
             Ok(d) => Some(d),

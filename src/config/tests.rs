@@ -243,3 +243,135 @@ fn mutating_tokens_need_an_audit_log() {
     let read_only = text.replace("[terminate]", "[read]");
     assert!(parse(&read_only).is_ok());
 }
+
+#[test]
+fn verify_ca_needs_a_root_certificate_and_verify_full_may_use_the_system_store() {
+    let p = problems(&format!("{MINIMAL}    sslmode: verify-ca\n"));
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("targets[0].sslmode: verify-ca needs sslrootcert")),
+        "{p:#?}"
+    );
+    let c = parse(&format!("{MINIMAL}    sslmode: verify-full\n")).expect("valid");
+    assert_eq!(c.targets[0].channel_binding, ChannelBinding::Require);
+}
+
+#[test]
+fn channel_binding_is_required_when_the_server_is_authenticated() {
+    let dir = std::env::temp_dir().join(format!("mesa-cb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("ca.pem"), "not read at load").expect("ca");
+    let with = |extra: &str| {
+        parse_str(&format!("{MINIMAL}{extra}"), &dir, &env).map(|c| c.targets[0].channel_binding)
+    };
+    assert_eq!(with(""), Ok(ChannelBinding::Prefer));
+    assert_eq!(with("    sslmode: require\n"), Ok(ChannelBinding::Prefer));
+    assert_eq!(
+        with("    sslmode: require\n    sslrootcert: ca.pem\n"),
+        Ok(ChannelBinding::Require)
+    );
+    assert_eq!(
+        with("    sslmode: verify-ca\n    sslrootcert: ca.pem\n"),
+        Ok(ChannelBinding::Require)
+    );
+    assert_eq!(
+        with("    sslmode: verify-full\n    channel_binding: prefer\n"),
+        Ok(ChannelBinding::Prefer)
+    );
+    assert_eq!(
+        with("    channel_binding: disable\n"),
+        Ok(ChannelBinding::Disable)
+    );
+    let p = problems(&format!(
+        "{MINIMAL}    sslmode: disable\n    channel_binding: require\n"
+    ));
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("targets[0].channel_binding: require needs TLS")),
+        "{p:#?}"
+    );
+    let p = problems(&format!("{MINIMAL}    channel_binding: always\n"));
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("targets[0].channel_binding: unknown")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn a_networked_admin_listener_needs_tls_or_an_explicit_opt_out() {
+    let admin = |extra: &str| {
+        format!(
+            "admin:\n  listen_address: '0.0.0.0:9931'\n{extra}  tokens:\n    - {{name: t, sha256: '{}', scopes: [read], targets: ['*']}}\n{MINIMAL}",
+            "ab".repeat(32)
+        )
+    };
+    let p = problems(&admin(""));
+    assert!(
+        p.iter().any(|m| m.starts_with(
+            "admin.listen_address: 0.0.0.0:9931 is reachable from the network, but admin.tls is not set"
+        )),
+        "{p:#?}"
+    );
+    let c = parse(&admin("  insecure_allow_plaintext: true\n")).expect("opted out");
+    assert!(c.admin.insecure_allow_plaintext);
+    let p = problems(&admin("  insecure_allow_plaintext: yes please\n"));
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("admin.insecure_allow_plaintext: expected true or false")),
+        "{p:#?}"
+    );
+    // Loopback needs no TLS; an admin section without tokens is off and needs nothing.
+    assert!(parse(&admin("").replace("0.0.0.0", "127.0.0.1")).is_ok());
+    assert!(
+        parse(&format!(
+            "admin: {{listen_address: '0.0.0.0:9931'}}\n{MINIMAL}"
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
+fn numbers_that_could_overflow_later_are_bounded() {
+    let p = problems(&format!(
+        "collection: {{interval: 400000000000y, timeout: 25h}}\nadmin: {{rate_limit: {{per_second: 1.0e-300, burst: 4000000000}}}}\n{MINIMAL}"
+    ));
+    for e in [
+        "collection.interval: ",
+        "collection.timeout: must be at most 24h",
+        "admin.rate_limit.per_second: expected a number of requests per second from 0.001",
+        "admin.rate_limit.burst: expected a whole number of requests from 1 to 1000000",
+    ] {
+        assert!(p.iter().any(|m| m.starts_with(e)), "{e:?} not in {p:#?}");
+    }
+    let p = problems(&format!(
+        "admin: {{rate_limit: {{per_second: 1.0e300}}}}\n{MINIMAL}"
+    ));
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("admin.rate_limit.per_second")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn a_password_file_others_can_read_is_a_warning_naming_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("mesa-pwperm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("loose.pw");
+    std::fs::write(&file, "pw\n").expect("write");
+    let text = MINIMAL.replace("password_env: PW", "password_file: loose.pw");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let c = parse_str(&text, &dir, &env).expect("loads with a warning");
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!(c.warnings[0].path, "targets[0].password_file");
+    assert!(
+        c.warnings[0].message.contains("loose.pw"),
+        "{}",
+        c.warnings[0]
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let c = parse_str(&text, &dir, &env).expect("loads");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{FailureReason, GatewayError};
 pub use model::*;
+pub use validate::{ObjectName, Pid, SessionLimit};
 
 use crate::config::TargetConfig;
 
@@ -162,24 +163,37 @@ impl FromStr for Driver {
 /// Which sessions [`Administrator::sessions`] lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionFilter {
-    /// At most this many rows (1..=[`SessionFilter::MAX_LIMIT`]).
-    pub limit: u32,
+    /// At most this many rows.
+    pub limit: SessionLimit,
     /// Include `idle` sessions too.
     pub include_idle: bool,
-}
-
-impl SessionFilter {
-    /// The origin spec's default page size.
-    pub const DEFAULT_LIMIT: u32 = 50;
-    /// Largest page; `max_connections` above 1000 is rare and a page that size is unreadable.
-    pub const MAX_LIMIT: u32 = 1000;
 }
 
 impl Default for SessionFilter {
     fn default() -> Self {
         Self {
-            limit: Self::DEFAULT_LIMIT,
+            limit: SessionLimit::DEFAULT,
             include_idle: false,
+        }
+    }
+}
+
+/// The backend a signal is meant for: its pid, and optionally the start time the caller saw
+/// (from the session list), so a pid reused by a new backend in between is never hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendRef {
+    /// Process id.
+    pub pid: Pid,
+    /// `backend_start` as listed, to the microsecond.
+    pub backend_start: Option<std::time::SystemTime>,
+}
+
+impl BackendRef {
+    /// Just the pid.
+    pub fn pid(pid: Pid) -> Self {
+        Self {
+            pid,
+            backend_start: None,
         }
     }
 }
@@ -195,16 +209,16 @@ pub trait Inspector {
     /// Tables and views of `database`, system schemas excluded.
     fn tables(
         &self,
-        database: &str,
+        database: &ObjectName,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Vec<Table>, GatewayError>> + Send;
 
     /// Columns of `schema.table` in `database`, in table order.
     fn columns(
         &self,
-        database: &str,
-        schema: &str,
-        table: &str,
+        database: &ObjectName,
+        schema: &ObjectName,
+        table: &ObjectName,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Vec<Column>, GatewayError>> + Send;
 }
@@ -224,17 +238,18 @@ pub trait Administrator {
         deadline: Deadline,
     ) -> impl Future<Output = Result<Vec<Session>, GatewayError>> + Send;
 
-    /// Terminates the client backend `pid`.
+    /// Terminates the client backend `backend`; never a superuser's.
     fn terminate(
         &self,
-        pid: i32,
+        backend: BackendRef,
         deadline: Deadline,
     ) -> impl Future<Output = Result<(), GatewayError>> + Send;
 
-    /// Cancels the running statement of client backend `pid`, keeping the session.
+    /// Cancels the running statement of client backend `backend`, keeping the session; never
+    /// a superuser's.
     fn cancel(
         &self,
-        pid: i32,
+        backend: BackendRef,
         deadline: Deadline,
     ) -> impl Future<Output = Result<(), GatewayError>> + Send;
 
@@ -278,7 +293,11 @@ impl Inspector for Gateway {
         }
     }
 
-    async fn tables(&self, database: &str, deadline: Deadline) -> Result<Vec<Table>, GatewayError> {
+    async fn tables(
+        &self,
+        database: &ObjectName,
+        deadline: Deadline,
+    ) -> Result<Vec<Table>, GatewayError> {
         match self {
             Self::Postgres(g) => g.tables(database, deadline).await,
         }
@@ -286,9 +305,9 @@ impl Inspector for Gateway {
 
     async fn columns(
         &self,
-        database: &str,
-        schema: &str,
-        table: &str,
+        database: &ObjectName,
+        schema: &ObjectName,
+        table: &ObjectName,
         deadline: Deadline,
     ) -> Result<Vec<Column>, GatewayError> {
         match self {
@@ -314,15 +333,15 @@ impl Administrator for Gateway {
         }
     }
 
-    async fn terminate(&self, pid: i32, deadline: Deadline) -> Result<(), GatewayError> {
+    async fn terminate(&self, backend: BackendRef, deadline: Deadline) -> Result<(), GatewayError> {
         match self {
-            Self::Postgres(g) => g.terminate(pid, deadline).await,
+            Self::Postgres(g) => g.terminate(backend, deadline).await,
         }
     }
 
-    async fn cancel(&self, pid: i32, deadline: Deadline) -> Result<(), GatewayError> {
+    async fn cancel(&self, backend: BackendRef, deadline: Deadline) -> Result<(), GatewayError> {
         match self {
-            Self::Postgres(g) => g.cancel(pid, deadline).await,
+            Self::Postgres(g) => g.cancel(backend, deadline).await,
         }
     }
 

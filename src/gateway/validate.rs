@@ -1,9 +1,11 @@
-//! Input checks that run before any SQL is sent.
+//! The typed edge: input is parsed once, where it enters (the admin API), into types that can
+//! only hold valid values, and the gateway takes those types. Nothing downstream re-checks.
 //!
-//! DDL such as `CREATE ROLE` takes no bind parameters, so a role name must be proven harmless
-//! before it is spliced into a statement; Mesa also quotes it. Other names (databases, schemas,
-//! tables) travel as bind parameters or startup parameters, and are only checked for the limits
-//! PostgreSQL itself enforces, so a hopeless request fails fast without a connection.
+//! DDL such as `CREATE ROLE` takes no bind parameters, so a [`RoleName`] must be proven
+//! harmless before it is spliced into a statement; Mesa also quotes it. Other names
+//! ([`ObjectName`]: databases, schemas, tables) travel as bind parameters or startup
+//! parameters, and are only checked for the limits PostgreSQL itself enforces, so a hopeless
+//! request fails fast without a connection. [`Pid`] and [`SessionLimit`] are ranges.
 
 use std::fmt;
 
@@ -21,14 +23,16 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Length of a generated password: 32 characters of a 62-symbol alphabet is ~190 bits.
 pub const GENERATED_PASSWORD_CHARS: usize = 32;
 
-/// A role name that passed [`RoleName::parse`]: `[A-Za-z_][A-Za-z0-9_]*`, 1..=63 bytes, and not
-/// the reserved `pg_` prefix.
+/// A role name that passed [`RoleName::parse`]: `[a-z_][a-z0-9_]*`, 1..=63 bytes, and not the
+/// reserved `pg_` prefix.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RoleName(String);
 
 impl RoleName {
     /// Validates a role name. The rules are stricter than PostgreSQL's quoted identifiers on
-    /// purpose: a name that needs no quoting works the same in every client and script.
+    /// purpose: a name that needs no quoting works the same in every client and script. Upper
+    /// case is refused because an unquoted `Postgres` in anyone's script means `postgres`:
+    /// creating a quoted `"Postgres"` beside it makes a look-alike of another role.
     pub fn parse(raw: &str) -> Result<Self, GatewayError> {
         let invalid = |problem: &str| GatewayError::InvalidInput {
             field: "name",
@@ -40,16 +44,18 @@ impl RoleName {
         if raw.len() > MAX_IDENTIFIER_BYTES {
             return Err(invalid("must be at most 63 bytes"));
         }
-        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
             return Err(invalid(
-                "may contain only letters A-Z and a-z, digits 0-9 and '_'",
+                "may contain only lower-case letters a-z, digits 0-9 and '_' (as an unquoted identifier reads)",
             ));
         }
         if raw.as_bytes()[0].is_ascii_digit() {
             return Err(invalid("must not start with a digit"));
         }
-        // PostgreSQL reserves the lowercase prefix; refusing any case avoids look-alikes.
-        if raw.len() >= 3 && raw[..3].eq_ignore_ascii_case("pg_") {
+        if raw.starts_with("pg_") {
             return Err(invalid(
                 "names starting with 'pg_' are reserved by PostgreSQL",
             ));
@@ -140,33 +146,111 @@ pub fn generate_password() -> Result<Secret, GatewayError> {
 /// bytes; a longer name in fewer characters cannot exist, so it is simply not found.
 pub const MAX_OBJECT_NAME_CHARS: usize = 63;
 
-/// Checks a database, schema or table name that will travel as a parameter: 1 to 63
-/// characters, no NUL (which no PostgreSQL name can hold and no parameter can carry).
-pub fn object_name(field: &'static str, raw: &str) -> Result<(), GatewayError> {
-    let problem = if raw.is_empty() {
-        "must not be empty"
-    } else if raw.chars().count() > MAX_OBJECT_NAME_CHARS {
-        "must be at most 63 characters"
-    } else if raw.contains('\0') {
-        "must not contain NUL"
-    } else {
-        return Ok(());
-    };
-    Err(GatewayError::InvalidInput {
-        field,
-        problem: problem.to_owned(),
-    })
+/// A database, schema or table name that travels as a parameter: 1 to 63 characters, no NUL
+/// (which no PostgreSQL name can hold and no parameter can carry).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ObjectName(String);
+
+impl ObjectName {
+    /// Checks `raw`; `field` names it in the error (`database`, `schema`, `table`).
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, GatewayError> {
+        let problem = if raw.is_empty() {
+            "must not be empty"
+        } else if raw.chars().count() > MAX_OBJECT_NAME_CHARS {
+            "must be at most 63 characters"
+        } else if raw.contains('\0') {
+            "must not contain NUL"
+        } else {
+            return Ok(Self(raw.to_owned()));
+        };
+        Err(GatewayError::InvalidInput {
+            field,
+            problem: problem.to_owned(),
+        })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// Checks a backend pid: PostgreSQL pids are positive 32-bit integers.
-pub fn pid(pid: i32) -> Result<(), GatewayError> {
-    if pid > 0 {
-        Ok(())
-    } else {
-        Err(GatewayError::InvalidInput {
-            field: "pid",
-            problem: "must be a positive integer".to_owned(),
-        })
+impl fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// A backend process id: PostgreSQL pids are positive 32-bit integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pid(i32);
+
+impl Pid {
+    /// Checks a pid.
+    pub fn new(pid: i32) -> Result<Self, GatewayError> {
+        if pid > 0 {
+            Ok(Self(pid))
+        } else {
+            Err(GatewayError::InvalidInput {
+                field: "pid",
+                problem: "must be a positive integer".to_owned(),
+            })
+        }
+    }
+
+    /// Parses a pid from text (a path segment).
+    pub fn parse(raw: &str) -> Result<Self, GatewayError> {
+        raw.parse::<i32>()
+            .map_err(|_| GatewayError::InvalidInput {
+                field: "pid",
+                problem: "must be a positive 32-bit integer".to_owned(),
+            })
+            .and_then(Self::new)
+    }
+
+    /// The pid.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How many sessions one page lists: 1..=[`SessionLimit::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimit(u32);
+
+impl SessionLimit {
+    /// The origin spec's default page size.
+    pub const DEFAULT: Self = Self(50);
+    /// Largest page; `max_connections` above 1000 is rare and a page that size is unreadable.
+    pub const MAX: u32 = 1000;
+
+    /// Checks a limit.
+    pub fn new(limit: u32) -> Result<Self, GatewayError> {
+        if (1..=Self::MAX).contains(&limit) {
+            Ok(Self(limit))
+        } else {
+            Err(GatewayError::InvalidInput {
+                field: "limit",
+                problem: format!("must be an integer from 1 to {}", Self::MAX),
+            })
+        }
+    }
+
+    /// The limit.
+    pub fn get(self) -> u32 {
+        self.0
     }
 }
 
@@ -176,7 +260,7 @@ mod tests {
 
     #[test]
     fn accepts_plain_names() {
-        for ok in ["a", "mesa_monitor", "A1_b2", "_x", &"a".repeat(63)] {
+        for ok in ["a", "mesa_monitor", "a1_b2", "_x", &"a".repeat(63)] {
             assert_eq!(RoleName::parse(ok).expect(ok).as_str(), ok);
         }
     }
@@ -195,6 +279,9 @@ mod tests {
             "a\0",
             "é",
             "a-b",
+            "Postgres",
+            "A1_b2",
+            "ALLCAPS",
             &"a".repeat(64),
         ] {
             let err = RoleName::parse(bad).expect_err(bad);
@@ -219,8 +306,28 @@ mod tests {
 
     #[test]
     fn pids_must_be_positive() {
-        assert!(pid(0).is_err());
-        assert!(pid(-1).is_err());
-        assert!(pid(42).is_ok());
+        assert!(Pid::new(0).is_err());
+        assert!(Pid::new(-1).is_err());
+        assert_eq!(Pid::new(42).map(Pid::get).ok(), Some(42));
+        for bad in ["", "0", "-1", "1.5", "2147483648", " 1", "0x10", "abc"] {
+            assert!(Pid::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Pid::parse("2147483647").map(Pid::get).ok(), Some(i32::MAX));
+    }
+
+    #[test]
+    fn object_names_and_limits_have_postgres_bounds() {
+        assert!(ObjectName::parse("database", "").is_err());
+        assert!(ObjectName::parse("table", &"t".repeat(64)).is_err());
+        assert!(ObjectName::parse("schema", "a\0b").is_err());
+        assert_eq!(
+            ObjectName::parse("table", "Ünïcode name; with spaces")
+                .expect("any text")
+                .as_str(),
+            "Ünïcode name; with spaces"
+        );
+        assert!(SessionLimit::new(0).is_err());
+        assert!(SessionLimit::new(1001).is_err());
+        assert_eq!(SessionLimit::new(1000).map(SessionLimit::get).ok(), Some(1000));
     }
 }

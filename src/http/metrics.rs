@@ -27,18 +27,14 @@ pub struct MetricsState {
 
 impl MetricsState {
     fn is_target(&self, name: &str) -> bool {
-        self.registry
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains_key(name)
+        self.registry.contains(name)
     }
 
     fn target_names(&self) -> Vec<String> {
         self.registry
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .keys()
-            .cloned()
+            .all()
+            .iter()
+            .map(|t| t.config.name.clone())
             .collect()
     }
 }

@@ -142,3 +142,94 @@ fn new_token_prints_a_token_and_its_digest() {
     let version = mesa(&["--version"]).output().expect("run mesa");
     assert!(String::from_utf8_lossy(&version.stdout).contains(mesa::VERSION));
 }
+
+#[test]
+fn hardening_rules_exit_64_naming_each_key() {
+    let web = write_config(
+        "hardening-web.yml",
+        "tls_server_config: {cert_file: a.crt, key_file: a.key, client_allowed_sans: [scraper]}\nbasic_auth_users: {u: '$2y$31$abcdefghijklmnopqrstuuKQ3mKyE5/4SSiZk9XO0u8E0HB8r7cNO'}\n",
+    );
+    let path = write_config(
+        "hardening.yaml",
+        &format!(
+            "web: {{config_file: {web}}}
+admin:
+  listen_address: '0.0.0.0:9931'
+  rate_limit: {{per_second: 1.0e-300}}
+  tokens:
+    - {{name: t, sha256: '{digest}', scopes: [read], targets: ['*']}}
+targets:
+  - {{name: a, driver: postgres, host: h, username: u, sslmode: verify-ca}}
+  - {{name: b, driver: postgres, host: h, username: u, sslmode: disable, channel_binding: require, interval: 9999d}}
+",
+            web = web.display(),
+            digest = "ab".repeat(32),
+        ),
+    );
+    let out = mesa(&[
+        "--config.file",
+        path.to_str().expect("utf-8"),
+        "--check-config",
+    ])
+    .output()
+    .expect("run mesa");
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    for key in [
+        "admin.listen_address: 0.0.0.0:9931 is reachable from the network",
+        "admin.rate_limit.per_second:",
+        "targets[0].sslmode: verify-ca needs sslrootcert",
+        "targets[1].channel_binding: require needs TLS",
+        "targets[1].interval: must be at most 24h",
+    ] {
+        assert!(err.contains(key), "{key} missing from:\n{err}");
+    }
+    // The web config is checked once the main file is valid.
+    let valid = write_config(
+        "hardening-valid.yaml",
+        &format!(
+            "web: {{config_file: {}}}\ntargets:\n  - {{name: a, driver: postgres, host: h, username: u}}\n",
+            web.display()
+        ),
+    );
+    let out = mesa(&[
+        "--config.file",
+        valid.to_str().expect("utf-8"),
+        "--check-config",
+    ])
+    .output()
+    .expect("run mesa");
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    for key in [
+        "tls_server_config.client_allowed_sans: needs client_auth_type",
+        "basic_auth_users.u: bcrypt cost must be from 4 to 14",
+    ] {
+        assert!(err.contains(key), "{key} missing from:\n{err}");
+    }
+}
+
+#[test]
+fn a_password_file_others_can_read_is_named_in_a_warning() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = write_config(
+        "loose-pw.yaml",
+        "targets:\n  - {name: a, driver: postgres, host: h, username: u, password_file: loose.pw}\n",
+    );
+    let pw = path.with_file_name("loose.pw");
+    std::fs::write(&pw, "secret\n").expect("pw");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let out = mesa(&[
+        "--config.file",
+        path.to_str().expect("utf-8"),
+        "--check-config",
+    ])
+    .output()
+    .expect("run mesa");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: targets[0].password_file:") && err.contains("loose.pw"),
+        "{err}"
+    );
+}

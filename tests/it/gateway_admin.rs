@@ -35,7 +35,7 @@ async fn sessions_list_other_backends_but_never_mesas_own() {
     let sessions = g
         .sessions(
             SessionFilter {
-                limit: 1000,
+                limit: limit(1000),
                 include_idle: true,
             },
             Deadline::after(D),
@@ -83,7 +83,7 @@ async fn sessions_limit_is_honoured_oldest_first() {
     let two = g
         .sessions(
             SessionFilter {
-                limit: 2,
+                limit: limit(2),
                 include_idle: true,
             },
             Deadline::after(D),
@@ -92,17 +92,12 @@ async fn sessions_limit_is_honoured_oldest_first() {
         .expect("sessions");
     assert_eq!(two.len(), 2);
     assert!(two[0].query_start <= two[1].query_start);
-    let bad = g
-        .sessions(
-            SessionFilter {
-                limit: 0,
-                include_idle: false,
-            },
-            Deadline::after(D),
-        )
-        .await
-        .expect_err("limit 0");
-    assert_eq!(bad.reason(), FailureReason::InvalidInput);
+    assert_eq!(
+        mesa::gateway::SessionLimit::new(0)
+            .expect_err("limit 0")
+            .reason(),
+        FailureReason::InvalidInput
+    );
 }
 
 #[tokio::test]
@@ -113,7 +108,7 @@ async fn terminate_ends_the_session_and_refuses_the_rest() {
         target("terminate", "mesa_monitor"),
         "mesa_admin",
     ));
-    g.terminate(pid, Deadline::after(D))
+    g.terminate(backend(pid), Deadline::after(D))
         .await
         .expect("terminate");
     let outcome = tokio::time::timeout(Duration::from_secs(5), held)
@@ -125,13 +120,13 @@ async fn terminate_ends_the_session_and_refuses_the_rest() {
 
     // Gone now: NotFound.
     let again = g
-        .terminate(pid, Deadline::after(D))
+        .terminate(backend(pid), Deadline::after(D))
         .await
         .expect_err("already gone");
     assert_eq!(again.reason(), FailureReason::NotFound);
     // A pid that is no backend at all.
     let stranger = g
-        .terminate(std::process::id() as i32, Deadline::after(D))
+        .terminate(backend(std::process::id() as i32), Deadline::after(D))
         .await
         .expect_err("not a backend");
     assert_eq!(stranger.reason(), FailureReason::NotFound);
@@ -147,7 +142,7 @@ async fn terminate_ends_the_session_and_refuses_the_rest() {
             .await
             .expect(kind)
             .get(0);
-        let refused = g.terminate(bg, Deadline::after(D)).await.expect_err(kind);
+        let refused = g.terminate(backend(bg), Deadline::after(D)).await.expect_err(kind);
         assert_eq!(
             refused.reason(),
             FailureReason::Refused,
@@ -161,10 +156,7 @@ async fn terminate_ends_the_session_and_refuses_the_rest() {
     }
 
     for bad in [0, -1] {
-        let e = g
-            .terminate(bad, Deadline::after(D))
-            .await
-            .expect_err("invalid pid");
+        let e = mesa::gateway::Pid::new(bad).expect_err("invalid pid");
         assert_eq!(e.reason(), FailureReason::InvalidInput);
     }
 }
@@ -180,11 +172,11 @@ async fn the_signal_statement_itself_spares_its_own_backend() {
         .get(0);
     for statement in [sql::TERMINATE, sql::CANCEL] {
         let row = su
-            .query_one(statement, &[&own])
+            .query_one(statement, &[&own, &None::<std::time::SystemTime>])
             .await
             .expect("statement runs");
         assert!(row.get::<_, bool>(1), "is_self");
-        assert_eq!(row.get::<_, Option<bool>>(2), None, "not signalled");
+        assert_eq!(row.get::<_, Option<bool>>(6), None, "not signalled");
     }
     su.query_one("SELECT 1", &[])
         .await
@@ -192,24 +184,42 @@ async fn the_signal_statement_itself_spares_its_own_backend() {
 }
 
 #[tokio::test]
-async fn terminating_a_superuser_session_without_privilege_is_permission_denied() {
+async fn a_superuser_session_is_never_signalled_and_missing_privilege_is_permission_denied() {
     let c = cluster();
     let victim = client_as(c.superuser(), c.password(), "postgres")
         .await
         .expect("superuser");
     let (pid, _held) = background(victim, "SELECT pg_sleep(60)").await;
     assert!(eventually(Duration::from_secs(5), || is_active(pid)).await);
-    // mesa_monitor sees every backend (pg_monitor) but has no pg_signal_backend.
+    // Even an admin login that could (a superuser) never signals a superuser's session.
+    let mighty = gateway(&with_admin(target("mighty", "mesa_plain"), c.superuser()));
+    for signal in ["terminate", "cancel"] {
+        let err = match signal {
+            "terminate" => mighty.terminate(backend(pid), Deadline::after(D)).await,
+            _ => mighty.cancel(backend(pid), Deadline::after(D)).await,
+        }
+        .expect_err("a superuser's session");
+        assert_eq!(err.reason(), FailureReason::Refused, "{err}");
+        assert!(err.to_string().contains("superuser"), "{err}");
+    }
+    // mesa_monitor sees every backend (pg_monitor) but has no pg_signal_backend: PostgreSQL
+    // refuses to signal another role's session.
+    let other = client_as("app_user", ROLE_PASSWORD, "postgres")
+        .await
+        .expect("app_user");
+    let (other_pid, _other) = background(other, "SELECT pg_sleep(60)").await;
+    assert!(eventually(Duration::from_secs(5), || is_active(other_pid)).await);
     let g = gateway(&with_admin(target("weak", "mesa_plain"), "mesa_monitor"));
     let err = g
-        .terminate(pid, Deadline::after(D))
+        .terminate(backend(other_pid), Deadline::after(D))
         .await
         .expect_err("no privilege");
     assert_eq!(err.reason(), FailureReason::PermissionDenied, "{err}");
+    assert!(is_active(other_pid).await);
     // A role that cannot even see the backend's type is refused before any signal.
     let blind = gateway(&with_admin(target("blind", "mesa_plain"), "mesa_plain"));
     let err = blind
-        .terminate(pid, Deadline::after(D))
+        .terminate(backend(pid), Deadline::after(D))
         .await
         .expect_err("cannot classify");
     assert_eq!(err.reason(), FailureReason::Refused, "{err}");
@@ -231,7 +241,7 @@ async fn cancel_stops_the_query_and_keeps_the_session() {
     let held = tokio::spawn(async move { runner.batch_execute("SELECT pg_sleep(600)").await });
     assert!(eventually(Duration::from_secs(5), || is_active(pid)).await);
     let g = gateway(&with_admin(target("cancel", "mesa_monitor"), "mesa_admin"));
-    g.cancel(pid, Deadline::after(D)).await.expect("cancel");
+    g.cancel(backend(pid), Deadline::after(D)).await.expect("cancel");
     let err = tokio::time::timeout(Duration::from_secs(5), held)
         .await
         .expect("the query ends")

@@ -47,7 +47,7 @@ async fn missing_privilege_is_permission_denied() {
         .await
         .expect("revoke");
     let err = gateway(&target("noconnect", "mesa_plain"))
-        .tables("errors_locked", Deadline::after(D))
+        .tables(&object("errors_locked"), Deadline::after(D))
         .await
         .expect_err("no CONNECT privilege");
     assert_eq!(err.reason(), FailureReason::PermissionDenied, "{err}");
@@ -146,39 +146,22 @@ async fn a_listener_that_never_answers_is_a_timeout_within_the_connect_timeout()
     );
 }
 
-#[tokio::test]
-async fn invalid_input_never_opens_a_connection() {
-    // Nothing listens here: any connection attempt would be `unreachable`.
-    let mut t = with_admin(target("invalid", "mesa_monitor"), "mesa_admin");
-    t.port = closed_port();
-    let g = gateway(&t);
+#[test]
+fn invalid_input_cannot_reach_the_gateway() {
+    // The gateway takes parsed types only, so invalid input is refused before a gateway call
+    // (and so before any connection) can even be written.
+    use mesa::gateway::{ObjectName, Pid, SessionLimit};
     let reasons = [
-        g.terminate(0, Deadline::after(D))
-            .await
-            .expect_err("pid 0")
-            .reason(),
-        g.cancel(-7, Deadline::after(D))
-            .await
-            .expect_err("pid -7")
-            .reason(),
-        g.tables("", Deadline::after(D))
-            .await
+        Pid::new(0).expect_err("pid 0").reason(),
+        Pid::new(-7).expect_err("pid -7").reason(),
+        Pid::parse("12abc").expect_err("not a number").reason(),
+        ObjectName::parse("database", "")
             .expect_err("empty db")
             .reason(),
-        g.columns("db", "s", &"t".repeat(64), Deadline::after(D))
-            .await
+        ObjectName::parse("table", &"t".repeat(64))
             .expect_err("long")
             .reason(),
-        g.sessions(
-            SessionFilter {
-                limit: 5000,
-                include_idle: true,
-            },
-            Deadline::after(D),
-        )
-        .await
-        .expect_err("limit")
-        .reason(),
+        SessionLimit::new(5000).expect_err("limit").reason(),
     ];
     assert!(
         reasons.iter().all(|r| *r == FailureReason::InvalidInput),
@@ -275,13 +258,13 @@ async fn no_connection_leaks_and_never_more_than_two() {
                 1 => g.sessions(SessionFilter::default(), d).await.map(drop),
                 2 => g.server_health(d).await.map(drop),
                 3 => g.collect(d).await.map(drop),
-                4 => g.terminate(i32::MAX, d).await,
+                4 => g.terminate(backend(i32::MAX), d).await,
                 5 => bad.server_health(d).await.map(drop),
                 6 => g
                     .collect(Deadline::after(Duration::from_millis(3)))
                     .await
                     .map(drop),
-                _ => g.tables("postgres", d).await.map(drop),
+                _ => g.tables(&object("postgres"), d).await.map(drop),
             }
         });
         // Keep about 8 operations in flight.

@@ -157,7 +157,7 @@ async fn tables_and_columns_of_a_schema_come_back_exactly() {
 
     let g = gateway(&target("shop", "mesa_monitor"));
     let tables = g
-        .tables("inspect_shop", Deadline::after(D))
+        .tables(&object("inspect_shop"), Deadline::after(D))
         .await
         .expect("tables");
     let listed: Vec<(&str, &str, TableKind)> = tables
@@ -173,7 +173,7 @@ async fn tables_and_columns_of_a_schema_come_back_exactly() {
     );
 
     let columns = g
-        .columns("inspect_shop", "sales", "orders", Deadline::after(D))
+        .columns(&object("inspect_shop"), &object("sales"), &object("orders"), Deadline::after(D))
         .await
         .expect("columns");
     let got: Vec<(u32, &str, &str, bool, Option<&str>)> = columns
@@ -212,12 +212,12 @@ async fn tables_and_columns_of_a_schema_come_back_exactly() {
     );
 
     let missing = g
-        .columns("inspect_shop", "sales", "nope", Deadline::after(D))
+        .columns(&object("inspect_shop"), &object("sales"), &object("nope"), Deadline::after(D))
         .await
         .expect_err("no such table");
     assert_eq!(missing.reason(), FailureReason::NotFound);
     let no_db = g
-        .tables("inspect_missing_db", Deadline::after(D))
+        .tables(&object("inspect_missing_db"), Deadline::after(D))
         .await
         .expect_err("no such db");
     assert_eq!(no_db.reason(), FailureReason::NotFound, "{no_db}");

@@ -8,6 +8,7 @@ mod gateway_admin;
 mod gateway_errors;
 mod gateway_inspect;
 mod golden;
+mod hardening;
 mod lifecycle;
 mod prometheus;
 mod sample;

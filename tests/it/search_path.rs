@@ -216,7 +216,9 @@ targets:
         .await
         .expect("sessions");
     for statement in [sql::TERMINATE, sql::CANCEL] {
-        bare.query(statement, &[&i32::MAX]).await.expect(statement);
+        bare.query(statement, &[&i32::MAX, &None::<std::time::SystemTime>])
+            .await
+            .expect(statement);
     }
     let runs = trojan_runs(log_start);
     // ...and nothing of it ran as any of Mesa's roles.

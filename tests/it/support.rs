@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use mesa::config::{AdminLogin, CollectionSettings, SslMode, TargetConfig};
+use mesa::config::{AdminLogin, ChannelBinding, CollectionSettings, SslMode, TargetConfig};
 use mesa::gateway::{Driver, Gateway};
 use mesa::secret::Secret;
 use mesa::testing::{ClusterOptions, PgCluster};
@@ -96,6 +96,7 @@ pub fn target(name: &str, user: &str) -> TargetConfig {
         password: Some(Secret::new(password)),
         sslmode: SslMode::Disable,
         sslrootcert: None,
+        channel_binding: ChannelBinding::Prefer,
         collection: CollectionSettings::default(),
         admin: None,
     }
@@ -475,4 +476,19 @@ pub async fn role_count() -> i64 {
         .await
         .expect("count")
         .get(0)
+}
+
+/// A pid the tests know is valid (positive), as the gateway takes it.
+pub fn backend(pid: i32) -> mesa::gateway::BackendRef {
+    mesa::gateway::BackendRef::pid(mesa::gateway::Pid::new(pid).expect("a positive pid"))
+}
+
+/// A database, schema or table name, as the gateway takes it.
+pub fn object(name: &str) -> mesa::gateway::ObjectName {
+    mesa::gateway::ObjectName::parse("name", name).expect("a valid name")
+}
+
+/// A session page size, as the gateway takes it.
+pub fn limit(n: u32) -> mesa::gateway::SessionLimit {
+    mesa::gateway::SessionLimit::new(n).expect("a valid limit")
 }

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::Client;
 
-use super::sql;
-use crate::gateway::{HealthStatus, NewUser, ServerHealth, Session, SessionFilter};
+use super::{redact, sql};
+use crate::gateway::{BackendRef, HealthStatus, NewUser, ServerHealth, Session, SessionFilter};
 use crate::secret::Secret;
 
 /// `GetServerHealth`.
@@ -57,7 +57,7 @@ pub(super) async fn sessions(
     client: &Client,
     filter: SessionFilter,
 ) -> Result<Vec<Session>, tokio_postgres::Error> {
-    let limit = i64::from(filter.limit);
+    let limit = i64::from(filter.limit.get());
     let rows = client
         .query(sql::SESSIONS, &[&filter.include_idle, &limit])
         .await?;
@@ -73,10 +73,10 @@ pub(super) async fn sessions(
                 application_name: row.try_get(3)?,
                 client_addr: row.try_get(4)?,
                 state: row.try_get(5)?,
-                query: row.try_get(6)?,
+                query: redact::query_text(row.try_get(6)?),
                 wait_event_type: row.try_get(7)?,
                 wait_event: row.try_get(8)?,
-                backend_start: time(9)?,
+                backend_start: row.try_get(9)?,
                 xact_start: time(10)?,
                 query_start: time(11)?,
                 duration: row.try_get::<_, Option<f64>>(12)?.map(seconds),
@@ -90,6 +90,12 @@ pub(super) struct SignalOutcome {
     /// NULL when the role may not see it (no `pg_read_all_stats`).
     pub backend_type: Option<String>,
     pub is_self: bool,
+    /// True also when the backend's role could not be found.
+    pub is_superuser: bool,
+    pub role: Option<String>,
+    /// False when the caller pinned a start time and the backend started at another.
+    pub same_backend: bool,
+    pub backend_start: Option<SystemTime>,
     pub signalled: Option<bool>,
 }
 
@@ -104,24 +110,32 @@ pub(super) enum Signal {
 pub(super) async fn signal(
     client: &Client,
     signal: Signal,
-    pid: i32,
+    backend: BackendRef,
 ) -> Result<Option<SignalOutcome>, tokio_postgres::Error> {
     let statement = match signal {
         Signal::Terminate => sql::TERMINATE,
         Signal::Cancel => sql::CANCEL,
     };
-    let Some(row) = client.query_opt(statement, &[&pid]).await? else {
+    let pid = backend.pid.get();
+    let Some(row) = client
+        .query_opt(statement, &[&pid, &backend.backend_start])
+        .await?
+    else {
         return Ok(None);
     };
     Ok(Some(SignalOutcome {
         backend_type: row.try_get(0)?,
         is_self: row.try_get(1)?,
-        signalled: row.try_get(2)?,
+        is_superuser: row.try_get(2)?,
+        role: row.try_get(3)?,
+        same_backend: row.try_get(4)?,
+        backend_start: row.try_get(5)?,
+        signalled: row.try_get(6)?,
     }))
 }
 
 /// The `CREATE ROLE` statement for `user` with the SCRAM verifier of `password`. The name was
-/// validated to `[A-Za-z_][A-Za-z0-9_]*` and is still quoted; the verifier contains only
+/// validated to `[a-z_][a-z0-9_]*` and is still quoted; the verifier contains only
 /// base64 and `$:` and is still escaped as a literal. The plaintext never leaves this function.
 pub(super) fn create_role_statement(user: &NewUser, password: &Secret) -> String {
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());

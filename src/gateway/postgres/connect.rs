@@ -23,7 +23,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
-use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::config::{ChannelBinding as PgChannelBinding, SslMode as PgSslMode};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{CancelToken, Client, Config as PgConfig};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -35,6 +35,19 @@ use crate::secret::Secret;
 /// The origin spec's cap: at most two connections per target from this process, so a
 /// collection and one admin call can overlap but Mesa never eats a small pool.
 pub const MAX_CONNECTIONS_PER_TARGET: usize = 2;
+/// Of those, admin calls may hold at most this many at once: the rest is the scheduler's, so
+/// a burst of slow admin reads can never make a collection wait for a slot (and miss its
+/// deadline). The scheduler runs at most one collection per target at a time.
+pub const MAX_ADMIN_CONNECTIONS_PER_TARGET: usize = 1;
+
+/// Who a connection is for; decides which slots it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The scheduled collection.
+    Collection,
+    /// An admin API call (inspection, sessions, signals, create user).
+    Admin,
+}
 /// How long a cancel request may take; it is one small packet on a fresh connection.
 pub const CANCEL_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How long a graceful close (the Terminate message) may take before the socket is dropped.
@@ -92,7 +105,9 @@ pub struct Connector {
     limits: Limits,
     tls: MakeRustlsConnect,
     ssl_mode: PgSslMode,
+    channel_binding: PgChannelBinding,
     slots: Arc<Semaphore>,
+    admin_slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -101,6 +116,7 @@ impl std::fmt::Debug for Connector {
             .field("endpoint", &self.endpoint())
             .field("limits", &self.limits)
             .field("ssl_mode", &self.ssl_mode)
+            .field("channel_binding", &self.channel_binding)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +129,7 @@ impl Connector {
         limits: Limits,
         tls: MakeRustlsConnect,
         ssl_mode: PgSslMode,
+        channel_binding: PgChannelBinding,
     ) -> Self {
         Self {
             host,
@@ -120,7 +137,9 @@ impl Connector {
             limits,
             tls,
             ssl_mode,
+            channel_binding,
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS_PER_TARGET)),
+            admin_slots: Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS_PER_TARGET)),
         }
     }
 
@@ -134,13 +153,27 @@ impl Connector {
     }
 
     /// Opens one connection to `dbname` as `creds`, within the connect timeout and `deadline`.
+    /// An admin connection first takes the admin slot, then a shared one.
     pub async fn open(
         &self,
         creds: &Credentials,
         dbname: &str,
         access: Access,
+        purpose: Purpose,
         deadline: &Deadline,
     ) -> Result<Conn, GatewayError> {
+        let admin_permit = match purpose {
+            Purpose::Collection => None,
+            Purpose::Admin => Some(
+                deadline
+                    .bound(self.admin_slots.clone().acquire_owned())
+                    .await
+                    .map_err(|why| expired(why, "waiting for the admin connection slot", deadline))?
+                    .map_err(|_| GatewayError::Refused {
+                        reason: "the gateway is shutting down".to_owned(),
+                    })?,
+            ),
+        };
         let permit = deadline
             .bound(self.slots.clone().acquire_owned())
             .await
@@ -159,7 +192,8 @@ impl Connector {
             .dbname(dbname)
             .application_name(APPLICATION_NAME)
             .options(self.startup_options(access))
-            .ssl_mode(self.ssl_mode);
+            .ssl_mode(self.ssl_mode)
+            .channel_binding(self.channel_binding);
         if let Some(password) = &creds.password {
             config.password(password.expose());
         }
@@ -194,6 +228,7 @@ impl Connector {
                 tls: self.tls.clone(),
                 endpoint: self.endpoint(),
                 _permit: permit,
+                _admin_permit: admin_permit,
             },
             client,
         })
@@ -289,6 +324,7 @@ pub struct Driver {
     endpoint: String,
     // Released last, after the socket is closed, so the cap counts real connections.
     _permit: OwnedSemaphorePermit,
+    _admin_permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Conn {

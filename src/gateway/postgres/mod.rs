@@ -10,6 +10,7 @@ mod classify;
 mod collect;
 mod connect;
 mod inspect;
+mod redact;
 pub mod sql;
 mod tls;
 
@@ -17,21 +18,33 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-pub use connect::{APPLICATION_NAME, Access, Credentials, Limits, MAX_CONNECTIONS_PER_TARGET};
+pub use connect::{
+    APPLICATION_NAME, Access, Credentials, Limits, MAX_ADMIN_CONNECTIONS_PER_TARGET,
+    MAX_CONNECTIONS_PER_TARGET, Purpose,
+};
 
-use self::admin::{Signal, SignalOutcome};
+use self::admin::Signal;
 use self::connect::Connector;
 use super::validate;
 use super::{
-    Administrator, Collection, Collector, Column, CreatedUser, Database, Deadline, GatewayError,
-    Inspector, NewUser, ServerHealth, Session, SessionFilter, Table,
+    Administrator, BackendRef, Collection, Collector, Column, CreatedUser, Database, Deadline,
+    GatewayError, Inspector, NewUser, ObjectName, ServerHealth, Session, SessionFilter, Table,
 };
-use crate::config::TargetConfig;
+use crate::config::{ChannelBinding, TargetConfig};
 
 /// Default for the server-side `idle_in_transaction_session_timeout` floor: Mesa never leaves a
 /// transaction open, so this only bounds a bug. The effective value is the larger of this and
 /// the collection timeout.
 const MIN_IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// tokio-postgres' spelling of the config's channel binding.
+fn channel_binding(cb: ChannelBinding) -> tokio_postgres::config::ChannelBinding {
+    match cb {
+        ChannelBinding::Disable => tokio_postgres::config::ChannelBinding::Disable,
+        ChannelBinding::Prefer => tokio_postgres::config::ChannelBinding::Prefer,
+        ChannelBinding::Require => tokio_postgres::config::ChannelBinding::Require,
+    }
+}
 
 /// Gateway to one PostgreSQL server.
 #[derive(Debug)]
@@ -54,7 +67,14 @@ impl PostgresGateway {
             idle_in_transaction_timeout: c.timeout.max(MIN_IDLE_IN_TRANSACTION_TIMEOUT),
         };
         Ok(Self {
-            connector: Connector::new(target.host.clone(), target.port, limits, tls, ssl_mode),
+            connector: Connector::new(
+                target.host.clone(),
+                target.port,
+                limits,
+                tls,
+                ssl_mode,
+                channel_binding(target.channel_binding),
+            ),
             database: target.database.clone(),
             monitor: Credentials {
                 user: target.username.clone(),
@@ -83,12 +103,13 @@ impl PostgresGateway {
         creds: &Credentials,
         database: &str,
         access: Access,
+        purpose: Purpose,
         deadline: Deadline,
         work: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, GatewayError> {
         let mut conn = self
             .connector
-            .open(creds, database, access, &deadline)
+            .open(creds, database, access, purpose, &deadline)
             .await?;
         let (client, driver) = conn.split();
         let result = driver.run(&deadline, work(client)).await;
@@ -99,64 +120,80 @@ impl PostgresGateway {
     async fn signal(
         &self,
         signal: Signal,
-        pid: i32,
+        backend: BackendRef,
         deadline: Deadline,
     ) -> Result<(), GatewayError> {
-        validate::pid(pid)?;
         let outcome = self
             .with_connection(
                 self.admin_credentials(),
                 &self.database,
                 Access::ReadOnly,
+                Purpose::Admin,
                 deadline,
-                async |client| admin::signal(client, signal, pid).await,
+                async |client| admin::signal(client, signal, backend).await,
             )
             .await?;
+        let pid = backend.pid;
         let verb = match signal {
             Signal::Terminate => "terminate",
             Signal::Cancel => "cancel",
         };
-        match outcome {
-            None => Err(GatewayError::NotFound {
+        let Some(seen) = outcome else {
+            return Err(GatewayError::NotFound {
                 what: format!("backend pid {pid}"),
-            }),
-            Some(SignalOutcome { is_self: true, .. }) => Err(GatewayError::Refused {
+            });
+        };
+        if seen.signalled == Some(true) {
+            return Ok(());
+        }
+        // Refusals, most specific first. PostgreSQL raises 42501 for missing privileges
+        // (classified before we get here).
+        Err(if seen.is_self {
+            GatewayError::Refused {
                 reason: format!("pid {pid} is Mesa's own connection"),
-            }),
-            Some(SignalOutcome {
-                signalled: None,
-                backend_type: None,
-                ..
-            }) => Err(GatewayError::Refused {
-                reason: format!(
-                    "the admin role cannot see what kind of process pid {pid} is; grant it pg_read_all_stats (or pg_monitor) so Mesa can tell client sessions from server processes"
+            }
+        } else if !seen.same_backend {
+            GatewayError::NotFound {
+                what: format!(
+                    "backend pid {pid} with that backend_start (pid {pid} now belongs to a backend started at {}; the session you listed has ended)",
+                    seen.backend_start
+                        .map(|t| humantime::format_rfc3339_micros(t).to_string())
+                        .unwrap_or_else(|| "an unknown time".to_owned())
                 ),
-            }),
-            Some(SignalOutcome {
-                signalled: None,
-                backend_type: Some(kind),
-                ..
-            }) => Err(GatewayError::Refused {
+            }
+        } else if let Some(kind) = seen.backend_type.as_deref().filter(|k| *k != "client backend")
+        {
+            GatewayError::Refused {
                 reason: format!(
                     "pid {pid} is a {kind} process, not a client backend; Mesa only signals client sessions"
                 ),
-            }),
-            Some(SignalOutcome {
-                signalled: Some(true),
-                ..
-            }) => Ok(()),
-            // PostgreSQL raises 42501 for missing privileges (classified before we get here);
-            // `false` means the signal could not be delivered, which in practice is a backend
+            }
+        } else if seen.backend_type.is_none() {
+            GatewayError::Refused {
+                reason: format!(
+                    "the admin role cannot see what kind of process pid {pid} is; grant it pg_read_all_stats (or pg_monitor) so Mesa can tell client sessions from server processes"
+                ),
+            }
+        } else if seen.is_superuser {
+            GatewayError::Refused {
+                reason: match seen.role {
+                    Some(role) => format!(
+                        "pid {pid} belongs to superuser {role:?}; Mesa never signals a superuser's session (PostgreSQL's pg_signal_backend rule)"
+                    ),
+                    None => format!(
+                        "the role of pid {pid} cannot be found, so Mesa cannot tell it is not a superuser's session"
+                    ),
+                },
+            }
+        } else {
+            // `false`: the signal could not be delivered, which in practice is a backend
             // that exited between the check and the signal.
-            Some(SignalOutcome {
-                signalled: Some(false),
-                ..
-            }) => Err(GatewayError::NotFound {
+            GatewayError::NotFound {
                 what: format!(
                     "backend pid {pid} (it exited before it could be signalled to {verb})"
                 ),
-            }),
-        }
+            }
+        })
     }
 }
 
@@ -166,18 +203,23 @@ impl Inspector for PostgresGateway {
             &self.monitor,
             &self.database,
             Access::ReadOnly,
+            Purpose::Admin,
             deadline,
             async |c| inspect::databases(c).await,
         )
         .await
     }
 
-    async fn tables(&self, database: &str, deadline: Deadline) -> Result<Vec<Table>, GatewayError> {
-        validate::object_name("database", database)?;
+    async fn tables(
+        &self,
+        database: &ObjectName,
+        deadline: Deadline,
+    ) -> Result<Vec<Table>, GatewayError> {
         self.with_connection(
             &self.monitor,
-            database,
+            database.as_str(),
             Access::ReadOnly,
+            Purpose::Admin,
             deadline,
             async |c| inspect::tables(c).await,
         )
@@ -186,20 +228,18 @@ impl Inspector for PostgresGateway {
 
     async fn columns(
         &self,
-        database: &str,
-        schema: &str,
-        table: &str,
+        database: &ObjectName,
+        schema: &ObjectName,
+        table: &ObjectName,
         deadline: Deadline,
     ) -> Result<Vec<Column>, GatewayError> {
-        validate::object_name("database", database)?;
-        validate::object_name("schema", schema)?;
-        validate::object_name("table", table)?;
         self.with_connection(
             &self.monitor,
-            database,
+            database.as_str(),
             Access::ReadOnly,
+            Purpose::Admin,
             deadline,
-            async |c| inspect::columns(c, schema, table).await,
+            async |c| inspect::columns(c, schema.as_str(), table.as_str()).await,
         )
         .await?
         .ok_or_else(|| GatewayError::NotFound {
@@ -214,6 +254,7 @@ impl Administrator for PostgresGateway {
             &self.monitor,
             &self.database,
             Access::ReadOnly,
+            Purpose::Admin,
             deadline,
             async |c| admin::server_health(c).await,
         )
@@ -225,28 +266,23 @@ impl Administrator for PostgresGateway {
         filter: SessionFilter,
         deadline: Deadline,
     ) -> Result<Vec<Session>, GatewayError> {
-        if filter.limit == 0 || filter.limit > SessionFilter::MAX_LIMIT {
-            return Err(GatewayError::InvalidInput {
-                field: "limit",
-                problem: format!("must be between 1 and {}", SessionFilter::MAX_LIMIT),
-            });
-        }
         self.with_connection(
             &self.monitor,
             &self.database,
             Access::ReadOnly,
+            Purpose::Admin,
             deadline,
             async |c| admin::sessions(c, filter).await,
         )
         .await
     }
 
-    async fn terminate(&self, pid: i32, deadline: Deadline) -> Result<(), GatewayError> {
-        self.signal(Signal::Terminate, pid, deadline).await
+    async fn terminate(&self, backend: BackendRef, deadline: Deadline) -> Result<(), GatewayError> {
+        self.signal(Signal::Terminate, backend, deadline).await
     }
 
-    async fn cancel(&self, pid: i32, deadline: Deadline) -> Result<(), GatewayError> {
-        self.signal(Signal::Cancel, pid, deadline).await
+    async fn cancel(&self, backend: BackendRef, deadline: Deadline) -> Result<(), GatewayError> {
+        self.signal(Signal::Cancel, backend, deadline).await
     }
 
     async fn create_user(
@@ -266,6 +302,7 @@ impl Administrator for PostgresGateway {
             self.admin_credentials(),
             &self.database,
             Access::ReadWrite,
+            Purpose::Admin,
             deadline,
             async |c| c.execute(statement.as_str(), &[]).await,
         )
@@ -289,6 +326,7 @@ impl Collector for PostgresGateway {
             &self.monitor,
             &self.database,
             Access::ReadOnly,
+            Purpose::Collection,
             deadline,
             async |c| collect::collection(c).await,
         )

@@ -127,8 +127,8 @@ SELECT EXISTS (SELECT 1 FROM information_schema.tables t
                   AND t.table_name::pg_catalog.text OPERATOR(pg_catalog.=) $2::pg_catalog.text)";
 
 /// Client sessions other than Mesa's own, oldest statement first. `$1`: include idle;
-/// `$2`: limit. `usesuper` says whether the session's role is a superuser (NULL when the
-/// role is gone), so callers can tell which sessions they may signal.
+/// `$2`: limit. `backend_start` comes as a timestamp (exact to the microsecond), because
+/// callers hand it back to pin the backend they signal.
 pub const SESSIONS: &str = "\
 SELECT a.pid,
        a.usename::pg_catalog.text,
@@ -139,7 +139,7 @@ SELECT a.pid,
        coalesce(a.query, ''),
        a.wait_event_type,
        a.wait_event,
-       extract(epoch FROM a.backend_start)::pg_catalog.float8,
+       a.backend_start,
        extract(epoch FROM a.xact_start)::pg_catalog.float8,
        extract(epoch FROM a.query_start)::pg_catalog.float8,
        CASE WHEN a.state OPERATOR(pg_catalog.=) 'active'
@@ -152,25 +152,42 @@ SELECT a.pid,
  ORDER BY a.query_start NULLS LAST, a.pid
  LIMIT $2::pg_catalog.int8";
 
-/// Terminates `$1` only if it is a client backend other than Mesa's own; the checks and the
-/// signal are one statement, so no other backend can be hit between check and act. No row:
-/// no such pid. `signalled` is NULL when refused. `backend_type` is NULL when the role lacks
-/// `pg_read_all_stats` and the session is another role's: Mesa then refuses (fails closed).
-pub const TERMINATE: &str = "\
+/// Signals `$1` only if it is a client backend other than Mesa's own, of a role that is not a
+/// superuser (PostgreSQL's `pg_signal_backend` rule, enforced whatever the admin login's own
+/// rights), and, when `$2` is not NULL, only if it started at `$2` (so a pid reused since the
+/// caller listed it is never hit). The checks and the signal are one statement, so no other
+/// backend can be hit between check and act. No row: no such pid. `signalled` is NULL when
+/// refused; the other columns say why. `backend_type` is NULL when the role lacks
+/// `pg_read_all_stats` and the session is another role's: Mesa then refuses (fails closed), as
+/// it does when the backend's role cannot be found (`is_superuser` is then true).
+macro_rules! signal_statement {
+    ($function:literal) => {
+        concat!(
+            "\
 SELECT a.backend_type::pg_catalog.text,
        a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AS is_self,
+       coalesce(r.rolsuper, true) AS is_superuser,
+       r.rolname::pg_catalog.text AS role,
+       ($2::pg_catalog.timestamptz IS NULL
+        OR a.backend_start OPERATOR(pg_catalog.=) $2::pg_catalog.timestamptz) AS same_backend,
+       a.backend_start,
        CASE WHEN a.backend_type OPERATOR(pg_catalog.=) 'client backend'
              AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
-            THEN pg_catalog.pg_terminate_backend(a.pid) END AS signalled
+             AND NOT coalesce(r.rolsuper, true)
+             AND ($2::pg_catalog.timestamptz IS NULL
+                  OR a.backend_start OPERATOR(pg_catalog.=) $2::pg_catalog.timestamptz)
+            THEN pg_catalog.",
+            $function,
+            "(a.pid) END AS signalled
   FROM pg_catalog.pg_stat_activity a
- WHERE a.pid OPERATOR(pg_catalog.=) $1::pg_catalog.int4";
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.usesysid
+ WHERE a.pid OPERATOR(pg_catalog.=) $1::pg_catalog.int4"
+        )
+    };
+}
+
+/// Terminates a backend; see [`signal_statement!`] for the rules.
+pub const TERMINATE: &str = signal_statement!("pg_terminate_backend");
 
 /// As [`TERMINATE`], but cancels the running statement and keeps the session.
-pub const CANCEL: &str = "\
-SELECT a.backend_type::pg_catalog.text,
-       a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AS is_self,
-       CASE WHEN a.backend_type OPERATOR(pg_catalog.=) 'client backend'
-             AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
-            THEN pg_catalog.pg_cancel_backend(a.pid) END AS signalled
-  FROM pg_catalog.pg_stat_activity a
- WHERE a.pid OPERATOR(pg_catalog.=) $1::pg_catalog.int4";
+pub const CANCEL: &str = signal_statement!("pg_cancel_backend");

@@ -1,19 +1,25 @@
-//! The audit trail of admin mutations: a JSON Lines file.
+//! The audit trail of admin mutations: a JSON Lines file of typed [`AuditRecord`]s.
 //!
 //! Each mutation writes an `intent` record before it touches the database and an `outcome`
 //! record after, linked by `request_id`. If the intent cannot be written the mutation is
-//! refused (fail closed). Records name the token, never the token itself, and never carry a
-//! password or verifier. Each record is appended with `O_APPEND` and flushed to disk before
-//! the call returns; the file is opened per record, so a rotated or replaced file is picked up
-//! and a broken one is noticed at once.
+//! refused (fail closed); if writing it took past the request's deadline, the mutation is not
+//! started either (the caller has given up, and a late action surprises everyone). Records
+//! name the token, never the token itself, and never carry a password or verifier.
+//!
+//! The file is opened per record with `O_APPEND | O_NOFOLLOW`, so a rotated or replaced file
+//! is picked up, a broken one is noticed at once, and a symlink planted in its place is never
+//! followed. At start, an existing file that group or others may write is refused (anyone who
+//! can write it can forge or erase the trail). Each record is flushed to disk before the call
+//! returns; a failed append truncates the file back to where it was, so a torn line is never
+//! glued to the next record.
 
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use serde_json::{Map, Value};
+use serde::Serialize;
 
 /// The audit file.
 #[derive(Debug)]
@@ -23,41 +29,239 @@ pub struct AuditLog {
     lock: Mutex<()>,
 }
 
-impl AuditLog {
-    /// Audits to `path` (created 0600 on first write).
-    pub fn new(path: PathBuf) -> Self {
+/// Why the audit file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The path is a symbolic link.
+    #[error("audit log {path} is a symbolic link; point admin.audit_log at the file itself")]
+    Symlink {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Group or others may write the file.
+    #[error(
+        "audit log {path} is writable by group or others (mode {mode:o}); anyone who can write it can forge or erase records: chmod 600 it"
+    )]
+    Writable {
+        /// The path.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It could not be inspected.
+    #[error("cannot inspect audit log {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Which half of a mutation a record describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// Written before the mutation starts.
+    Intent,
+    /// Written after it ended (or was abandoned).
+    Outcome,
+}
+
+/// How a mutation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    /// Done.
+    Ok,
+    /// The gateway reported an error.
+    Error,
+    /// Never started: the intent record was written after the request's deadline.
+    Abandoned,
+}
+
+/// What a mutation acts on; flattened into the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum AuditSubject {
+    /// Terminate or cancel.
+    Backend {
+        /// Backend pid.
+        pid: i32,
+        /// The start time the caller pinned, if any (RFC 3339).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        backend_start: Option<String>,
+    },
+    /// Create user. Says whether the password was chosen or generated, never what it is.
+    Role {
+        /// Role name.
+        role: String,
+        /// SUPERUSER.
+        superuser: bool,
+        /// LOGIN.
+        login: bool,
+        /// `chosen` or `generated`.
+        password: &'static str,
+    },
+}
+
+/// One line of the audit file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    /// Intent or outcome.
+    pub event: AuditEvent,
+    /// Links an intent to its outcome.
+    pub request_id: String,
+    /// The token's configured name.
+    pub token: String,
+    /// The client's address.
+    pub client: String,
+    /// The target's name.
+    pub target: String,
+    /// The action (`terminate`, `cancel`, `create_user`).
+    pub action: &'static str,
+    /// What it acts on.
+    #[serde(flatten)]
+    pub subject: AuditSubject,
+    /// Outcome records: how it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<AuditOutcome>,
+    /// Outcome records: the HTTP status answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Outcome records of errors: the failure reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// Outcome records of database errors: the SQLSTATE.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+}
+
+impl AuditRecord {
+    /// The outcome record of this intent.
+    pub fn outcome(&self, outcome: AuditOutcome, status: u16) -> Self {
         Self {
-            path,
-            lock: Mutex::new(()),
+            event: AuditEvent::Outcome,
+            outcome: Some(outcome),
+            status: Some(status),
+            ..self.clone()
         }
     }
+}
 
-    /// Appends one record, with `time` added, and syncs it to disk.
-    pub fn write(&self, mut record: Map<String, Value>) -> std::io::Result<()> {
-        record.insert(
-            "time".to_owned(),
-            Value::String(humantime::format_rfc3339_millis(SystemTime::now()).to_string()),
-        );
-        let mut line = Value::Object(record).to_string();
-        line.push('\n');
+/// A record with the time it was written.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    #[serde(flatten)]
+    record: &'a AuditRecord,
+}
+
+impl AuditLog {
+    /// Audits to `path` (created 0600 on first write). An existing file must be a file, not a
+    /// symbolic link, and must not be writable by group or others.
+    pub fn open(path: PathBuf) -> Result<Self, AuditError> {
+        check_existing(&path)?;
+        Ok(Self {
+            path,
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record, with `time` added, and syncs it to disk. On failure the file is
+    /// truncated back to its length before the append.
+    pub fn write(&self, record: &AuditRecord) -> std::io::Result<()> {
+        let line = Line {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            record,
+        };
+        let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
+        text.push('\n');
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&self.path)?;
-        file.write_all(line.as_bytes())?;
-        file.sync_data()
+        append_whole(&mut file, text.as_bytes())
     }
 }
 
+/// Where a record is appended: the audit file, or a fake in tests.
+trait Append {
+    /// The current length, when truncating back to it makes sense (regular files).
+    fn len_if_file(&self) -> std::io::Result<Option<u64>>;
+    /// Appends all of `bytes` and makes them durable.
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Cuts the file back to `len` bytes.
+    fn truncate(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl Append for std::fs::File {
+    fn len_if_file(&self) -> std::io::Result<Option<u64>> {
+        let meta = self.metadata()?;
+        Ok(meta.is_file().then(|| meta.len()))
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes)?;
+        self.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+/// Appends `bytes` whole or not at all: a failed append is cut back off.
+fn append_whole(target: &mut impl Append, bytes: &[u8]) -> std::io::Result<()> {
+    let before = target.len_if_file()?;
+    let written = target.append(bytes);
+    if let (Err(_), Some(len)) = (&written, before) {
+        // Best effort: if even this fails, the next append starts after a torn line, which a
+        // JSON Lines reader skips as one bad line.
+        let _ = target.truncate(len);
+    }
+    written
+}
+
+fn check_existing(path: &Path) -> Result<(), AuditError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(AuditError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    if meta.file_type().is_symlink() {
+        return Err(AuditError::Symlink {
+            path: path.to_owned(),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(AuditError::Writable {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
 /// Appends a record off the async threads (the write ends with an fsync).
-pub async fn append(
-    log: &std::sync::Arc<AuditLog>,
-    record: Map<String, Value>,
-) -> std::io::Result<()> {
+pub async fn append(log: &std::sync::Arc<AuditLog>, record: AuditRecord) -> std::io::Result<()> {
     let log = log.clone();
-    tokio::task::spawn_blocking(move || log.write(record))
+    tokio::task::spawn_blocking(move || log.write(&record))
         .await
         .map_err(std::io::Error::other)?
 }
@@ -68,4 +272,107 @@ pub fn request_id() -> String {
     // The id only links two records; a zero id on a broken random source still works.
     let _ = getrandom::fill(&mut raw);
     crate::token::hex(&raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mesa-audit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("dir");
+        d
+    }
+
+    fn record() -> AuditRecord {
+        AuditRecord {
+            event: AuditEvent::Intent,
+            request_id: "00".to_owned(),
+            token: "t".to_owned(),
+            client: "127.0.0.1:1".to_owned(),
+            target: "main".to_owned(),
+            action: "terminate",
+            subject: AuditSubject::Backend {
+                pid: 42,
+                backend_start: None,
+            },
+            outcome: None,
+            status: None,
+            reason: None,
+            sqlstate: None,
+        }
+    }
+
+    #[test]
+    fn symlinks_and_writable_files_are_refused_and_links_never_followed() {
+        let d = dir("links");
+        let real = d.join("real.jsonl");
+        std::fs::write(&real, "").expect("real");
+        let link = d.join("link.jsonl");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        assert!(matches!(
+            AuditLog::open(link.clone()),
+            Err(AuditError::Symlink { .. })
+        ));
+        // A link planted after start is not followed either.
+        let log = AuditLog::open(d.join("later.jsonl")).expect("absent file is fine");
+        std::os::unix::fs::symlink(&real, d.join("later.jsonl")).expect("plant");
+        assert!(log.write(&record()).is_err());
+        assert_eq!(std::fs::read_to_string(&real).expect("real"), "");
+
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o620)).expect("chmod");
+        let err = AuditLog::open(real.clone()).expect_err("group-writable");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let log = AuditLog::open(real.clone()).expect("group-readable is fine");
+        log.write(&record()).expect("append");
+        let line = std::fs::read_to_string(&real).expect("read");
+        let json: serde_json::Value = serde_json::from_str(line.trim()).expect("JSON");
+        assert_eq!(json["event"], "intent");
+        assert_eq!(json["pid"], 42);
+        assert!(json["time"].is_string() && json.get("outcome").is_none());
+    }
+
+    /// A disk that fills up after `room` more bytes.
+    struct FillingDisk {
+        data: Vec<u8>,
+        room: usize,
+    }
+
+    impl Append for FillingDisk {
+        fn len_if_file(&self) -> std::io::Result<Option<u64>> {
+            Ok(Some(self.data.len() as u64))
+        }
+
+        fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+            let fits = bytes.len().min(self.room);
+            self.data.extend_from_slice(&bytes[..fits]);
+            self.room -= fits;
+            if fits < bytes.len() {
+                return Err(std::io::Error::other("no space left on device"));
+            }
+            Ok(())
+        }
+
+        fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+            self.data.truncate(usize::try_from(len).expect("small"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_append_leaves_no_torn_line() {
+        let mut disk = FillingDisk {
+            data: b"{\"first\":1}\n".to_vec(),
+            room: 10,
+        };
+        let err = append_whole(&mut disk, b"{\"second\":\"a long record\"}\n");
+        assert!(err.is_err());
+        assert_eq!(disk.data, b"{\"first\":1}\n", "the torn half was cut back off");
+        disk.room = 100;
+        append_whole(&mut disk, b"{\"third\":3}\n").expect("fits");
+        assert_eq!(disk.data, b"{\"first\":1}\n{\"third\":3}\n");
+    }
 }

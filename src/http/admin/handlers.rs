@@ -1,28 +1,30 @@
-//! One function per admin route. Each authorises first, validates its input, and only then
-//! talks to the gateway; mutations go through [`mutate`] for the audit trail.
+//! One function per admin route. Each takes [`Authorized`] (so it runs only for a caller
+//! that was authenticated, authorised and rate-limited for its action), parses its own input
+//! into the gateway's types, and only then talks to the gateway; mutations go through
+//! [`mutate`] for the audit trail.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+use tokio::time::Instant;
 
+use super::audit::{AuditEvent, AuditOutcome, AuditRecord, AuditSubject};
+use super::extract::Authorized;
 use super::problem::Problem;
-use super::{Action, AdminState, Targeted};
+use super::{Action, AdminState};
 use crate::config::Scope;
-use crate::gateway::validate;
 use crate::gateway::{
-    Administrator, Column, Database, GatewayError, HealthStatus, Inspector, NewUser, ServerHealth,
-    Session, SessionFilter, Table, TableKind,
+    Administrator, BackendRef, Column, Database, Deadline, GatewayError, HealthStatus, Inspector,
+    NewUser, ObjectName, Pid, ServerHealth, Session, SessionFilter, SessionLimit, Table,
+    TableKind,
 };
-use crate::http::ClientAddr;
 use crate::secret::Secret;
 
 fn rfc3339(t: SystemTime) -> String {
@@ -35,64 +37,54 @@ fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, Problem> {
 }
 
 pub(super) async fn openapi(State(state): State<AdminState>) -> Response {
-    let names: Vec<String> = state
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .keys()
-        .cloned()
-        .collect();
-    let doc = super::openapi::document(&names);
+    let doc = super::openapi::document();
     state.finish(Action::OpenApi, Ok(super::json(StatusCode::OK, doc)))
 }
 
 pub(super) async fn no_route(State(state): State<AdminState>) -> Response {
-    let problem = Problem::not_found("no such route; see /api/v1/openapi.json");
-    state.metrics.admin_request("unknown", problem.outcome());
-    problem.into_response()
+    state.finish_unknown(Problem::not_found(
+        "no such route; see /api/v1/openapi.json",
+    ))
 }
 
 pub(super) async fn method_not_allowed(State(state): State<AdminState>) -> Response {
-    let problem = Problem::new(
+    state.finish_unknown(Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
         "this route does not accept that method; see /api/v1/openapi.json",
-    );
-    state.metrics.admin_request("unknown", problem.outcome());
-    problem.into_response()
+    ))
 }
 
-pub(super) async fn list_targets(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    let result = (|| {
-        let caller = state.authorize(&headers, Action::ListTargets)?;
-        // The registry lock is held only while the list is built; nothing here waits.
-        let registry = state.registry.read().unwrap_or_else(|p| p.into_inner());
-        let targets: Vec<Value> = registry
-            .values()
-            .filter(|t| caller.may_access(&t.config.name))
-            .map(|t| {
-                let c = &t.config;
-                let snapshot = state.store.get(&c.name);
-                let (status, reason) = match snapshot.as_deref().map(|s| &s.result) {
-                    None => ("pending", None),
-                    Some(Ok(_)) => ("up", None),
-                    Some(Err(r)) => ("down", Some(r.as_str())),
-                };
-                json!({
-                    "name": c.name,
-                    "driver": c.driver.as_str(),
-                    "endpoint": format!("{}:{}", c.host, c.port),
-                    "status": status,
-                    "reason": reason,
-                    "last_collection": snapshot.as_ref().map(|s| rfc3339(s.finished_at)),
-                    "last_success": snapshot.as_ref().and_then(|s| s.last_success).map(rfc3339),
-                    "duration_seconds": snapshot.as_ref().map(|s| s.duration.as_secs_f64()),
-                })
+pub(super) async fn list_targets(State(state): State<AdminState>, auth: Authorized) -> Response {
+    let targets: Vec<Value> = state
+        .registry
+        .all()
+        .iter()
+        .filter(|t| auth.caller.may_access(&t.config.name))
+        .map(|t| {
+            let c = &t.config;
+            let snapshot = state.store.get(&c.name);
+            let (status, reason) = match snapshot.as_deref().map(|s| &s.result) {
+                None => ("pending", None),
+                Some(Ok(_)) => ("up", None),
+                Some(Err(r)) => ("down", Some(r.as_str())),
+            };
+            json!({
+                "name": c.name,
+                "driver": c.driver.as_str(),
+                "endpoint": format!("{}:{}", c.host, c.port),
+                "status": status,
+                "reason": reason,
+                "last_collection": snapshot.as_ref().map(|s| rfc3339(s.finished_at)),
+                "last_success": snapshot.as_ref().and_then(|s| s.last_success).map(rfc3339),
+                "duration_seconds": snapshot.as_ref().map(|s| s.duration.as_secs_f64()),
             })
-            .collect();
-        Ok(super::json(StatusCode::OK, json!({ "targets": targets })))
-    })();
-    state.finish(Action::ListTargets, result)
+        })
+        .collect();
+    state.finish(
+        auth.action,
+        Ok(super::json(StatusCode::OK, json!({ "targets": targets }))),
+    )
 }
 
 fn health_json(h: &ServerHealth) -> Value {
@@ -108,30 +100,23 @@ fn health_json(h: &ServerHealth) -> Value {
     })
 }
 
-pub(super) async fn health(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    target: Result<Path<String>, PathRejection>,
-) -> Response {
+pub(super) async fn health(State(state): State<AdminState>, auth: Authorized) -> Response {
     let result = async {
-        let target = path(target)?;
-        let t = state.authorize_target(&headers, Action::Health, &target)?;
-        Ok(
-            match t.gateway()?.server_health(state.read_deadline(&t)).await {
-                Ok(h) => super::json(StatusCode::OK, health_json(&h)),
-                // Health answers the question "is it up?": a failure is an answer, not an error.
-                Err(e) => {
-                    tracing::info!(target_name = %target, error = %e, "health check failed");
-                    super::json(
-                        StatusCode::OK,
-                        json!({ "status": "OFFLINE", "reason": e.reason().as_str() }),
-                    )
-                }
-            },
-        )
+        let deadline = state.read_deadline(&auth)?;
+        Ok(match auth.gateway()?.server_health(deadline).await {
+            Ok(h) => super::json(StatusCode::OK, health_json(&h)),
+            // Health answers the question "is it up?": a failure is an answer, not an error.
+            Err(e) => {
+                tracing::info!(target_name = %auth.target()?.config.name, error = %e, "health check failed");
+                super::json(
+                    StatusCode::OK,
+                    json!({ "status": "OFFLINE", "reason": e.reason().as_str() }),
+                )
+            }
+        })
     }
     .await;
-    state.finish(Action::Health, result)
+    state.finish(auth.action, result)
 }
 
 /// `?limit=N&include_idle=BOOL`, strictly.
@@ -144,11 +129,11 @@ fn session_filter(query: Option<&str>) -> Result<SessionFilter, Problem> {
                 filter.limit = value
                     .parse::<u32>()
                     .ok()
-                    .filter(|n| (1..=SessionFilter::MAX_LIMIT).contains(n))
+                    .and_then(|n| SessionLimit::new(n).ok())
                     .ok_or_else(|| {
                         Problem::invalid(format!(
                             "limit must be an integer from 1 to {}",
-                            SessionFilter::MAX_LIMIT
+                            SessionLimit::MAX
                         ))
                     })?;
             }
@@ -184,7 +169,7 @@ fn session_json(s: &Session) -> Value {
         "query": s.query,
         "wait_event_type": s.wait_event_type,
         "wait_event": s.wait_event,
-        "backend_start": since_epoch(s.backend_start),
+        "backend_start": s.backend_start.filter(|t| *t > UNIX_EPOCH).map(|t| humantime::format_rfc3339_micros(t).to_string()),
         "xact_start": since_epoch(s.xact_start),
         "query_start": since_epoch(s.query_start),
         "duration_seconds": s.duration.map(|d| d.as_secs_f64()),
@@ -193,23 +178,18 @@ fn session_json(s: &Session) -> Value {
 
 pub(super) async fn sessions(
     State(state): State<AdminState>,
-    headers: HeaderMap,
-    target: Result<Path<String>, PathRejection>,
+    auth: Authorized,
     RawQuery(query): RawQuery,
 ) -> Response {
     let result = async {
-        let target = path(target)?;
-        let t = state.authorize_target(&headers, Action::Sessions, &target)?;
         let filter = session_filter(query.as_deref())?;
-        let sessions = t
-            .gateway()?
-            .sessions(filter, state.read_deadline(&t))
-            .await?;
+        let deadline = state.read_deadline(&auth)?;
+        let sessions = auth.gateway()?.sessions(filter, deadline).await?;
         let list: Vec<Value> = sessions.iter().map(session_json).collect();
         Ok(super::json(StatusCode::OK, json!({ "sessions": list })))
     }
     .await;
-    state.finish(Action::Sessions, result)
+    state.finish(auth.action, result)
 }
 
 fn database_json(d: &Database) -> Value {
@@ -236,126 +216,114 @@ fn column_json(c: &Column) -> Value {
     })
 }
 
-pub(super) async fn databases(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    target: Result<Path<String>, PathRejection>,
-) -> Response {
+pub(super) async fn databases(State(state): State<AdminState>, auth: Authorized) -> Response {
     let result = async {
-        let target = path(target)?;
-        let t = state.authorize_target(&headers, Action::Databases, &target)?;
-        let list = t.gateway()?.databases(state.read_deadline(&t)).await?;
+        let deadline = state.read_deadline(&auth)?;
+        let list = auth.gateway()?.databases(deadline).await?;
         let list: Vec<Value> = list.iter().map(database_json).collect();
         Ok(super::json(StatusCode::OK, json!({ "databases": list })))
     }
     .await;
-    state.finish(Action::Databases, result)
+    state.finish(auth.action, result)
 }
 
 pub(super) async fn tables(
     State(state): State<AdminState>,
-    headers: HeaderMap,
+    auth: Authorized,
     params: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
     let result = async {
-        let (target, database) = path(params)?;
-        let t = state.authorize_target(&headers, Action::Tables, &target)?;
-        validate::object_name("database", &database)?;
-        let list = t
-            .gateway()?
-            .tables(&database, state.read_deadline(&t))
-            .await?;
+        let (_, database) = path(params)?;
+        let database = ObjectName::parse("database", &database)?;
+        let deadline = state.read_deadline(&auth)?;
+        let list = auth.gateway()?.tables(&database, deadline).await?;
         let list: Vec<Value> = list.iter().map(table_json).collect();
         Ok(super::json(StatusCode::OK, json!({ "tables": list })))
     }
     .await;
-    state.finish(Action::Tables, result)
+    state.finish(auth.action, result)
 }
 
 pub(super) async fn columns(
     State(state): State<AdminState>,
-    headers: HeaderMap,
+    auth: Authorized,
     params: Result<Path<(String, String, String, String)>, PathRejection>,
 ) -> Response {
     let result = async {
-        let (target, database, schema, table) = path(params)?;
-        let t = state.authorize_target(&headers, Action::Columns, &target)?;
-        validate::object_name("database", &database)?;
-        validate::object_name("schema", &schema)?;
-        validate::object_name("table", &table)?;
-        let list = t
+        let (_, database, schema, table) = path(params)?;
+        let database = ObjectName::parse("database", &database)?;
+        let schema = ObjectName::parse("schema", &schema)?;
+        let table = ObjectName::parse("table", &table)?;
+        let deadline = state.read_deadline(&auth)?;
+        let list = auth
             .gateway()?
-            .columns(&database, &schema, &table, state.read_deadline(&t))
+            .columns(&database, &schema, &table, deadline)
             .await?;
         let list: Vec<Value> = list.iter().map(column_json).collect();
         Ok(super::json(StatusCode::OK, json!({ "columns": list })))
     }
     .await;
-    state.finish(Action::Columns, result)
-}
-
-/// A backend pid from the path: a positive 32-bit integer.
-fn parse_pid(raw: &str) -> Result<i32, Problem> {
-    let pid: i32 = raw
-        .parse()
-        .map_err(|_| Problem::invalid("pid must be a positive 32-bit integer"))?;
-    validate::pid(pid)?;
-    Ok(pid)
+    state.finish(auth.action, result)
 }
 
 /// Runs an audited mutation on the task tracker: intent record, the call, outcome record.
 /// The spawned task owns everything, so the mutation and its outcome record complete even if
-/// the client disconnects; shutdown waits for the tracker.
+/// the client disconnects; shutdown waits for the tracker. A mutation whose intent record was
+/// written only after the request's deadline is not started (outcome `abandoned`, 504).
 async fn mutate<F, Fut>(
     state: &AdminState,
-    target: &Targeted,
-    client: SocketAddr,
-    action: Action,
-    details: Map<String, Value>,
+    auth: &Authorized,
+    subject: AuditSubject,
     success: StatusCode,
     call: F,
 ) -> Result<Response, Problem>
 where
-    F: FnOnce() -> Fut + Send + 'static,
+    F: FnOnce(Deadline) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Value, GatewayError>> + Send + 'static,
 {
     let Some(audit) = state.audit.clone() else {
         return Err(Problem::audit_unavailable());
     };
-    let mut record = Map::new();
-    record.insert("request_id".to_owned(), json!(super::audit::request_id()));
-    record.insert("token".to_owned(), json!(target.caller.token));
-    record.insert("client".to_owned(), json!(client.to_string()));
-    record.insert("target".to_owned(), json!(target.handle.config.name));
-    record.insert("action".to_owned(), json!(action.as_str()));
-    record.extend(details);
+    let deadline = auth.deadline()?;
+    let intent = AuditRecord {
+        event: AuditEvent::Intent,
+        request_id: super::audit::request_id(),
+        token: auth.caller.token.clone(),
+        client: auth.client.to_string(),
+        target: auth.target()?.config.name.clone(),
+        action: auth.action.as_str(),
+        subject,
+        outcome: None,
+        status: None,
+        reason: None,
+        sqlstate: None,
+    };
     let task = state.tracker.spawn(async move {
-        let mut intent = record.clone();
-        intent.insert("event".to_owned(), json!("intent"));
-        if let Err(e) = super::audit::append(&audit, intent).await {
+        if let Err(e) = super::audit::append(&audit, intent.clone()).await {
             tracing::error!(error = %e, "cannot write the audit intent record; mutation refused");
             return Err(Problem::audit_unavailable());
         }
-        let result = call().await;
-        let mut outcome = record;
-        outcome.insert("event".to_owned(), json!("outcome"));
-        match &result {
-            Ok(_) => {
-                outcome.insert("outcome".to_owned(), json!("ok"));
-                outcome.insert("status".to_owned(), json!(success.as_u16()));
+        if Instant::now() >= deadline.at() {
+            let problem = Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "the audit record was written only after the request's deadline; the action was not started",
+            );
+            let outcome = intent.outcome(AuditOutcome::Abandoned, problem.status.as_u16());
+            if let Err(e) = super::audit::append(&audit, outcome).await {
+                tracing::error!(error = %e, "cannot write the audit outcome record");
             }
-            Err(e) => {
-                outcome.insert("outcome".to_owned(), json!("error"));
-                outcome.insert("reason".to_owned(), json!(e.reason().as_str()));
-                if let Some(code) = e.sqlstate() {
-                    outcome.insert("sqlstate".to_owned(), json!(code));
-                }
-            }
+            return Err(problem);
         }
-        let result = result.map_err(Problem::from);
-        if let Err(problem) = &result {
-            outcome.insert("status".to_owned(), json!(problem.status.as_u16()));
-        }
+        let result = call(deadline).await.map_err(Problem::from);
+        let outcome = match &result {
+            Ok(_) => intent.outcome(AuditOutcome::Ok, success.as_u16()),
+            Err(problem) => AuditRecord {
+                reason: problem.reason.map(|r| r.as_str()),
+                sqlstate: problem.sqlstate.clone(),
+                ..intent.outcome(AuditOutcome::Error, problem.status.as_u16())
+            },
+        };
         if let Err(e) = super::audit::append(&audit, outcome).await {
             // The action happened; it cannot be undone. Say so loudly.
             tracing::error!(error = %e, "cannot write the audit outcome record");
@@ -372,39 +340,77 @@ where
     })?
 }
 
+/// The optional body of terminate and cancel.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SignalBody {
+    /// `backend_start` as `/sessions` lists it; pins the backend so a reused pid is never hit.
+    #[serde(default)]
+    backend_start: Option<String>,
+}
+
+/// Parses `backend_start` (RFC 3339, as `/sessions` returns it).
+fn backend_start(raw: &str) -> Result<SystemTime, Problem> {
+    humantime::parse_rfc3339(raw).map_err(|_| {
+        Problem::invalid(
+            "backend_start must be an RFC 3339 time in UTC, as /sessions lists it (e.g. 2026-11-27T04:28:46.123456Z)",
+        )
+    })
+}
+
 async fn signal(
     state: AdminState,
-    client: SocketAddr,
-    headers: HeaderMap,
+    auth: Authorized,
     params: Result<Path<(String, String)>, PathRejection>,
-    action: Action,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let action = auth.action;
     let result = async {
-        let (target, pid) = path(params)?;
-        let t = state.authorize_target(&headers, action, &target)?;
-        let pid = parse_pid(&pid)?;
-        let gateway = t.gateway()?;
-        let deadline = t.deadline();
-        let mut details = Map::new();
-        details.insert("pid".to_owned(), json!(pid));
+        let (_, pid) = path(params)?;
+        let pid = Pid::parse(&pid)?;
+        let body: SignalBody = match &body {
+            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => SignalBody::default(),
+            _ => parse_body(body)?,
+        };
+        let backend = BackendRef {
+            pid,
+            backend_start: body.backend_start.as_deref().map(backend_start).transpose()?,
+        };
+        let gateway = auth.gateway()?;
+        let subject = AuditSubject::Backend {
+            pid: pid.get(),
+            backend_start: body.backend_start.clone(),
+        };
         mutate(
             &state,
-            &t,
-            client,
-            action,
-            details,
+            &auth,
+            subject,
             StatusCode::OK,
-            move || async move {
-                match action {
-                    Action::Cancel => gateway.cancel(pid, deadline).await?,
-                    _ => gateway.terminate(pid, deadline).await?,
-                }
-                let done = if action == Action::Cancel {
-                    "cancelled"
-                } else {
-                    "terminated"
+            move |deadline| async move {
+                // No catch-all: only these two actions signal.
+                let done = match action {
+                    Action::Cancel => {
+                        gateway.cancel(backend, deadline).await?;
+                        "cancelled"
+                    }
+                    Action::Terminate => {
+                        gateway.terminate(backend, deadline).await?;
+                        "terminated"
+                    }
+                    Action::ListTargets
+                    | Action::Health
+                    | Action::Sessions
+                    | Action::CreateUser
+                    | Action::Databases
+                    | Action::Tables
+                    | Action::Columns
+                    | Action::OpenApi => {
+                        return Err(GatewayError::Refused {
+                            reason: "not a signal route".to_owned(),
+                        });
+                    }
                 };
-                Ok(json!({ "pid": pid, "result": done }))
+                Ok(json!({ "pid": pid.get(), "result": done }))
             },
         )
         .await
@@ -415,20 +421,20 @@ async fn signal(
 
 pub(super) async fn terminate(
     State(state): State<AdminState>,
-    Extension(ClientAddr(client)): Extension<ClientAddr>,
-    headers: HeaderMap,
+    auth: Authorized,
     params: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    signal(state, client, headers, params, Action::Terminate).await
+    signal(state, auth, params, body).await
 }
 
 pub(super) async fn cancel(
     State(state): State<AdminState>,
-    Extension(ClientAddr(client)): Extension<ClientAddr>,
-    headers: HeaderMap,
+    auth: Authorized,
     params: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    signal(state, client, headers, params, Action::Cancel).await
+    signal(state, auth, params, body).await
 }
 
 /// The body of `POST .../users`.
@@ -482,16 +488,12 @@ fn parse_body<T: serde::de::DeserializeOwned>(
 
 pub(super) async fn create_user(
     State(state): State<AdminState>,
-    Extension(ClientAddr(client)): Extension<ClientAddr>,
-    headers: HeaderMap,
-    target: Result<Path<String>, PathRejection>,
+    auth: Authorized,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let target = path(target)?;
-        let t = state.authorize_target(&headers, Action::CreateUser, &target)?;
         let body: CreateUserBody = parse_body(body)?;
-        if body.superuser && !t.caller.has(Scope::CreateSuperuser) {
+        if body.superuser && !auth.caller.has(Scope::CreateSuperuser) {
             return Err(Problem::forbidden(
                 "creating a superuser needs the create_superuser scope",
             ));
@@ -502,28 +504,23 @@ pub(super) async fn create_user(
             body.superuser,
             body.login,
         )?;
-        let gateway = t.gateway()?;
-        let deadline = t.deadline();
-        let mut details = Map::new();
-        details.insert("role".to_owned(), json!(user.name.as_str()));
-        details.insert("superuser".to_owned(), json!(user.superuser));
-        details.insert("login".to_owned(), json!(user.login));
-        details.insert(
-            "password".to_owned(),
-            json!(if user.password.is_some() {
+        let gateway = auth.gateway()?;
+        let subject = AuditSubject::Role {
+            role: user.name.as_str().to_owned(),
+            superuser: user.superuser,
+            login: user.login,
+            password: if user.password.is_some() {
                 "chosen"
             } else {
                 "generated"
-            }),
-        );
+            },
+        };
         mutate(
             &state,
-            &t,
-            client,
-            Action::CreateUser,
-            details,
+            &auth,
+            subject,
             StatusCode::CREATED,
-            move || async move {
+            move |deadline| async move {
                 let created = gateway.create_user(user.clone(), deadline).await?;
                 let mut body = json!({
                     "name": created.name.as_str(),
@@ -540,5 +537,5 @@ pub(super) async fn create_user(
         .await
     }
     .await;
-    state.finish(Action::CreateUser, result)
+    state.finish(auth.action, result)
 }
