@@ -101,7 +101,12 @@ impl ListenerFiles {
             ),
             None => None,
         };
-        let audit = match config.admin.audit_log.as_ref().filter(|_| config.admin.enabled()) {
+        let audit = match config
+            .admin
+            .audit_log
+            .as_ref()
+            .filter(|_| config.admin.enabled())
+        {
             Some(path) => Some(Arc::new(AuditLog::open(path.clone())?)),
             None => None,
         };

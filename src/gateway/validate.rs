@@ -328,6 +328,9 @@ mod tests {
         );
         assert!(SessionLimit::new(0).is_err());
         assert!(SessionLimit::new(1001).is_err());
-        assert_eq!(SessionLimit::new(1000).map(SessionLimit::get).ok(), Some(1000));
+        assert_eq!(
+            SessionLimit::new(1000).map(SessionLimit::get).ok(),
+            Some(1000)
+        );
     }
 }

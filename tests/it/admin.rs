@@ -1001,9 +1001,7 @@ async fn the_openapi_document_and_the_router_agree() {
         assert_eq!(reply.status, expected, "{method} {path}");
     }
     // The document is public: it must not list the configured targets (`main` and `other`).
-    let served = admin
-        .call("GET", "/api/v1/openapi.json", None, None)
-        .await;
+    let served = admin.call("GET", "/api/v1/openapi.json", None, None).await;
     assert!(
         !served.body.contains("\"other\""),
         "the unauthenticated document names a configured target"

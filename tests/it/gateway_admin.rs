@@ -142,7 +142,10 @@ async fn terminate_ends_the_session_and_refuses_the_rest() {
             .await
             .expect(kind)
             .get(0);
-        let refused = g.terminate(backend(bg), Deadline::after(D)).await.expect_err(kind);
+        let refused = g
+            .terminate(backend(bg), Deadline::after(D))
+            .await
+            .expect_err(kind);
         assert_eq!(
             refused.reason(),
             FailureReason::Refused,
@@ -241,7 +244,9 @@ async fn cancel_stops_the_query_and_keeps_the_session() {
     let held = tokio::spawn(async move { runner.batch_execute("SELECT pg_sleep(600)").await });
     assert!(eventually(Duration::from_secs(5), || is_active(pid)).await);
     let g = gateway(&with_admin(target("cancel", "mesa_monitor"), "mesa_admin"));
-    g.cancel(backend(pid), Deadline::after(D)).await.expect("cancel");
+    g.cancel(backend(pid), Deadline::after(D))
+        .await
+        .expect("cancel");
     let err = tokio::time::timeout(Duration::from_secs(5), held)
         .await
         .expect("the query ends")

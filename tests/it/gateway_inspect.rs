@@ -173,7 +173,12 @@ async fn tables_and_columns_of_a_schema_come_back_exactly() {
     );
 
     let columns = g
-        .columns(&object("inspect_shop"), &object("sales"), &object("orders"), Deadline::after(D))
+        .columns(
+            &object("inspect_shop"),
+            &object("sales"),
+            &object("orders"),
+            Deadline::after(D),
+        )
         .await
         .expect("columns");
     let got: Vec<(u32, &str, &str, bool, Option<&str>)> = columns
@@ -212,7 +217,12 @@ async fn tables_and_columns_of_a_schema_come_back_exactly() {
     );
 
     let missing = g
-        .columns(&object("inspect_shop"), &object("sales"), &object("nope"), Deadline::after(D))
+        .columns(
+            &object("inspect_shop"),
+            &object("sales"),
+            &object("nope"),
+            Deadline::after(D),
+        )
         .await
         .expect_err("no such table");
     assert_eq!(missing.reason(), FailureReason::NotFound);

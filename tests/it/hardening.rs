@@ -91,3 +91,284 @@ async fn an_authenticated_server_gets_no_password_without_channel_binding() {
         "the relay should have phished the password with binding merely preferred"
     );
 }
+
+/// A daemon with the admin API on `targets` (YAML list items) and one all-scopes token.
+async fn admin_daemon(
+    collection: &str,
+    audit: &str,
+    targets: &str,
+) -> (mesa::app::App, std::net::SocketAddr, String) {
+    let token = mesa::token::generate().expect("token");
+    let config = daemon_config(&format!(
+        "collection: {{{collection}}}
+web: {{listen_address: '127.0.0.1:0'}}
+admin:
+  listen_address: '127.0.0.1:0'
+  audit_log: {audit}
+  rate_limit: {{burst: 1000, per_second: 1000}}
+  tokens:
+    - {{name: ops, sha256: '{}', scopes: [read, terminate, create_user], targets: ['*']}}
+targets:
+{targets}",
+        token.sha256_hex
+    ));
+    let app = mesa::app::App::start(config).await.expect("daemon starts");
+    let addr = app.admin_addr().expect("admin API");
+    (app, addr, token.token.expose().to_owned())
+}
+
+const MAIN: &str = "  - {name: main, driver: postgres, host: '{host}', port: {port}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable, admin: {username: mesa_admin, password_file: fixture.pw}}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_spare_superusers_and_a_pinned_backend_start_spares_a_reused_pid() {
+    let (app, admin, token) =
+        admin_daemon("interval: 5s, timeout: 4s", "audit-signals.jsonl", MAIN).await;
+    let c = cluster();
+    let su_victim = client_as(c.superuser(), c.password(), "postgres")
+        .await
+        .expect("superuser session");
+    let (su_pid, _su) = background(su_victim, "SELECT pg_sleep(60)").await;
+    assert!(eventually(D, || is_active(su_pid)).await);
+    // mesa_admin holds pg_signal_backend, which PostgreSQL already stops at superusers; Mesa
+    // refuses before asking, with the reason (409), and for cancel too.
+    for verb in ["cancel", "terminate"] {
+        let reply = request(
+            admin,
+            "POST",
+            &format!("/api/v1/targets/main/sessions/{su_pid}/{verb}"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, 409, "{verb}: {}", reply.body);
+        assert!(reply.body.contains("superuser"), "{}", reply.body);
+    }
+    assert!(is_active(su_pid).await, "the superuser's session survives");
+
+    // backend_start: the value /sessions lists pins the backend.
+    let victim = client_as("app_user", ROLE_PASSWORD, "postgres")
+        .await
+        .expect("victim");
+    let (pid, _held) = background(victim, "SELECT pg_sleep(60)").await;
+    assert!(eventually(D, || is_active(pid)).await);
+    let list = request(
+        admin,
+        "GET",
+        "/api/v1/targets/main/sessions?limit=1000",
+        Some(&token),
+        None,
+    )
+    .await
+    .json();
+    let listed = list["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|s| s["pid"] == pid)
+        .expect("the victim is listed")["backend_start"]
+        .as_str()
+        .expect("backend_start")
+        .to_owned();
+    let started = humantime::parse_rfc3339(&listed).expect("RFC 3339");
+    let truth: std::time::SystemTime = superuser("postgres")
+        .await
+        .query_one(
+            "SELECT backend_start FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .await
+        .expect("backend_start")
+        .get(0);
+    assert_eq!(started, truth, "listed to the microsecond");
+    // Another backend's start time (as if the pid had been reused since): not found, spared.
+    let earlier = humantime::format_rfc3339_micros(truth - Duration::from_micros(1)).to_string();
+    for (body, status) in [
+        (format!(r#"{{"backend_start": "{earlier}"}}"#), 404),
+        (r#"{"backend_start": "yesterday"}"#.to_owned(), 422),
+        (
+            r#"{"backend_start": "2026-01-01T00:00:00Z", "x": 1}"#.to_owned(),
+            422,
+        ),
+    ] {
+        let reply = request(
+            admin,
+            "POST",
+            &format!("/api/v1/targets/main/sessions/{pid}/terminate"),
+            Some(&token),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.body);
+        assert!(is_active(pid).await, "spared after {body}");
+    }
+    let reply = request(
+        admin,
+        "POST",
+        &format!("/api/v1/targets/main/sessions/{pid}/terminate"),
+        Some(&token),
+        Some(&format!(r#"{{"backend_start": "{listed}"}}"#)),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(eventually(D, || async { !pid_exists(pid).await }).await);
+    app.shutdown(mesa::app::DEFAULT_GRACE_PERIOD)
+        .await
+        .expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_never_show_passwords_and_role_names_are_lower_case() {
+    let _serial = role_lock().await;
+    let (app, admin, token) =
+        admin_daemon("interval: 5s, timeout: 4s", "audit-redact.jsonl", MAIN).await;
+    let su = superuser("postgres").await;
+    su.batch_execute("CREATE ROLE redact_victim NOLOGIN")
+        .await
+        .expect("role");
+    let secret_session = superuser("postgres").await;
+    let (pid, _held) = background(
+        secret_session,
+        "SELECT pg_sleep(60) WHERE 'SCRAM-SHA-256$4096:c2FsdA==$c3Q=:c2U=' <> ''; ALTER ROLE redact_victim PASSWORD 'leaked-secret-123'",
+    )
+    .await;
+    assert!(eventually(D, || is_active(pid)).await);
+    let reply = request(
+        admin,
+        "GET",
+        "/api/v1/targets/main/sessions?limit=1000",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let query = reply.json()["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|s| s["pid"] == pid)
+        .expect("listed")["query"]
+        .as_str()
+        .expect("query")
+        .to_owned();
+    assert!(
+        query.contains("ALTER ROLE redact_victim PASSWORD [redacted]"),
+        "{query}"
+    );
+    assert!(!reply.body.contains("leaked-secret-123"), "{}", reply.body);
+    assert!(!reply.body.contains("SCRAM-SHA-256$4096"), "{}", reply.body);
+    su.query_one("SELECT pg_cancel_backend($1)", &[&pid])
+        .await
+        .expect("cancel");
+
+    // Upper-case look-alikes of existing roles are refused before any SQL.
+    for name in ["Postgres", "App_User", "MESA"] {
+        let reply = request(
+            admin,
+            "POST",
+            "/api/v1/targets/main/users",
+            Some(&token),
+            Some(&format!(r#"{{"name": "{name}"}}"#)),
+        )
+        .await;
+        assert_eq!(reply.status, 422, "{name}: {}", reply.body);
+        assert!(!role_exists(name).await);
+    }
+    app.shutdown(mesa::app::DEFAULT_GRACE_PERIOD)
+        .await
+        .expect("shutdown");
+}
+
+#[tokio::test]
+async fn an_unsafe_audit_file_stops_the_daemon_from_starting() {
+    let dir = std::env::temp_dir().join(format!("mesa-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let real = dir.join("audit-real.jsonl");
+    std::fs::write(&real, "").expect("real");
+    let link = dir.join("audit-link.jsonl");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let writable = dir.join("audit-writable.jsonl");
+    std::fs::write(&writable, "").expect("file");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    for (file, expected) in [
+        ("audit-link.jsonl", "symbolic link"),
+        ("audit-writable.jsonl", "writable by group or others"),
+    ] {
+        let token = mesa::token::generate().expect("token");
+        let config = daemon_config(&format!(
+            "web: {{listen_address: '127.0.0.1:0'}}
+admin:
+  listen_address: '127.0.0.1:0'
+  audit_log: {file}
+  tokens:
+    - {{name: ops, sha256: '{}', scopes: [terminate], targets: ['*']}}
+targets:
+{MAIN}",
+            token.sha256_hex
+        ));
+        let err = mesa::app::App::start(config)
+            .await
+            .expect_err("unsafe audit file");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("admin.audit_log:") && text.contains(expected),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_whose_audit_intent_comes_late_is_never_started() {
+    let _serial = role_lock().await;
+    let dir = std::env::temp_dir().join(format!("mesa-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // A FIFO blocks the intent write until someone reads it: a stalled audit disk.
+    let fifo = dir.join("audit-stalled.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg("-m")
+        .arg("600")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let (app, admin, token) =
+        admin_daemon("interval: 2s, timeout: 1s", "audit-stalled.fifo", MAIN).await;
+    let call = tokio::spawn(async move {
+        request(
+            admin,
+            "POST",
+            "/api/v1/targets/main/users",
+            Some(&token),
+            Some(r#"{"name": "late_intent_user"}"#),
+        )
+        .await
+    });
+    // Past the 1 s deadline, the disk comes back: read the records.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Mesa opens the file once per record: read the intent, then the outcome.
+    let reader = tokio::task::spawn_blocking(move || {
+        let intent = std::fs::read_to_string(&fifo).expect("read the intent");
+        let outcome = std::fs::read_to_string(&fifo).expect("read the outcome");
+        intent + &outcome
+    });
+    let reply = call.await.expect("call");
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    let records = reader.await.expect("reader");
+    assert!(
+        !role_exists("late_intent_user").await,
+        "the role was created"
+    );
+    let lines: Vec<serde_json::Value> = records
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines[0]["event"], "intent", "{records}");
+    assert_eq!(lines[1]["event"], "outcome", "{records}");
+    assert_eq!(lines[1]["outcome"], "abandoned");
+    assert_eq!(lines[1]["status"], 504);
+    app.shutdown(mesa::app::DEFAULT_GRACE_PERIOD)
+        .await
+        .expect("shutdown");
+}

@@ -161,7 +161,10 @@ impl PostgresGateway {
                         .unwrap_or_else(|| "an unknown time".to_owned())
                 ),
             }
-        } else if let Some(kind) = seen.backend_type.as_deref().filter(|k| *k != "client backend")
+        } else if let Some(kind) = seen
+            .backend_type
+            .as_deref()
+            .filter(|k| *k != "client backend")
         {
             GatewayError::Refused {
                 reason: format!(

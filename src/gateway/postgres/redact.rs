@@ -87,7 +87,8 @@ fn password_value(bytes: &[u8], after: usize) -> Option<(usize, usize)> {
             Some((i, quoted_end(bytes, i + 2, true)))
         }
         b'$' => {
-            let tag_end = (i + 1..bytes.len()).find(|&j| !is_ident(bytes[j]) || bytes[j] == b'$')?;
+            let tag_end =
+                (i + 1..bytes.len()).find(|&j| !is_ident(bytes[j]) || bytes[j] == b'$')?;
             if bytes[tag_end] != b'$' {
                 return None;
             }
@@ -126,7 +127,11 @@ fn conninfo_quoted_end(bytes: &[u8], start: usize) -> usize {
     let Some(close) = (body..bytes.len()).find(|&j| bytes[j] == b'\'') else {
         return bytes.len();
     };
-    let closing = bytes[close..].iter().take(run).take_while(|b| **b == b'\'').count();
+    let closing = bytes[close..]
+        .iter()
+        .take(run)
+        .take_while(|b| **b == b'\'')
+        .count();
     close + closing
 }
 

@@ -22,8 +22,7 @@ use super::{Action, AdminState};
 use crate::config::Scope;
 use crate::gateway::{
     Administrator, BackendRef, Column, Database, Deadline, GatewayError, HealthStatus, Inspector,
-    NewUser, ObjectName, Pid, ServerHealth, Session, SessionFilter, SessionLimit, Table,
-    TableKind,
+    NewUser, ObjectName, Pid, ServerHealth, Session, SessionFilter, SessionLimit, Table, TableKind,
 };
 use crate::secret::Secret;
 
@@ -374,7 +373,11 @@ async fn signal(
         };
         let backend = BackendRef {
             pid,
-            backend_start: body.backend_start.as_deref().map(backend_start).transpose()?,
+            backend_start: body
+                .backend_start
+                .as_deref()
+                .map(backend_start)
+                .transpose()?,
         };
         let gateway = auth.gateway()?;
         let subject = AuditSubject::Backend {
