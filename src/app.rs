@@ -119,6 +119,24 @@ impl ListenerFiles {
     }
 }
 
+/// The listen backlog: connections the kernel completes and queues while every connection
+/// slot of a listener is taken. The kernel caps it at `net.core.somaxconn` (4096 on current
+/// Linux); queued connections cost Mesa no descriptor.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `address` with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (a restart must not wait for
+/// the old socket's TIME_WAIT).
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A running Mesa.
 #[derive(Debug)]
 pub struct App {
@@ -140,15 +158,14 @@ impl App {
     /// running.
     pub async fn start(config: Config) -> Result<Self, AppError> {
         let bind = |address: SocketAddr| async move {
-            let listener = TcpListener::bind(address)
-                .await
-                .map_err(|source| AppError::Bind { address, source })?;
+            let listener = listen(address).map_err(|source| AppError::Bind { address, source })?;
             let bound = listener
                 .local_addr()
                 .map_err(|source| AppError::Bind { address, source })?;
             Ok::<_, AppError>((listener, bound))
         };
         let files = ListenerFiles::load(&config)?;
+        crate::fdlimit::ensure(&crate::fdlimit::Budget::of(&config));
         let (metrics_listener, metrics_addr) = bind(config.web.listen_address).await?;
         let admin = &config.admin;
         let admin_listener = if admin.enabled() {
@@ -194,6 +211,10 @@ impl App {
             metrics_router,
             metrics_tls,
             root.child_token(),
+            crate::http::ConnectionCap {
+                listener: "metrics",
+                max: config.web.max_connections,
+            },
         ));
 
         let admin_tokens = Arc::new(RwLock::new(Arc::new(admin.tokens.clone())));
@@ -218,6 +239,10 @@ impl App {
                     crate::http::admin::router(state),
                     tls,
                     root.child_token(),
+                    crate::http::ConnectionCap {
+                        listener: "admin",
+                        max: admin.max_connections,
+                    },
                 ));
                 Some(bound)
             }

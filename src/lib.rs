@@ -23,12 +23,14 @@
 //!   over drivers, and the PostgreSQL driver (ephemeral connections, deadlines, TLS).
 //! * [`app`]: the composition root the binary calls.
 //! * [`cli`], [`logging`], [`token`]: command line, log output, admin token generation.
+//! * [`fdlimit`]: the descriptor budget of the listeners and targets, against `RLIMIT_NOFILE`.
 //! * [`secret`]: a string type that never prints itself.
 //! * `testing` (feature `harness`): a throwaway PostgreSQL cluster for tests and the demo.
 
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod fdlimit;
 pub mod gateway;
 pub mod http;
 pub mod logging;

@@ -39,6 +39,14 @@ pub const DEFAULT_WEB_LISTEN: &str = "0.0.0.0:9930";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9931";
 /// Default PostgreSQL port.
 pub const DEFAULT_PORT: u16 = 5432;
+/// Default cap on concurrent connections to the metrics listener. Prometheus keeps one
+/// connection per scraper; 256 leaves room for HA pairs, federation and people, and keeps the
+/// daemon far inside systemd's default 1024 descriptors with every target's connections.
+pub const DEFAULT_WEB_MAX_CONNECTIONS: usize = 256;
+/// Default cap on concurrent connections to the admin API: people and runbooks, not fleets.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+/// The largest cap either listener accepts.
+pub const MAX_LISTENER_CONNECTIONS: usize = 65_536;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -90,6 +98,8 @@ pub struct WebSettings {
     pub listen_address: SocketAddr,
     /// Exporter-toolkit web config (TLS, basic auth).
     pub config_file: Option<PathBuf>,
+    /// At most this many connections at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 /// TLS certificate and key files.
@@ -117,6 +127,8 @@ pub struct AdminSettings {
     /// `insecure_allow_plaintext`: the operator's explicit consent to serve bearer tokens and
     /// generated passwords without TLS on a non-loopback address.
     pub insecure_allow_plaintext: bool,
+    /// At most this many connections at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
@@ -410,7 +422,7 @@ const COLLECTION_KEYS: &[&str] = &[
     "statement_timeout",
     "lock_timeout",
 ];
-const WEB_KEYS: &[&str] = &["listen_address", "config_file"];
+const WEB_KEYS: &[&str] = &["listen_address", "config_file", "max_connections"];
 const ADMIN_KEYS: &[&str] = &[
     "listen_address",
     "tls",
@@ -418,6 +430,7 @@ const ADMIN_KEYS: &[&str] = &[
     "tokens",
     "rate_limit",
     "insecure_allow_plaintext",
+    "max_connections",
 ];
 const RATE_KEYS: &[&str] = &["burst", "per_second"];
 const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
@@ -536,10 +549,33 @@ fn socket_addr(f: &mut Fields, key: &str, default: &str, p: &mut Problems) -> Op
 
 fn web(f: Option<Fields>, base: &Path, p: &mut Problems) -> Option<WebSettings> {
     let mut f = f?;
+    let max_connections = connection_cap(&mut f, DEFAULT_WEB_MAX_CONNECTIONS, p);
     Some(WebSettings {
         listen_address: socket_addr(&mut f, "listen_address", DEFAULT_WEB_LISTEN, p)?,
         config_file: f.path("config_file", base, p),
+        max_connections,
     })
+}
+
+/// `max_connections` of a listener: 1 to [`MAX_LISTENER_CONNECTIONS`].
+fn connection_cap(f: &mut Fields, default: usize, p: &mut Problems) -> usize {
+    match f.take("max_connections") {
+        None => default,
+        Some(v) => match v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=MAX_LISTENER_CONNECTIONS).contains(n))
+        {
+            Some(n) => n,
+            None => {
+                p.add(
+                    f.path_of("max_connections"),
+                    format!("expected a whole number from 1 to {MAX_LISTENER_CONNECTIONS}"),
+                );
+                default
+            }
+        },
+    }
 }
 
 fn admin(
@@ -642,6 +678,7 @@ fn admin(
             ),
         );
     }
+    let max_connections = connection_cap(&mut f, DEFAULT_ADMIN_MAX_CONNECTIONS, p);
     let mutating = tokens
         .iter()
         .any(|t: &TokenConfig| t.scopes.iter().any(|s| *s != Scope::Read));
@@ -658,6 +695,7 @@ fn admin(
         tokens,
         rate_limit,
         insecure_allow_plaintext,
+        max_connections,
     })
 }
 

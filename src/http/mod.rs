@@ -1,9 +1,10 @@
 //! HTTP listeners: the accept loop shared by both, TLS, and the routes of each.
 //!
 //! Connections are served by hyper directly (not `axum::serve`) so every listener gets a
-//! header-read timeout (a slowloris client is dropped), optional TLS with a handshake
-//! deadline, the client address on every request, and a graceful drain at shutdown. Routing
-//! is axum's.
+//! cap on concurrent connections (a permit is taken *before* `accept`, so a flood waits in the
+//! kernel's backlog and never takes the descriptors collections need), a header-read timeout
+//! (a slowloris client is dropped), optional TLS with a handshake deadline, the client address
+//! on every request, and a graceful drain at shutdown. Routing is axum's.
 
 pub mod admin;
 pub mod metrics;
@@ -18,6 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service as _;
 
@@ -36,14 +38,27 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// A listener's name (for logs) and its cap on concurrent connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionCap {
+    /// `metrics` or `admin`.
+    pub listener: &'static str,
+    /// Connections served at once.
+    pub max: usize,
+}
+
 /// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` fires, then
-/// drains.
+/// drains. At most `cap.max` connections are open at once; the first time the cap is reached
+/// it is logged.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
+    cap: ConnectionCap,
 ) {
+    let slots = Arc::new(Semaphore::new(cap.max));
+    let mut warned = false;
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -51,6 +66,26 @@ pub async fn serve(
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if !warned {
+                    warned = true;
+                    tracing::warn!(
+                        listener = cap.listener,
+                        max_connections = cap.max,
+                        "connection cap reached; further connections wait in the kernel's backlog until one closes (logged once)"
+                    );
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -70,6 +105,8 @@ pub async fn serve(
                     });
                     let (builder, watcher, acceptor) = (builder.clone(), graceful.watcher(), acceptor.clone());
                     tokio::spawn(async move {
+                        // Held until the connection is closed.
+                        let _permit = permit;
                         let result = match acceptor {
                             None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
                             Some(acceptor) => {

@@ -419,7 +419,7 @@ async fn terminate_and_cancel_through_the_api() {
 }
 
 /// Captures Mesa's log output on this thread (the tests below run on one thread).
-fn capture_logs() -> (
+pub(crate) fn capture_logs() -> (
     std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     tracing::subscriber::DefaultGuard,
 ) {

@@ -372,3 +372,34 @@ async fn a_mutation_whose_audit_intent_comes_late_is_never_started() {
         .await
         .expect("shutdown");
 }
+
+#[tokio::test]
+async fn failed_authentications_are_logged_with_the_peer_and_rate_limited() {
+    let (logs, _guard) = crate::admin::capture_logs();
+    let (app, admin, token) =
+        admin_daemon("interval: 5s, timeout: 4s", "audit-authlog.jsonl", MAIN).await;
+    for bad in ["wrong-token", "another-wrong-token", "x", "y", "z"] {
+        let reply = request(admin, "GET", "/api/v1/targets", Some(bad), None).await;
+        assert_eq!(reply.status, 401);
+    }
+    let reply = request(admin, "GET", "/api/v1/targets", Some(&token), None).await;
+    assert_eq!(reply.status, 200);
+    app.shutdown(mesa::app::DEFAULT_GRACE_PERIOD)
+        .await
+        .expect("shutdown");
+    let text = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("admin API authentication failed"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "five failures within the interval log once:\n{text}"
+    );
+    assert!(lines[0].contains("127.0.0.1:"), "{}", lines[0]);
+    assert!(
+        !text.contains("wrong-token"),
+        "a presented token reached the log"
+    );
+}

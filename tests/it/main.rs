@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod exporter;
+mod flood;
 mod gateway_admin;
 mod gateway_errors;
 mod gateway_inspect;
