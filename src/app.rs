@@ -21,10 +21,10 @@ use crate::config::{Config, ConfigError};
 use crate::http::admin::AdminState;
 use crate::http::admin::audit::AuditLog;
 use crate::http::metrics::{MetricsState, router};
-use crate::http::tls::{ServerTls, server_config};
 use crate::metrics::{ExporterMetrics, Metrics};
 use crate::scheduler::{Changes, Registry, Scheduler, Sinks};
 use crate::snapshot::SnapshotStore;
+use crate::tls::{ServerTls, server_config};
 
 /// How long shutdown waits for in-flight work before giving up.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
@@ -51,7 +51,7 @@ pub enum AppError {
         listener: &'static str,
         /// Why.
         #[source]
-        source: crate::http::tls::TlsError,
+        source: crate::tls::TlsError,
     },
     /// The web config file is invalid.
     #[error("{0}")]

@@ -25,6 +25,8 @@
 //! * [`cli`], [`logging`], [`token`]: command line, log output, admin token generation.
 //! * [`fdlimit`]: the descriptor budget of the listeners and targets, against `RLIMIT_NOFILE`.
 //! * [`secret`]: a string type that never prints itself.
+//! * [`tls`]: TLS for both sides (PEM material, the listeners' and the database clients' rustls
+//!   configurations).
 //! * `testing` (feature `harness`): a throwaway PostgreSQL cluster for tests and the demo.
 
 pub mod app;
@@ -38,6 +40,7 @@ pub mod metrics;
 pub mod scheduler;
 pub mod secret;
 pub mod snapshot;
+pub mod tls;
 pub mod token;
 
 #[cfg(feature = "harness")]

@@ -8,7 +8,6 @@
 
 pub mod admin;
 pub mod metrics;
-pub mod tls;
 pub mod webconfig;
 
 use std::net::SocketAddr;

@@ -34,8 +34,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::tls::{ClientAuth, ServerTls, TlsVersion};
 use crate::config::reader::{Fields, Problems};
+use crate::tls::{ClientAuth, ServerTls, TlsVersion};
 
 /// Why a web config could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mesa::config::ChannelBinding;
 use mesa::gateway::{Administrator, Deadline, FailureReason};
-use mesa::http::tls::{ServerTls, server_config};
+use mesa::tls::{ServerTls, server_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;

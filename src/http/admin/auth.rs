@@ -46,8 +46,8 @@ impl Caller {
     }
 }
 
-/// The bearer token of a request, if it has one.
-fn bearer(headers: &HeaderMap) -> Result<&str, Problem> {
+/// The bearer token of a request: `Authorization: Bearer <token>` (scheme in any case).
+pub fn bearer(headers: &HeaderMap) -> Result<&str, Problem> {
     let value = headers.get(AUTHORIZATION).ok_or_else(|| {
         Problem::unauthorized("an Authorization: Bearer <token> header is required")
     })?;

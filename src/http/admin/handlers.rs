@@ -11,7 +11,6 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -22,9 +21,8 @@ use super::{Action, AdminState};
 use crate::config::Scope;
 use crate::gateway::{
     Administrator, BackendRef, Column, Database, Deadline, GatewayError, HealthStatus, Inspector,
-    NewUser, ObjectName, Pid, ServerHealth, Session, SessionFilter, SessionLimit, Table, TableKind,
+    ObjectName, Pid, ServerHealth, Session, SessionFilter, SessionLimit, Table, TableKind,
 };
-use crate::secret::Secret;
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -339,24 +337,6 @@ where
     })?
 }
 
-/// The optional body of terminate and cancel.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct SignalBody {
-    /// `backend_start` as `/sessions` lists it; pins the backend so a reused pid is never hit.
-    #[serde(default)]
-    backend_start: Option<String>,
-}
-
-/// Parses `backend_start` (RFC 3339, as `/sessions` returns it).
-fn backend_start(raw: &str) -> Result<SystemTime, Problem> {
-    humantime::parse_rfc3339(raw).map_err(|_| {
-        Problem::invalid(
-            "backend_start must be an RFC 3339 time in UTC, as /sessions lists it (e.g. 2026-11-27T04:28:46.123456Z)",
-        )
-    })
-}
-
 async fn signal(
     state: AdminState,
     auth: Authorized,
@@ -367,22 +347,15 @@ async fn signal(
     let result = async {
         let (_, pid) = path(params)?;
         let pid = Pid::parse(&pid)?;
-        let body: SignalBody = match &body {
-            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => SignalBody::default(),
-            _ => parse_body(body)?,
-        };
+        let pinned = super::body::signal(&read_body(body)?)?;
         let backend = BackendRef {
             pid,
-            backend_start: body
-                .backend_start
-                .as_deref()
-                .map(backend_start)
-                .transpose()?,
+            backend_start: pinned.as_ref().map(|(_, t)| *t),
         };
         let gateway = auth.gateway()?;
         let subject = AuditSubject::Backend {
             pid: pid.get(),
-            backend_start: body.backend_start.clone(),
+            backend_start: pinned.map(|(text, _)| text),
         };
         mutate(
             &state,
@@ -440,51 +413,18 @@ pub(super) async fn cancel(
     signal(state, auth, params, body).await
 }
 
-/// The body of `POST .../users`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateUserBody {
-    name: String,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    superuser: bool,
-    #[serde(default = "yes")]
-    login: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Parses a JSON body: syntax errors are 400, wrong shapes and values 422.
-fn parse_body<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, Problem> {
-    let bytes = body.map_err(|e| {
+/// The request body's bytes: 413 when over the limit, 400 when unreadable.
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    body.map_err(|e| {
         let status = e.status();
-        Problem::new(
-            status,
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "body-too-large"
-            } else {
-                "malformed-request"
-            },
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("the body exceeds {} bytes", super::MAX_BODY_BYTES)
-            } else {
-                "the body could not be read".to_owned()
-            },
-        )
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        use serde_json::error::Category;
-        // serde's message names the field and the expected type; it never echoes values.
-        match e.classify() {
-            Category::Data => Problem::invalid(format!("invalid body: {e}")),
-            Category::Syntax | Category::Eof | Category::Io => {
-                Problem::malformed(format!("the body is not valid JSON: {e}"))
-            }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                status,
+                "body-too-large",
+                format!("the body exceeds {} bytes", super::MAX_BODY_BYTES),
+            )
+        } else {
+            Problem::new(status, "malformed-request", "the body could not be read")
         }
     })
 }
@@ -495,18 +435,13 @@ pub(super) async fn create_user(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let body: CreateUserBody = parse_body(body)?;
-        if body.superuser && !auth.caller.has(Scope::CreateSuperuser) {
+        let request = super::body::create_user(&read_body(body)?)?;
+        if request.superuser() && !auth.caller.has(Scope::CreateSuperuser) {
             return Err(Problem::forbidden(
                 "creating a superuser needs the create_superuser scope",
             ));
         }
-        let user = NewUser::new(
-            &body.name,
-            body.password.map(Secret::new),
-            body.superuser,
-            body.login,
-        )?;
+        let user = request.validate()?;
         let gateway = auth.gateway()?;
         let subject = AuditSubject::Role {
             role: user.name.as_str().to_owned(),

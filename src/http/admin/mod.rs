@@ -1,6 +1,6 @@
 //! The admin API: authenticated, scoped, rate-limited and audited access to the gateway.
 //!
-//! Layout: `auth` (tokens, scopes, rate limit), `extract` (the [`extract::Authorized`]
+//! Layout: `auth` (tokens, scopes, rate limit), `body` (JSON bodies into gateway types), `extract` (the [`extract::Authorized`]
 //! extractor: the one place a request is authenticated, authorised and rate-limited),
 //! `problem` (problem+json and the one mapping from gateway errors), `audit` (the typed JSON
 //! Lines trail), `handlers` (one function per route), `openapi` (the OpenAPI 3 document). The
@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod extract;
 mod handlers;
 pub mod openapi;

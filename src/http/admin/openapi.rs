@@ -126,7 +126,10 @@ fn operation(action: Action) -> Value {
             ),
             vec![
                 ("404", "Unknown target or no such backend"),
-                ("409", "Refused: Mesa's own or a non-client backend"),
+                (
+                    "409",
+                    "Refused: Mesa's own, a non-client or a superuser's backend",
+                ),
                 ("422", "Invalid pid"),
             ],
         ),
@@ -244,11 +247,30 @@ fn operation(action: Action) -> Value {
     } else {
         op["security"] = json!([]);
     }
-    if action == Action::CreateUser {
-        op["requestBody"] = json!({
-            "required": true,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewUser"}}}
-        });
+    match action {
+        Action::CreateUser => {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewUser"}}}
+            });
+        }
+        Action::Terminate | Action::Cancel => {
+            op["requestBody"] = json!({
+                "required": false,
+                "description": "Optional: pin the backend by the backend_start /sessions listed, so a reused pid is never signalled",
+                "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": false,
+                    "properties": {"backend_start": {"type": "string", "format": "date-time", "example": "2026-11-27T04:28:46.123456Z"}}
+                }}}
+            });
+        }
+        Action::ListTargets
+        | Action::Health
+        | Action::Sessions
+        | Action::Databases
+        | Action::Tables
+        | Action::Columns
+        | Action::OpenApi => {}
     }
     op
 }
@@ -320,7 +342,7 @@ pub fn document() -> Value {
                 "NewUser": {
                     "type": "object", "required": ["name"], "additionalProperties": false,
                     "properties": {
-                        "name": {"type": "string", "pattern": "^(?![Pp][Gg]_)[A-Za-z_][A-Za-z0-9_]{0,62}$", "description": "Letters, digits and _, not starting with a digit or pg_"},
+                        "name": {"type": "string", "pattern": "^(?!pg_)[a-z_][a-z0-9_]{0,62}$", "description": "Lower-case letters, digits and _ (as an unquoted identifier reads), not starting with a digit or pg_"},
                         "password": {"type": "string", "minLength": 16, "maxLength": 256, "pattern": "^[^\\u0000]*$", "description": "Omit to have one generated"},
                         "superuser": {"type": "boolean", "default": false, "description": "Needs the create_superuser scope"},
                         "login": {"type": "boolean", "default": true}

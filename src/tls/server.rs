@@ -1,44 +1,16 @@
 //! Server-side TLS for the listeners (rustls): certificate and key from PEM files, TLS 1.2
-//! and 1.3 only, optional client-certificate verification.
+//! and 1.3 only, optional client-certificate verification in exporter-toolkit's terms.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 
-/// Why TLS settings could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file held no usable PEM item.
-    #[error("{path}: {what}")]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// What was missing or wrong.
-        what: String,
-    },
-    /// rustls rejected the combination.
-    #[error("invalid TLS settings: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// The client CA could not be used.
-    #[error("invalid client CA: {0}")]
-    ClientCa(String),
-    /// A setting cannot be honoured.
-    #[error("{0}")]
-    Config(String),
-}
+use super::pem::{certs, key, roots};
+use super::{HandshakeSignatures, TlsError};
 
 /// TLS protocol versions to offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,46 +79,9 @@ impl ServerTls {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Pem {
-            path: path.to_owned(),
-            what: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: path.to_owned(),
-            what: "no PEM certificate found".to_owned(),
-        });
-    }
-    Ok(certs)
-}
-
-fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read(path)?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| TlsError::Pem {
-            path: path.to_owned(),
-            what: e.to_string(),
-        })?
-        .ok_or_else(|| TlsError::Pem {
-            path: path.to_owned(),
-            what: "no PEM private key found".to_owned(),
-        })
-}
-
 /// Builds the rustls server configuration.
 pub fn server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = super::provider();
     if !tls.cipher_suites.is_empty() {
         let wanted = |s: &rustls::SupportedCipherSuite| {
             let name = format!("{:?}", s.suite());
@@ -197,7 +132,7 @@ pub fn server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
     let verifier: Option<Arc<dyn ClientCertVerifier>> = match tls.client_auth {
         ClientAuth::None => None,
         ClientAuth::RequestAny | ClientAuth::RequireAny => Some(Arc::new(AnyClientCert {
-            provider: provider.clone(),
+            signatures: HandshakeSignatures(provider.clone()),
             mandatory: tls.client_auth == ClientAuth::RequireAny,
         })),
         ClientAuth::VerifyIfGiven | ClientAuth::Require => {
@@ -206,12 +141,8 @@ pub fn server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
                     "client_ca_file is required to verify client certificates".to_owned(),
                 )
             })?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certs(ca)? {
-                roots.add(cert)?;
-            }
             let builder =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider.clone());
             let builder = if tls.client_auth == ClientAuth::VerifyIfGiven {
                 builder.allow_unauthenticated()
             } else {
@@ -249,7 +180,7 @@ pub fn server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>, TlsError> {
 /// signature is still checked, so the client holds the key).
 #[derive(Debug)]
 struct AnyClientCert {
-    provider: Arc<rustls::crypto::CryptoProvider>,
+    signatures: HandshakeSignatures,
     mandatory: bool,
 }
 
@@ -281,12 +212,7 @@ impl ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -295,18 +221,11 @@ impl ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.schemes()
     }
 }
 
