@@ -952,7 +952,7 @@ fn read_password(
                 None
             }
         },
-        (None, Some(file)) => match std::fs::read_to_string(&file) {
+        (None, Some(file)) => match read_secret_file(&file) {
             Ok(text) if loose_permissions(&file) => {
                 p.warn(
                     f.path_of("password_file"),
@@ -974,6 +974,29 @@ fn read_password(
         },
         (None, None) => None,
     }
+}
+
+/// The longest password file read: far above any password, and a bound on what a mistaken
+/// path (a log file, a device) can make Mesa read.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file: a regular file (not a device or FIFO, which could block or never
+/// end) of at most [`MAX_SECRET_FILE_BYTES`], as UTF-8.
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_SECRET_FILE_BYTES} bytes; is this really a password file?"
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE_BYTES).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// A password from a file's text. A trailing newline is an artefact of `echo` or editors,

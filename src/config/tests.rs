@@ -375,3 +375,16 @@ fn a_password_file_others_can_read_is_a_warning_naming_it() {
     let c = parse_str(&text, &dir, &env).expect("loads");
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
+
+#[test]
+fn password_files_must_be_small_regular_files() {
+    for (path, why) in [("/dev/zero", "not a regular file"), ("/", "")] {
+        let text = MINIMAL.replace("password_env: PW", &format!("password_file: {path}"));
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("targets[0].password_file: cannot read") && m.contains(why)),
+            "{p:#?}"
+        );
+    }
+}
