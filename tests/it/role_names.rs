@@ -24,7 +24,12 @@ fn cases() -> u32 {
 fn names() -> impl Strategy<Value = String> {
     let first = prop::sample::select(('a'..='z').chain(['_']).collect::<Vec<char>>());
     let rest = prop::collection::vec(
-        prop::sample::select(('a'..='z').chain('0'..='9').chain(['_']).collect::<Vec<char>>()),
+        prop::sample::select(
+            ('a'..='z')
+                .chain('0'..='9')
+                .chain(['_'])
+                .collect::<Vec<char>>(),
+        ),
         0..70,
     );
     let valid_shaped = (first, rest).prop_map(|(f, r)| std::iter::once(f).chain(r).collect());
