@@ -22,16 +22,21 @@ pub struct Database {
     pub size_bytes: Option<u64>,
 }
 
-/// What kind of relation a [`Table`] is, as `information_schema.tables.table_type` says.
+/// What kind of relation a [`Table`] is (`pg_class.relkind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
-    /// `BASE TABLE` (includes partitioned tables).
+    /// An ordinary table (`r`).
     Table,
-    /// `VIEW`.
+    /// A partitioned table (`p`).
+    PartitionedTable,
+    /// A view (`v`).
     View,
-    /// `FOREIGN` table.
+    /// A materialized view (`m`).
+    MaterializedView,
+    /// A foreign table (`f`).
     Foreign,
-    /// `LOCAL TEMPORARY` table.
+    /// A temporary table. Mesa's sessions are ephemeral, so it never lists one; kept so
+    /// clients of the API can rely on the name.
     Temporary,
 }
 
@@ -42,7 +47,7 @@ pub struct Table {
     pub schema: String,
     /// Table name.
     pub name: String,
-    /// Table, view, foreign or temporary.
+    /// What kind of relation it is.
     pub kind: TableKind,
 }
 

@@ -232,3 +232,85 @@ async fn tables_and_columns_of_a_schema_come_back_exactly() {
         .expect_err("no such db");
     assert_eq!(no_db.reason(), FailureReason::NotFound, "{no_db}");
 }
+
+#[tokio::test]
+async fn a_least_privilege_role_sees_the_structure_as_psql_does() {
+    // mesa_monitor as deploy/postgres/roles.sql creates it: pg_monitor, no grant on any table.
+    superuser("postgres")
+        .await
+        .batch_execute("CREATE DATABASE inspect_private")
+        .await
+        .expect("db");
+    let db = superuser("inspect_private").await;
+    db.batch_execute(
+        "CREATE SCHEMA vault;
+         REVOKE ALL ON SCHEMA public FROM PUBLIC;
+         CREATE TABLE vault.secrets (id int PRIMARY KEY, body text NOT NULL DEFAULT 'x');
+         CREATE TABLE vault.events (at date NOT NULL, what text) PARTITION BY RANGE (at);
+         CREATE TABLE vault.events_2026 PARTITION OF vault.events
+             FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+         CREATE MATERIALIZED VIEW vault.counts AS SELECT count(*) AS n FROM vault.secrets;
+         CREATE VIEW vault.recent AS SELECT id FROM vault.secrets;",
+    )
+    .await
+    .expect("objects");
+    let g = gateway(&target("private", "mesa_monitor"));
+    let tables = g
+        .tables(&object("inspect_private"), Deadline::after(D))
+        .await
+        .expect("tables");
+    let listed: Vec<(&str, &str, TableKind)> = tables
+        .iter()
+        .map(|t| (t.schema.as_str(), t.name.as_str(), t.kind))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("vault", "counts", TableKind::MaterializedView),
+            ("vault", "events", TableKind::PartitionedTable),
+            ("vault", "events_2026", TableKind::Table),
+            ("vault", "recent", TableKind::View),
+            ("vault", "secrets", TableKind::Table),
+        ],
+        "without any privilege on the tables, as \\dt would list them"
+    );
+    let columns = g
+        .columns(
+            &object("inspect_private"),
+            &object("vault"),
+            &object("secrets"),
+            Deadline::after(D),
+        )
+        .await
+        .expect("columns");
+    let got: Vec<(u32, &str, &str, bool, Option<&str>)> = columns
+        .iter()
+        .map(|c| {
+            (
+                c.position,
+                c.name.as_str(),
+                c.data_type.as_str(),
+                c.nullable,
+                c.default.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, "id", "integer", false, None),
+            (2, "body", "text", false, Some("'x'::text")),
+        ]
+    );
+    // And nothing was read from the tables themselves: no privilege error anywhere.
+    let denied = g
+        .columns(
+            &object("inspect_private"),
+            &object("vault"),
+            &object("missing"),
+            Deadline::after(D),
+        )
+        .await
+        .expect_err("no such table");
+    assert_eq!(denied.reason(), FailureReason::NotFound);
+}

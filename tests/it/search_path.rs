@@ -9,7 +9,8 @@ use mesa::app::{App, DEFAULT_GRACE_PERIOD};
 
 use crate::support::*;
 
-/// The tenant's trap: every operator and function a Mesa statement could resolve by name.
+/// The tenant's trap: every operator and function a Mesa statement could resolve by name
+/// (`=` on text, name, int4, oid and "char"; `<>`; `!~`; `>` on int2; timestamptz `-`; `now()`).
 /// Each trojan logs who ran it and returns what the real one would, so queries still work and
 /// nothing but the log tells.
 const TROJANS: &str = r#"
@@ -25,6 +26,15 @@ CREATE OPERATOR trojan.= (LEFTARG = text, RIGHTARG = text, FUNCTION = trojan.eq_
 CREATE FUNCTION trojan.eq_name_text(name, text) RETURNS bool LANGUAGE plpgsql AS $$
 BEGIN PERFORM trojan.spy('= name'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
 CREATE OPERATOR trojan.= (LEFTARG = name, RIGHTARG = text, FUNCTION = trojan.eq_name_text);
+CREATE FUNCTION trojan.eq_name(name, name) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('= name name'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR trojan.= (LEFTARG = name, RIGHTARG = name, FUNCTION = trojan.eq_name);
+CREATE FUNCTION trojan.eq_char("char", "char") RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('= char'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR trojan.= (LEFTARG = "char", RIGHTARG = "char", FUNCTION = trojan.eq_char);
+CREATE FUNCTION trojan.gt_int2(int2, int4) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('> int2'); RETURN $1 OPERATOR(pg_catalog.>) $2; END $$;
+CREATE OPERATOR trojan.> (LEFTARG = int2, RIGHTARG = int4, FUNCTION = trojan.gt_int2);
 CREATE FUNCTION trojan.eq_int(int4, int4) RETURNS bool LANGUAGE plpgsql AS $$
 BEGIN PERFORM trojan.spy('= int4'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
 CREATE OPERATOR trojan.= (LEFTARG = int4, RIGHTARG = int4, FUNCTION = trojan.eq_int);

@@ -31,10 +31,12 @@ pub(super) async fn tables(client: &Client) -> Result<Vec<Table>, tokio_postgres
             Ok(Table {
                 schema: row.try_get(0)?,
                 name: row.try_get(1)?,
+                // The statement selects exactly these relkinds.
                 kind: match kind.as_str() {
-                    "VIEW" => TableKind::View,
-                    "FOREIGN" => TableKind::Foreign,
-                    "LOCAL TEMPORARY" => TableKind::Temporary,
+                    "p" => TableKind::PartitionedTable,
+                    "v" => TableKind::View,
+                    "m" => TableKind::MaterializedView,
+                    "f" => TableKind::Foreign,
                     _ => TableKind::Table,
                 },
             })

@@ -23,8 +23,9 @@
 //!      `coalesce`, `greatest`, `EXTRACT`, `CASE WHEN`, `ORDER BY`/`GROUP BY` (the type's
 //!      default operator class), `EXISTS`, `AND`/`OR`/`NOT`.
 //!
-//! `information_schema` views are safe to read: their definitions were bound to `pg_catalog`
-//! objects when the server created them. The test `search_path::a_tenant_search_path_never_runs_
+//! (`information_schema` views would be safe too: their definitions were bound to
+//! `pg_catalog` objects when the server created them; Mesa reads `pg_catalog` directly.) The
+//! test `search_path::a_tenant_search_path_never_runs_
 //! code_as_mesa` plants trojans for every operator used here and checks the server log.
 //!
 //! Values travel as bind parameters; the only statement built from input is `CREATE ROLE`
@@ -86,45 +87,51 @@ SELECT d.datname::pg_catalog.text AS name,
    AND d.datconnlimit OPERATOR(pg_catalog.<>) -2
  ORDER BY d.datname";
 
-/// Tables and views visible to the role, system, TOAST and temporary schemas excluded.
+/// Tables, partitioned tables, views, materialized views and foreign tables, as psql's `\dt`,
+/// `\dv`, `\dm` and `\dE` list them, from `pg_class` (readable by every role), not
+/// `information_schema`, which shows a role only the objects it holds privileges on: a
+/// least-privilege monitoring role would see nothing. System, TOAST and temporary schemas
+/// are left out.
 pub const TABLES: &str = "\
-SELECT t.table_schema::pg_catalog.text, t.table_name::pg_catalog.text,
-       t.table_type::pg_catalog.text
-  FROM information_schema.tables t
- WHERE NOT (t.table_schema::pg_catalog.text OPERATOR(pg_catalog.=)
-              ANY ('{pg_catalog,information_schema}'::pg_catalog.text[]))
-   AND t.table_schema::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_(toast|temp_)'
+SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind::pg_catalog.text
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+ WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])
+   AND NOT (n.nspname OPERATOR(pg_catalog.=)
+              ANY ('{pg_catalog,information_schema}'::pg_catalog.name[]))
+   AND n.nspname::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_(toast|temp_)'
  ORDER BY 1, 2";
 
-/// Columns of one table in order. `information_schema` says which columns the role may see;
-/// the type is printed by `format_type` so modifiers (`varchar(40)`, `numeric(10,2)`) and
-/// array and user-defined types read as in `\d`.
+/// Columns of one relation in order, as psql's `\d table` shows them, from `pg_attribute`:
+/// the type with its modifiers (`varchar(40)`, `numeric(10,2)`, arrays, user types) by
+/// `format_type`, `NOT NULL`, and the default expression by `pg_get_expr`.
 pub const COLUMNS: &str = "\
-SELECT c.column_name::pg_catalog.text,
-       coalesce(pg_catalog.format_type(att.atttypid, att.atttypmod),
-                c.data_type::pg_catalog.text),
-       c.is_nullable::pg_catalog.text OPERATOR(pg_catalog.=) 'YES',
-       c.column_default::pg_catalog.text,
-       c.ordinal_position::pg_catalog.int4
-  FROM information_schema.columns c
-  LEFT JOIN pg_catalog.pg_namespace n
-         ON n.nspname OPERATOR(pg_catalog.=) c.table_schema::pg_catalog.text
-  LEFT JOIN pg_catalog.pg_class r
-         ON r.relnamespace OPERATOR(pg_catalog.=) n.oid
-        AND r.relname OPERATOR(pg_catalog.=) c.table_name::pg_catalog.text
-  LEFT JOIN pg_catalog.pg_attribute att
-         ON att.attrelid OPERATOR(pg_catalog.=) r.oid
-        AND att.attname OPERATOR(pg_catalog.=) c.column_name::pg_catalog.text
-        AND NOT att.attisdropped
- WHERE c.table_schema::pg_catalog.text OPERATOR(pg_catalog.=) $1::pg_catalog.text
-   AND c.table_name::pg_catalog.text OPERATOR(pg_catalog.=) $2::pg_catalog.text
- ORDER BY c.ordinal_position";
+SELECT a.attname::pg_catalog.text,
+       pg_catalog.format_type(a.atttypid, a.atttypmod),
+       NOT a.attnotnull,
+       pg_catalog.pg_get_expr(d.adbin, d.adrelid),
+       a.attnum::pg_catalog.int4
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  LEFT JOIN pg_catalog.pg_attrdef d
+         ON d.adrelid OPERATOR(pg_catalog.=) a.attrelid
+        AND d.adnum OPERATOR(pg_catalog.=) a.attnum
+ WHERE n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name
+   AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.name
+   AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])
+   AND a.attnum OPERATOR(pg_catalog.>) 0
+   AND NOT a.attisdropped
+ ORDER BY a.attnum";
 
-/// Whether a table is visible, to tell "no such table" from "a table without columns".
+/// Whether a relation exists, to tell "no such table" from "a table without columns".
 pub const TABLE_EXISTS: &str = "\
-SELECT EXISTS (SELECT 1 FROM information_schema.tables t
-                WHERE t.table_schema::pg_catalog.text OPERATOR(pg_catalog.=) $1::pg_catalog.text
-                  AND t.table_name::pg_catalog.text OPERATOR(pg_catalog.=) $2::pg_catalog.text)";
+SELECT EXISTS (SELECT 1
+                 FROM pg_catalog.pg_class c
+                 JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                WHERE n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name
+                  AND c.relname OPERATOR(pg_catalog.=) $2::pg_catalog.name
+                  AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[]))";
 
 /// Client sessions other than Mesa's own, oldest statement first. `$1`: include idle;
 /// `$2`: limit. `backend_start` comes as a timestamp (exact to the microsecond), because

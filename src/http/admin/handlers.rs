@@ -196,7 +196,9 @@ fn database_json(d: &Database) -> Value {
 fn table_json(t: &Table) -> Value {
     let kind = match t.kind {
         TableKind::Table => "table",
+        TableKind::PartitionedTable => "partitioned_table",
         TableKind::View => "view",
+        TableKind::MaterializedView => "materialized_view",
         TableKind::Foreign => "foreign",
         TableKind::Temporary => "temporary",
     };

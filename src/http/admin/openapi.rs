@@ -366,7 +366,7 @@ pub fn document() -> Value {
                     "type": "object", "required": ["schema", "name", "kind"], "additionalProperties": false,
                     "properties": {
                         "schema": {"type": "string"}, "name": {"type": "string"},
-                        "kind": {"type": "string", "enum": ["table", "view", "foreign", "temporary"]}
+                        "kind": {"type": "string", "enum": ["table", "partitioned_table", "view", "materialized_view", "foreign", "temporary"]}
                     }
                 },
                 "Column": {
