@@ -251,6 +251,10 @@ impl Registry {
 #[derive(Debug)]
 pub struct Scheduler {
     jobs: HashMap<String, Job>,
+    /// Loops of removed targets that may still be ending: a target re-added under the same
+    /// name waits for its old loop, whose clean-up would otherwise delete the new loop's
+    /// snapshot and counters (and two loops would not share one connection cap).
+    retiring: HashMap<String, tokio::sync::watch::Receiver<bool>>,
     sinks: Sinks,
     tracker: TaskTracker,
     root: CancellationToken,
@@ -268,6 +272,7 @@ impl Scheduler {
     ) -> Self {
         Self {
             jobs: HashMap::new(),
+            retiring: HashMap::new(),
             sinks,
             tracker,
             root,
@@ -287,10 +292,13 @@ impl Scheduler {
             .filter(|name| !wanted.contains_key(name.as_str()))
             .cloned()
             .collect();
+        // Forget retired loops that have ended.
+        self.retiring.retain(|_, done| !*done.borrow());
         for name in gone {
             if let Some(job) = self.jobs.remove(&name) {
                 job.removed.store(true, Ordering::SeqCst);
                 job.cancel.cancel();
+                self.retiring.insert(name.clone(), job.done);
             }
             self.registry.remove(&name);
             changes.removed.push(name);
@@ -310,7 +318,7 @@ impl Scheduler {
                 }
                 None => {
                     changes.added.push(target.name.clone());
-                    None
+                    self.retiring.remove(&target.name)
                 }
             };
             let job = self.spawn(target.clone(), previous);

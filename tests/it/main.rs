@@ -12,6 +12,7 @@ mod golden;
 mod hardening;
 mod lifecycle;
 mod prometheus;
+mod reload_race;
 mod role_names;
 mod sample;
 mod scheduler;
