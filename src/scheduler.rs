@@ -338,7 +338,7 @@ impl Scheduler {
         let (sinks, token, gone) = (self.sinks.clone(), cancel.clone(), removed.clone());
         let name = config.name.clone();
         let settings = config.collection;
-        let built = Gateway::for_target(&config).map(Arc::new);
+        let built = Gateway::for_target(&config.spec()).map(Arc::new);
         self.registry.insert(TargetHandle {
             config: config.clone(),
             gateway: built.as_ref().ok().cloned(),

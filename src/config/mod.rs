@@ -21,6 +21,8 @@ pub use reader::Problem;
 use reader::{Fields, Problems};
 
 use crate::gateway::Driver;
+pub use crate::gateway::spec::{ChannelBinding, SslMode};
+use crate::gateway::spec::{Credentials, Limits, MIN_IDLE_IN_TRANSACTION_TIMEOUT, TargetSpec};
 use crate::secret::Secret;
 
 /// Default collection interval.
@@ -209,81 +211,6 @@ pub struct TokenConfig {
     pub targets: TargetSelector,
 }
 
-/// libpq's `sslmode` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    /// Plaintext only; for local development.
-    Disable,
-    /// TLS when the server offers it, unverified.
-    Prefer,
-    /// TLS required; verified against `sslrootcert` only when one is given.
-    Require,
-    /// TLS with a trusted chain.
-    VerifyCa,
-    /// TLS with a trusted chain and matching host name.
-    VerifyFull,
-}
-
-impl SslMode {
-    const NAMES: &'static str = "disable, prefer, require, verify-ca, verify-full";
-}
-
-/// libpq's `channel_binding`: whether SCRAM must bind the login to the TLS channel
-/// (`SCRAM-SHA-256-PLUS`), so a man in the middle cannot relay the authentication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChannelBinding {
-    /// Never bind.
-    Disable,
-    /// Bind when the server offers it (libpq's default).
-    Prefer,
-    /// Refuse to log in without binding.
-    Require,
-}
-
-impl ChannelBinding {
-    const NAMES: &'static str = "disable, prefer, require";
-
-    /// Mesa's default: `require` whenever the server is authenticated by its certificate
-    /// (`verify-ca`, `verify-full`, or `require` with `sslrootcert`), because then binding is
-    /// what stops an active attacker from downgrading the login and relaying it; `prefer`
-    /// otherwise, as libpq.
-    pub fn default_for(sslmode: SslMode, has_rootcert: bool) -> Self {
-        match sslmode {
-            SslMode::VerifyCa | SslMode::VerifyFull => Self::Require,
-            SslMode::Require if has_rootcert => Self::Require,
-            SslMode::Require | SslMode::Prefer | SslMode::Disable => Self::Prefer,
-        }
-    }
-}
-
-impl FromStr for ChannelBinding {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "disable" => Ok(Self::Disable),
-            "prefer" => Ok(Self::Prefer),
-            "require" => Ok(Self::Require),
-            _ => Err(()),
-        }
-    }
-}
-
-impl FromStr for SslMode {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "disable" => Ok(Self::Disable),
-            "prefer" => Ok(Self::Prefer),
-            "require" => Ok(Self::Require),
-            "verify-ca" => Ok(Self::VerifyCa),
-            "verify-full" => Ok(Self::VerifyFull),
-            _ => Err(()),
-        }
-    }
-}
-
 /// Separate login for admin actions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminLogin {
@@ -320,6 +247,36 @@ pub struct TargetConfig {
     pub collection: CollectionSettings,
     /// Admin login, when different from the monitoring role.
     pub admin: Option<AdminLogin>,
+}
+
+impl TargetConfig {
+    /// What the gateway needs to reach this target.
+    pub fn spec(&self) -> TargetSpec {
+        let c = &self.collection;
+        TargetSpec {
+            driver: self.driver,
+            host: self.host.clone(),
+            port: self.port,
+            database: self.database.clone(),
+            monitor: Credentials {
+                user: self.username.clone(),
+                password: self.password.clone(),
+            },
+            admin: self.admin.as_ref().map(|a| Credentials {
+                user: a.username.clone(),
+                password: a.password.clone(),
+            }),
+            sslmode: self.sslmode,
+            sslrootcert: self.sslrootcert.clone(),
+            channel_binding: self.channel_binding,
+            limits: Limits {
+                connect_timeout: c.connect_timeout,
+                statement_timeout: c.statement_timeout,
+                lock_timeout: c.lock_timeout,
+                idle_in_transaction_timeout: c.timeout.max(MIN_IDLE_IN_TRANSACTION_TIMEOUT),
+            },
+        }
+    }
 }
 
 /// Why a config could not be loaded.

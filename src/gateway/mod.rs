@@ -13,6 +13,7 @@
 pub mod error;
 pub mod model;
 pub mod postgres;
+pub mod spec;
 pub mod validate;
 
 use std::fmt;
@@ -25,9 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{FailureReason, GatewayError};
 pub use model::*;
+pub use spec::{ChannelBinding, Credentials, Limits, SslMode, TargetSpec};
 pub use validate::{ObjectName, Pid, SessionLimit};
-
-use crate::config::TargetConfig;
 
 /// A point in time by which a call must finish, with the budget it was created from (for
 /// error messages), and optionally a cancellation token that ends the call early (shutdown).
@@ -278,8 +278,8 @@ pub enum Gateway {
 }
 
 impl Gateway {
-    /// The factory: builds the driver the target's config names.
-    pub fn for_target(target: &TargetConfig) -> Result<Self, GatewayError> {
+    /// The factory: builds the driver the target's spec names.
+    pub fn for_target(target: &TargetSpec) -> Result<Self, GatewayError> {
         match target.driver {
             Driver::Postgres => Ok(Self::Postgres(postgres::PostgresGateway::new(target)?)),
         }
@@ -367,6 +367,34 @@ impl Collector for Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateway_never_reads_the_config_or_the_http_layers() {
+        // The gateway is the bottom layer: config and http depend on it, never the reverse.
+        fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).expect("source folder") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    sources(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/gateway"),
+            &mut files,
+        );
+        assert!(files.len() > 5, "{files:?}");
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("source");
+            for layer in ["config", "http", "scheduler", "metrics"] {
+                let path = format!("crate::{layer}");
+                assert!(!text.contains(&path), "{} uses {path}", file.display());
+            }
+        }
+    }
 
     #[test]
     fn unknown_driver_lists_supported() {

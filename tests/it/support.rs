@@ -119,7 +119,7 @@ pub fn with_admin(mut t: TargetConfig, user: &str) -> TargetConfig {
 
 /// A gateway for `target`.
 pub fn gateway(t: &TargetConfig) -> Gateway {
-    Gateway::for_target(t).expect("gateway builds")
+    Gateway::for_target(&t.spec()).expect("gateway builds")
 }
 
 /// A loopback port nothing listens on.

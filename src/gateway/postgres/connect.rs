@@ -29,8 +29,7 @@ use tokio_postgres::{CancelToken, Client, Config as PgConfig};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::classify::classify;
-use crate::gateway::{Deadline, Expiry, GatewayError};
-use crate::secret::Secret;
+use crate::gateway::{Credentials, Deadline, Expiry, GatewayError, Limits};
 
 /// The origin spec's cap: at most two connections per target from this process, so a
 /// collection and one admin call can overlap but Mesa never eats a small pool.
@@ -67,15 +66,6 @@ pub const APPLICATION_NAME: &str = "mesa";
 type TlsStream = <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::Stream;
 type Connection = tokio_postgres::Connection<TcpStream, TlsStream>;
 
-/// Login for a role.
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    /// Role name.
-    pub user: String,
-    /// Password, if the server asks for one.
-    pub password: Option<Secret>,
-}
-
 /// Whether the session may write. Monitoring sessions are read-only on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -83,19 +73,6 @@ pub enum Access {
     ReadOnly,
     /// Writes allowed (CREATE ROLE).
     ReadWrite,
-}
-
-/// Server-side and connect limits for every session of a target.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// TCP connect plus startup and authentication.
-    pub connect_timeout: Duration,
-    /// Server-side `statement_timeout`.
-    pub statement_timeout: Duration,
-    /// Server-side `lock_timeout`.
-    pub lock_timeout: Duration,
-    /// Server-side `idle_in_transaction_session_timeout`.
-    pub idle_in_transaction_timeout: Duration,
 }
 
 /// Opens connections to one server.

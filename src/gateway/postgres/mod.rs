@@ -14,13 +14,10 @@ mod redact;
 pub mod sql;
 mod tls;
 
-use std::time::Duration;
-
 use tokio_postgres::Client;
 
 pub use connect::{
-    APPLICATION_NAME, Access, Credentials, Limits, MAX_ADMIN_CONNECTIONS_PER_TARGET,
-    MAX_CONNECTIONS_PER_TARGET, Purpose,
+    APPLICATION_NAME, Access, MAX_ADMIN_CONNECTIONS_PER_TARGET, MAX_CONNECTIONS_PER_TARGET, Purpose,
 };
 
 use self::admin::Signal;
@@ -30,12 +27,7 @@ use super::{
     Administrator, BackendRef, Collection, Collector, Column, CreatedUser, Database, Deadline,
     GatewayError, Inspector, NewUser, ObjectName, ServerHealth, Session, SessionFilter, Table,
 };
-use crate::config::{ChannelBinding, TargetConfig};
-
-/// Default for the server-side `idle_in_transaction_session_timeout` floor: Mesa never leaves a
-/// transaction open, so this only bounds a bug. The effective value is the larger of this and
-/// the collection timeout.
-const MIN_IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+use super::{ChannelBinding, Credentials, TargetSpec};
 
 /// tokio-postgres' spelling of the config's channel binding.
 fn channel_binding(cb: ChannelBinding) -> tokio_postgres::config::ChannelBinding {
@@ -56,34 +48,21 @@ pub struct PostgresGateway {
 }
 
 impl PostgresGateway {
-    /// Builds the gateway for a configured target; loads its TLS roots.
-    pub fn new(target: &TargetConfig) -> Result<Self, GatewayError> {
+    /// Builds the gateway for a target; loads its TLS roots.
+    pub fn new(target: &TargetSpec) -> Result<Self, GatewayError> {
         let (tls, ssl_mode) = tls::connector(target.sslmode, target.sslrootcert.as_deref())?;
-        let c = &target.collection;
-        let limits = Limits {
-            connect_timeout: c.connect_timeout,
-            statement_timeout: c.statement_timeout,
-            lock_timeout: c.lock_timeout,
-            idle_in_transaction_timeout: c.timeout.max(MIN_IDLE_IN_TRANSACTION_TIMEOUT),
-        };
         Ok(Self {
             connector: Connector::new(
                 target.host.clone(),
                 target.port,
-                limits,
+                target.limits,
                 tls,
                 ssl_mode,
                 channel_binding(target.channel_binding),
             ),
             database: target.database.clone(),
-            monitor: Credentials {
-                user: target.username.clone(),
-                password: target.password.clone(),
-            },
-            admin: target.admin.as_ref().map(|a| Credentials {
-                user: a.username.clone(),
-                password: a.password.clone(),
-            }),
+            monitor: target.monitor.clone(),
+            admin: target.admin.clone(),
         })
     }
 

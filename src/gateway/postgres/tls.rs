@@ -16,8 +16,7 @@ use std::path::Path;
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::SslMode;
-use crate::gateway::GatewayError;
+use crate::gateway::{GatewayError, SslMode};
 use crate::tls::{ServerVerification, TlsError, client_config};
 
 /// The connector and the protocol-level mode tokio-postgres should use.
