@@ -233,3 +233,32 @@ fn a_password_file_others_can_read_is_named_in_a_warning() {
         "{err}"
     );
 }
+
+#[test]
+fn an_unsafe_audit_file_exits_64_naming_the_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = write_config(
+        "unsafe-audit.yaml",
+        &format!(
+            "admin:\n  audit_log: unsafe-audit.jsonl\n  tokens:\n    - {{name: t, sha256: '{}', scopes: [terminate], targets: ['*']}}\ntargets:\n  - {{name: a, driver: postgres, host: h, username: u}}\n",
+            "ab".repeat(32)
+        ),
+    );
+    let audit = path.with_file_name("unsafe-audit.jsonl");
+    std::fs::write(&audit, "").expect("audit file");
+    std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = mesa(&[
+        "--config.file",
+        path.to_str().expect("utf-8"),
+        "--check-config",
+    ])
+    .output()
+    .expect("run mesa");
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("admin.audit_log: audit log")
+            && stderr(&out).contains("writable by group or others"),
+        "{}",
+        stderr(&out)
+    );
+}
