@@ -47,13 +47,12 @@ impl Budget {
 }
 
 /// Raises the soft limit to the hard limit, and warns if the budget still does not fit.
-/// Returns the soft limit in force afterwards, if it could be read.
-pub fn ensure(budget: &Budget) -> Option<u64> {
+pub fn ensure(budget: &Budget) {
     let (soft, hard) = match rlimit::Resource::NOFILE.get() {
         Ok(limits) => limits,
         Err(e) => {
             tracing::debug!(error = %e, "cannot read RLIMIT_NOFILE");
-            return None;
+            return;
         }
     };
     let mut effective = soft;
@@ -76,7 +75,6 @@ pub fn ensure(budget: &Budget) -> Option<u64> {
             "the descriptor limit is below what the listeners' caps and the targets may need at once; raise LimitNOFILE (or ulimit -n) or lower web.max_connections / admin.max_connections"
         );
     }
-    Some(effective)
 }
 
 #[cfg(test)]

@@ -227,14 +227,9 @@ impl Registry {
         self.read().values().cloned().collect()
     }
 
-    /// How many targets there are.
-    pub fn len(&self) -> usize {
-        self.read().len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.read().is_empty()
+    /// Every target's name, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
     }
 
     fn insert(&self, handle: TargetHandle) {

@@ -611,17 +611,7 @@ fn admin(
             tokens.push(t);
         }
     }
-    let insecure_allow_plaintext = match f.take("insecure_allow_plaintext") {
-        None => false,
-        Some(Value::Bool(b)) => b,
-        Some(_) => {
-            p.add(
-                f.path_of("insecure_allow_plaintext"),
-                "expected true or false",
-            );
-            false
-        }
-    };
+    let insecure_allow_plaintext = f.bool("insecure_allow_plaintext", p).unwrap_or(false);
     if let Some(addr) = listen_address
         && !addr.ip().is_loopback()
         && tls.is_none()
@@ -910,17 +900,18 @@ fn read_password(
             }
         },
         (None, Some(file)) => match read_secret_file(&file) {
-            Ok(text) if loose_permissions(&file) => {
-                p.warn(
-                    f.path_of("password_file"),
-                    format!(
-                        "{} can be read or changed by users other than its owner (group or other permission bits are set); chmod 600 it",
-                        file.display()
-                    ),
-                );
-                password_from_file(text, &file, f, p)
+            Ok(secret) => {
+                if secret.loose {
+                    p.warn(
+                        f.path_of("password_file"),
+                        format!(
+                            "{} can be read or changed by users other than its owner (group or other permission bits are set); chmod 600 it",
+                            file.display()
+                        ),
+                    );
+                }
+                password_from_file(secret.text, &file, f, p)
             }
-            Ok(text) => password_from_file(text, &file, f, p),
             Err(e) => {
                 p.add(
                     f.path_of("password_file"),
@@ -937,10 +928,19 @@ fn read_password(
 /// path (a log file, a device) can make Mesa read.
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
+/// A secret file's text, and whether anyone but its owner may read or change it.
+struct SecretFile {
+    text: String,
+    /// Group or other permission bits are set (`0o077`).
+    loose: bool,
+}
+
 /// Reads a secret file: a regular file (not a device or FIFO, which could block or never
-/// end) of at most [`MAX_SECRET_FILE_BYTES`], as UTF-8.
-fn read_secret_file(path: &Path) -> std::io::Result<String> {
+/// end) of at most [`MAX_SECRET_FILE_BYTES`], as UTF-8. The permissions come from the same
+/// open file, so they are the ones of the file that was read.
+fn read_secret_file(path: &Path) -> std::io::Result<SecretFile> {
     use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
     let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
@@ -953,7 +953,10 @@ fn read_secret_file(path: &Path) -> std::io::Result<String> {
     }
     let mut text = String::new();
     file.take(MAX_SECRET_FILE_BYTES).read_to_string(&mut text)?;
-    Ok(text)
+    Ok(SecretFile {
+        text,
+        loose: meta.permissions().mode() & 0o077 != 0,
+    })
 }
 
 /// A password from a file's text. A trailing newline is an artefact of `echo` or editors,
@@ -969,12 +972,6 @@ fn password_from_file(text: String, file: &Path, f: &Fields, p: &mut Problems) -
     } else {
         Some(Secret::new(value))
     }
-}
-
-/// Whether anyone but the owner may read `file` (mode bits `0o077`).
-fn loose_permissions(file: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
 }
 
 #[cfg(test)]

@@ -114,6 +114,17 @@ impl Fields {
         self.map.remove(key).filter(|v| !v.is_null())
     }
 
+    /// A boolean value (`true` or `false`; YAML 1.2 has no other spellings).
+    pub fn bool(&mut self, key: &str, p: &mut Problems) -> Option<bool> {
+        match self.take(key)? {
+            Value::Bool(b) => Some(b),
+            _ => {
+                p.add(self.path_of(key), "expected true or false");
+                None
+            }
+        }
+    }
+
     /// A string value.
     pub fn string(&mut self, key: &str, p: &mut Problems) -> Option<String> {
         match self.take(key)? {

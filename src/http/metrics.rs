@@ -31,11 +31,7 @@ impl MetricsState {
     }
 
     fn target_names(&self) -> Vec<String> {
-        self.registry
-            .all()
-            .iter()
-            .map(|t| t.config.name.clone())
-            .collect()
+        self.registry.names()
     }
 }
 

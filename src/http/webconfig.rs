@@ -289,14 +289,8 @@ fn tls(t: &mut Fields, base: &Path, p: &mut Problems) -> Option<ServerTls> {
     if let Some(suites) = t.strings("cipher_suites", p) {
         out.cipher_suites = suites;
     }
-    if let Some(v) = t.take("prefer_server_cipher_suites") {
-        match v.as_bool() {
-            Some(b) => out.prefer_server_cipher_suites = b,
-            None => p.add(
-                t.path_of("prefer_server_cipher_suites"),
-                "expected true or false",
-            ),
-        }
+    if let Some(b) = t.bool("prefer_server_cipher_suites", p) {
+        out.prefer_server_cipher_suites = b;
     }
     if let Some(curves) = t.strings("curve_preferences", p) {
         out.curve_preferences = curves;

@@ -9,6 +9,15 @@ fn mesa(args: &[&str]) -> Command {
     cmd
 }
 
+/// `mesa --config.file=PATH --check-config`, ready to run.
+fn check_config(path: &Path) -> Command {
+    mesa(&[
+        "--config.file",
+        path.to_str().expect("utf-8"),
+        "--check-config",
+    ])
+}
+
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mesa.yaml")
 }
@@ -28,16 +37,12 @@ fn write_config(name: &str, text: &str) -> PathBuf {
 #[test]
 fn the_example_config_is_valid() {
     let path = example();
-    let out = mesa(&[
-        "--config.file",
-        path.to_str().expect("utf-8"),
-        "--check-config",
-    ])
-    .env("MESA_ORDERS_PASSWORD", "x")
-    .env("MESA_ORDERS_ADMIN_PASSWORD", "y")
-    .env("MESA_BILLING_PASSWORD", "z")
-    .output()
-    .expect("run mesa");
+    let out = check_config(&path)
+        .env("MESA_ORDERS_PASSWORD", "x")
+        .env("MESA_ORDERS_ADMIN_PASSWORD", "y")
+        .env("MESA_BILLING_PASSWORD", "z")
+        .output()
+        .expect("run mesa");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid (2 targets)"));
 }
@@ -52,13 +57,7 @@ targets:
   - {name: b, driver: oracle, host: h, username: u}
 ",
     );
-    let out = mesa(&[
-        "--config.file",
-        path.to_str().expect("utf-8"),
-        "--check-config",
-    ])
-    .output()
-    .expect("run mesa");
+    let out = check_config(&path).output().expect("run mesa");
     assert_eq!(out.status.code(), Some(64));
     let err = stderr(&out);
     for path in [
@@ -112,13 +111,7 @@ fn each_kind_of_mistake_has_a_clear_message() {
     ];
     for (what, text, expect) in cases {
         let path = write_config(&format!("{}.yaml", what.replace(' ', "_")), &text);
-        let out = mesa(&[
-            "--config.file",
-            path.to_str().expect("utf-8"),
-            "--check-config",
-        ])
-        .output()
-        .expect("run mesa");
+        let out = check_config(&path).output().expect("run mesa");
         assert_eq!(out.status.code(), Some(64), "{what}");
         assert!(stderr(&out).contains(expect), "{what}: {}", stderr(&out));
     }
@@ -166,13 +159,7 @@ targets:
             digest = "ab".repeat(32),
         ),
     );
-    let out = mesa(&[
-        "--config.file",
-        path.to_str().expect("utf-8"),
-        "--check-config",
-    ])
-    .output()
-    .expect("run mesa");
+    let out = check_config(&path).output().expect("run mesa");
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     let err = stderr(&out);
     for key in [
@@ -192,13 +179,7 @@ targets:
             web.display()
         ),
     );
-    let out = mesa(&[
-        "--config.file",
-        valid.to_str().expect("utf-8"),
-        "--check-config",
-    ])
-    .output()
-    .expect("run mesa");
+    let out = check_config(&valid).output().expect("run mesa");
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     let err = stderr(&out);
     for key in [
@@ -219,13 +200,7 @@ fn a_password_file_others_can_read_is_named_in_a_warning() {
     let pw = path.with_file_name("loose.pw");
     std::fs::write(&pw, "secret\n").expect("pw");
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-    let out = mesa(&[
-        "--config.file",
-        path.to_str().expect("utf-8"),
-        "--check-config",
-    ])
-    .output()
-    .expect("run mesa");
+    let out = check_config(&path).output().expect("run mesa");
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -247,13 +222,7 @@ fn an_unsafe_audit_file_exits_64_naming_the_key() {
     let audit = path.with_file_name("unsafe-audit.jsonl");
     std::fs::write(&audit, "").expect("audit file");
     std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-    let out = mesa(&[
-        "--config.file",
-        path.to_str().expect("utf-8"),
-        "--check-config",
-    ])
-    .output()
-    .expect("run mesa");
+    let out = check_config(&path).output().expect("run mesa");
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("admin.audit_log: audit log")

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use mesa::gateway::{Administrator, Deadline, FailureReason, Inspector, TableKind};
+use mesa::gateway::{Administrator, Column, Deadline, FailureReason, Inspector, TableKind};
 
 use crate::support::*;
 
@@ -181,20 +181,8 @@ async fn tables_and_columns_of_a_schema_come_back_exactly() {
         )
         .await
         .expect("columns");
-    let got: Vec<(u32, &str, &str, bool, Option<&str>)> = columns
-        .iter()
-        .map(|c| {
-            (
-                c.position,
-                c.name.as_str(),
-                c.data_type.as_str(),
-                c.nullable,
-                c.default.as_deref(),
-            )
-        })
-        .collect();
     assert_eq!(
-        got,
+        rows(&columns),
         vec![
             (
                 1,
@@ -283,20 +271,8 @@ async fn a_least_privilege_role_sees_the_structure_as_psql_does() {
         )
         .await
         .expect("columns");
-    let got: Vec<(u32, &str, &str, bool, Option<&str>)> = columns
-        .iter()
-        .map(|c| {
-            (
-                c.position,
-                c.name.as_str(),
-                c.data_type.as_str(),
-                c.nullable,
-                c.default.as_deref(),
-            )
-        })
-        .collect();
     assert_eq!(
-        got,
+        rows(&columns),
         vec![
             (1, "id", "integer", false, None),
             (2, "body", "text", false, Some("'x'::text")),
@@ -313,4 +289,20 @@ async fn a_least_privilege_role_sees_the_structure_as_psql_does() {
         .await
         .expect_err("no such table");
     assert_eq!(denied.reason(), FailureReason::NotFound);
+}
+
+/// Columns as (position, name, type, nullable, default), for comparing with a literal.
+fn rows(columns: &[Column]) -> Vec<(u32, &str, &str, bool, Option<&str>)> {
+    columns
+        .iter()
+        .map(|c| {
+            (
+                c.position,
+                c.name.as_str(),
+                c.data_type.as_str(),
+                c.nullable,
+                c.default.as_deref(),
+            )
+        })
+        .collect()
 }

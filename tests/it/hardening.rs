@@ -117,6 +117,31 @@ targets:
     (app, addr, token.token.expose().to_owned())
 }
 
+/// `GET .../sessions` on `main`: the whole reply, and the entry of backend `pid`.
+async fn listed_session(
+    admin: std::net::SocketAddr,
+    token: &str,
+    pid: i32,
+) -> (Reply, serde_json::Value) {
+    let reply = request(
+        admin,
+        "GET",
+        "/api/v1/targets/main/sessions?limit=1000",
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let session = reply.json()["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|s| s["pid"] == pid)
+        .unwrap_or_else(|| panic!("backend {pid} is listed"))
+        .clone();
+    (reply, session)
+}
+
 const MAIN: &str = "  - {name: main, driver: postgres, host: '{host}', port: {port}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable, admin: {username: mesa_admin, password_file: fixture.pw}}\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,21 +176,7 @@ async fn signals_spare_superusers_and_a_pinned_backend_start_spares_a_reused_pid
         .expect("victim");
     let (pid, _held) = background(victim, "SELECT pg_sleep(60)").await;
     assert!(eventually(D, || is_active(pid)).await);
-    let list = request(
-        admin,
-        "GET",
-        "/api/v1/targets/main/sessions?limit=1000",
-        Some(&token),
-        None,
-    )
-    .await
-    .json();
-    let listed = list["sessions"]
-        .as_array()
-        .expect("sessions")
-        .iter()
-        .find(|s| s["pid"] == pid)
-        .expect("the victim is listed")["backend_start"]
+    let listed = listed_session(admin, &token, pid).await.1["backend_start"]
         .as_str()
         .expect("backend_start")
         .to_owned();
@@ -232,24 +243,8 @@ async fn sessions_never_show_passwords_and_role_names_are_lower_case() {
     )
     .await;
     assert!(eventually(D, || is_active(pid)).await);
-    let reply = request(
-        admin,
-        "GET",
-        "/api/v1/targets/main/sessions?limit=1000",
-        Some(&token),
-        None,
-    )
-    .await;
-    assert_eq!(reply.status, 200);
-    let query = reply.json()["sessions"]
-        .as_array()
-        .expect("sessions")
-        .iter()
-        .find(|s| s["pid"] == pid)
-        .expect("listed")["query"]
-        .as_str()
-        .expect("query")
-        .to_owned();
+    let (reply, session) = listed_session(admin, &token, pid).await;
+    let query = session["query"].as_str().expect("query").to_owned();
     assert!(
         query.contains("ALTER ROLE redact_victim PASSWORD [redacted]"),
         "{query}"

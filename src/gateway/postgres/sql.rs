@@ -163,32 +163,34 @@ SELECT a.pid,
 /// superuser (PostgreSQL's `pg_signal_backend` rule, enforced whatever the admin login's own
 /// rights), and, when `$2` is not NULL, only if it started at `$2` (so a pid reused since the
 /// caller listed it is never hit). The checks and the signal are one statement, so no other
-/// backend can be hit between check and act. No row: no such pid. `signalled` is NULL when
+/// backend can be hit between check and act, and the signal is decided from exactly the
+/// columns that report why it was refused. No row: no such pid. `signalled` is NULL when
 /// refused; the other columns say why. `backend_type` is NULL when the role lacks
 /// `pg_read_all_stats` and the session is another role's: Mesa then refuses (fails closed), as
-/// it does when the backend's role cannot be found (`is_superuser` is then true).
+/// it does when the backend's role cannot be found (`is_superuser` is then true) or a pinned
+/// start time cannot be compared (`same_backend` is then false).
 macro_rules! signal_statement {
     ($function:literal) => {
         concat!(
             "\
-SELECT a.backend_type::pg_catalog.text,
-       a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AS is_self,
-       coalesce(r.rolsuper, true) AS is_superuser,
-       r.rolname::pg_catalog.text AS role,
-       ($2::pg_catalog.timestamptz IS NULL
-        OR a.backend_start OPERATOR(pg_catalog.=) $2::pg_catalog.timestamptz) AS same_backend,
-       a.backend_start,
-       CASE WHEN a.backend_type OPERATOR(pg_catalog.=) 'client backend'
-             AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
-             AND NOT coalesce(r.rolsuper, true)
-             AND ($2::pg_catalog.timestamptz IS NULL
-                  OR a.backend_start OPERATOR(pg_catalog.=) $2::pg_catalog.timestamptz)
+SELECT s.backend_type, s.is_self, s.is_superuser, s.role, s.same_backend, s.backend_start,
+       CASE WHEN s.backend_type OPERATOR(pg_catalog.=) 'client backend'
+             AND NOT s.is_self AND NOT s.is_superuser AND s.same_backend
             THEN pg_catalog.",
             $function,
-            "(a.pid) END AS signalled
-  FROM pg_catalog.pg_stat_activity a
-  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.usesysid
- WHERE a.pid OPERATOR(pg_catalog.=) $1::pg_catalog.int4"
+            "(s.pid) END AS signalled
+  FROM (SELECT a.pid,
+               a.backend_type::pg_catalog.text AS backend_type,
+               a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AS is_self,
+               coalesce(r.rolsuper, true) AS is_superuser,
+               r.rolname::pg_catalog.text AS role,
+               coalesce($2::pg_catalog.timestamptz IS NULL
+                        OR a.backend_start OPERATOR(pg_catalog.=) $2::pg_catalog.timestamptz,
+                        false) AS same_backend,
+               a.backend_start
+          FROM pg_catalog.pg_stat_activity a
+          LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.usesysid
+         WHERE a.pid OPERATOR(pg_catalog.=) $1::pg_catalog.int4) s"
         )
     };
 }

@@ -169,11 +169,6 @@ impl AuditLog {
         })
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Appends one record, with `time` added, and syncs it to disk. On failure the file is
     /// truncated back to its length before the append.
     pub fn write(&self, record: &AuditRecord) -> std::io::Result<()> {
@@ -196,10 +191,11 @@ impl AuditLog {
 
 /// Where a record is appended: the audit file, or a fake in tests.
 trait Append {
-    /// The current length, when truncating back to it makes sense (regular files).
+    /// The current length of a regular file; `None` for a pipe (a FIFO to a log shipper),
+    /// which can neither be synced nor truncated.
     fn len_if_file(&self) -> std::io::Result<Option<u64>>;
-    /// Appends all of `bytes` and makes them durable.
-    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Appends all of `bytes`, and with `sync` makes them durable.
+    fn append(&mut self, bytes: &[u8], sync: bool) -> std::io::Result<()>;
     /// Cuts the file back to `len` bytes.
     fn truncate(&mut self, len: u64) -> std::io::Result<()>;
 }
@@ -210,10 +206,9 @@ impl Append for std::fs::File {
         Ok(meta.is_file().then_some(meta.len()))
     }
 
-    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    fn append(&mut self, bytes: &[u8], sync: bool) -> std::io::Result<()> {
         self.write_all(bytes)?;
-        // A pipe to a log shipper (a FIFO) cannot be synced; a regular file must be.
-        if self.metadata()?.is_file() {
+        if sync {
             self.sync_data()?;
         }
         Ok(())
@@ -224,10 +219,11 @@ impl Append for std::fs::File {
     }
 }
 
-/// Appends `bytes` whole or not at all: a failed append is cut back off.
+/// Appends `bytes` whole or not at all: a failed append to a regular file is cut back off;
+/// a regular file is synced, a pipe is not.
 fn append_whole(target: &mut impl Append, bytes: &[u8]) -> std::io::Result<()> {
     let before = target.len_if_file()?;
-    let written = target.append(bytes);
+    let written = target.append(bytes, before.is_some());
     if let (Err(_), Some(len)) = (&written, before) {
         // Best effort: if even this fails, the next append starts after a torn line, which a
         // JSON Lines reader skips as one bad line.
@@ -350,7 +346,7 @@ mod tests {
             Ok(Some(self.data.len() as u64))
         }
 
-        fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        fn append(&mut self, bytes: &[u8], _sync: bool) -> std::io::Result<()> {
             let fits = bytes.len().min(self.room);
             self.data.extend_from_slice(&bytes[..fits]);
             self.room -= fits;

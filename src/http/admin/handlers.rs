@@ -20,8 +20,9 @@ use super::problem::Problem;
 use super::{Action, AdminState};
 use crate::config::Scope;
 use crate::gateway::{
-    Administrator, BackendRef, Column, Database, Deadline, GatewayError, HealthStatus, Inspector,
-    ObjectName, Pid, ServerHealth, Session, SessionFilter, SessionLimit, Table, TableKind,
+    Administrator, BackendRef, Column, Database, Deadline, Gateway, GatewayError, HealthStatus,
+    Inspector, ObjectName, Pid, ServerHealth, Session, SessionFilter, SessionLimit, Table,
+    TableKind,
 };
 
 fn rfc3339(t: SystemTime) -> String {
@@ -339,13 +340,41 @@ where
     })?
 }
 
+/// The two signal routes.
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Terminate,
+    Cancel,
+}
+
+impl Signal {
+    /// Sends the signal; the word the response uses for it.
+    async fn send(
+        self,
+        gateway: &Gateway,
+        backend: BackendRef,
+        deadline: Deadline,
+    ) -> Result<&'static str, GatewayError> {
+        match self {
+            Self::Terminate => gateway
+                .terminate(backend, deadline)
+                .await
+                .map(|()| "terminated"),
+            Self::Cancel => gateway
+                .cancel(backend, deadline)
+                .await
+                .map(|()| "cancelled"),
+        }
+    }
+}
+
 async fn signal(
     state: AdminState,
     auth: Authorized,
     params: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
+    signal: Signal,
 ) -> Response {
-    let action = auth.action;
     let result = async {
         let (_, pid) = path(params)?;
         let pid = Pid::parse(&pid)?;
@@ -365,36 +394,14 @@ async fn signal(
             subject,
             StatusCode::OK,
             move |deadline| async move {
-                // No catch-all: only these two actions signal.
-                let done = match action {
-                    Action::Cancel => {
-                        gateway.cancel(backend, deadline).await?;
-                        "cancelled"
-                    }
-                    Action::Terminate => {
-                        gateway.terminate(backend, deadline).await?;
-                        "terminated"
-                    }
-                    Action::ListTargets
-                    | Action::Health
-                    | Action::Sessions
-                    | Action::CreateUser
-                    | Action::Databases
-                    | Action::Tables
-                    | Action::Columns
-                    | Action::OpenApi => {
-                        return Err(GatewayError::Refused {
-                            reason: "not a signal route".to_owned(),
-                        });
-                    }
-                };
+                let done = signal.send(&gateway, backend, deadline).await?;
                 Ok(json!({ "pid": pid.get(), "result": done }))
             },
         )
         .await
     }
     .await;
-    state.finish(action, result)
+    state.finish(auth.action, result)
 }
 
 pub(super) async fn terminate(
@@ -403,7 +410,7 @@ pub(super) async fn terminate(
     params: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    signal(state, auth, params, body).await
+    signal(state, auth, params, body, Signal::Terminate).await
 }
 
 pub(super) async fn cancel(
@@ -412,7 +419,7 @@ pub(super) async fn cancel(
     params: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    signal(state, auth, params, body).await
+    signal(state, auth, params, body, Signal::Cancel).await
 }
 
 /// The request body's bytes: 413 when over the limit, 400 when unreadable.
