@@ -332,8 +332,13 @@ print(len(families))\n";
 pub fn daemon_config(yaml: &str) -> mesa::config::Config {
     let c = cluster();
     let dir = std::env::temp_dir().join(format!("mesa-it-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(dir.join("fixture.pw"), ROLE_PASSWORD).expect("password file");
+    // Written once per process: rewriting it while a concurrent test reads it (truncate,
+    // then write) let that test see an empty password file.
+    static FIXTURE: std::sync::Once = std::sync::Once::new();
+    FIXTURE.call_once(|| {
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("fixture.pw"), ROLE_PASSWORD).expect("password file");
+    });
     let text = yaml
         .replace("{host}", c.host())
         .replace("{port}", &c.port().to_string());
