@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod cost;
 mod exporter;
 mod flood;
 mod gateway_admin;
