@@ -31,6 +31,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod collectors;
 pub mod config;
 pub mod fdlimit;
 pub mod gateway;

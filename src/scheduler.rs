@@ -21,8 +21,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::collectors::{Collect, Collection, HEALTH, TargetCollector};
 use crate::config::{CollectionSettings, TargetConfig};
-use crate::gateway::{Collection, Collector, Deadline, Gateway, GatewayError};
+use crate::gateway::{Deadline, Gateway, GatewayError};
 use crate::metrics::ExporterMetrics;
 use crate::snapshot::{SnapshotStore, TargetSnapshot};
 
@@ -73,10 +74,7 @@ struct Attempt {
 
 type InFlight = Pin<Box<dyn Future<Output = Attempt> + Send>>;
 
-fn attempt<C: Collector + Send + Sync + 'static>(
-    collector: Arc<C>,
-    deadline: Deadline,
-) -> InFlight {
+fn attempt<C: Collect + Send + Sync + 'static>(collector: Arc<C>, deadline: Deadline) -> InFlight {
     Box::pin(async move {
         let started = Instant::now();
         let result = collector.collect(deadline).await;
@@ -90,7 +88,7 @@ fn attempt<C: Collector + Send + Sync + 'static>(
 }
 
 /// Runs one target's loop until `cancel` fires.
-pub async fn run_target<C: Collector + Send + Sync + 'static>(
+pub async fn run_target<C: Collect + Send + Sync + 'static>(
     name: String,
     collector: Arc<C>,
     settings: CollectionSettings,
@@ -105,6 +103,8 @@ pub async fn run_target<C: Collector + Send + Sync + 'static>(
     let mut failures: u32 = 0;
     let mut not_before = first;
     let mut last_success: Option<SystemTime> = None;
+    // Collectors failing in the last collection, to log changes rather than every failure.
+    let mut failing: Vec<&'static str> = Vec::new();
     sinks.metrics.init_target(&name);
 
     loop {
@@ -118,12 +118,28 @@ pub async fn run_target<C: Collector + Send + Sync + 'static>(
                     break;
                 }
                 match &done.result {
-                    Ok(_) => {
+                    Ok(collection) => {
                         if failures > 0 {
                             tracing::info!(target_name = %name, after_failures = failures, "collection recovered");
                         }
                         failures = 0;
                         last_success = Some(done.finished_at);
+                        let now_failing: Vec<&'static str> = collection
+                            .outcomes
+                            .iter()
+                            .filter_map(|o| o.result.as_ref().err().map(|reason| (o.collector, *reason)))
+                            .map(|(collector, reason)| {
+                                sinks.metrics.collect_failed(&name, reason, collector);
+                                if !failing.contains(&collector) {
+                                    tracing::warn!(target_name = %name, collector, %reason, "collector failed; its families are left out until it recovers (--log.level=debug shows the server's message)");
+                                }
+                                collector
+                            })
+                            .collect();
+                        for recovered in failing.iter().filter(|c| !now_failing.contains(c)) {
+                            tracing::info!(target_name = %name, collector = recovered, "collector recovered");
+                        }
+                        failing = now_failing;
                     }
                     Err(e) => {
                         failures = failures.saturating_add(1);
@@ -131,7 +147,7 @@ pub async fn run_target<C: Collector + Send + Sync + 'static>(
                         // Half an interval early, so the tick that falls due is not missed by
                         // a few microseconds of scheduling.
                         not_before = done.started + wait.saturating_sub(interval / 2);
-                        sinks.metrics.collect_failed(&name, e.reason());
+                        sinks.metrics.collect_failed(&name, e.reason(), HEALTH);
                         if failures == 1 {
                             tracing::warn!(target_name = %name, reason = %e.reason(), error = %e, "collection failed");
                         } else {
@@ -346,14 +362,18 @@ impl Scheduler {
             }
             match built {
                 Ok(gateway) => {
-                    run_target(name.clone(), gateway, settings, sinks.clone(), token).await;
+                    let collector = Arc::new(TargetCollector {
+                        gateway,
+                        options: settings.collectors,
+                    });
+                    run_target(name.clone(), collector, settings, sinks.clone(), token).await;
                 }
                 Err(e) => {
                     // Only TLS material can fail here (a CA file that is not PEM); the target
                     // stays down until the config is fixed and reloaded.
                     tracing::error!(target_name = %name, error = %e, "cannot build the target's gateway");
                     sinks.metrics.init_target(&name);
-                    sinks.metrics.collect_failed(&name, e.reason());
+                    sinks.metrics.collect_failed(&name, e.reason(), HEALTH);
                     sinks.store.put(TargetSnapshot {
                         target: name.clone(),
                         finished_at: SystemTime::now(),

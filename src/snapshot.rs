@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use crate::gateway::{Collection, FailureReason};
+use crate::collectors::Collection;
+use crate::gateway::FailureReason;
 
 /// The outcome of a target's most recent collection attempt.
 #[derive(Debug, Clone, PartialEq)]

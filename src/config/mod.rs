@@ -20,6 +20,7 @@ use serde_json::Value;
 pub use reader::Problem;
 use reader::{Fields, Problems};
 
+use crate::collectors::{Options as CollectorOptions, SelectionError};
 use crate::gateway::Driver;
 pub use crate::gateway::spec::{ChannelBinding, SslMode};
 use crate::gateway::spec::{Credentials, Limits, MIN_IDLE_IN_TRANSACTION_TIMEOUT, TargetSpec};
@@ -79,6 +80,8 @@ pub struct CollectionSettings {
     pub statement_timeout: Duration,
     /// Server-side `lock_timeout`.
     pub lock_timeout: Duration,
+    /// Which collectors run, and their size guards.
+    pub collectors: CollectorOptions,
 }
 
 impl Default for CollectionSettings {
@@ -89,6 +92,7 @@ impl Default for CollectionSettings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            collectors: CollectorOptions::default(),
         }
     }
 }
@@ -378,6 +382,9 @@ const COLLECTION_KEYS: &[&str] = &[
     "connect_timeout",
     "statement_timeout",
     "lock_timeout",
+    "collectors",
+    "max_tables",
+    "max_statements",
 ];
 const WEB_KEYS: &[&str] = &["listen_address", "config_file", "max_connections"];
 const ADMIN_KEYS: &[&str] = &[
@@ -410,6 +417,9 @@ const TARGET_KEYS: &[&str] = &[
     "connect_timeout",
     "statement_timeout",
     "lock_timeout",
+    "collectors",
+    "max_tables",
+    "max_statements",
     "admin",
 ];
 const LOGIN_KEYS: &[&str] = &["username", "password", "password_env", "password_file"];
@@ -474,7 +484,68 @@ fn collection(f: &mut Fields, inherit: CollectionSettings, p: &mut Problems) -> 
         lock_timeout: f
             .duration("lock_timeout", p)
             .unwrap_or(inherit.lock_timeout),
+        collectors: collectors(f, inherit.collectors, p),
     }
+}
+
+/// Largest `max_tables` / `max_statements`: beyond this a target alone would make a scrape
+/// of hundreds of thousands of series.
+pub const MAX_GUARD: u32 = 10_000;
+
+/// `collectors: {name: bool}` merged over `inherit`, and the size guards.
+fn collectors(f: &mut Fields, inherit: CollectorOptions, p: &mut Problems) -> CollectorOptions {
+    let mut options = inherit;
+    if let Some(value) = f.take("collectors") {
+        let path = f.path_of("collectors");
+        match value {
+            Value::Object(map) => {
+                for (name, on) in map {
+                    let key = reader::join(&path, &name);
+                    let Value::Bool(on) = on else {
+                        p.add(key, "expected true or false");
+                        continue;
+                    };
+                    match options.selection.set(&name, on) {
+                        Ok(()) => {}
+                        Err(SelectionError::Unknown) => p.add(
+                            key,
+                            format!(
+                                "unknown collector; expected one of: {}",
+                                crate::collectors::names().join(", ")
+                            ),
+                        ),
+                        Err(SelectionError::Required) => p.add(
+                            key,
+                            "the health collector cannot be switched off: pg_up and the saturation alerts depend on it",
+                        ),
+                    }
+                }
+            }
+            _ => p.add(
+                path,
+                "expected a mapping of collector names to true or false",
+            ),
+        }
+    }
+    for (key, slot) in [
+        ("max_tables", &mut options.max_tables),
+        ("max_statements", &mut options.max_statements),
+    ] {
+        if let Some(v) = f.take(key) {
+            match v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| (1..=MAX_GUARD).contains(n))
+            {
+                Some(n) => *slot = n,
+                None => p.add(
+                    f.path_of(key),
+                    format!("expected a whole number from 1 to {MAX_GUARD}"),
+                ),
+            }
+        }
+    }
+    options
 }
 
 fn check_collection(c: &CollectionSettings, path: &str, p: &mut Problems) {

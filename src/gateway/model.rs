@@ -127,34 +127,6 @@ pub struct Session {
     pub duration: Option<Duration>,
 }
 
-/// Client-backend activity aggregated per (database, user, state), for metrics.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActivityGroup {
-    /// Database name (empty when unknown).
-    pub database: String,
-    /// Role name (empty when unknown).
-    pub user: String,
-    /// Session state (empty when unknown).
-    pub state: String,
-    /// Number of client backends in the group.
-    pub count: u32,
-    /// Age of the oldest open transaction in the group; zero when none.
-    pub max_tx_duration: Duration,
-    /// Longest-running active statement in the group; zero when none is active.
-    pub max_query_duration: Duration,
-}
-
-/// Everything one scheduled collection gathers, over one connection.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Collection {
-    /// Server-wide facts.
-    pub health: ServerHealth,
-    /// Session aggregates (all client backends, idle included, Mesa's own excluded).
-    pub activity: Vec<ActivityGroup>,
-    /// Non-template databases.
-    pub databases: Vec<Database>,
-}
-
 /// A role to create (`CreateUser`). Build it with [`NewUser::new`], which validates.
 #[derive(Debug, Clone)]
 pub struct NewUser {

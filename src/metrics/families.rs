@@ -1,33 +1,25 @@
 //! Database facts as const metrics, encoded from immutable snapshots at scrape time.
 //!
-//! Names follow postgres_exporter where the concept overlaps (DESIGN.md §3.3). On `/metrics`
-//! every series carries `server="<target>"`; on `/probe` the same families come without it.
-//! A target whose last attempt failed shows `pg_up 0` and no other `pg_*` series: a value is
-//! either fresh or absent, never stale.
+//! Collectors build their families once per collection (`collectors`); this module only
+//! merges them across targets (one family per name, its series from every target) and adds
+//! the per-target meta families. On `/metrics` every series carries `server="<target>"`; on
+//! `/probe` the same families come without it. A target whose last attempt failed shows
+//! `pg_up 0` and no other `pg_*` series: a value is either fresh or absent, never stale.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
-use crate::gateway::Collection;
+use crate::collectors::{Family, Kind, Series, Value};
 use crate::snapshot::{SnapshotStore, TargetSnapshot};
 
 /// Appended to every HELP text of database facts.
 const CACHED: &str =
     "Collected on a schedule and cached; see mesa_collect_last_success_timestamp_seconds.";
-
-/// A sample value.
-#[derive(Debug, Clone, Copy)]
-enum Value {
-    Int(i64),
-    Float(f64),
-}
-
-/// One series: its labels (without `server`) and value.
-type Row<'a> = (Vec<(&'static str, &'a str)>, Value);
 
 fn seconds(d: Duration) -> Value {
     Value::Float(d.as_secs_f64())
@@ -41,59 +33,62 @@ fn unix(t: SystemTime) -> Value {
     )
 }
 
-/// The labels of an activity group.
-fn group(g: &crate::gateway::ActivityGroup) -> Vec<(&'static str, &str)> {
-    vec![
-        ("datname", g.database.as_str()),
-        ("usename", g.user.as_str()),
-        ("state", g.state.as_str()),
-    ]
+/// A family being merged: its first-seen help and type, and each target's series.
+struct Merged<'a> {
+    name: &'a str,
+    help: &'a str,
+    kind: Kind,
+    parts: Vec<(&'a str, &'a [Series])>,
 }
 
-/// Encodes one family. Skipped when no target has a series for it.
-fn family<'a>(
+/// Encodes one family's series from several targets.
+fn encode(
     enc: &mut DescriptorEncoder,
-    name: &str,
+    family: &Merged<'_>,
     help: &str,
-    kind: MetricType,
     server_label: bool,
-    per_target: impl Iterator<Item = (&'a str, Vec<Row<'a>>)>,
 ) -> Result<(), std::fmt::Error> {
-    let rows: Vec<(&str, Vec<Row<'a>>)> = per_target.filter(|(_, r)| !r.is_empty()).collect();
-    if rows.is_empty() {
+    if family.parts.iter().all(|(_, s)| s.is_empty()) {
         return Ok(());
     }
-    let mut metric = enc.encode_descriptor(name, help, None, kind)?;
-    for (server, series) in rows {
-        for (labels, value) in series {
-            let mut all: Vec<(&str, &str)> = Vec::with_capacity(labels.len() + 1);
+    let kind = match family.kind {
+        Kind::Gauge => MetricType::Gauge,
+        Kind::Counter => MetricType::Counter,
+    };
+    let mut metric = enc.encode_descriptor(family.name, help, None, kind)?;
+    for (server, series) in &family.parts {
+        for s in series.iter() {
+            let mut labels: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len() + 1);
             if server_label {
-                all.push(("server", server));
+                labels.push(("server", server));
             }
-            all.extend(labels);
-            let mut m = metric.encode_family(&all)?;
-            match (kind, value) {
-                (MetricType::Counter, Value::Int(v)) => m
-                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
-                        &u64::try_from(v).unwrap_or(0),
-                        None,
-                    )?,
-                (MetricType::Counter, Value::Float(v)) => {
-                    m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(&v, None)?
+            labels.extend(s.labels.iter().map(|(k, v)| (*k, v.as_str())));
+            let mut m = metric.encode_family(&labels)?;
+            match (family.kind, s.value) {
+                (Kind::Counter, Value::Int(v)) => {
+                    m.encode_counter::<NoLabelSet, _, u64>(&u64::try_from(v).unwrap_or(0), None)?
                 }
-                (_, Value::Int(v)) => m.encode_gauge(&v)?,
-                (_, Value::Float(v)) => m.encode_gauge(&v)?,
+                (Kind::Counter, Value::Float(v)) => {
+                    m.encode_counter::<NoLabelSet, _, f64>(&v.max(0.0), None)?
+                }
+                (Kind::Gauge, Value::Int(v)) => m.encode_gauge(&v)?,
+                (Kind::Gauge, Value::Float(v)) => m.encode_gauge(&v)?,
             }
         }
     }
     Ok(())
 }
 
-/// The `pg_*` and per-target `mesa_collect_*` families of a set of snapshots.
+/// The `pg_*` and per-target `mesa_collect*` families of a set of snapshots.
 #[derive(Debug)]
 pub struct SnapshotFamilies {
     snapshots: Vec<Arc<TargetSnapshot>>,
     server_label: bool,
+}
+
+/// A meta family built here (not by a collector).
+fn meta(name: &'static str, help: &'static str, kind: Kind) -> Family {
+    Family::new(name, help, kind)
 }
 
 impl SnapshotFamilies {
@@ -105,213 +100,128 @@ impl SnapshotFamilies {
         }
     }
 
-    fn each<'a>(
-        &'a self,
-        rows: impl Fn(&'a TargetSnapshot) -> Vec<Row<'a>> + 'a,
-    ) -> impl Iterator<Item = (&'a str, Vec<Row<'a>>)> + 'a {
-        self.snapshots
-            .iter()
-            .map(move |s| (s.target.as_str(), rows(s)))
-    }
-
-    fn each_up<'a>(
-        &'a self,
-        rows: impl Fn(&'a Collection) -> Vec<Row<'a>> + 'a,
-    ) -> impl Iterator<Item = (&'a str, Vec<Row<'a>>)> + 'a {
-        self.snapshots.iter().map(move |s| {
-            let series = match &s.result {
-                Ok(c) => rows(c),
-                Err(_) => Vec::new(),
-            };
-            (s.target.as_str(), series)
-        })
-    }
-
-    /// Encodes the `mesa_collect_*` families that come from snapshots.
-    pub fn encode_collect_meta(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let sl = self.server_label;
-        family(
-            enc,
+    /// Per-target families Mesa derives from each snapshot: `pg_up`, collection timing, and
+    /// each collector's success, duration and size-guard omissions.
+    fn derived(snapshot: &TargetSnapshot) -> Vec<Family> {
+        let mut up = meta(
+            "pg_up",
+            "1 if the last collection connected and the core health statement ran, else 0.",
+            Kind::Gauge,
+        );
+        up.push(Vec::new(), Value::Int(i64::from(snapshot.up())));
+        let mut duration = meta(
             "mesa_collect_duration_seconds",
             "Duration of the target's last collection attempt, in seconds.",
-            MetricType::Gauge,
-            sl,
-            self.each(|s| vec![(vec![], seconds(s.duration))]),
-        )?;
-        family(
-            enc,
+            Kind::Gauge,
+        );
+        duration.push(Vec::new(), seconds(snapshot.duration));
+        let mut last = meta(
             "mesa_collect_last_success_timestamp_seconds",
             "When the target's last successful collection finished, as Unix seconds; time() minus this is the age of its pg_* values.",
-            MetricType::Gauge,
-            sl,
-            self.each(|s| {
-                s.last_success
-                    .map(|t| (vec![], unix(t)))
-                    .into_iter()
-                    .collect()
-            }),
-        )
+            Kind::Gauge,
+        );
+        if let Some(t) = snapshot.last_success {
+            last.push(Vec::new(), unix(t));
+        }
+        let mut success = meta(
+            "mesa_collector_success",
+            "1 if the collector ran in the target's last collection, 0 if it failed (its families are then absent).",
+            Kind::Gauge,
+        );
+        let mut took = meta(
+            "mesa_collector_duration_seconds",
+            "Server and decoding time of the collector in the target's last collection, in seconds.",
+            Kind::Gauge,
+        );
+        let mut omitted = meta(
+            "mesa_collector_rows_omitted",
+            "Rows a collector's size guard (max_tables, max_statements) left out of the last collection.",
+            Kind::Gauge,
+        );
+        let mut scrape_error = meta(
+            "pg_exporter_last_scrape_error",
+            "1 if the last collection failed or any collector in it failed, else 0 (postgres_exporter's name).",
+            Kind::Gauge,
+        );
+        let mut any_failed = !snapshot.up();
+        if let Ok(collection) = &snapshot.result {
+            for o in &collection.outcomes {
+                let label = || vec![("collector", o.collector.to_owned())];
+                success.push(label(), Value::Int(i64::from(o.result.is_ok())));
+                took.push(label(), seconds(o.duration));
+                match &o.result {
+                    Ok(h) => {
+                        if let Some(n) = h.omitted {
+                            omitted.push(label(), Value::Int(i64::try_from(n).unwrap_or(i64::MAX)));
+                        }
+                    }
+                    Err(_) => any_failed = true,
+                }
+            }
+        }
+        scrape_error.push(Vec::new(), Value::Int(i64::from(any_failed)));
+        vec![up, duration, last, success, took, omitted, scrape_error]
     }
 
-    /// Encodes the `pg_*` families.
-    pub fn encode_pg(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let sl = self.server_label;
-        let help = |text: &str| format!("{text} {CACHED}");
-        family(
-            enc,
-            "pg_up",
-            &help("1 if the last collection connected and ran, else 0."),
-            MetricType::Gauge,
-            sl,
-            self.each(|s| vec![(vec![], Value::Int(i64::from(s.up())))]),
-        )?;
-        family(
-            enc,
-            "pg_static",
-            &help("Server version; the value is always 1."),
-            MetricType::Gauge,
-            sl,
-            self.each_up(|c| {
-                vec![(
-                    vec![
-                        ("version", c.health.version.as_str()),
-                        ("short_version", c.health.short_version.as_str()),
-                    ],
-                    Value::Int(1),
-                )]
-            }),
-        )?;
-        family(
-            enc,
-            "pg_postmaster_start_time_seconds",
-            &help("When the server started, as Unix seconds."),
-            MetricType::Gauge,
-            sl,
-            self.each_up(|c| vec![(vec![], unix(c.health.started_at))]),
-        )?;
-        family(
-            enc,
-            "pg_settings_max_connections",
-            &help("The max_connections setting."),
-            MetricType::Gauge,
-            sl,
-            self.each_up(|c| vec![(vec![], Value::Int(i64::from(c.health.max_connections)))]),
-        )?;
-        family(
-            enc,
-            "pg_settings_superuser_reserved_connections",
-            &help("The superuser_reserved_connections setting."),
-            MetricType::Gauge,
-            sl,
-            self.each_up(|c| {
-                vec![(
-                    vec![],
-                    Value::Int(i64::from(c.health.superuser_reserved_connections)),
-                )]
-            }),
-        )?;
-        family(
-            enc,
-            "pg_stat_activity_count",
-            &help("Client backends per database, user and state (Mesa's own excluded)."),
-            MetricType::Gauge,
-            sl,
-            self.each_up(|c| {
-                c.activity
+    fn encode_all(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let derived: Vec<(&str, Vec<Family>)> = self
+            .snapshots
+            .iter()
+            .map(|s| (s.target.as_str(), Self::derived(s)))
+            .collect();
+        let mut order: Vec<Merged<'_>> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        // pg_up first, then collector families in catalogue order, then the meta families.
+        let sources = derived
+            .iter()
+            .map(|(server, families)| (*server, &families[..1]))
+            .chain(
+                self.snapshots
                     .iter()
-                    .map(|g| (group(g), Value::Int(i64::from(g.count))))
-                    .collect()
-            }),
-        )?;
-        family(
-            enc,
-            "pg_stat_activity_max_tx_duration",
-            &help("Age of the oldest open transaction per database, user and state, in seconds."),
-            MetricType::Gauge,
-            sl,
-            self.each_up(|c| {
-                c.activity
+                    .filter_map(|s| s.result.as_ref().ok().map(|c| (s.target.as_str(), c)))
+                    .flat_map(|(server, c)| {
+                        c.outcomes.iter().filter_map(move |o| {
+                            o.result
+                                .as_ref()
+                                .ok()
+                                .map(move |h| (server, &h.families[..]))
+                        })
+                    }),
+            )
+            .chain(
+                derived
                     .iter()
-                    .map(|g| (group(g), seconds(g.max_tx_duration)))
-                    .collect()
-            }),
-        )?;
-        family(
-            enc,
-            "pg_stat_activity_max_query_duration_seconds",
-            &help("Longest-running active statement per database, user and state, in seconds."),
-            MetricType::Gauge,
-            sl,
-            self.each_up(|c| {
-                c.activity
-                    .iter()
-                    .map(|g| (group(g), seconds(g.max_query_duration)))
-                    .collect()
-            }),
-        )?;
-        family(
-            enc,
-            "pg_connections_utilization_ratio",
-            &help("Client backends / (max_connections - superuser_reserved_connections)."),
-            MetricType::Gauge,
-            sl,
-            self.each_up(|c| {
-                let h = &c.health;
-                let usable = h
-                    .max_connections
-                    .saturating_sub(h.superuser_reserved_connections);
-                if usable == 0 {
-                    return Vec::new();
-                }
-                let ratio = f64::from(h.client_sessions) / f64::from(usable);
-                vec![(vec![], Value::Float(ratio))]
-            }),
-        )?;
-        family(
-            enc,
-            "pg_database_size_bytes",
-            &help("Database size on disk, in bytes; absent when the role may not read it."),
-            MetricType::Gauge,
-            sl,
-            self.each_up(|c| {
-                c.databases
-                    .iter()
-                    .filter_map(|d| {
-                        let size = i64::try_from(d.size_bytes?).ok()?;
-                        Some((vec![("datname", d.name.as_str())], Value::Int(size)))
-                    })
-                    .collect()
-            }),
-        )?;
-        family(
-            enc,
-            "pg_database_info",
-            &help("Database owner and encoding; the value is always 1."),
-            MetricType::Gauge,
-            sl,
-            self.each_up(|c| {
-                c.databases
-                    .iter()
-                    .map(|d| {
-                        (
-                            vec![
-                                ("datname", d.name.as_str()),
-                                ("owner", d.owner.as_str()),
-                                ("encoding", d.encoding.as_str()),
-                            ],
-                            Value::Int(1),
-                        )
-                    })
-                    .collect()
-            }),
-        )
+                    .map(|(server, families)| (*server, &families[1..])),
+            );
+        for (server, families) in sources {
+            for family in families {
+                let at = *index.entry(family.name.as_ref()).or_insert_with(|| {
+                    order.push(Merged {
+                        name: family.name.as_ref(),
+                        help: family.help.as_ref(),
+                        kind: family.kind,
+                        parts: Vec::new(),
+                    });
+                    order.len() - 1
+                });
+                order[at].parts.push((server, &family.series));
+            }
+        }
+        for family in &order {
+            let help = if family.name.starts_with("pg_") {
+                format!("{} {CACHED}", family.help)
+            } else {
+                family.help.to_owned()
+            };
+            encode(enc, family, &help, self.server_label)?;
+        }
+        Ok(())
     }
 }
 
 impl Collector for SnapshotFamilies {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        self.encode_pg(&mut enc)?;
-        self.encode_collect_meta(&mut enc)
+        self.encode_all(&mut enc)
     }
 }
 

@@ -15,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::collectors::HEALTH;
 use crate::gateway::FailureReason;
 use crate::snapshot::{SnapshotStore, TargetSnapshot};
 use families::{SnapshotFamilies, StoreFamilies};
@@ -46,10 +47,14 @@ pub struct ExporterMetrics {
 }
 
 impl ExporterMetrics {
-    /// Creates a target's series at zero.
+    /// Creates a target's series at zero: every reason the core (`health`) can fail with.
+    /// A collector's own failure counters appear with its first failure
+    /// (`mesa_collector_success` is the signal to alert on).
     pub fn init_target(&self, target: &str) {
         for reason in COLLECT_REASONS {
-            let _created = self.failures.get_or_create(&failure_labels(target, reason));
+            let _created = self
+                .failures
+                .get_or_create(&failure_labels(target, reason, HEALTH));
         }
         let _created = self
             .skipped
@@ -59,15 +64,19 @@ impl ExporterMetrics {
     /// Drops a target's series (it left the config).
     pub fn forget_target(&self, target: &str) {
         for reason in FailureReason::ALL {
-            self.failures.remove(&failure_labels(target, reason));
+            for collector in crate::collectors::names() {
+                self.failures
+                    .remove(&failure_labels(target, reason, collector));
+            }
         }
         self.skipped.remove(&vec![("server", target.to_owned())]);
     }
 
-    /// Counts a failed collection.
-    pub fn collect_failed(&self, target: &str, reason: FailureReason) {
+    /// Counts a failure: of the whole collection (`collector` is `health`) or of one
+    /// collector.
+    pub fn collect_failed(&self, target: &str, reason: FailureReason, collector: &str) {
         self.failures
-            .get_or_create(&failure_labels(target, reason))
+            .get_or_create(&failure_labels(target, reason, collector))
             .inc();
     }
 
@@ -85,10 +94,10 @@ impl ExporterMetrics {
             .get()
     }
 
-    /// A target's failure count for `reason`.
-    pub fn failures(&self, target: &str, reason: FailureReason) -> u64 {
+    /// A target's failure count for `reason` and `collector`.
+    pub fn failures(&self, target: &str, reason: FailureReason, collector: &str) -> u64 {
         self.failures
-            .get_or_create(&failure_labels(target, reason))
+            .get_or_create(&failure_labels(target, reason, collector))
             .get()
     }
 
@@ -108,10 +117,11 @@ impl ExporterMetrics {
     }
 }
 
-fn failure_labels(target: &str, reason: FailureReason) -> Labels {
+fn failure_labels(target: &str, reason: FailureReason, collector: &str) -> Labels {
     vec![
         ("server", target.to_owned()),
         ("reason", reason.as_str().to_owned()),
+        ("collector", collector.to_owned()),
     ]
 }
 
@@ -131,7 +141,7 @@ impl Metrics {
         registry.register_collector(Box::new(StoreFamilies(store)));
         registry.register(
             "mesa_collect_failures",
-            "Failed collections by reason",
+            "Failures by reason and collector: collector=\"health\" is a failed collection (pg_up 0), any other a collector that failed alone",
             exporter.failures.clone(),
         );
         registry.register(

@@ -147,7 +147,16 @@ targets:
     assert_eq!(value(&body, "pg_up", &[("server", "closed")]), Some(0.0));
     assert!(!samples(&body).iter().any(|s| s.name.starts_with("pg_")
         && s.name != "pg_up"
+        && s.name != "pg_exporter_last_scrape_error"
         && s.label("server") == Some("closed")));
+    assert_eq!(
+        value(
+            &body,
+            "pg_exporter_last_scrape_error",
+            &[("server", "closed")]
+        ),
+        Some(1.0)
+    );
     let failures = |text: &str, server: &str, reason: &str| {
         value(
             text,

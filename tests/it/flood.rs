@@ -220,7 +220,8 @@ targets:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_admin_reads_never_take_the_collections_connection_slot() {
-    use mesa::gateway::{Administrator, Collector, Deadline, FailureReason, Inspector};
+    use mesa::collectors::Collect;
+    use mesa::gateway::{Administrator, Deadline, FailureReason, Inspector};
     // A database whose catalogs are locked: a connection to it waits until its deadline,
     // holding one of the target's connection slots all along.
     let su = superuser("postgres").await;

@@ -4,10 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use mesa::collectors::Collect;
 use mesa::config::SslMode;
-use mesa::gateway::{
-    Administrator, Collector, Deadline, FailureReason, Inspector, NewUser, SessionFilter,
-};
+use mesa::gateway::{Administrator, Deadline, FailureReason, Inspector, NewUser, SessionFilter};
 use mesa::secret::Secret;
 
 use crate::support::*;

@@ -9,6 +9,8 @@ use mesa::gateway::FailureReason;
 use mesa::metrics::render_snapshots;
 use mesa::snapshot::TargetSnapshot;
 
+use crate::support::{samples, value};
+
 fn snapshots() -> Vec<Arc<TargetSnapshot>> {
     let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     vec![
@@ -17,6 +19,22 @@ fn snapshots() -> Vec<Arc<TargetSnapshot>> {
             finished_at: at,
             duration: Duration::from_millis(42),
             result: Ok(crate::sample::collection()),
+            last_success: Some(at),
+        }),
+        Arc::new(TargetSnapshot {
+            target: "orders-replica".to_owned(),
+            finished_at: at,
+            duration: Duration::from_millis(17),
+            result: Ok({
+                // One collector failed alone: its families are absent, the rest are there.
+                let mut c = crate::sample::collection();
+                for o in &mut c.outcomes {
+                    if o.collector == "stat_statements" {
+                        o.result = Err(FailureReason::PermissionDenied);
+                    }
+                }
+                c
+            }),
             last_success: Some(at),
         }),
         Arc::new(TargetSnapshot {
@@ -74,8 +92,73 @@ fn a_down_target_has_pg_up_0_and_no_stale_values() {
         reports.contains(&"pg_up{server=\"reports\"} 0"),
         "{reports:?}"
     );
+    let pg: Vec<&&str> = reports.iter().filter(|l| l.starts_with("pg_")).collect();
+    assert_eq!(
+        pg,
+        [
+            &"pg_up{server=\"reports\"} 0",
+            &"pg_exporter_last_scrape_error{server=\"reports\"} 1"
+        ],
+        "only pg_up and the error flag for a down target: {reports:?}"
+    );
+}
+
+#[test]
+fn a_collector_that_failed_alone_drops_only_its_families() {
+    let text = render_snapshots(snapshots(), true);
+    let of = |server: &str, prefix: &str| {
+        samples(&text)
+            .into_iter()
+            .filter(|s| s.label("server") == Some(server) && s.name.starts_with(prefix))
+            .count()
+    };
+    assert!(of("orders-primary", "pg_stat_statements_") > 0, "{text}");
+    assert_eq!(of("orders-replica", "pg_stat_statements_"), 0, "{text}");
+    for family in [
+        "pg_stat_database_",
+        "pg_locks_count",
+        "pg_settings_",
+        "pg_up",
+    ] {
+        assert_eq!(
+            of("orders-primary", family),
+            of("orders-replica", family),
+            "{family}"
+        );
+    }
+    let success = |server| {
+        value(
+            &text,
+            "mesa_collector_success",
+            &[("server", server), ("collector", "stat_statements")],
+        )
+    };
+    assert_eq!(success("orders-primary"), Some(1.0));
+    assert_eq!(success("orders-replica"), Some(0.0));
+    assert_eq!(
+        value(
+            &text,
+            "pg_exporter_last_scrape_error",
+            &[("server", "orders-replica")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "pg_exporter_last_scrape_error",
+            &[("server", "orders-primary")]
+        ),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn statement_texts_are_redacted_in_labels() {
+    let text = render_snapshots(snapshots(), true);
+    assert!(!text.contains("hunter2"), "{text}");
     assert!(
-        reports.iter().filter(|l| l.starts_with("pg_")).count() == 1,
-        "only pg_up for a down target: {reports:?}"
+        text.contains("query=\"SELECT * FROM orders WHERE id = $1\""),
+        "{text}"
     );
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod collectors;
 mod cost;
 mod exporter;
 mod flood;

@@ -4,8 +4,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mesa::collectors::{Collect, Collection};
 use mesa::config::CollectionSettings;
-use mesa::gateway::{Collection, Collector, Deadline, Expiry, FailureReason, GatewayError};
+use mesa::gateway::{Deadline, Expiry, FailureReason, GatewayError};
 use mesa::metrics::ExporterMetrics;
 use mesa::scheduler::{BACKOFF_CAP, Sinks, run_target};
 use mesa::snapshot::SnapshotStore;
@@ -47,7 +48,7 @@ impl Fake {
     }
 }
 
-impl Collector for Fake {
+impl Collect for Fake {
     fn collect(
         &self,
         deadline: Deadline,
@@ -186,7 +187,9 @@ async fn failing_targets_back_off_up_to_the_cap() {
     );
     assert!(gaps.len() >= 10, "{gaps:?}");
     assert_eq!(
-        sinks.metrics.failures("down", FailureReason::Unreachable),
+        sinks
+            .metrics
+            .failures("down", FailureReason::Unreachable, "health"),
         calls.len() as u64
     );
     let snap = sinks.store.get("down").expect("snapshot");

@@ -18,7 +18,11 @@ pub fn cluster() -> &'static PgCluster {
     CLUSTER.get_or_init(|| {
         let cluster = PgCluster::start(ClusterOptions {
             // Wake autovacuum often so its launcher is always present.
-            extra_conf: vec!["autovacuum_naptime = 1".to_owned()],
+            extra_conf: vec![
+                "autovacuum_naptime = 1".to_owned(),
+                // For the stat_statements collector's test.
+                "shared_preload_libraries = 'pg_stat_statements'".to_owned(),
+            ],
             ..ClusterOptions::default()
         })
         .unwrap_or_else(|e| panic!("test PostgreSQL did not start: {e}"));
@@ -496,4 +500,45 @@ pub fn object(name: &str) -> mesa::gateway::ObjectName {
 /// A session page size, as the gateway takes it.
 pub fn limit(n: u32) -> mesa::gateway::SessionLimit {
     mesa::gateway::SessionLimit::new(n).expect("a valid limit")
+}
+
+/// One collection of `t` with its configured collectors, rendered as `/probe` renders it
+/// (no `server` label), with the collection itself.
+pub async fn collect_text(t: &TargetConfig) -> (mesa::collectors::Collection, String) {
+    use mesa::collectors::{Collect, TargetCollector};
+    let collector = TargetCollector {
+        gateway: std::sync::Arc::new(gateway(t)),
+        options: t.collection.collectors,
+    };
+    let collection = collector
+        .collect(mesa::gateway::Deadline::after(Duration::from_secs(10)))
+        .await
+        .expect("the collection runs");
+    let snapshot = std::sync::Arc::new(mesa::snapshot::TargetSnapshot {
+        target: t.name.clone(),
+        finished_at: std::time::SystemTime::now(),
+        duration: Duration::ZERO,
+        result: Ok(collection.clone()),
+        last_success: Some(std::time::SystemTime::now()),
+    });
+    let text = mesa::metrics::render_snapshots(vec![snapshot], false);
+    (collection, text)
+}
+
+/// Creates database `name` (dropping a leftover of an earlier run) and returns a superuser
+/// client connected to it.
+pub async fn fresh_database(name: &str) -> Client {
+    // From template0, which nobody connects to (a copy of template1 fails while any session
+    // is connected to it).
+    let admin = superuser("postgres").await;
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name} TEMPLATE template0"),
+    ] {
+        admin
+            .batch_execute(&statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+    }
+    superuser(name).await
 }

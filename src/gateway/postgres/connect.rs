@@ -310,6 +310,16 @@ impl Conn {
         (&self.client, &mut self.driver)
     }
 
+    /// `server_version_num` from the `server_version` the server reported at startup
+    /// (`15.18 (Debian ...)` is 150018; `9.6.24` is 90624); 0 if it cannot be read.
+    pub fn server_version_num(&self) -> u32 {
+        self.driver
+            .connection
+            .as_ref()
+            .and_then(|c| c.parameter("server_version"))
+            .map_or(0, version_num)
+    }
+
     /// Closes gracefully (Terminate message), or drops the socket after [`CLOSE_TIMEOUT`].
     pub async fn close(self) {
         let Conn { driver, client } = self;
@@ -412,5 +422,36 @@ fn expired(why: Expiry, phase: &'static str, deadline: &Deadline) -> GatewayErro
             limit: deadline.budget(),
         },
         Expiry::Cancelled => GatewayError::Cancelled { phase },
+    }
+}
+
+/// Parses a `server_version` parameter into `server_version_num` form.
+pub(crate) fn version_num(text: &str) -> u32 {
+    let numeric: String = text
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = numeric.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    if major >= 10 {
+        major * 10_000 + minor
+    } else {
+        major * 10_000 + minor * 100 + parts.next().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::version_num;
+
+    #[test]
+    fn server_version_parameters_parse_like_server_version_num() {
+        assert_eq!(version_num("15.18 (Debian 15.18-0+deb12u1)"), 150_018);
+        assert_eq!(version_num("17.0"), 170_000);
+        assert_eq!(version_num("13.2"), 130_002);
+        assert_eq!(version_num("9.6.24"), 90_624);
+        assert_eq!(version_num("18beta1"), 180_000);
+        assert_eq!(version_num("garbage"), 0);
     }
 }

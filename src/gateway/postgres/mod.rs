@@ -7,7 +7,6 @@
 
 mod admin;
 mod classify;
-mod collect;
 mod connect;
 mod inspect;
 mod redact;
@@ -24,8 +23,8 @@ use self::admin::Signal;
 use self::connect::Connector;
 use super::validate;
 use super::{
-    Administrator, BackendRef, Collection, Collector, Column, CreatedUser, Database, Deadline,
-    GatewayError, Inspector, NewUser, ObjectName, ServerHealth, Session, SessionFilter, Table,
+    Administrator, BackendRef, Column, CreatedUser, Database, Deadline, GatewayError, Inspector,
+    NewUser, ObjectName, ServerHealth, Session, SessionFilter, Table,
 };
 use super::{ChannelBinding, Credentials, TargetSpec};
 
@@ -302,16 +301,42 @@ impl Administrator for PostgresGateway {
     }
 }
 
-impl Collector for PostgresGateway {
-    async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
-        self.with_connection(
-            &self.monitor,
-            &self.database,
-            Access::ReadOnly,
-            Purpose::Collection,
-            deadline,
-            async |c| collect::collection(c).await,
-        )
-        .await
+impl PostgresGateway {
+    /// Runs a scheduled collection's `work` on one read-only connection to the target's
+    /// database as the monitoring login, under `deadline`; `work` also gets the server's
+    /// `server_version_num` (from the startup parameters, no round trip). The collectors
+    /// layer decides what to send.
+    pub async fn collection_session<T>(
+        &self,
+        deadline: Deadline,
+        work: impl AsyncFnOnce(&Client, u32) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, GatewayError> {
+        let mut conn = self
+            .connector
+            .open(
+                &self.monitor,
+                &self.database,
+                Access::ReadOnly,
+                Purpose::Collection,
+                &deadline,
+            )
+            .await?;
+        let version = conn.server_version_num();
+        let (client, driver) = conn.split();
+        let result = driver.run(&deadline, work(client, version)).await;
+        conn.close().await;
+        result
     }
+}
+
+/// A statement text fit for metrics and logs: string literals and anything after a password
+/// keyword masked (the rule of the admin API's session list).
+pub fn redact_query(text: String) -> String {
+    redact::query_text(text)
+}
+
+/// Classifies a driver error from a connection to `endpoint` (for callers that run their own
+/// statements through [`PostgresGateway::collection_session`]).
+pub fn classify_error(err: tokio_postgres::Error, endpoint: &str) -> GatewayError {
+    classify::classify(err, endpoint)
 }

@@ -32,6 +32,8 @@
 //! (DDL takes no parameters), see `admin.rs`.
 
 /// Opens the collection's transaction: one snapshot for every statement of a collection.
+/// The collectors' own statements live beside them in `collectors/postgres/` and follow the
+/// same rule.
 pub const COLLECTION_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// Server health. `client_sessions` counts client backends other than Mesa's own. Epoch
@@ -49,27 +51,6 @@ SELECT pg_catalog.version() AS version,
        extract(epoch FROM pg_catalog.pg_postmaster_start_time())::pg_catalog.float8 AS started_at,
        extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-)
                           pg_catalog.pg_postmaster_start_time())::pg_catalog.float8 AS uptime";
-
-/// Client backends grouped by database, user and state, with the oldest open transaction and
-/// the longest active statement per group. Durations are clamped at zero: `now()` is this
-/// statement's start and a session may have begun a statement since.
-pub const ACTIVITY: &str = "\
-SELECT coalesce(a.datname::pg_catalog.text, '') AS datname,
-       coalesce(a.usename::pg_catalog.text, '') AS usename,
-       coalesce(a.state, '') AS state,
-       pg_catalog.count(*)::pg_catalog.int4 AS sessions,
-       greatest(coalesce(pg_catalog.max(extract(epoch FROM
-                  pg_catalog.now() OPERATOR(pg_catalog.-) a.xact_start)), 0), 0)::pg_catalog.float8
-         AS max_tx_seconds,
-       greatest(coalesce(pg_catalog.max(extract(epoch FROM
-                  pg_catalog.now() OPERATOR(pg_catalog.-) a.query_start))
-                  FILTER (WHERE a.state OPERATOR(pg_catalog.=) 'active'), 0), 0)::pg_catalog.float8
-         AS max_query_seconds
-  FROM pg_catalog.pg_stat_activity a
- WHERE a.backend_type OPERATOR(pg_catalog.=) 'client backend'
-   AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
- GROUP BY 1, 2, 3
- ORDER BY 1, 2, 3";
 
 /// Non-template databases. The size is computed only where PostgreSQL would allow it
 /// (CONNECT privilege, or the privileges of `pg_read_all_stats`), so one forbidden database

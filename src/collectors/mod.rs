@@ -1,0 +1,245 @@
+//! Collectors: one small module per signal, each owning its SQL, its rows and the metric
+//! families it yields.
+//!
+//! A scheduled collection opens one connection to the target and runs every enabled collector
+//! on it, pipelined, in one read-only snapshot transaction, under one deadline. The core
+//! [`HEALTH`] collector decides `pg_up`: if it fails, the collection fails. Any other collector
+//! fails alone (a revoked privilege, a timeout, a view missing on an older server): its families
+//! are dropped, its [`Outcome`] says why, and the rest keep flowing.
+//!
+//! This file is driver-neutral: the model ([`Family`], [`Collection`], [`Outcome`]), the
+//! switches ([`Selection`], [`Options`]) and the [`Collect`] trait the scheduler drives. The
+//! PostgreSQL collectors live in [`postgres`], one file each; a MySQL driver would add its own
+//! folder beside it.
+//!
+//! Families are built once per collection, not per scrape: a scrape only encodes them.
+
+pub mod postgres;
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::gateway::{Deadline, FailureReason, Gateway, GatewayError};
+
+/// The core collector: its failure is the collection's (`pg_up 0`).
+pub const HEALTH: &str = "health";
+
+/// Default `max_tables`: how many tables `stat_user_tables` exports, largest first. 19
+/// families per table, so the default bounds that collector at about 5 700 series.
+pub const DEFAULT_MAX_TABLES: u32 = 300;
+/// Default `max_statements`: how many statements `stat_statements` exports, by total time.
+pub const DEFAULT_MAX_STATEMENTS: u32 = 100;
+
+/// A metric type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A value that goes up and down.
+    Gauge,
+    /// A monotonic count (`_total` on the wire).
+    Counter,
+}
+
+/// A sample value: integers stay exact on the wire.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+}
+
+/// One series of a family: its labels (without `server`) and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Label pairs, in order.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: Value,
+}
+
+/// A metric family as one collector yields it for one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// Name (without `_total` for counters; the encoder appends it).
+    pub name: Cow<'static, str>,
+    /// HELP text.
+    pub help: Cow<'static, str>,
+    /// Type.
+    pub kind: Kind,
+    /// Its series.
+    pub series: Vec<Series>,
+}
+
+impl Family {
+    /// An empty family.
+    pub fn new(
+        name: impl Into<Cow<'static, str>>,
+        help: impl Into<Cow<'static, str>>,
+        kind: Kind,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            help: help.into(),
+            kind,
+            series: Vec::new(),
+        }
+    }
+
+    /// Adds a series.
+    pub fn push(&mut self, labels: Vec<(&'static str, String)>, value: Value) {
+        self.series.push(Series { labels, value });
+    }
+}
+
+/// What one collector yielded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Harvest {
+    /// Its families (those with no series are kept: the encoder skips them).
+    pub families: Vec<Family>,
+    /// Rows a size guard left out (`max_tables`, `max_statements`); `None` for collectors
+    /// without a guard.
+    pub omitted: Option<u64>,
+}
+
+/// One collector's result in one collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The collector's name (the `collector` label).
+    pub collector: &'static str,
+    /// Server time for its statement plus decoding (statements are pipelined, so this is the
+    /// time from the previous statement's answer to this one's).
+    pub duration: Duration,
+    /// Its families, or why there are none.
+    pub result: Result<Harvest, FailureReason>,
+}
+
+/// Everything one successful collection gathered (the core health statement ran).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collection {
+    /// `server_version_num`, e.g. 150018.
+    pub server_version: u32,
+    /// One outcome per collector that ran, health first.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Collection {
+    /// The outcome of `collector`, if it ran.
+    pub fn outcome(&self, collector: &str) -> Option<&Outcome> {
+        self.outcomes.iter().find(|o| o.collector == collector)
+    }
+}
+
+/// Which collectors run: one bit per entry of the driver's catalogue, in catalogue order.
+/// `Copy` and comparable, so a target's settings stay a plain value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Selection(u64);
+
+impl Selection {
+    /// The documented defaults.
+    pub fn defaults() -> Self {
+        let mut bits = 0;
+        for (i, c) in postgres::ALL.iter().enumerate() {
+            if c.enabled_by_default || c.name == HEALTH {
+                bits |= 1 << i;
+            }
+        }
+        Self(bits)
+    }
+
+    /// Switches `name` on or off. `Err` for an unknown name, and for turning off `health`,
+    /// which `pg_up` depends on.
+    pub fn set(&mut self, name: &str, on: bool) -> Result<(), SelectionError> {
+        let Some(i) = postgres::ALL.iter().position(|c| c.name == name) else {
+            return Err(SelectionError::Unknown);
+        };
+        if name == HEALTH && !on {
+            return Err(SelectionError::Required);
+        }
+        if on {
+            self.0 |= 1 << i;
+        } else {
+            self.0 &= !(1 << i);
+        }
+        Ok(())
+    }
+
+    /// Whether `name` runs.
+    pub fn contains(&self, name: &str) -> bool {
+        postgres::ALL
+            .iter()
+            .position(|c| c.name == name)
+            .is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+}
+
+/// Why a collector switch was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectionError {
+    /// No collector has that name.
+    Unknown,
+    /// `health` cannot be switched off.
+    Required,
+}
+
+/// Every collector's name, in catalogue order.
+pub fn names() -> Vec<&'static str> {
+    postgres::ALL.iter().map(|c| c.name).collect()
+}
+
+/// A target's collector settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Options {
+    /// Collectors that run.
+    pub selection: Selection,
+    /// Size guard of `stat_user_tables`.
+    pub max_tables: u32,
+    /// Size guard of `stat_statements`.
+    pub max_statements: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            selection: Selection::defaults(),
+            max_tables: DEFAULT_MAX_TABLES,
+            max_statements: DEFAULT_MAX_STATEMENTS,
+        }
+    }
+}
+
+/// A scheduled collection, as the scheduler sees it (a fake stands in for timing tests).
+pub trait Collect {
+    /// Runs one collection.
+    fn collect(
+        &self,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Collection, GatewayError>> + Send;
+}
+
+/// A target's gateway with its collector options.
+#[derive(Debug, Clone)]
+pub struct TargetCollector {
+    /// The gateway (shared with the admin API, so both count against one connection cap).
+    pub gateway: Arc<Gateway>,
+    /// What to collect.
+    pub options: Options,
+}
+
+impl Collect for TargetCollector {
+    async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
+        match self.gateway.as_ref() {
+            Gateway::Postgres(g) => postgres::collect(g, &self.options, deadline).await,
+        }
+    }
+}
+
+/// A gateway alone collects with the default collectors.
+impl Collect for Gateway {
+    async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
+        match self {
+            Gateway::Postgres(g) => postgres::collect(g, &Options::default(), deadline).await,
+        }
+    }
+}

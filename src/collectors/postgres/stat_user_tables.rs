@@ -1,0 +1,104 @@
+//! `stat_user_tables`: per-table activity and vacuum state of the target's configured
+//! database (`pg_stat_user_tables`), under postgres_exporter's names. A size guard keeps a
+//! schema with 100 000 tables from flooding Prometheus: only the `max_tables` largest (by
+//! `pg_class.relpages`, which needs no lock) are exported, and
+//! `mesa_collector_rows_omitted{collector="stat_user_tables"}` says how many were left out.
+
+use super::{Definition, Metric, Plan, Statement, shaped};
+
+const SQL: &str = "\
+SELECT pg_catalog.current_database()::pg_catalog.text, t.schemaname::pg_catalog.text,
+       t.relname::pg_catalog.text,
+       t.seq_scan, t.seq_tup_read, t.idx_scan, t.idx_tup_fetch, t.n_tup_ins, t.n_tup_upd,
+       t.n_tup_del, t.n_tup_hot_upd, t.n_live_tup, t.n_dead_tup, t.n_mod_since_analyze,
+       extract(epoch FROM t.last_vacuum)::pg_catalog.float8,
+       extract(epoch FROM t.last_autovacuum)::pg_catalog.float8,
+       extract(epoch FROM t.last_analyze)::pg_catalog.float8,
+       extract(epoch FROM t.last_autoanalyze)::pg_catalog.float8,
+       t.vacuum_count, t.autovacuum_count, t.analyze_count, t.autoanalyze_count,
+       pg_catalog.count(*) OVER ()
+  FROM pg_catalog.pg_stat_user_tables t
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
+ ORDER BY c.relpages DESC, t.schemaname, t.relname
+ LIMIT $1::pg_catalog.int8";
+
+/// The collector.
+pub const COLLECTOR: Definition = Definition {
+    name: "stat_user_tables",
+    enabled_by_default: true,
+    plan: |server, options| {
+        if server.version < super::MIN_VERSION {
+            return Plan::Unsupported;
+        }
+        Plan::Run(Statement {
+            sql: SQL.into(),
+            limit: Some(i64::from(options.max_tables)),
+        })
+    },
+    labels: &["datname", "schemaname", "relname"],
+    metrics: &[
+        Metric::counter(
+            "pg_stat_user_tables_seq_scan",
+            "Sequential scans started on this table.",
+        ),
+        Metric::counter(
+            "pg_stat_user_tables_seq_tup_read",
+            "Live rows fetched by sequential scans.",
+        ),
+        Metric::counter(
+            "pg_stat_user_tables_idx_scan",
+            "Index scans started on this table.",
+        ),
+        Metric::counter(
+            "pg_stat_user_tables_idx_tup_fetch",
+            "Live rows fetched by index scans.",
+        ),
+        Metric::counter("pg_stat_user_tables_n_tup_ins", "Rows inserted."),
+        Metric::counter("pg_stat_user_tables_n_tup_upd", "Rows updated."),
+        Metric::counter("pg_stat_user_tables_n_tup_del", "Rows deleted."),
+        Metric::counter(
+            "pg_stat_user_tables_n_tup_hot_upd",
+            "Rows HOT updated (no index update needed).",
+        ),
+        Metric::gauge("pg_stat_user_tables_n_live_tup", "Estimated live rows."),
+        Metric::gauge("pg_stat_user_tables_n_dead_tup", "Estimated dead rows."),
+        Metric::gauge(
+            "pg_stat_user_tables_n_mod_since_analyze",
+            "Estimated rows modified since the last analyze.",
+        ),
+        Metric::gauge(
+            "pg_stat_user_tables_last_vacuum",
+            "Last manual vacuum, as Unix seconds; absent if never.",
+        ),
+        Metric::gauge(
+            "pg_stat_user_tables_last_autovacuum",
+            "Last autovacuum, as Unix seconds; absent if never.",
+        ),
+        Metric::gauge(
+            "pg_stat_user_tables_last_analyze",
+            "Last manual analyze, as Unix seconds; absent if never.",
+        ),
+        Metric::gauge(
+            "pg_stat_user_tables_last_autoanalyze",
+            "Last autoanalyze, as Unix seconds; absent if never.",
+        ),
+        Metric::counter(
+            "pg_stat_user_tables_vacuum_count",
+            "Manual vacuums of this table.",
+        ),
+        Metric::counter(
+            "pg_stat_user_tables_autovacuum_count",
+            "Autovacuums of this table.",
+        ),
+        Metric::counter(
+            "pg_stat_user_tables_analyze_count",
+            "Manual analyzes of this table.",
+        ),
+        Metric::counter(
+            "pg_stat_user_tables_autoanalyze_count",
+            "Autoanalyzes of this table.",
+        ),
+    ],
+    guarded: true,
+    build: shaped,
+};

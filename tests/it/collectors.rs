@@ -1,0 +1,705 @@
+//! Each collector against the real server: its values agree with the catalog, counters move
+//! with scripted work, zero-filled families are complete, the size guard holds, and a
+//! collector that fails does so alone and recovers (issue 8).
+
+use std::time::Duration;
+
+use mesa::app::{App, DEFAULT_GRACE_PERIOD};
+use mesa::collectors::Options;
+use mesa::collectors::postgres::{ALL, Plan, Server, definition};
+
+use crate::support::*;
+
+/// The single value of `name` with `labels` in an exposition, or a panic naming it.
+fn must(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    value(text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in:\n{text}"))
+}
+
+/// A target for database `db` as the least-privilege monitoring role.
+fn monitor_of(db: &str) -> mesa::config::TargetConfig {
+    let mut t = target(db, "mesa_monitor");
+    t.database = db.to_owned();
+    t
+}
+
+/// Fetches with `fetch` until `done` holds or `limit` passes; the last text and whether it held.
+async fn poll_until<F, Fut>(
+    limit: Duration,
+    mut fetch: F,
+    done: impl Fn(&str) -> bool,
+) -> (bool, String)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let text = fetch().await;
+        if done(&text) {
+            return (true, text);
+        }
+        if std::time::Instant::now() > until {
+            return (false, text);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn scalar_f64(client: &tokio_postgres::Client, sql: &str) -> f64 {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get::<_, f64>(0)
+}
+
+#[tokio::test]
+async fn stat_database_counts_scripted_commits_rollbacks_and_deadlock_free_work() {
+    let db = fresh_database("coll_stat_db").await;
+    db.batch_execute("CREATE TABLE t (id int)")
+        .await
+        .expect("table");
+    let t = monitor_of("coll_stat_db");
+    let (_, before) = collect_text(&t).await;
+    let labels = [("datname", "coll_stat_db")];
+    let commits0 = must(&before, "pg_stat_database_xact_commit_total", &labels);
+    let rollbacks0 = must(&before, "pg_stat_database_xact_rollback_total", &labels);
+    let inserted0 = must(&before, "pg_stat_database_tup_inserted_total", &labels);
+    for i in 0..25 {
+        db.execute("INSERT INTO t VALUES ($1)", &[&i])
+            .await
+            .expect("insert");
+    }
+    for _ in 0..4 {
+        db.batch_execute("BEGIN; INSERT INTO t VALUES (0); ROLLBACK")
+            .await
+            .expect("rollback");
+    }
+    // Backends flush their statistics when idle, at most once a second.
+    let (moved, after) = poll_until(
+        Duration::from_secs(15),
+        || async { collect_text(&t).await.1 },
+        |after| {
+            must(after, "pg_stat_database_xact_commit_total", &labels) >= commits0 + 25.0
+                && must(after, "pg_stat_database_xact_rollback_total", &labels) >= rollbacks0 + 4.0
+        },
+    )
+    .await;
+    assert!(
+        moved,
+        "counters did not move by the scripted work:\n{after}"
+    );
+    assert!(must(&after, "pg_stat_database_tup_inserted_total", &labels) >= inserted0 + 25.0);
+    // The collected value is what the catalog said (it only grows afterwards).
+    let catalog = scalar_f64(
+        &db,
+        "SELECT xact_commit::float8 FROM pg_stat_database WHERE datname = 'coll_stat_db'",
+    )
+    .await;
+    let collected = must(&after, "pg_stat_database_xact_commit_total", &labels);
+    assert!(
+        collected <= catalog && collected >= commits0 + 25.0,
+        "{collected} vs {catalog}"
+    );
+    for family in [
+        "pg_stat_database_numbackends",
+        "pg_stat_database_blks_hit_total",
+        "pg_stat_database_blks_read_total",
+        "pg_stat_database_tup_fetched_total",
+        "pg_stat_database_tup_returned_total",
+        "pg_stat_database_deadlocks_total",
+        "pg_stat_database_conflicts_total",
+        "pg_stat_database_temp_bytes_total",
+        "pg_stat_database_blk_read_time_total",
+        // PostgreSQL 14 and later.
+        "pg_stat_database_sessions_total",
+        "pg_stat_database_active_time_seconds_total",
+    ] {
+        must(&after, family, &labels);
+    }
+}
+
+#[tokio::test]
+async fn a_held_access_exclusive_lock_is_counted_under_its_mode_and_every_mode_is_zero_filled() {
+    let db = fresh_database("coll_locks").await;
+    db.batch_execute("CREATE TABLE held (id int)")
+        .await
+        .expect("table");
+    let t = monitor_of("coll_locks");
+    let labels = [("datname", "coll_locks"), ("mode", "accessexclusivelock")];
+    let (_, idle) = collect_text(&t).await;
+    assert_eq!(must(&idle, "pg_locks_count", &labels), 0.0, "{idle}");
+    db.batch_execute("BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let (_, locked) = collect_text(&t).await;
+    let counted = must(&locked, "pg_locks_count", &labels);
+    let catalog = db
+        .query_one(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+              WHERE d.datname = 'coll_locks' AND l.mode = 'AccessExclusiveLock'",
+            &[],
+        )
+        .await
+        .expect("catalog")
+        .get::<_, i64>(0);
+    assert_eq!(counted, catalog as f64, "{locked}");
+    assert!(counted >= 1.0);
+    db.batch_execute("COMMIT").await.expect("commit");
+    // Every mode of every database has a series, so sums are 0, not empty.
+    let modes = [
+        "accesssharelock",
+        "rowsharelock",
+        "rowexclusivelock",
+        "shareupdateexclusivelock",
+        "sharelock",
+        "sharerowexclusivelock",
+        "exclusivelock",
+        "accessexclusivelock",
+        "sireadlock",
+    ];
+    for datname in ["postgres", "coll_locks", "template1"] {
+        for mode in modes {
+            must(
+                &locked,
+                "pg_locks_count",
+                &[("datname", datname), ("mode", mode)],
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn activity_is_zero_filled_for_every_database_and_state_and_counts_sessions() {
+    let _db = fresh_database("coll_activity").await;
+    let t = monitor_of("coll_activity");
+    let (_, quiet) = collect_text(&t).await;
+    for state in [
+        "active",
+        "idle",
+        "idle in transaction",
+        "idle in transaction (aborted)",
+        "fastpath function call",
+        "disabled",
+    ] {
+        let n = samples(&quiet)
+            .into_iter()
+            .filter(|s| {
+                s.name == "pg_stat_activity_count"
+                    && s.label("datname") == Some("coll_activity")
+                    && s.label("state") == Some(state)
+            })
+            .count();
+        assert!(n >= 1, "no series for coll_activity/{state}:\n{quiet}");
+    }
+    let app = client_as("app_user", ROLE_PASSWORD, "coll_activity")
+        .await
+        .expect("app_user connects");
+    app.batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("open transaction");
+    let labels = [
+        ("datname", "coll_activity"),
+        ("usename", "app_user"),
+        ("state", "idle in transaction"),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, busy) = collect_text(&t).await;
+    assert_eq!(
+        must(&busy, "pg_stat_activity_count", &labels),
+        1.0,
+        "{busy}"
+    );
+    assert!(must(&busy, "pg_stat_activity_max_tx_duration", &labels) >= 0.1);
+    app.batch_execute("COMMIT").await.expect("commit");
+}
+
+#[tokio::test]
+async fn a_primary_reports_it_is_not_a_replica_and_its_slots() {
+    let su = superuser("postgres").await;
+    let _ = su
+        .batch_execute("SELECT pg_drop_replication_slot('coll_slot') FROM pg_replication_slots WHERE slot_name = 'coll_slot'")
+        .await;
+    su.batch_execute("SELECT pg_create_physical_replication_slot('coll_slot', true)")
+        .await
+        .expect("slot");
+    let before = scalar_f64(
+        &su,
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8",
+    )
+    .await;
+    let t = target("replication", "mesa_monitor");
+    let (collection, text) = collect_text(&t).await;
+    let after = scalar_f64(
+        &su,
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8",
+    )
+    .await;
+    su.batch_execute("SELECT pg_drop_replication_slot('coll_slot')")
+        .await
+        .expect("drop slot");
+    assert_eq!(must(&text, "pg_replication_is_replica", &[]), 0.0, "{text}");
+    assert_eq!(must(&text, "pg_replication_lag_seconds", &[]), 0.0);
+    assert_eq!(
+        value(&text, "pg_replication_last_replay_seconds", &[]),
+        None
+    );
+    let position = must(&text, "pg_xlog_position_bytes", &[]);
+    assert!(
+        before <= position && position <= after,
+        "{before} <= {position} <= {after}"
+    );
+    let slot = [("slot_name", "coll_slot"), ("slot_type", "physical")];
+    assert_eq!(
+        must(&text, "pg_replication_slots_active", &slot),
+        0.0,
+        "{text}"
+    );
+    assert!(must(&text, "pg_replication_slots_retained_bytes", &slot) >= 0.0);
+    // No standby streams from the test server: the collector ran and found none.
+    let standbys = collection.outcome("stat_replication").expect("ran");
+    assert!(
+        standbys
+            .result
+            .as_ref()
+            .is_ok_and(|h| h.families.iter().all(|f| f.series.is_empty())),
+        "{standbys:?}"
+    );
+}
+
+#[tokio::test]
+async fn wraparound_ages_match_age_of_datfrozenxid() {
+    let su = superuser("postgres").await;
+    let sql = "SELECT age(datfrozenxid)::float8, mxid_age(datminmxid)::float8 FROM pg_database WHERE datname = 'postgres'";
+    let before = su.query_one(sql, &[]).await.expect("ages");
+    let (_, text) = collect_text(&target("wrap", "mesa_monitor")).await;
+    let after = su.query_one(sql, &[]).await.expect("ages");
+    let labels = [("datname", "postgres")];
+    let xid = must(&text, "pg_database_wraparound_age_datfrozenxid", &labels);
+    let mxid = must(&text, "pg_database_wraparound_age_datminmxid", &labels);
+    assert!(
+        before.get::<_, f64>(0) <= xid && xid <= after.get::<_, f64>(0),
+        "{xid}"
+    );
+    assert!(
+        before.get::<_, f64>(1) <= mxid && mxid <= after.get::<_, f64>(1),
+        "{mxid}"
+    );
+    assert!(xid > 0.0);
+}
+
+#[tokio::test]
+async fn settings_and_health_agree_with_the_server() {
+    let su = superuser("postgres").await;
+    let (_, text) = collect_text(&target("settings", "mesa_monitor")).await;
+    let setting = |name: &str| {
+        let su = &su;
+        let name = name.to_owned();
+        async move {
+            su.query_one(
+                "SELECT setting::float8 FROM pg_settings WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .expect("setting")
+            .get::<_, f64>(0)
+        }
+    };
+    assert_eq!(
+        must(&text, "pg_settings_max_locks_per_transaction", &[]),
+        setting("max_locks_per_transaction").await
+    );
+    assert_eq!(
+        must(&text, "pg_settings_shared_buffers_bytes", &[]),
+        setting("shared_buffers").await * 8192.0
+    );
+    assert_eq!(
+        must(&text, "pg_settings_autovacuum_vacuum_scale_factor", &[]),
+        setting("autovacuum_vacuum_scale_factor").await
+    );
+    assert_eq!(
+        must(&text, "pg_settings_autovacuum_vacuum_threshold", &[]),
+        setting("autovacuum_vacuum_threshold").await
+    );
+    assert_eq!(
+        must(&text, "pg_settings_autovacuum_naptime_seconds", &[]),
+        1.0,
+        "the harness sets autovacuum_naptime = 1"
+    );
+    let fsync: String = su
+        .query_one("SELECT setting FROM pg_settings WHERE name = 'fsync'", &[])
+        .await
+        .expect("fsync")
+        .get(0);
+    assert_eq!(
+        must(&text, "pg_settings_fsync", &[]),
+        if fsync == "on" { 1.0 } else { 0.0 },
+        "booleans are 1/0"
+    );
+    // From health (always on), exactly once.
+    assert_eq!(
+        must(&text, "pg_settings_max_connections", &[]),
+        setting("max_connections").await
+    );
+    let version: String = su
+        .query_one("SELECT current_setting('server_version_num')", &[])
+        .await
+        .expect("version")
+        .get(0);
+    let num: u32 = version.parse().expect("number");
+    let short = format!("{}.{}.0", num / 10_000, num % 10_000);
+    assert!(
+        samples(&text)
+            .iter()
+            .any(|s| s.name == "pg_static" && s.label("short_version") == Some(&short)),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn stat_user_tables_reports_tuples_and_the_size_guard_keeps_the_largest() {
+    let db = fresh_database("coll_tables").await;
+    // Five tables with rows (several pages each) and thirty empty ones: more than the limit.
+    let mut ddl = String::new();
+    for i in 0..5 {
+        ddl.push_str(&format!(
+            "CREATE TABLE big_{i} (id int, pad text); INSERT INTO big_{i} SELECT g, repeat('x', 200) FROM generate_series(1, {}) g;",
+            1000 + 500 * i
+        ));
+    }
+    for i in 0..30 {
+        ddl.push_str(&format!("CREATE TABLE empty_{i:02} (id int);"));
+    }
+    ddl.push_str("DELETE FROM big_0 WHERE id <= 100;");
+    db.batch_execute(&ddl).await.expect("tables");
+    db.batch_execute("VACUUM ANALYZE").await.expect("vacuum");
+    let mut t = monitor_of("coll_tables");
+    t.collection.collectors.max_tables = 5;
+    let (flushed, text) = poll_until(
+        Duration::from_secs(15),
+        || async { collect_text(&t).await.1 },
+        |text| {
+            value(
+                text,
+                "pg_stat_user_tables_n_tup_del_total",
+                &[("relname", "big_0")],
+            ) == Some(100.0)
+        },
+    )
+    .await;
+    assert!(flushed, "{text}");
+    let tables: std::collections::BTreeSet<String> = samples(&text)
+        .into_iter()
+        .filter(|s| s.name == "pg_stat_user_tables_n_live_tup")
+        .filter_map(|s| s.label("relname").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        tables.into_iter().collect::<Vec<_>>(),
+        ["big_0", "big_1", "big_2", "big_3", "big_4"],
+        "the five largest, and only five"
+    );
+    assert_eq!(
+        must(
+            &text,
+            "mesa_collector_rows_omitted",
+            &[("collector", "stat_user_tables")]
+        ),
+        30.0
+    );
+    let labels = [
+        ("datname", "coll_tables"),
+        ("schemaname", "public"),
+        ("relname", "big_0"),
+    ];
+    assert_eq!(
+        must(&text, "pg_stat_user_tables_n_tup_ins_total", &labels),
+        1000.0
+    );
+    // Estimates (VACUUM and ANALYZE each set them): the collected value is the catalog's.
+    let (live, dead): (i64, i64) = {
+        let row = db
+            .query_one(
+                "SELECT n_live_tup, n_dead_tup FROM pg_stat_user_tables WHERE relname = 'big_0'",
+                &[],
+            )
+            .await
+            .expect("catalog");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(
+        must(&text, "pg_stat_user_tables_n_live_tup", &labels),
+        live as f64
+    );
+    assert_eq!(
+        must(&text, "pg_stat_user_tables_n_dead_tup", &labels),
+        dead as f64
+    );
+    assert!(must(&text, "pg_stat_user_tables_last_vacuum", &labels) > 1.7e9);
+    assert!(must(&text, "pg_stat_user_tables_vacuum_count_total", &labels) >= 1.0);
+    // The default guard keeps all 35.
+    let (_, all) = collect_text(&monitor_of("coll_tables")).await;
+    assert_eq!(
+        must(
+            &all,
+            "mesa_collector_rows_omitted",
+            &[("collector", "stat_user_tables")]
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn stat_statements_is_off_by_default_and_reports_top_statements_when_on() {
+    let db = fresh_database("coll_pss").await;
+    let mut t = monitor_of("coll_pss");
+    let (off, text) = collect_text(&t).await;
+    assert!(off.outcome("stat_statements").is_none(), "off by default");
+    assert!(!text.contains("pg_stat_statements_calls"), "{text}");
+    t.collection
+        .collectors
+        .selection
+        .set("stat_statements", true)
+        .expect("known collector");
+    // Every test's statements share the server's one pg_stat_statements: room for all.
+    t.collection.collectors.max_statements = 10_000;
+    // Not installed in this database yet: that collector fails alone.
+    let (missing, _) = collect_text(&t).await;
+    assert!(
+        missing
+            .outcome("stat_statements")
+            .expect("ran")
+            .result
+            .is_err()
+    );
+    db.batch_execute("CREATE EXTENSION pg_stat_statements")
+        .await
+        .expect("extension");
+    for _ in 0..7 {
+        db.batch_execute("SELECT 'coll_pss_marker' AS marker, pg_sleep(0)")
+            .await
+            .expect("statement");
+    }
+    let is_marker = |s: &Sample| {
+        s.name == "pg_stat_statements_calls_total"
+            && s.label("query").is_some_and(|q| q.contains("marker"))
+    };
+    let (found, text) = poll_until(
+        Duration::from_secs(10),
+        || async {
+            let (collection, text) = collect_text(&t).await;
+            let outcome = collection.outcome("stat_statements").map(|o| &o.result);
+            format!("{:?}\n{text}", outcome.map(Result::is_ok))
+        },
+        |text| samples(text).iter().any(|s| is_marker(s) && s.value >= 7.0),
+    )
+    .await;
+    assert!(found, "no marker statement:\n{text}");
+    let marker = samples(&text)
+        .into_iter()
+        .find(|s| is_marker(s))
+        .expect("found above");
+    assert!(marker.value >= 7.0, "{marker:?}");
+    assert_eq!(marker.label("datname"), Some("coll_pss"));
+    assert!(marker.label("queryid").is_some_and(|q| !q.is_empty()));
+}
+
+#[tokio::test]
+async fn a_failing_collector_fails_alone_is_counted_and_recovers() {
+    let db = fresh_database("coll_indep").await;
+    // Catalog privileges are per database: only this database loses mxid_age, which only the
+    // wraparound collector calls.
+    db.batch_execute("REVOKE EXECUTE ON FUNCTION pg_catalog.mxid_age(xid) FROM PUBLIC")
+        .await
+        .expect("revoke");
+    let config = daemon_config(
+        "collection: {interval: 1s, timeout: 800ms}
+web: {listen_address: '127.0.0.1:0'}
+targets:
+  - {name: indep, driver: postgres, host: '{host}', port: {port}, database: coll_indep, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}
+",
+    );
+    let app = App::start(config).await.expect("daemon starts");
+    let addr = app.metrics_addr();
+    let wrap = [("server", "indep"), ("collector", "wraparound")];
+    let (failed, body) = poll_until(
+        Duration::from_secs(10),
+        || async { http_get(addr, "/metrics").await.2 },
+        |body| {
+            value(
+                body,
+                "mesa_collect_failures_total",
+                &[
+                    ("server", "indep"),
+                    ("collector", "wraparound"),
+                    ("reason", "permission_denied"),
+                ],
+            )
+            .is_some_and(|n| n >= 1.0)
+        },
+    )
+    .await;
+    assert!(failed, "{body}");
+    assert_eq!(must(&body, "pg_up", &[("server", "indep")]), 1.0);
+    assert_eq!(must(&body, "mesa_collector_success", &wrap), 0.0);
+    assert_eq!(
+        value(
+            &body,
+            "pg_database_wraparound_age_datfrozenxid",
+            &[("server", "indep"), ("datname", "postgres")]
+        ),
+        None
+    );
+    for (collector, family) in [
+        ("stat_database", "pg_stat_database_xact_commit_total"),
+        ("locks", "pg_locks_count"),
+        ("settings", "pg_settings_max_locks_per_transaction"),
+        ("activity", "pg_stat_activity_count"),
+    ] {
+        assert_eq!(
+            must(
+                &body,
+                "mesa_collector_success",
+                &[("server", "indep"), ("collector", collector)]
+            ),
+            1.0
+        );
+        assert!(
+            samples(&body)
+                .iter()
+                .any(|s| s.name == family && s.label("server") == Some("indep")),
+            "{family} missing while only wraparound failed:\n{body}"
+        );
+    }
+    assert_eq!(
+        must(
+            &body,
+            "pg_exporter_last_scrape_error",
+            &[("server", "indep")]
+        ),
+        1.0
+    );
+    // Recovery: the privilege comes back, and so do the families.
+    db.batch_execute("GRANT EXECUTE ON FUNCTION pg_catalog.mxid_age(xid) TO PUBLIC")
+        .await
+        .expect("grant");
+    let (recovered, body) = poll_until(
+        Duration::from_secs(10),
+        || async { http_get(addr, "/metrics").await.2 },
+        |body| value(body, "mesa_collector_success", &wrap) == Some(1.0),
+    )
+    .await;
+    assert!(recovered, "{body}");
+    must(
+        &body,
+        "pg_database_wraparound_age_datfrozenxid",
+        &[("server", "indep"), ("datname", "coll_indep")],
+    );
+    assert_eq!(
+        must(
+            &body,
+            "pg_exporter_last_scrape_error",
+            &[("server", "indep")]
+        ),
+        0.0
+    );
+    app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
+}
+
+#[test]
+fn version_gating_picks_the_sql_each_server_has() {
+    let plan = |name: &str, version: u32| {
+        let def = definition(name).expect("collector");
+        let server = Server {
+            version,
+            stat_statements_schema: Some("public".to_owned()),
+        };
+        match (def.plan)(&server, &Options::default()) {
+            Plan::Run(s) => Some(s.sql.into_owned()),
+            Plan::Unsupported | Plan::Unavailable(_) => None,
+        }
+    };
+    // Older than 13: only health runs.
+    for def in ALL {
+        let expected = def.name == "health";
+        assert_eq!(plan(def.name, 120_000).is_some(), expected, "{}", def.name);
+        assert!(plan(def.name, 130_000).is_some(), "{} runs on 13", def.name);
+    }
+    // 17 moved checkpoint counters to pg_stat_checkpointer.
+    for v in [130_000, 140_000, 150_018, 160_004] {
+        let sql = plan("bgwriter", v).expect("bgwriter");
+        assert!(
+            sql.contains("b.checkpoints_timed") && !sql.contains("checkpointer"),
+            "{v}"
+        );
+    }
+    let sql = plan("bgwriter", 170_000).expect("bgwriter");
+    assert!(sql.contains("pg_catalog.pg_stat_checkpointer") && sql.contains("c.num_timed"));
+    // 14 added session counters.
+    assert!(
+        !plan("stat_database", 130_012)
+            .expect("13")
+            .contains("s.session_time")
+    );
+    assert!(
+        plan("stat_database", 140_000)
+            .expect("14")
+            .contains("s.session_time")
+    );
+    // 17 renamed the I/O timing columns of pg_stat_statements.
+    assert!(
+        plan("stat_statements", 160_000)
+            .expect("16")
+            .contains("s.blk_read_time")
+    );
+    assert!(
+        plan("stat_statements", 170_000)
+            .expect("17")
+            .contains("s.shared_blk_read_time")
+    );
+}
+
+#[tokio::test]
+async fn the_sql_for_every_version_up_to_the_installed_one_runs_here() {
+    // The installed server runs what each collector plans for it and for every older
+    // supported major: their columns are a subset of the newer views'.
+    let su = superuser("postgres").await;
+    su.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .expect("extension");
+    let installed: i32 = su
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .expect("version")
+        .get(0);
+    let monitor = client_as("mesa_monitor", ROLE_PASSWORD, "postgres")
+        .await
+        .expect("monitor connects");
+    for version in [130_000, 140_000, 150_000, 160_000, 170_000] {
+        if version > installed as u32 {
+            continue;
+        }
+        let server = Server {
+            version,
+            stat_statements_schema: Some("public".to_owned()),
+        };
+        for def in ALL {
+            let Plan::Run(statement) = (def.plan)(&server, &Options::default()) else {
+                continue;
+            };
+            let rows = match statement.limit {
+                Some(limit) => monitor.query(statement.sql.as_ref(), &[&limit]).await,
+                None => monitor.query(statement.sql.as_ref(), &[]).await,
+            };
+            let rows = rows.unwrap_or_else(|e| panic!("{} for {version}: {e}", def.name));
+            for row in &rows {
+                // Label columns, then one value column per metric (plus the guard's total).
+                assert_eq!(
+                    row.len(),
+                    def.labels.len() + def.metrics.len() + usize::from(def.guarded),
+                    "{} for {version}",
+                    def.name
+                );
+            }
+        }
+    }
+}
