@@ -388,3 +388,62 @@ fn password_files_must_be_small_regular_files() {
         );
     }
 }
+
+#[test]
+fn collectors_are_switched_globally_and_per_target() {
+    let c = parse(&format!(
+        "collection: {{collectors: {{stat_statements: true, locks: false}}, max_tables: 50}}\n{}    collectors: {{locks: true, settings: false}}\n    max_statements: 20\n",
+        MINIMAL
+    ))
+    .expect("valid");
+    let o = c.targets[0].collection.collectors;
+    assert!(
+        o.selection.contains("stat_statements"),
+        "from the global switch"
+    );
+    assert!(o.selection.contains("locks"), "the target turns it back on");
+    assert!(!o.selection.contains("settings"));
+    assert!(o.selection.contains("health") && o.selection.contains("stat_database"));
+    assert_eq!((o.max_tables, o.max_statements), (50, 20));
+    let global = c.collection.collectors;
+    assert!(!global.selection.contains("locks"));
+    // Defaults: everything but stat_statements.
+    let d = crate::collectors::Options::default();
+    for name in crate::collectors::names() {
+        assert_eq!(
+            d.selection.contains(name),
+            name != "stat_statements",
+            "{name}"
+        );
+    }
+    assert_eq!((d.max_tables, d.max_statements), (300, 100));
+}
+
+#[test]
+fn unknown_collectors_and_bad_guards_are_config_errors() {
+    let p = problems(&format!(
+        "collection: {{collectors: {{stat_statement: true, health: false, locks: yes}}, max_tables: 0}}\n{}    max_statements: 100000\n",
+        MINIMAL
+    ));
+    let all = p.join("\n");
+    assert!(
+        all.contains("collection.collectors.stat_statement: unknown collector; expected one of: health, activity,"),
+        "{all}"
+    );
+    assert!(
+        all.contains("collection.collectors.health: the health collector cannot be switched off"),
+        "{all}"
+    );
+    assert!(
+        all.contains("collection.collectors.locks: expected true or false"),
+        "{all}"
+    );
+    assert!(
+        all.contains("collection.max_tables: expected a whole number from 1 to 10000"),
+        "{all}"
+    );
+    assert!(
+        all.contains("targets[0].max_statements: expected a whole number from 1 to 10000"),
+        "{all}"
+    );
+}
