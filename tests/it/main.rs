@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod collectors;
+mod compat;
 mod cost;
 mod exporter;
 mod flood;

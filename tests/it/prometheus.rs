@@ -10,7 +10,7 @@ use mesa::app::{App, DEFAULT_GRACE_PERIOD};
 use crate::support::*;
 
 /// Kills Prometheus when the test ends, however it ends.
-struct Running(Child);
+pub struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -30,15 +30,30 @@ fn encode_query(q: &str) -> String {
         .collect()
 }
 
-/// `(labels, value)` of every series an instant query returns.
-async fn query(prom: std::net::SocketAddr, q: &str) -> Vec<(serde_json::Value, String)> {
-    let Some((200, _, body)) =
+/// `(labels, value)` of every series an instant query returns; empty on any error.
+pub async fn query(prom: std::net::SocketAddr, q: &str) -> Vec<(serde_json::Value, String)> {
+    query_checked(prom, q).await.unwrap_or_default()
+}
+
+/// `(labels, value)` of every series an instant query returns, or Prometheus' error.
+pub async fn query_checked(
+    prom: std::net::SocketAddr,
+    q: &str,
+) -> Result<Vec<(serde_json::Value, String)>, String> {
+    let Some((status, _, body)) =
         try_http_get(prom, &format!("/api/v1/query?query={}", encode_query(q))).await
     else {
-        return Vec::new();
+        return Err("Prometheus did not answer".to_owned());
     };
-    let json: serde_json::Value = serde_json::from_str(&body).expect("Prometheus answers JSON");
-    json["data"]["result"]
+    let json: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| format!("HTTP {status}, not JSON ({e}): {body}"))?;
+    if json["status"] != "success" {
+        return Err(format!(
+            "HTTP {status}: {}: {}",
+            json["errorType"], json["error"]
+        ));
+    }
+    Ok(json["data"]["result"]
         .as_array()
         .map(|series| {
             series
@@ -51,34 +66,20 @@ async fn query(prom: std::net::SocketAddr, q: &str) -> Vec<(serde_json::Value, S
                 })
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_scrapes_metrics_and_probe() {
+/// Starts Prometheus on a free loopback port with `scrape_configs` (YAML list text), scraping
+/// and evaluating every second; its data lives in `dir`.
+pub fn start_prometheus(
+    dir: &std::path::Path,
+    scrape_configs: &str,
+) -> (Running, std::net::SocketAddr) {
     let binary = which("prometheus").expect(
         "the `prometheus` binary is missing: apt-get install prometheus (.ci/run installs it)",
     );
-    let config = daemon_config(
-        "collection: {interval: 1s, timeout: 800ms}
-web: {listen_address: '127.0.0.1:0'}
-targets:
-  - {name: local, driver: postgres, host: '{host}', port: {port}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}
-",
-    );
-    let app = App::start(config).await.expect("daemon starts");
-    let mesa_addr = app.metrics_addr();
-    let dir = std::env::temp_dir().join(format!("mesa-prom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    // The shipped scrape configs, pointed at this daemon and its one target.
-    let shipped = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/scrape.yml"),
-    )
-    .expect("deploy/prometheus/scrape.yml");
-    let jobs = shipped
-        .replace("mesa.example:9930", &mesa_addr.to_string())
-        .replace("[orders-primary, billing]", "[local]");
-    let indented: String = jobs.lines().map(|l| format!("  {l}\n")).collect();
+    std::fs::create_dir_all(dir).expect("dir");
+    let indented: String = scrape_configs.lines().map(|l| format!("  {l}\n")).collect();
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(
@@ -89,7 +90,7 @@ targets:
     let prom_addr: std::net::SocketAddr = format!("127.0.0.1:{}", closed_port())
         .parse()
         .expect("addr");
-    let _prometheus = Running(
+    let running = Running(
         Command::new(binary)
             .arg(format!(
                 "--config.file={}",
@@ -105,6 +106,30 @@ targets:
             .spawn()
             .expect("prometheus starts"),
     );
+    (running, prom_addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_metrics_and_probe() {
+    let config = daemon_config(
+        "collection: {interval: 1s, timeout: 800ms}
+web: {listen_address: '127.0.0.1:0'}
+targets:
+  - {name: local, driver: postgres, host: '{host}', port: {port}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}
+",
+    );
+    let app = App::start(config).await.expect("daemon starts");
+    let mesa_addr = app.metrics_addr();
+    let dir = std::env::temp_dir().join(format!("mesa-prom-{}", std::process::id()));
+    // The shipped scrape configs, pointed at this daemon and its one target.
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/scrape.yml"),
+    )
+    .expect("deploy/prometheus/scrape.yml");
+    let jobs = shipped
+        .replace("mesa.example:9930", &mesa_addr.to_string())
+        .replace("[orders-primary, billing]", "[local]");
+    let (_prometheus, prom_addr) = start_prometheus(&dir, &jobs);
 
     let both_up = eventually(Duration::from_secs(40), || async {
         let up = query(prom_addr, "up").await;
