@@ -19,8 +19,10 @@
 //! ```
 //!
 //! * [`config`]: the YAML file parsed and validated into typed settings, every problem at once.
-//! * [`gateway`]: the `Inspector` / `Administrator` / `Collector` traits, the `Gateway` enum
-//!   over drivers, and the PostgreSQL driver (ephemeral connections, deadlines, TLS).
+//! * [`gateway`]: the `Inspector` / `Administrator` traits, the `Gateway` enum over drivers,
+//!   and the PostgreSQL driver (ephemeral connections, deadlines, TLS).
+//! * [`collectors`]: one module per signal (its SQL, rows and metric families), run on one
+//!   connection and one snapshot per collection; a collector fails alone.
 //! * [`app`]: the composition root the binary calls.
 //! * [`cli`], [`logging`], [`token`]: command line, log output, admin token generation.
 //! * [`fdlimit`]: the descriptor budget of the listeners and targets, against `RLIMIT_NOFILE`.
