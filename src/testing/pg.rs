@@ -178,6 +178,98 @@ impl PgCluster {
         Ok(cluster)
     }
 
+    /// A hot standby of this cluster, streaming through the physical replication slot
+    /// `slot` (created by the base backup): `pg_basebackup -R` into a fresh folder, started on
+    /// its own free port, with `hot_standby_feedback` (so the slot holds an xmin) reported
+    /// every second. It shares the primary's roles and password; it is stopped and
+    /// removed when dropped (or by its watchdog when the process exits).
+    pub fn standby(&self, slot: &str) -> Result<PgCluster, HarnessError> {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let parent = self.dir.parent().unwrap_or(&self.dir).to_path_buf();
+        let dir = parent.join(format!("mesa-pg-{}-{n}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| fail(format!("cannot clear {}: {e}", dir.display())))?;
+        }
+        std::fs::create_dir(&dir)
+            .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        let standby = Self {
+            dir,
+            bindir: self.bindir.clone(),
+            port: free_port()?,
+            password: self.password.clone(),
+            as_postgres: self.as_postgres,
+            remove_on_stop: self.remove_on_stop,
+        };
+        if standby.as_postgres {
+            run(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&standby.dir),
+                "chown the standby folder to postgres",
+            )?;
+        }
+        let port = self.port.to_string();
+        run(
+            standby
+                .command(
+                    "pg_basebackup",
+                    &[
+                        "-h",
+                        self.host(),
+                        "-p",
+                        &port,
+                        "-U",
+                        "postgres",
+                        "-D",
+                        &standby.data_dir_str(),
+                        "-R",
+                        "-X",
+                        "stream",
+                        "-C",
+                        "-S",
+                        slot,
+                        // An immediate checkpoint: a spread one can take minutes.
+                        "--checkpoint=fast",
+                        "--no-sync",
+                    ],
+                )
+                .env("PGPASSWORD", &self.password)
+                .env("PGSSLMODE", "disable"),
+            "pg_basebackup",
+        )?;
+        // The copied postgresql.conf is the primary's: the last lines win.
+        let conf_path = standby.data_dir().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path)
+            .map_err(|e| fail(format!("cannot read {}: {e}", conf_path.display())))?;
+        text.push_str(&format!(
+            "\n# mesa test harness: standby\nport = {}\nunix_socket_directories = '{}'\nhot_standby = on\nhot_standby_feedback = on\nwal_receiver_status_interval = 1s\n",
+            standby.port,
+            standby.dir.display()
+        ));
+        std::fs::write(&conf_path, text)
+            .map_err(|e| fail(format!("cannot write {}: {e}", conf_path.display())))?;
+        standby.watchdog()?;
+        run(
+            &mut standby.command(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &standby.data_dir_str(),
+                    "-l",
+                    &standby.log_path().to_string_lossy(),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
+            ),
+            "pg_ctl start (standby)",
+        )
+        .map_err(|e| fail(format!("{e}\nstandby log:\n{}", standby.server_log())))?;
+        Ok(standby)
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }

@@ -1,7 +1,9 @@
 //! Drop-in compatibility, proven live (issue 8): a real Prometheus scrapes Mesa through the
 //! shipped `deploy/prometheus/postgres-exporter-names.yml` job, and every query of
 //! postgres_exporter's mixin (its overview dashboard and its alert rules) evaluates without
-//! error; each whose signal exists on a single primary returns data.
+//! error and returns data. Mesa watches a primary and its streaming standby (a harness
+//! standby with `hot_standby_feedback` through a repmgr-style slot), so replication rules
+//! have their signals too.
 //!
 //! The queries are written here from the metric names and labels the mixin uses (dashboard
 //! variables filled in: `$db` = every database, `$instance` = the one probed target); they
@@ -40,155 +42,155 @@ const DASHBOARD: &[&str] = &[
 ];
 
 /// An alert rule of the mixin: its name, its whole expression, and the signal queries under
-/// its threshold, or why a single primary has no such signal.
+/// its threshold.
 struct Alert {
     name: &'static str,
     expr: &'static str,
-    signals: Result<&'static [&'static str], &'static str>,
+    signals: &'static [&'static str],
 }
 
 const ALERTS: &[Alert] = &[
     Alert {
         name: "PostgreSQLMaxConnectionsReached",
         expr: "sum by (instance) (pg_stat_activity_count) >= sum by (instance) (pg_settings_max_connections) - sum by (instance) (pg_settings_superuser_reserved_connections)",
-        signals: Ok(&[
+        signals: &[
             "sum by (instance) (pg_stat_activity_count)",
             "sum by (instance) (pg_settings_max_connections) - sum by (instance) (pg_settings_superuser_reserved_connections)",
-        ]),
+        ],
     },
     Alert {
         name: "PostgreSQLHighConnections",
         expr: "sum by (instance) (pg_stat_activity_count) > (sum by (instance) (pg_settings_max_connections) - sum by (instance) (pg_settings_superuser_reserved_connections)) * 0.8",
-        signals: Ok(&[
+        signals: &[
             "sum by (instance) (pg_stat_activity_count) / ((sum by (instance) (pg_settings_max_connections) - sum by (instance) (pg_settings_superuser_reserved_connections)) * 0.8)",
-        ]),
+        ],
     },
     Alert {
         name: "PostgreSQLDown",
         expr: "pg_up != 1",
-        signals: Ok(&["pg_up"]),
+        signals: &["pg_up"],
     },
     Alert {
         name: "PostgreSQLSlowQueries",
         expr: r#"avg by (datname) (rate(pg_stat_activity_max_tx_duration{datname!~"template.*"}[2m])) > 2 * 60"#,
-        signals: Ok(&[
+        signals: &[
             r#"avg by (datname) (rate(pg_stat_activity_max_tx_duration{datname!~"template.*"}[2m]))"#,
-        ]),
+        ],
     },
     Alert {
         name: "PostgreSQLQPS",
         expr: r#"avg by (datname) (irate(pg_stat_database_xact_commit{datname!~"template.*"}[5m]) + irate(pg_stat_database_xact_rollback{datname!~"template.*"}[5m])) > 10000"#,
-        signals: Ok(&[
+        signals: &[
             r#"avg by (datname) (irate(pg_stat_database_xact_commit{datname!~"template.*"}[5m]) + irate(pg_stat_database_xact_rollback{datname!~"template.*"}[5m]))"#,
-        ]),
+        ],
     },
     Alert {
         name: "PostgreSQLCacheHitRatio",
         expr: r#"avg by (datname) (rate(pg_stat_database_blks_hit{datname!~"template.*"}[5m]) / (rate(pg_stat_database_blks_hit{datname!~"template.*"}[5m]) + rate(pg_stat_database_blks_read{datname!~"template.*"}[5m]))) < 0.98"#,
-        signals: Ok(&[
+        signals: &[
             r#"avg by (datname) (rate(pg_stat_database_blks_hit{datname!~"template.*"}[5m]) / (rate(pg_stat_database_blks_hit{datname!~"template.*"}[5m]) + rate(pg_stat_database_blks_read{datname!~"template.*"}[5m])))"#,
-        ]),
+        ],
     },
     Alert {
         name: "PostgresHasTooManyRollbacks",
         expr: r#"avg without (pod, instance) (rate(pg_stat_database_xact_rollback{datname!~"template.*"}[5m]) / (rate(pg_stat_database_xact_commit{datname!~"template.*"}[5m]) + rate(pg_stat_database_xact_rollback{datname!~"template.*"}[5m]))) > 0.10"#,
-        signals: Ok(&[
+        signals: &[
             r#"avg without (pod, instance) (rate(pg_stat_database_xact_rollback{datname!~"template.*"}[5m]) / (rate(pg_stat_database_xact_commit{datname!~"template.*"}[5m]) + rate(pg_stat_database_xact_rollback{datname!~"template.*"}[5m])))"#,
-        ]),
+        ],
     },
     Alert {
         name: "PostgresHasHighDeadLocks",
         expr: r#"max without (pod, instance) (rate(pg_stat_database_deadlocks{datname!~"template.*"}[5m]) * 60) > 5"#,
-        signals: Ok(&[
+        signals: &[
             r#"max without (pod, instance) (rate(pg_stat_database_deadlocks{datname!~"template.*"}[5m]) * 60)"#,
-        ]),
+        ],
     },
     Alert {
         name: "PostgresAcquiredTooManyLocks",
         expr: r#"max by (server, job, datname, namespace) ((pg_locks_count{datname!~"template.*"}) / on (instance, namespace) group_left (server) (pg_settings_max_locks_per_transaction * pg_settings_max_connections)) > 0.20"#,
-        signals: Ok(&[
+        signals: &[
             r#"max by (server, job, datname, namespace) ((pg_locks_count{datname!~"template.*"}) / on (instance, namespace) group_left (server) (pg_settings_max_locks_per_transaction * pg_settings_max_connections))"#,
-        ]),
+        ],
     },
     Alert {
         name: "PostgresXLOGConsumptionVeryLow",
         expr: "rate(pg_xlog_position_bytes[5m]) < 200000",
-        signals: Ok(&["rate(pg_xlog_position_bytes[5m])"]),
+        signals: &["rate(pg_xlog_position_bytes[5m])"],
     },
     Alert {
         name: "PostgresXLOGConsumptionVeryHigh",
         expr: "rate(pg_xlog_position_bytes[2m]) > 36700160 and on (instance) (pg_replication_is_replica == 0)",
-        signals: Ok(&[
+        signals: &[
             "rate(pg_xlog_position_bytes[2m])",
             "pg_replication_is_replica == 0",
-        ]),
+        ],
     },
     Alert {
         name: "PostgresReplicationStopped",
         expr: "pg_stat_replication_pg_xlog_location_diff != 0",
-        signals: Err(
-            "needs a standby streaming from the server, and the mixin reads PostgreSQL 9's name: Mesa serves the per-standby lag as pg_stat_replication_pg_wal_lsn_diff (postgres_exporter's own name since PostgreSQL 10)",
-        ),
+        signals: &["pg_stat_replication_pg_xlog_location_diff"],
     },
     Alert {
         name: "PostgresReplicationLaggingMore1Hour",
         expr: "(pg_replication_lag > 3600) and on (instance) (pg_replication_is_replica == 1)",
-        signals: Ok(&["pg_replication_lag", "pg_replication_is_replica"]),
+        signals: &["pg_replication_lag", "pg_replication_is_replica == 1"],
     },
     Alert {
         name: "PostgresReplicationLagBytesAreTooLarge",
         expr: "(pg_xlog_position_bytes and pg_replication_is_replica == 0) - on (job, service) group_right (instance) (pg_xlog_position_bytes and pg_replication_is_replica == 1) > 1e+09",
-        signals: Ok(&["pg_xlog_position_bytes and pg_replication_is_replica == 0"]),
+        signals: &[
+            "pg_xlog_position_bytes and pg_replication_is_replica == 0",
+            "(pg_xlog_position_bytes and pg_replication_is_replica == 0) - on (job, service) group_right (instance) (pg_xlog_position_bytes and pg_replication_is_replica == 1)",
+        ],
     },
     Alert {
         name: "PostgresHasReplicationSlotUsed",
         expr: "pg_replication_slots_active == 0",
-        signals: Ok(&["pg_replication_slots_active == 0"]),
+        signals: &["pg_replication_slots_active == 0"],
     },
     Alert {
         name: "PostgresReplicationIsStale",
         expr: r#"pg_replication_slots_xmin_age{slot_name=~"^repmgr_slot_[0-9]+"} > 20000"#,
-        signals: Err(
-            "needs a repmgr slot that holds an xmin, which only a standby with hot_standby_feedback sets",
-        ),
+        signals: &[r#"pg_replication_slots_xmin_age{slot_name=~"^repmgr_slot_[0-9]+"}"#],
     },
     Alert {
         name: "PostgresReplicationRoleChanged",
         expr: "pg_replication_is_replica and changes(pg_replication_is_replica[1m]) > 0",
-        signals: Ok(&["changes(pg_replication_is_replica[1m])"]),
+        signals: &["changes(pg_replication_is_replica[1m])"],
     },
     Alert {
         name: "PostgresHasExporterErrors",
         expr: "pg_exporter_last_scrape_error > 0",
-        signals: Ok(&["pg_exporter_last_scrape_error"]),
+        signals: &["pg_exporter_last_scrape_error"],
     },
     Alert {
         name: "PostgresHasTooManyDeadTuples",
         expr: r#"(sum without (relname) (pg_stat_user_tables_n_dead_tup{datname!~"template.*"}) > 10000) / ((sum without (relname) (pg_stat_user_tables_n_live_tup{datname!~"template.*"}) + sum without (relname) (pg_stat_user_tables_n_dead_tup{datname!~"template.*"})) > 0) >= 0.1 unless on (instance) (pg_replication_is_replica == 1)"#,
-        signals: Ok(&[
+        signals: &[
             r#"sum without (relname) (pg_stat_user_tables_n_dead_tup{datname!~"template.*"})"#,
             r#"sum without (relname) (pg_stat_user_tables_n_live_tup{datname!~"template.*"}) + sum without (relname) (pg_stat_user_tables_n_dead_tup{datname!~"template.*"})"#,
-        ]),
+        ],
     },
     Alert {
         name: "PostgresTablesNotVaccumed",
         expr: "group without (pod, instance) (timestamp(pg_stat_user_tables_n_dead_tup > pg_stat_user_tables_n_live_tup * on (namespace, job, service, instance, server) group_left pg_settings_autovacuum_vacuum_scale_factor + on (namespace, job, service, instance, server) group_left pg_settings_autovacuum_vacuum_threshold) < time() - 36000)",
-        signals: Ok(&[
+        signals: &[
             "pg_stat_user_tables_n_live_tup * on (namespace, job, service, instance, server) group_left pg_settings_autovacuum_vacuum_scale_factor + on (namespace, job, service, instance, server) group_left pg_settings_autovacuum_vacuum_threshold",
-        ]),
+        ],
     },
     Alert {
         name: "PostgresTooManyCheckpointsRequested",
         expr: "rate(pg_stat_bgwriter_checkpoints_timed_total[5m]) / (rate(pg_stat_bgwriter_checkpoints_timed_total[5m]) + rate(pg_stat_bgwriter_checkpoints_req_total[5m])) < 0.5",
-        signals: Ok(&[
+        signals: &[
             "rate(pg_stat_bgwriter_checkpoints_timed_total[5m]) / (rate(pg_stat_bgwriter_checkpoints_timed_total[5m]) + rate(pg_stat_bgwriter_checkpoints_req_total[5m]))",
-        ]),
+        ],
     },
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mixin_query_runs_against_mesa_through_the_shipped_snippet() {
-    // A database with a table (per-table signals) and an unused slot (slot signals).
+    // A database with a table (per-table signals), an unused slot, and a standby streaming
+    // through a repmgr-named slot.
     let db = fresh_database("compat_db").await;
     db.batch_execute(
         "CREATE TABLE ledger (id int); INSERT INTO ledger SELECT generate_series(1, 100); DELETE FROM ledger WHERE id <= 10",
@@ -202,13 +204,22 @@ async fn every_mixin_query_runs_against_mesa_through_the_shipped_snippet() {
     su.batch_execute("SELECT pg_create_physical_replication_slot('compat_slot')")
         .await
         .expect("slot");
+    let _ = su
+        .batch_execute("SELECT pg_drop_replication_slot('repmgr_slot_1') FROM pg_replication_slots WHERE slot_name = 'repmgr_slot_1'")
+        .await;
+    let standby = tokio::task::spawn_blocking(|| cluster().standby("repmgr_slot_1"))
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("standby: {e}"));
 
     let config = daemon_config(
-        "collection: {interval: 1s, timeout: 800ms}
+        &"collection: {interval: 1s, timeout: 800ms}
 web: {listen_address: '127.0.0.1:0'}
 targets:
   - {name: local, driver: postgres, host: '{host}', port: {port}, database: compat_db, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}
-",
+  - {name: replica, driver: postgres, host: '{host}', port: STANDBY_PORT, database: compat_db, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}
+"
+        .replace("STANDBY_PORT", &standby.port().to_string()),
     );
     let app = App::start(config).await.expect("daemon starts");
     let shipped = std::fs::read_to_string(
@@ -218,16 +229,21 @@ targets:
     .expect("deploy/prometheus/postgres-exporter-names.yml");
     let job = shipped
         .replace("mesa.example:9930", &app.metrics_addr().to_string())
-        .replace("[orders-primary, billing]", "[local]");
+        .replace("[orders-primary, billing]", "[local, replica]");
     let dir = std::env::temp_dir().join(format!("mesa-compat-{}", std::process::id()));
     let (_prometheus, prom) = start_prometheus(&dir, &job);
 
-    // Enough scrapes for rate() and changes() over their windows.
+    // Enough scrapes for rate() and changes() over their windows, and the standby's feedback
+    // has given its slot an xmin.
     let ready = eventually(Duration::from_secs(60), || async {
-        query(prom, "count_over_time(pg_up{instance=\"local\"}[1m])")
+        let scrapes = query(prom, "count_over_time(pg_up[1m]) >= 6").await;
+        scrapes.len() == 2
+            && !query(
+                prom,
+                "pg_replication_slots_xmin_age{slot_name=\"repmgr_slot_1\"}",
+            )
             .await
-            .first()
-            .is_some_and(|(_, v)| v.parse::<f64>().unwrap_or(0.0) >= 6.0)
+            .is_empty()
     })
     .await;
     assert!(ready, "up: {:?}", query(prom, "up").await);
@@ -246,19 +262,20 @@ targets:
     }
     for alert in ALERTS {
         run(format!("alert {}", alert.name), alert.expr, false).await;
-        if let Ok(signals) = alert.signals {
-            for q in signals {
-                run(format!("alert {} signal", alert.name), q, true).await;
-            }
+        for q in alert.signals {
+            run(format!("alert {} signal", alert.name), q, true).await;
         }
     }
     // Legacy spellings are stored; Mesa's own spellings are not, under this job.
     let leftover = query(prom, "pg_stat_database_xact_commit_total").await;
     let wrap = query(prom, "pg_database_wraparound_age_datfrozenxid_seconds").await;
-    let _ = su
-        .batch_execute("SELECT pg_drop_replication_slot('compat_slot')")
-        .await;
     app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
+    drop(standby);
+    for slot in ["compat_slot", "repmgr_slot_1"] {
+        let _ = su
+            .batch_execute(&format!("SELECT pg_drop_replication_slot('{slot}')"))
+            .await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         failures.is_empty(),
