@@ -777,3 +777,43 @@ async fn the_sql_for_every_version_up_to_the_installed_one_runs_here() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_collector_blocked_by_a_lock_times_out_alone_within_the_deadline() {
+    // pg_stat_statements is a view over a function, so locking it blocks nothing else.
+    let db = fresh_database("coll_blocked").await;
+    db.batch_execute("CREATE EXTENSION pg_stat_statements")
+        .await
+        .expect("extension");
+    db.batch_execute("BEGIN; LOCK TABLE public.pg_stat_statements IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let mut t = monitor_of("coll_blocked");
+    t.collection
+        .collectors
+        .selection
+        .set("stat_statements", true)
+        .expect("known collector");
+    t.collection.lock_timeout = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let (collection, text) = collect_text(&t).await;
+    let took = started.elapsed();
+    db.batch_execute("ROLLBACK").await.expect("unlock");
+    let blocked = collection.outcome("stat_statements").expect("ran");
+    assert_eq!(
+        blocked.result.as_ref().err(),
+        Some(&mesa::gateway::FailureReason::Timeout),
+        "{blocked:?}"
+    );
+    for o in collection
+        .outcomes
+        .iter()
+        .filter(|o| o.collector != "stat_statements")
+    {
+        assert!(o.result.is_ok(), "{}: {:?}", o.collector, o.result);
+    }
+    assert_eq!(must(&text, "pg_up", &[]), 1.0);
+    assert!(!text.contains("pg_stat_statements_calls"), "{text}");
+    // The server's lock_timeout, not Mesa's 10 s collection deadline, ended the wait.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
