@@ -231,7 +231,7 @@ targets:
         .replace("mesa.example:9930", &app.metrics_addr().to_string())
         .replace("[orders-primary, billing]", "[local, replica]");
     let dir = std::env::temp_dir().join(format!("mesa-compat-{}", std::process::id()));
-    let (_prometheus, prom) = start_prometheus(&dir, &job);
+    let (_prometheus, prom) = start_prometheus(&dir, &job, &[]);
 
     // Enough scrapes for rate() and changes() over their windows, and the standby's feedback
     // has given its slot an xmin.

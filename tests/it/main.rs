@@ -2,6 +2,7 @@
 //! whole binary; see `support`).
 
 mod admin;
+mod alerting;
 mod alerts;
 mod cli;
 mod collectors;

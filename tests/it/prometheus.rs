@@ -70,20 +70,31 @@ pub async fn query_checked(
 }
 
 /// Starts Prometheus on a free loopback port with `scrape_configs` (YAML list text), scraping
-/// and evaluating every second; its data lives in `dir`.
+/// and evaluating every second; its data lives in `dir`. `rule_files` are paths for its
+/// `rule_files` key.
 pub fn start_prometheus(
     dir: &std::path::Path,
     scrape_configs: &str,
+    rule_files: &[&std::path::Path],
 ) -> (Running, std::net::SocketAddr) {
     let binary = which("prometheus").expect(
         "the `prometheus` binary is missing: apt-get install prometheus (.ci/run installs it)",
     );
     std::fs::create_dir_all(dir).expect("dir");
     let indented: String = scrape_configs.lines().map(|l| format!("  {l}\n")).collect();
+    let rules: String = if rule_files.is_empty() {
+        " []\n".to_owned()
+    } else {
+        rule_files
+            .iter()
+            .map(|f| format!("\n  - '{}'", f.display()))
+            .collect::<String>()
+            + "\n"
+    };
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n{indented}"
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files:{rules}scrape_configs:\n{indented}"
         ),
     )
     .expect("prometheus.yml");
@@ -129,7 +140,7 @@ targets:
     let jobs = shipped
         .replace("mesa.example:9930", &mesa_addr.to_string())
         .replace("[orders-primary, billing]", "[local]");
-    let (_prometheus, prom_addr) = start_prometheus(&dir, &jobs);
+    let (_prometheus, prom_addr) = start_prometheus(&dir, &jobs, &[]);
 
     let both_up = eventually(Duration::from_secs(40), || async {
         let up = query(prom_addr, "up").await;
