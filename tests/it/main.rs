@@ -8,6 +8,7 @@ mod cli;
 mod collectors;
 mod compat;
 mod cost;
+mod dashboard;
 mod exporter;
 mod flood;
 mod gateway_admin;
