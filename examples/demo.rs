@@ -1,15 +1,17 @@
-//! `cargo run --example demo`: Mesa against a throwaway local PostgreSQL, on a fresh machine.
+//! `cargo xtask demo` (or `cargo run --example demo` once PostgreSQL is installed): Mesa
+//! against a throwaway local PostgreSQL, on a fresh machine.
 //!
 //! Starts a cluster with the test harness (in `target/demo/`, or the temp folder when the
 //! `postgres` user cannot reach it), creates a least-privilege monitoring role (`pg_monitor`)
-//! with a generated password in a 0600 file, copies `config/demo.yaml` next to it with the
-//! server's port filled in, and runs the Mesa
-//! daemon on it until Ctrl-C; then the cluster is stopped and removed (a watchdog also
-//! removes it if the demo is killed).
+//! and an admin role (`CREATEROLE`, `pg_signal_backend`, `pg_read_all_stats`) with generated
+//! passwords in 0600 files, generates an admin API token, copies `config/demo.yaml` next to
+//! them with the server's port and the token's digest filled in, prints two ready `curl` lines
+//! (list sessions, create a user), and runs the Mesa daemon until Ctrl-C; then the cluster is
+//! stopped and removed (a watchdog also removes it if the demo is killed).
 //!
-//! `cargo run --example demo -- --check` (used by CI) serves on a free port instead, waits for
-//! the first collection, fetches `/metrics` over HTTP, requires `pg_up{server="demo"} 1`, and
-//! exits.
+//! `-- --check` (used by CI) serves on free ports instead, waits for the first collection,
+//! fetches `/metrics` over HTTP and requires `pg_up{server="demo"} 1`, runs both `curl`
+//! requests' equivalents against the admin API (200, then 201), and exits.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -45,10 +47,16 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         ..ClusterOptions::default()
     })?;
     let password = mesa::token::generate()?.sha256_hex;
+    let admin_password = mesa::token::generate()?.sha256_hex;
     cluster.psql(
         "postgres",
-        &format!("CREATE ROLE mesa_monitor LOGIN PASSWORD '{password}' IN ROLE pg_monitor"),
+        &format!(
+            "CREATE ROLE mesa_monitor LOGIN PASSWORD '{password}' IN ROLE pg_monitor;
+             CREATE ROLE mesa_admin LOGIN CREATEROLE PASSWORD '{admin_password}'
+               IN ROLE pg_signal_backend, pg_read_all_stats;"
+        ),
     )?;
+    let token = mesa::token::generate()?;
     cluster.psql("postgres", "CREATE DATABASE shop")?;
     cluster.psql(
         "shop",
@@ -56,22 +64,29 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
          INSERT INTO orders (total) SELECT g * 1.5 FROM generate_series(1, 10000) g;",
     )?;
 
-    let pwfile = dir.join("mesa_monitor.password");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&pwfile)?
-        .write_all(password.as_bytes())?;
+    for (file, secret) in [
+        ("mesa_monitor.password", &password),
+        ("mesa_admin.password", &admin_password),
+    ] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join(file))?
+            .write_all(secret.as_bytes())?;
+    }
     let config_path = dir.join("mesa.yaml");
     let template = std::fs::read_to_string(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml"),
     )?;
     std::fs::write(
         &config_path,
-        template.replace("port: 5432", &format!("port: {}", cluster.port())),
+        template
+            .replace("port: 5432", &format!("port: {}", cluster.port()))
+            .replace("DEMO_TOKEN_SHA256", &token.sha256_hex),
     )?;
+    let bearer = token.token.expose().to_owned();
     println!(
         "PostgreSQL {}:{} is up; config: {}",
         cluster.host(),
@@ -89,13 +104,18 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let ok = if check {
-        runtime.block_on(check_once(config))?
+        runtime.block_on(check_once(config, &bearer))?
     } else {
         println!();
         println!("  metrics:   http://127.0.0.1:9930/metrics");
         println!("  one target: http://127.0.0.1:9930/probe?target=demo");
         println!("  readiness: http://127.0.0.1:9930/readyz");
         println!("  landing:   http://127.0.0.1:9930/");
+        println!();
+        println!("  admin API (token valid for this demo only):");
+        for line in curl_lines("127.0.0.1:9931", &bearer) {
+            println!("    {line}");
+        }
         println!();
         println!("Ctrl-C stops Mesa and PostgreSQL.");
         runtime.block_on(mesa::app::run(
@@ -113,9 +133,58 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     Ok(ok)
 }
 
-/// Serves on a free port, waits for the first collection, and checks `/metrics` over HTTP.
-async fn check_once(mut config: mesa::config::Config) -> Result<bool, Box<dyn std::error::Error>> {
+/// The two `curl` lines the demo prints: list sessions, create a user.
+fn curl_lines(admin: &str, bearer: &str) -> [String; 2] {
+    [
+        format!(
+            "curl -s -H 'Authorization: Bearer {bearer}' 'http://{admin}/api/v1/targets/demo/sessions?include_idle=true'"
+        ),
+        format!(
+            "curl -s -X POST -H 'Authorization: Bearer {bearer}' -H 'Content-Type: application/json' -d '{{\"name\": \"demo_user\"}}' http://{admin}/api/v1/targets/demo/users"
+        ),
+    ]
+}
+
+/// One HTTP/1.1 request over a plain socket; the status code and the whole response.
+fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n");
+    if let Some(b) = bearer {
+        request.push_str(&format!("Authorization: Bearer {b}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or(""));
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, response))
+}
+
+/// Serves on free ports, waits for the first collection, checks `/metrics` over HTTP, then
+/// makes the two requests the demo's `curl` lines make.
+async fn check_once(
+    mut config: mesa::config::Config,
+    bearer: &str,
+) -> Result<bool, Box<dyn std::error::Error>> {
     config.web.listen_address = "127.0.0.1:0".parse()?;
+    config.admin.listen_address = "127.0.0.1:0".parse()?;
     let interval = config.targets[0].collection.interval;
     let app = mesa::app::App::start(config).await?;
     let addr = app.metrics_addr();
@@ -126,14 +195,9 @@ async fn check_once(mut config: mesa::config::Config) -> Result<bool, Box<dyn st
     })
     .await
     .is_ok();
-    let body = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        let mut stream = std::net::TcpStream::connect(addr)?;
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    })
-    .await??;
+    let body = tokio::task::spawn_blocking(move || http(addr, "GET", "/metrics", None, None))
+        .await??
+        .1;
     let up = body.lines().any(|l| l == "pg_up{server=\"demo\"} 1");
     println!(
         "GET http://{addr}/metrics -> {}",
@@ -146,10 +210,40 @@ async fn check_once(mut config: mesa::config::Config) -> Result<bool, Box<dyn st
     }) {
         println!("  {line}");
     }
+    let admin = app
+        .admin_addr()
+        .ok_or("the demo config enables the admin API")?;
+    let token = bearer.to_owned();
+    let (sessions, created) =
+        tokio::task::spawn_blocking(move || -> std::io::Result<(u16, u16)> {
+            let sessions = http(
+                admin,
+                "GET",
+                "/api/v1/targets/demo/sessions?include_idle=true",
+                Some(&token),
+                None,
+            )?;
+            let created = http(
+                admin,
+                "POST",
+                "/api/v1/targets/demo/users",
+                Some(&token),
+                Some("{\"name\": \"demo_user\"}"),
+            )?;
+            Ok((sessions.0, created.0))
+        })
+        .await??;
+    println!("GET  http://{admin}/api/v1/targets/demo/sessions -> {sessions}");
+    println!("POST http://{admin}/api/v1/targets/demo/users -> {created}");
     app.shutdown(mesa::app::DEFAULT_GRACE_PERIOD).await?;
+    let ok = ready && up && sessions == 200 && created == 201;
     println!(
         "demo check: {}",
-        if ready && up { "pg_up 1, ok" } else { "FAILED" }
+        if ok {
+            "pg_up 1, admin API answers, ok"
+        } else {
+            "FAILED"
+        }
     );
-    Ok(ready && up)
+    Ok(ok)
 }

@@ -94,11 +94,14 @@ async fn schemathesis(url: &str, header: &str, phases: &str, max_time: &str) -> 
     .iter()
     .map(|a| (*a).to_owned())
     .collect();
-    let output =
-        tokio::task::spawn_blocking(move || std::process::Command::new("st").args(&args).output())
-            .await
-            .expect("join")
-            .expect("schemathesis runs (pip install schemathesis; .ci/run installs it)");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(schemathesis_binary())
+            .args(&args)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("schemathesis runs (`cargo xtask test` installs it into target/venv)");
     let report = format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),
@@ -106,4 +109,23 @@ async fn schemathesis(url: &str, header: &str, phases: &str, max_time: &str) -> 
     );
     println!("{report}");
     (output.status.success(), report)
+}
+
+/// `st` from the environment `cargo xtask test` sets up (`$MESA_VENV`, else `target/venv`),
+/// else from `PATH`.
+fn schemathesis_binary() -> std::path::PathBuf {
+    let venv = std::env::var_os("MESA_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+                .join("venv")
+        });
+    let inside = venv.join("bin/st");
+    if inside.is_file() {
+        inside
+    } else {
+        std::path::PathBuf::from("st")
+    }
 }

@@ -304,6 +304,25 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     }
 }
 
+/// A Python tool from the environment `cargo xtask test` sets up (`$MESA_VENV`, else
+/// `target/venv`), else from `PATH`.
+pub fn venv_tool(name: &str) -> std::path::PathBuf {
+    let venv = std::env::var_os("MESA_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+                .join("venv")
+        });
+    let inside = venv.join("bin").join(name);
+    if inside.is_file() {
+        inside
+    } else {
+        std::path::PathBuf::from(name)
+    }
+}
+
 /// Fails unless PyPI's `prometheus-client` strict OpenMetrics parser accepts `text`.
 pub fn assert_openmetrics_valid(text: &str) {
     use std::io::Write as _;
@@ -311,13 +330,13 @@ pub fn assert_openmetrics_valid(text: &str) {
 from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
 families = list(text_string_to_metric_families(sys.stdin.read()))\n\
 print(len(families))\n";
-    let mut child = std::process::Command::new("python3")
+    let mut child = std::process::Command::new(venv_tool("python3"))
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("python3 runs");
+        .expect("python3 runs (cargo xtask test sets up target/venv)");
     child
         .stdin
         .take()
@@ -327,7 +346,7 @@ print(len(families))\n";
     let out = child.wait_with_output().expect("python3 finishes");
     assert!(
         out.status.success(),
-        "the OpenMetrics parser rejected the exposition (pip install prometheus-client if it is missing):\n{}\n{text}",
+        "the OpenMetrics parser rejected the exposition (`cargo xtask test` installs prometheus-client into target/venv):\n{}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -1,0 +1,124 @@
+//! The README's two commands, on a fresh machine with only Rust:
+//!
+//! - `cargo xtask demo [-- --check]`: installs what the demo needs (PostgreSQL's server
+//!   binaries, openssl), then runs `cargo run --example demo`.
+//! - `cargo xtask test [-- <cargo test arguments>]`: installs what the whole suite needs (also
+//!   Prometheus and promtool, and Python 3 with `venv`), puts the Python tools in a virtual
+//!   environment under `target/venv` (never the system interpreter; `MESA_VENV` moves it),
+//!   checks that the committed Grafana dashboard is what `grafana/dashboard.py` builds, then
+//!   runs `cargo test` with that environment first on `PATH`.
+//!
+//! Debian packages are installed with apt-get when running as root; otherwise the exact
+//! command to run is printed and nothing else happens. Standard library only, so it builds
+//! before anything is installed.
+
+mod python;
+mod system;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// What went wrong, for the user: one line that says what to do.
+#[derive(Debug)]
+struct Failure(String);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+fn fail<T>(message: impl Into<String>) -> Result<T> {
+    Err(Failure(message.into()))
+}
+
+/// The workspace root (this crate's parent folder).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Cargo's target folder.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Runs `cmd`, streaming its output; its exit status is the result.
+fn status(cmd: &mut Command, what: &str) -> Result<bool> {
+    cmd.status()
+        .map(|s| s.success())
+        .map_err(|e| Failure(format!("{what}: cannot start: {e}")))
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage:\n  cargo xtask demo [-- --check]        Mesa against a throwaway PostgreSQL\n  cargo xtask test [-- <cargo test args>]   the whole test suite\n  cargo xtask setup                     install what both need, then stop"
+    );
+    ExitCode::from(64)
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        return usage();
+    }
+    let command = args.remove(0);
+    // `cargo xtask test -- --nocapture`: drop a leading `--`.
+    if args.first().is_some_and(|a| a == "--") {
+        args.remove(0);
+    }
+    let result = match command.as_str() {
+        "demo" => demo(&args),
+        "test" => test(&args),
+        "setup" => system::ensure(system::Need::Tests)
+            .and_then(|()| python::ensure())
+            .map(|_| true),
+        _ => return usage(),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
+}
+
+fn demo(args: &[String]) -> Result<bool> {
+    system::ensure(system::Need::Demo)?;
+    let mut cmd = cargo();
+    cmd.current_dir(root())
+        .args(["run", "--quiet", "--example", "demo", "--"])
+        .args(args);
+    status(&mut cmd, "cargo run --example demo")
+}
+
+fn test(args: &[String]) -> Result<bool> {
+    system::ensure(system::Need::Tests)?;
+    let venv = python::ensure()?;
+    python::check_dashboard(&venv)?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![venv.join("bin")];
+    dirs.extend(std::env::split_paths(&path));
+    let path = std::env::join_paths(dirs).map_err(|e| Failure(format!("PATH: {e}")))?;
+    println!("== cargo test {}", args.join(" "));
+    let mut cmd = cargo();
+    cmd.current_dir(root())
+        .arg("test")
+        .args(args)
+        .env("PATH", path)
+        .env("MESA_VENV", &venv);
+    status(&mut cmd, "cargo test")
+}
