@@ -9,6 +9,7 @@ mod collectors;
 mod compat;
 mod cost;
 mod dashboard;
+mod deploy;
 mod exporter;
 mod flood;
 mod gateway_admin;

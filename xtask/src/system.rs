@@ -70,6 +70,10 @@ pub fn missing(need: Need) -> Vec<&'static str> {
         if !on_path("prometheus") || !on_path("promtool") {
             out.push("prometheus");
         }
+        // deploy tests: `systemd-analyze verify` of the shipped unit.
+        if !on_path("systemd-analyze") {
+            out.push("systemd");
+        }
         if !on_path("python3") {
             out.push("python3");
         }
