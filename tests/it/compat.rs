@@ -41,6 +41,116 @@ const DASHBOARD: &[&str] = &[
     r#"group by (datname) (pg_stat_database_tup_fetched{instance=~"local",datname!~"template.*|postgres"})"#,
 ];
 
+/// Grafana.com dashboard 9628 ("PostgreSQL Database"), the most installed dashboard for
+/// postgres_exporter: its queries that read metrics Mesa serves (variables filled in:
+/// `$instance` = the probed primary, `$datname`/`$mode` = all, `$release` = none), each with
+/// the selector that must return data. Its other panels read `process_*` (the exporter's own
+/// process; Mesa exports none) and `pg_stat_bgwriter_*` without `_total` (postgres_exporter
+/// before 0.11; the snippet keeps the `_total` the mixin reads): the README lists them.
+const DASHBOARD_9628: &[(&str, &str)] = &[
+    (
+        r#"pg_locks_count{datname=~".*",instance=~"local",mode=~".*"} != 0"#,
+        r#"pg_locks_count{instance="local"}"#,
+    ),
+    (
+        r#"pg_postmaster_start_time_seconds{release="",instance="local"} * 1000"#,
+        r#"pg_postmaster_start_time_seconds{release="",instance="local"}"#,
+    ),
+    (
+        r#"pg_settings_effective_cache_size_bytes{instance="local"}"#,
+        r#"pg_settings_effective_cache_size_bytes{instance="local"}"#,
+    ),
+    (
+        r#"pg_settings_maintenance_work_mem_bytes{instance="local"}"#,
+        r#"pg_settings_maintenance_work_mem_bytes{instance="local"}"#,
+    ),
+    (
+        r#"pg_settings_max_connections{release="",instance="local"}"#,
+        r#"pg_settings_max_connections{release="",instance="local"}"#,
+    ),
+    (
+        r#"pg_settings_max_parallel_workers{instance="local"}"#,
+        r#"pg_settings_max_parallel_workers{instance="local"}"#,
+    ),
+    (
+        r#"pg_settings_max_wal_size_bytes{instance="local"}"#,
+        r#"pg_settings_max_wal_size_bytes{instance="local"}"#,
+    ),
+    (
+        r#"pg_settings_max_worker_processes{instance="local"}"#,
+        r#"pg_settings_max_worker_processes{instance="local"}"#,
+    ),
+    (
+        r#"pg_settings_random_page_cost{instance="local"}"#,
+        r#"pg_settings_random_page_cost{instance="local"}"#,
+    ),
+    ("pg_settings_seq_page_cost", "pg_settings_seq_page_cost"),
+    (
+        r#"pg_settings_shared_buffers_bytes{instance="local"}"#,
+        r#"pg_settings_shared_buffers_bytes{instance="local"}"#,
+    ),
+    (
+        r#"pg_settings_work_mem_bytes{instance="local"}"#,
+        r#"pg_settings_work_mem_bytes{instance="local"}"#,
+    ),
+    (
+        r#"pg_stat_activity_count{datname=~".*",instance=~"local",state="active"} != 0"#,
+        r#"pg_stat_activity_count{instance="local",state="active"}"#,
+    ),
+    (
+        r#"pg_stat_activity_count{datname=~".*",instance=~"local",state=~"idle|idle in transaction|idle in transaction (aborted)"}"#,
+        r#"pg_stat_activity_count{instance="local",state="idle"}"#,
+    ),
+    (
+        r#"pg_stat_database_blks_hit{instance="local",datname=~".*"} / (pg_stat_database_blks_read{instance="local",datname=~".*"} + pg_stat_database_blks_hit{instance="local",datname=~".*"})"#,
+        r#"pg_stat_database_blks_hit{instance="local"}"#,
+    ),
+    (
+        r#"irate(pg_stat_database_conflicts{instance="local",datname=~".*"}[5m])"#,
+        r#"pg_stat_database_conflicts{instance="local"}"#,
+    ),
+    (
+        r#"irate(pg_stat_database_deadlocks{instance="local",datname=~".*"}[5m])"#,
+        r#"pg_stat_database_deadlocks{instance="local"}"#,
+    ),
+    (
+        r#"irate(pg_stat_database_temp_bytes{instance="local",datname=~".*"}[5m])"#,
+        r#"pg_stat_database_temp_bytes{instance="local"}"#,
+    ),
+    (
+        r#"pg_stat_database_tup_deleted{datname=~".*",instance=~"local"} != 0"#,
+        r#"pg_stat_database_tup_deleted{instance="local"}"#,
+    ),
+    (
+        r#"SUM(pg_stat_database_tup_fetched{datname=~".*",instance=~"local"})"#,
+        r#"pg_stat_database_tup_fetched{instance="local"}"#,
+    ),
+    (
+        r#"SUM(pg_stat_database_tup_inserted{release="",datname=~".*",instance=~"local"})"#,
+        r#"pg_stat_database_tup_inserted{instance="local"}"#,
+    ),
+    (
+        r#"pg_stat_database_tup_returned{datname=~".*",instance=~"local"} != 0"#,
+        r#"pg_stat_database_tup_returned{instance="local"}"#,
+    ),
+    (
+        r#"SUM(pg_stat_database_tup_updated{datname=~".*",instance=~"local"})"#,
+        r#"pg_stat_database_tup_updated{instance="local"}"#,
+    ),
+    (
+        r#"irate(pg_stat_database_xact_commit{instance="local",datname=~".*"}[5m])"#,
+        r#"pg_stat_database_xact_commit{instance="local"}"#,
+    ),
+    (
+        r#"irate(pg_stat_database_xact_rollback{instance="local",datname=~".*"}[5m])"#,
+        r#"pg_stat_database_xact_rollback{instance="local"}"#,
+    ),
+    (
+        r#"pg_static{release="",instance="local"}"#,
+        r#"pg_static{release="",instance="local"}"#,
+    ),
+];
+
 /// An alert rule of the mixin: its name, its whole expression, and the signal queries under
 /// its threshold.
 struct Alert {
@@ -265,6 +375,10 @@ targets:
         for q in alert.signals {
             run(format!("alert {} signal", alert.name), q, true).await;
         }
+    }
+    for (q, signal) in DASHBOARD_9628 {
+        run("dashboard 9628".to_owned(), q, false).await;
+        run("dashboard 9628 signal".to_owned(), signal, true).await;
     }
     // Legacy spellings are stored; Mesa's own spellings are not, under this job.
     let leftover = query(prom, "pg_stat_database_xact_commit_total").await;
