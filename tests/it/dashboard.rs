@@ -1,7 +1,8 @@
 //! The Grafana dashboard (`grafana/dashboards/mesa.json`), checked without a Grafana server
 //! (issue 9): its structure, and every query of every panel and variable evaluated through a
-//! real Prometheus that scrapes a live Mesa (the shipped `deploy/prometheus/scrape.yml`). None
-//! may error, and each must return data: the target's database has a table, a standby streams
+//! real Prometheus that scrapes a live Mesa (the shipped `deploy/prometheus/scrape.yml`),
+//! with every alert rule's expression. None may error, and each dashboard query must return
+//! data: the target's database has a table, a standby streams
 //! from the server, and one admin call is made, so every panel has something to show.
 
 use std::collections::BTreeSet;
@@ -254,6 +255,13 @@ targets:
                 Ok(_) => {}
             }
         }
+        // Every alert rule's expression evaluates too (an alert that does not fire returns
+        // nothing by design, so only errors count here; tests/it/alerting.rs fires them).
+        for (name, expr) in rule_expressions() {
+            if let Err(e) = query_checked(prom, &expr).await {
+                failures.push(format!("rule {name}: {expr}\n    error: {e}"));
+            }
+        }
     }
     app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
     drop(standby);
@@ -268,6 +276,28 @@ targets:
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// `(alert, expr)` of every rule in `deploy/prometheus/alerts.yml`.
+fn rule_expressions() -> Vec<(String, String)> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
+    let text = std::fs::read_to_string(path).expect("alerts.yml");
+    let rules: serde_json::Value = serde_saphyr::from_str(&text).expect("alerts.yml parses");
+    let out: Vec<(String, String)> = rules["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules").iter())
+        .map(|r| {
+            (
+                r["alert"].as_str().unwrap_or("?").to_owned(),
+                r["expr"].as_str().expect("expr").to_owned(),
+            )
+        })
+        .collect();
+    assert!(out.len() >= 7, "{out:?}");
+    out
 }
 
 /// `/metrics` once the first collection is in (pg_up present).
