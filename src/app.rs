@@ -191,7 +191,11 @@ impl App {
         };
         let mut scheduler = Scheduler::new(sinks, tracker.clone(), root.clone(), registry.clone());
         // Targets are registered before the listeners open, so /readyz never sees an empty set.
-        scheduler.apply(&config.targets);
+        registry.set_shard(config.shard, &config.targets);
+        scheduler.apply(&config.owned_targets());
+        if config.shard.count() > 1 {
+            tracing::info!(shard = %config.shard, owned = config.owned_targets().len(), configured = config.targets.len(), "collecting this shard's targets");
+        }
 
         let state = MetricsState {
             metrics: metrics.clone(),
@@ -317,7 +321,8 @@ impl App {
             .admin_tokens
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(new.admin.tokens.clone());
-        let changes = self.scheduler.apply(&new.targets);
+        self.state.registry.set_shard(new.shard, &new.targets);
+        let changes = self.scheduler.apply(&new.owned_targets());
         exporter.set_reload_ok(true);
         tracing::info!(
             added = ?changes.added,
@@ -348,6 +353,8 @@ pub struct Overrides {
     pub listen_address: Option<SocketAddr>,
     /// `--web.config.file`.
     pub web_config_file: Option<PathBuf>,
+    /// `--shard.index` / `--shard.count`.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Overrides {
@@ -358,6 +365,9 @@ impl Overrides {
         }
         if let Some(path) = &self.web_config_file {
             config.web.config_file = Some(path.clone());
+        }
+        if let Some(shard) = self.shard {
+            config.shard = shard;
         }
     }
 }

@@ -41,6 +41,15 @@ pub struct Cli {
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
 
+    /// This replica's shard, 0 to `--shard.count` - 1: it collects and serves only the targets
+    /// whose name hashes to it (every replica reads the same config).
+    #[arg(long = "shard.index", value_name = "N", requires = "shard_count")]
+    pub shard_index: Option<u32>,
+
+    /// How many replicas share the targets.
+    #[arg(long = "shard.count", value_name = "N", requires = "shard_index")]
+    pub shard_count: Option<u32>,
+
     /// Log level: error, warn, info, debug, trace (or a tracing filter directive).
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,

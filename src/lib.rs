@@ -42,6 +42,7 @@ pub mod logging;
 pub mod metrics;
 pub mod scheduler;
 pub mod secret;
+pub mod shard;
 pub mod snapshot;
 pub mod tls;
 pub mod token;

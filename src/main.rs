@@ -30,6 +30,18 @@ fn main() -> ExitCode {
         eprintln!("mesa: --config.file is required (or use --new-token); see --help");
         return ExitCode::from(EXIT_INVALID_CONFIG);
     };
+    // Flags first: a bad shard is reported even when the config has problems too.
+    let shard = match (cli.shard_index, cli.shard_count) {
+        (Some(index), Some(count)) => match mesa::shard::Shard::new(index, count) {
+            Ok(shard) => Some(shard),
+            Err(e) => {
+                eprintln!("mesa: {e}");
+                return ExitCode::from(EXIT_INVALID_CONFIG);
+            }
+        },
+        // clap requires both or neither.
+        _ => None,
+    };
     let mut config = match mesa::config::load(path) {
         Ok(config) => config,
         Err(e) => {
@@ -40,6 +52,7 @@ fn main() -> ExitCode {
     let overrides = mesa::app::Overrides {
         listen_address: cli.web_listen_address,
         web_config_file: cli.web_config_file.clone(),
+        shard,
     };
     overrides.apply(&mut config);
     // The web config and the TLS material are checked here too, so --check-config catches

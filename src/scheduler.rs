@@ -10,7 +10,7 @@
 //! its deadline fires too, so the gateway sends the server a cancel request before the loop
 //! ends.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,7 @@ use crate::collectors::{Collect, Collection, HEALTH, TargetCollector};
 use crate::config::{CollectionSettings, TargetConfig};
 use crate::gateway::{Deadline, Gateway, GatewayError};
 use crate::metrics::ExporterMetrics;
+use crate::shard::Shard;
 use crate::snapshot::{SnapshotStore, TargetSnapshot};
 
 /// Backoff never waits more than this many intervals between attempts.
@@ -215,17 +216,51 @@ pub struct TargetHandle {
 
 /// The current targets by name, replaced entry by entry on reload. Cloning shares it: the
 /// scheduler writes it, the listeners read it. Reads copy out `Arc`s under a short lock and
-/// never hold it across a wait.
+/// never hold it across a wait. It also knows the configured targets other shards collect,
+/// so a request for one is told where to go instead of "unknown".
 #[derive(Debug, Clone, Default)]
-pub struct Registry(Arc<RwLock<BTreeMap<String, Arc<TargetHandle>>>>);
+pub struct Registry {
+    targets: Arc<RwLock<BTreeMap<String, Arc<TargetHandle>>>>,
+    elsewhere: Arc<RwLock<(Shard, BTreeSet<String>)>>,
+}
+
+/// A configured target that another replica collects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Misdirected {
+    /// The shard that collects it.
+    pub owner: u32,
+    /// This replica's shard.
+    pub here: Shard,
+}
 
 impl Registry {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<TargetHandle>>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner())
+        self.targets.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<TargetHandle>>> {
-        self.0.write().unwrap_or_else(|p| p.into_inner())
+        self.targets.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records this replica's shard and every configured target, so targets of other shards
+    /// can be named in answers.
+    pub fn set_shard(&self, shard: Shard, configured: &[TargetConfig]) {
+        let others = configured
+            .iter()
+            .filter(|t| !shard.owns(&t.name))
+            .map(|t| t.name.clone())
+            .collect();
+        *self.elsewhere.write().unwrap_or_else(|p| p.into_inner()) = (shard, others);
+    }
+
+    /// `Some` when `name` is configured but collected by another shard.
+    pub fn misdirected(&self, name: &str) -> Option<Misdirected> {
+        let guard = self.elsewhere.read().unwrap_or_else(|p| p.into_inner());
+        let (here, others) = &*guard;
+        others.contains(name).then(|| Misdirected {
+            owner: here.owner_of(name),
+            here: *here,
+        })
     }
 
     /// The target named `name`.

@@ -65,6 +65,20 @@ pub struct Config {
     /// Things that load but deserve the operator's attention (e.g. a password file others can
     /// read); logged at start and printed by `--check-config`.
     pub warnings: Vec<Problem>,
+    /// Which targets this replica collects (`--shard.index`/`--shard.count`; never from the
+    /// file, so every replica can share one config).
+    pub shard: crate::shard::Shard,
+}
+
+impl Config {
+    /// The targets this replica collects.
+    pub fn owned_targets(&self) -> Vec<TargetConfig> {
+        self.targets
+            .iter()
+            .filter(|t| self.shard.owns(&t.name))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Timing of collections.
@@ -468,6 +482,7 @@ fn validate(
         admin: admin?,
         targets,
         warnings: Vec::new(),
+        shard: crate::shard::Shard::SINGLE,
     })
 }
 

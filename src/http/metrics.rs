@@ -70,6 +70,17 @@ async fn probe(
     let Some(target) = query.get("target") else {
         return text(StatusCode::BAD_REQUEST, "missing ?target=NAME\n".to_owned());
     };
+    if let Some(elsewhere) = state.registry.misdirected(target) {
+        return text(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "target {target:?} is collected by shard {} of {}; this is shard {}: scrape that replica\n",
+                elsewhere.owner,
+                elsewhere.here.count(),
+                elsewhere.here.index()
+            ),
+        );
+    }
     if !state.is_target(target) {
         return text(
             StatusCode::BAD_REQUEST,

@@ -231,3 +231,25 @@ fn an_unsafe_audit_file_exits_64_naming_the_key() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_shard_out_of_range_exits_64_naming_the_range() {
+    let out = check_config(&example())
+        .args(["--shard.index", "3", "--shard.count", "3"])
+        .output()
+        .expect("mesa runs");
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--shard.index 3 is out of range: shards are numbered 0 to 2"),
+        "{}",
+        stderr(&out)
+    );
+    let ok = check_config(&example())
+        .args(["--shard.index", "2", "--shard.count", "3"])
+        .env("MESA_ORDERS_PASSWORD", "x")
+        .env("MESA_ORDERS_ADMIN_PASSWORD", "y")
+        .env("MESA_BILLING_PASSWORD", "z")
+        .output()
+        .expect("mesa runs");
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+}

@@ -264,3 +264,57 @@ fn the_dockerfile_builds_a_multi_stage_non_root_image() {
     );
     assert!(text.contains("cargo build --release --locked"));
 }
+
+#[test]
+fn the_sharded_statefulset_derives_its_index_from_the_pod_ordinal() {
+    let set = manifest("statefulset-sharded.yaml");
+    let single = manifest("deployment.yaml");
+    assert_eq!(set["kind"], "StatefulSet");
+    let replicas = set["spec"]["replicas"].as_i64().expect("replicas");
+    let container = &set["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        args.contains(&format!("--shard.count={replicas}").as_str()),
+        "--shard.count must equal replicas: {args:?}"
+    );
+    assert!(args.contains(&"--shard.index=$(SHARD_INDEX)"), "{args:?}");
+    let index = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "SHARD_INDEX")
+        .expect("SHARD_INDEX");
+    assert_eq!(
+        index["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    // Otherwise the same pod as the single replica's: probes, ports, mounts, passwords.
+    let one = &single["spec"]["template"]["spec"]["containers"][0];
+    for key in [
+        "ports",
+        "readinessProbe",
+        "livenessProbe",
+        "volumeMounts",
+        "securityContext",
+    ] {
+        assert_eq!(container[key], one[key], "{key}");
+    }
+    assert!(
+        one["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .all(|e| container["env"].as_array().expect("env").contains(e)),
+        "every password variable of the Deployment"
+    );
+    assert_eq!(
+        set["spec"]["template"]["metadata"]["labels"],
+        single["spec"]["template"]["metadata"]["labels"],
+        "the Service and ServiceMonitor select both"
+    );
+}

@@ -24,5 +24,6 @@ mod role_names;
 mod sample;
 mod scheduler;
 mod search_path;
+mod sharding;
 mod support;
 mod webconfig;

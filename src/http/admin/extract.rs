@@ -181,6 +181,14 @@ fn authorize(
             if !caller.may_access(&name) {
                 return Err(Problem::forbidden("the token may not access this target"));
             }
+            if let Some(elsewhere) = state.registry.misdirected(&name) {
+                return Err(Problem::misdirected(format!(
+                    "target {name:?} is served by shard {} of {}; this is shard {}: send the request to that replica",
+                    elsewhere.owner,
+                    elsewhere.here.count(),
+                    elsewhere.here.index()
+                )));
+            }
             let handle = state
                 .registry
                 .get(&name)

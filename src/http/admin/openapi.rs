@@ -231,6 +231,12 @@ fn operation(action: Action) -> Value {
         }
         if action != Action::ListTargets {
             responses.insert("400".to_owned(), problem("Malformed request"));
+            responses.insert(
+                "421".to_owned(),
+                problem(
+                    "The target belongs to another shard's replica (--shard.index/--shard.count)",
+                ),
+            );
         }
     }
     for (code, text) in extra {

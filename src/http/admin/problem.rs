@@ -64,6 +64,15 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, "not-found", detail)
     }
 
+    /// 421: the target is configured, but another shard's replica collects and serves it.
+    pub fn misdirected(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected-request",
+            detail,
+        )
+    }
+
     /// 422: the request was understood but its values are invalid.
     pub fn invalid(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input", detail)
