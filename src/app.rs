@@ -188,6 +188,7 @@ impl App {
         let sinks = Sinks {
             store: store.clone(),
             metrics: metrics.exporter().clone(),
+            encodings: metrics.encodings().clone(),
         };
         let mut scheduler = Scheduler::new(sinks, tracker.clone(), root.clone(), registry.clone());
         // Targets are registered before the listeners open, so /readyz never sees an empty set.

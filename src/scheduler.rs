@@ -25,6 +25,7 @@ use crate::collectors::{Collect, Collection, HEALTH, TargetCollector};
 use crate::config::{CollectionSettings, TargetConfig};
 use crate::gateway::{Deadline, Gateway, GatewayError};
 use crate::metrics::ExporterMetrics;
+use crate::metrics::families::EncodingCache;
 use crate::shard::Shard;
 use crate::snapshot::{SnapshotStore, TargetSnapshot};
 
@@ -41,6 +42,9 @@ pub struct Sinks {
     pub store: Arc<SnapshotStore>,
     /// The exporter's counters.
     pub metrics: Arc<ExporterMetrics>,
+    /// Each target's `/metrics` encoding, refreshed when its snapshot is stored, so scrapes
+    /// only copy bytes and the encoding work is spread over the targets' own tasks.
+    pub encodings: Arc<EncodingCache>,
 }
 
 /// A uniform random fraction in `[0, 1)`; 0 if the OS random source fails (jitter is only an
@@ -156,13 +160,14 @@ pub async fn run_target<C: Collect + Send + Sync + 'static>(
                         }
                     }
                 }
-                sinks.store.put(TargetSnapshot {
+                let stored = sinks.store.put(TargetSnapshot {
                     target: name.clone(),
                     finished_at: done.finished_at,
                     duration: done.duration,
                     result: done.result.map_err(|e| e.reason()),
                     last_success,
                 });
+                sinks.encodings.refresh(&stored);
             }
             _ = ticker.tick() => {
                 if in_flight.is_some() {

@@ -46,14 +46,15 @@ impl SnapshotStore {
         Self::default()
     }
 
-    /// Replaces the target's snapshot.
-    pub fn put(&self, snapshot: TargetSnapshot) {
+    /// Replaces the target's snapshot; returns the stored one.
+    pub fn put(&self, snapshot: TargetSnapshot) -> Arc<TargetSnapshot> {
         let snapshot = Arc::new(snapshot);
         let mut map = self
             .inner
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.insert(snapshot.target.clone(), snapshot);
+        map.insert(snapshot.target.clone(), snapshot.clone());
+        snapshot
     }
 
     /// Removes a target that left the config.

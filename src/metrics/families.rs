@@ -1,8 +1,10 @@
-//! Database facts as const metrics, encoded from immutable snapshots at scrape time.
+//! Database facts as const metrics, encoded once per immutable snapshot, copied per scrape.
 //!
-//! Collectors build their families once per collection (`collectors`); this module only
-//! merges them across targets (one family per name, its series from every target) and adds
-//! the per-target meta families. On `/metrics` every series carries `server="<target>"`; on
+//! Collectors build their families once per collection (`collectors`). This module encodes
+//! each target's families once per snapshot ([`EncodedTarget`]: the sample lines of every
+//! family, ready to copy) and, per scrape, only merges those texts across targets: one
+//! HELP/TYPE header per family name, then every target's lines for it. A scrape therefore
+//! formats no sample; it copies bytes. On `/metrics` every series carries `server="<target>"`; on
 //! `/probe` the same families come without it. A target whose last attempt failed shows
 //! `pg_up 0` and no other `pg_*` series: a value is either fresh or absent, never stale.
 
@@ -13,9 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use crate::collectors::{Family, Kind, Series, Value};
-use crate::snapshot::{SnapshotStore, TargetSnapshot};
+use crate::snapshot::TargetSnapshot;
 
 /// Appended to every HELP text of database facts.
 const CACHED: &str =
@@ -33,10 +36,9 @@ fn unix(t: SystemTime) -> Value {
     )
 }
 
-/// A family being merged: its first-seen help and type, and each target's series.
+/// One family's series from one or more targets, for prometheus-client's encoder.
 struct Merged<'a> {
     name: &'a str,
-    help: &'a str,
     kind: Kind,
     parts: Vec<(&'a str, &'a [Series])>,
 }
@@ -79,11 +81,21 @@ fn encode(
     Ok(())
 }
 
-/// The `pg_*` and per-target `mesa_collect*` families of a set of snapshots.
-#[derive(Debug)]
-pub struct SnapshotFamilies {
-    snapshots: Vec<Arc<TargetSnapshot>>,
-    server_label: bool,
+/// One family of one target, encoded: its header fields and its sample lines.
+#[derive(Debug, Clone)]
+struct EncodedFamily {
+    name: String,
+    help: String,
+    kind: Kind,
+    /// The sample lines (empty when the target has no series of it).
+    body: String,
+}
+
+/// A target's families, encoded once per snapshot, in the three phases the merged output
+/// orders them by: `pg_up`, the collectors' families, Mesa's per-target meta families.
+#[derive(Debug, Clone)]
+pub struct EncodedTarget {
+    phases: [Vec<EncodedFamily>; 3],
 }
 
 /// A meta family built here (not by a collector).
@@ -91,18 +103,105 @@ fn meta(name: &'static str, help: &'static str, kind: Kind) -> Family {
     Family::new(name, help, kind)
 }
 
-impl SnapshotFamilies {
-    /// Families for `snapshots`; `server_label` false for `/probe`.
-    pub fn new(snapshots: Vec<Arc<TargetSnapshot>>, server_label: bool) -> Self {
-        Self {
-            snapshots,
-            server_label,
+/// The HELP text as served: database facts say they are cached.
+fn served_help(name: &str, help: &str) -> String {
+    if name.starts_with("pg_") {
+        format!("{help} {CACHED}")
+    } else {
+        help.to_owned()
+    }
+}
+
+/// Encodes `families` of one target with prometheus-client's text encoder (so every sample
+/// line is exactly what it writes), in one pass, and returns each family's sample lines by
+/// name. A family without series gets no entry.
+fn sample_lines(
+    snapshot: &Arc<TargetSnapshot>,
+    derived: &[Family],
+    server_label: bool,
+) -> HashMap<String, String> {
+    /// The registry wants an owned collector: it holds the snapshot (shared, not copied) and
+    /// the few families derived from it.
+    #[derive(Debug)]
+    struct Target {
+        snapshot: Arc<TargetSnapshot>,
+        derived: Vec<Family>,
+        server_label: bool,
+    }
+    impl Collector for Target {
+        fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let server = self.snapshot.target.as_str();
+            for family in self.derived.iter().chain(collected(&self.snapshot)) {
+                let merged = Merged {
+                    name: family.name.as_ref(),
+                    kind: family.kind,
+                    parts: vec![(server, &family.series)],
+                };
+                encode(&mut enc, &merged, "", self.server_label)?;
+            }
+            Ok(())
         }
+    }
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Target {
+        snapshot: snapshot.clone(),
+        derived: derived.to_vec(),
+        server_label,
+    }));
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        tracing::error!(error = %e, "encoding a target's families failed");
+        return HashMap::new();
+    }
+    split(&text)
+}
+
+/// The families the collectors of a successful snapshot yielded, in run order.
+fn collected(snapshot: &TargetSnapshot) -> impl Iterator<Item = &Family> {
+    snapshot
+        .result
+        .iter()
+        .flat_map(|c| c.outcomes.iter())
+        .filter_map(|o| o.result.as_ref().ok())
+        .flat_map(|h| h.families.iter())
+}
+
+/// Splits an exposition into each family's sample lines, by name (the `# HELP` and `# TYPE`
+/// lines and the closing `# EOF` dropped).
+fn split(text: &str) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = HashMap::new();
+    let mut current: Option<&mut String> = None;
+    for line in text.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or("").trim_end().to_owned();
+            current = Some(out.entry(name).or_default());
+        } else if line.starts_with("# TYPE ") || line.starts_with("# EOF") {
+            continue;
+        } else if let Some(body) = current.as_mut() {
+            body.push_str(line);
+        }
+    }
+    out
+}
+
+impl EncodedTarget {
+    /// Bytes of encoded sample lines (to size the scrape's buffer).
+    pub fn len(&self) -> usize {
+        self.phases
+            .iter()
+            .flatten()
+            .map(|f| f.body.len() + f.help.len() + 2 * f.name.len() + 24)
+            .sum()
+    }
+
+    /// Whether it holds no sample line.
+    pub fn is_empty(&self) -> bool {
+        self.phases.iter().flatten().all(|f| f.body.is_empty())
     }
 
     /// Per-target families Mesa derives from each snapshot: `pg_up`, collection timing, and
     /// each collector's success, duration and size-guard omissions.
-    fn derived(snapshot: &TargetSnapshot) -> Vec<Family> {
+    pub fn derived(snapshot: &TargetSnapshot) -> Vec<Family> {
         let mut up = meta(
             "pg_up",
             "1 if the last collection connected and the core health statement ran, else 0.",
@@ -163,74 +262,118 @@ impl SnapshotFamilies {
         vec![up, duration, last, success, took, omitted, scrape_error]
     }
 
-    fn encode_all(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let derived: Vec<(&str, Vec<Family>)> = self
-            .snapshots
-            .iter()
-            .map(|s| (s.target.as_str(), Self::derived(s)))
-            .collect();
-        let mut order: Vec<Merged<'_>> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        // pg_up first, then collector families in catalogue order, then the meta families.
-        let sources = derived
-            .iter()
-            .map(|(server, families)| (*server, &families[..1]))
-            .chain(
-                self.snapshots
-                    .iter()
-                    .filter_map(|s| s.result.as_ref().ok().map(|c| (s.target.as_str(), c)))
-                    .flat_map(|(server, c)| {
-                        c.outcomes.iter().filter_map(move |o| {
-                            o.result
-                                .as_ref()
-                                .ok()
-                                .map(move |h| (server, &h.families[..]))
-                        })
-                    }),
-            )
-            .chain(
-                derived
-                    .iter()
-                    .map(|(server, families)| (*server, &families[1..])),
-            );
-        for (server, families) in sources {
-            for family in families {
-                let at = *index.entry(family.name.as_ref()).or_insert_with(|| {
-                    order.push(Merged {
-                        name: family.name.as_ref(),
-                        help: family.help.as_ref(),
-                        kind: family.kind,
-                        parts: Vec::new(),
-                    });
-                    order.len() - 1
+    /// Encodes `snapshot`'s families; with the `server` label for `/metrics`.
+    pub fn new(snapshot: &Arc<TargetSnapshot>, server_label: bool) -> Self {
+        let derived = Self::derived(snapshot);
+        let mut bodies = sample_lines(snapshot, &derived, server_label);
+        let mut entries = |families: &mut dyn Iterator<Item = &Family>| -> Vec<EncodedFamily> {
+            families
+                .map(|f| EncodedFamily {
+                    name: f.name.clone().into_owned(),
+                    help: f.help.clone().into_owned(),
+                    kind: f.kind,
+                    body: bodies.remove(f.name.as_ref()).unwrap_or_default(),
+                })
+                .collect()
+        };
+        Self {
+            phases: [
+                entries(&mut derived[..1].iter()),
+                entries(&mut collected(snapshot)),
+                entries(&mut derived[1..].iter()),
+            ],
+        }
+    }
+}
+
+/// Writes the merged exposition of `targets` (without `# EOF`): families in first-seen order
+/// (all `pg_up`, then the collectors' families, then the meta families), one header each,
+/// then every target's lines for it in target order. A family no target has series of is
+/// left out.
+pub fn write_merged(out: &mut String, targets: &[Arc<EncodedTarget>]) {
+    for phase in 0..3 {
+        let mut order: Vec<&EncodedFamily> = Vec::new();
+        let mut bodies: HashMap<&str, Vec<&str>> = HashMap::new();
+        for target in targets {
+            for family in &target.phases[phase] {
+                let entry = bodies.entry(family.name.as_str()).or_insert_with(|| {
+                    order.push(family);
+                    Vec::new()
                 });
-                order[at].parts.push((server, &family.series));
+                if !family.body.is_empty() {
+                    entry.push(family.body.as_str());
+                }
             }
         }
-        for family in &order {
-            let help = if family.name.starts_with("pg_") {
-                format!("{} {CACHED}", family.help)
-            } else {
-                family.help.to_owned()
+        for family in order {
+            let parts = &bodies[family.name.as_str()];
+            if parts.is_empty() {
+                continue;
+            }
+            let kind = match family.kind {
+                Kind::Gauge => "gauge",
+                Kind::Counter => "counter",
             };
-            encode(enc, family, &help, self.server_label)?;
+            let help = served_help(&family.name, &family.help);
+            out.push_str(&format!(
+                "# HELP {0} {help}\n# TYPE {0} {kind}\n",
+                family.name
+            ));
+            for part in parts {
+                out.push_str(part);
+            }
         }
-        Ok(())
     }
 }
 
-impl Collector for SnapshotFamilies {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        self.encode_all(&mut enc)
-    }
+/// Encodes `snapshots` alone, each from scratch (golden tests, `/probe`).
+pub fn render(snapshots: &[Arc<TargetSnapshot>], server_label: bool) -> String {
+    let encoded: Vec<Arc<EncodedTarget>> = snapshots
+        .iter()
+        .map(|s| Arc::new(EncodedTarget::new(s, server_label)))
+        .collect();
+    let mut out = String::with_capacity(4 * 1024);
+    write_merged(&mut out, &encoded);
+    out.push_str("# EOF\n");
+    out
 }
 
-/// Reads the store at scrape time (for the long-lived `/metrics` registry).
-#[derive(Debug)]
-pub struct StoreFamilies(pub Arc<SnapshotStore>);
+/// A target's snapshot and its encoding.
+type Cached = (Arc<TargetSnapshot>, Arc<EncodedTarget>);
 
-impl Collector for StoreFamilies {
-    fn encode(&self, enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        SnapshotFamilies::new(self.0.all(), true).encode(enc)
+/// Each target's encoding for `/metrics`, kept while its snapshot is the store's current one:
+/// a target is encoded once per collection, not once per scrape.
+#[derive(Debug, Default)]
+pub struct EncodingCache {
+    entries: std::sync::Mutex<HashMap<String, Cached>>,
+}
+
+impl EncodingCache {
+    /// Encodes `snapshot` now (the scheduler calls this right after storing it).
+    pub fn refresh(&self, snapshot: &Arc<TargetSnapshot>) {
+        let encoded = Arc::new(EncodedTarget::new(snapshot, true));
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.insert(snapshot.target.clone(), (snapshot.clone(), encoded));
+    }
+
+    /// The encodings of `snapshots` (with the `server` label), encoding only those whose
+    /// snapshot changed since the last call; entries of targets gone from `snapshots` are
+    /// dropped.
+    pub fn get(&self, snapshots: &[Arc<TargetSnapshot>]) -> Vec<Arc<EncodedTarget>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let out: Vec<Arc<EncodedTarget>> = snapshots
+            .iter()
+            .map(|s| match entries.get(&s.target) {
+                Some((cached, encoded)) if Arc::ptr_eq(cached, s) => encoded.clone(),
+                // A snapshot stored without a refresh (a target that could not be built).
+                _ => {
+                    let encoded = Arc::new(EncodedTarget::new(s, true));
+                    entries.insert(s.target.clone(), (s.clone(), encoded.clone()));
+                    encoded
+                }
+            })
+            .collect();
+        entries.retain(|name, _| snapshots.iter().any(|s| &s.target == name));
+        out
     }
 }

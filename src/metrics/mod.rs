@@ -1,8 +1,9 @@
 //! Metrics: database facts encoded from snapshots, and the exporter's own instruments.
 //!
-//! `/metrics` is one long-lived registry: the exporter's counters and gauges (mutable
-//! instruments, touched only by the scheduler, the reloader and the admin API) plus a
-//! collector that encodes the snapshot store at scrape time. `/probe` builds a small registry
+//! `/metrics` is the targets' families, copied from each target's encoding (made once per
+//! collection, when the scheduler stores the snapshot), followed by one long-lived registry of
+//! the exporter's counters and gauges (mutable instruments, touched only by the scheduler,
+//! the reloader and the admin API). `/probe` builds a small registry
 //! per request with one target's families and no `server` label. Output is OpenMetrics text.
 
 pub mod families;
@@ -18,7 +19,7 @@ use prometheus_client::registry::Registry;
 use crate::collectors::HEALTH;
 use crate::gateway::FailureReason;
 use crate::snapshot::{SnapshotStore, TargetSnapshot};
-use families::{SnapshotFamilies, StoreFamilies};
+use families::EncodingCache;
 
 /// The OpenMetrics content type of `/metrics` and `/probe`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -128,8 +129,12 @@ fn failure_labels(target: &str, reason: FailureReason, collector: &str) -> Label
 /// The `/metrics` registry.
 #[derive(Debug)]
 pub struct Metrics {
+    /// The exporter's own instruments.
     registry: Registry,
     exporter: Arc<ExporterMetrics>,
+    store: Arc<SnapshotStore>,
+    /// Each target's families, encoded once per snapshot.
+    encoded: Arc<EncodingCache>,
 }
 
 impl Metrics {
@@ -138,7 +143,6 @@ impl Metrics {
         let exporter = Arc::new(ExporterMetrics::default());
         exporter.set_reload_ok(true);
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(StoreFamilies(store)));
         registry.register(
             "mesa_collect_failures",
             "Failures by reason and collector: collector=\"health\" is a failed collection (pg_up 0), any other a collector that failed alone",
@@ -168,7 +172,12 @@ impl Metrics {
             "Admin API requests by action and outcome",
             exporter.admin_requests.clone(),
         );
-        Self { registry, exporter }
+        Self {
+            registry,
+            exporter,
+            store,
+            encoded: Arc::new(EncodingCache::default()),
+        }
     }
 
     /// The exporter's instruments.
@@ -176,9 +185,18 @@ impl Metrics {
         &self.exporter
     }
 
-    /// Encodes `/metrics`.
+    /// The per-target encodings `/metrics` copies from (the scheduler refreshes them).
+    pub fn encodings(&self) -> &Arc<EncodingCache> {
+        &self.encoded
+    }
+
+    /// Encodes `/metrics`: the targets' families (copied from their per-snapshot encodings),
+    /// then the exporter's own.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
+        let targets = self.encoded.get(&self.store.all());
+        let size: usize = targets.iter().map(|t| t.len()).sum();
+        let mut out = String::with_capacity(size + 16 * 1024);
+        families::write_merged(&mut out, &targets);
         // Writing to a String cannot fail; a collector error would be a bug in this module.
         if let Err(e) = encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "encoding /metrics failed");
@@ -194,11 +212,5 @@ pub fn render_probe(snapshot: Arc<TargetSnapshot>) -> String {
 
 /// Encodes the families of `snapshots` alone (golden tests, `/probe`).
 pub fn render_snapshots(snapshots: Vec<Arc<TargetSnapshot>>, server_label: bool) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(SnapshotFamilies::new(snapshots, server_label)));
-    let mut out = String::with_capacity(4 * 1024);
-    if let Err(e) = encode(&mut out, &registry) {
-        tracing::error!(error = %e, "encoding /probe failed");
-    }
-    out
+    families::render(&snapshots, server_label)
 }

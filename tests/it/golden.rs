@@ -162,3 +162,37 @@ fn statement_texts_are_redacted_in_labels() {
         "{text}"
     );
 }
+
+#[test]
+fn metrics_copies_each_targets_encoding_and_never_serves_a_stale_one() {
+    use mesa::metrics::Metrics;
+    use mesa::snapshot::SnapshotStore;
+    let store = Arc::new(SnapshotStore::new());
+    let metrics = Metrics::new(store.clone());
+    for s in snapshots() {
+        let stored = store.put((*s).clone());
+        metrics.encodings().refresh(&stored);
+    }
+    let scratch = render_snapshots(store.all(), true);
+    let served = metrics.render();
+    // The targets' part is exactly the from-scratch encoding; the exporter's own follow.
+    let targets_part = scratch.strip_suffix("# EOF\n").expect("EOF");
+    assert!(served.starts_with(targets_part), "{served}");
+    assert!(served.contains("# TYPE mesa_build_info gauge"));
+    assert!(served.ends_with("# EOF\n"));
+    // A new snapshot of a target replaces its encoding, with or without a refresh.
+    let mut down = (*snapshots()[0]).clone();
+    down.result = Err(FailureReason::Timeout);
+    store.put(down);
+    let after = metrics.render();
+    assert!(
+        after.contains("pg_up{server=\"orders-primary\"} 0"),
+        "the cache served the old snapshot:\n{after}"
+    );
+    assert!(!after.contains("pg_static{server=\"orders-primary\""));
+    assert_eq!(after, {
+        let scratch = render_snapshots(store.all(), true);
+        let own = &served[targets_part.len()..];
+        format!("{}{own}", scratch.strip_suffix("# EOF\n").expect("EOF"))
+    });
+}

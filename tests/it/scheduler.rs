@@ -92,6 +92,7 @@ fn sinks() -> Sinks {
     Sinks {
         store: Arc::new(SnapshotStore::new()),
         metrics: Arc::new(ExporterMetrics::default()),
+        encodings: Arc::default(),
     }
 }
 
