@@ -489,25 +489,36 @@ async fn stat_user_tables_reports_tuples_and_the_size_guard_keeps_the_largest() 
         must(&text, "pg_stat_user_tables_n_tup_ins_total", &labels),
         1000.0
     );
-    // Estimates (VACUUM and ANALYZE each set them): the collected value is the catalog's.
-    let (live, dead): (i64, i64) = {
+    // Estimates, which VACUUM, ANALYZE and autovacuum each set, so they may move between a
+    // collection and a catalog read: the collected values must equal the catalog's once two
+    // reads around a collection agree.
+    let catalog = || async {
         let row = db
             .query_one(
-                "SELECT n_live_tup, n_dead_tup FROM pg_stat_user_tables WHERE relname = 'big_0'",
+                "SELECT n_live_tup::float8, n_dead_tup::float8 FROM pg_stat_user_tables WHERE relname = 'big_0'",
                 &[],
             )
             .await
             .expect("catalog");
-        (row.get(0), row.get(1))
+        (row.get::<_, f64>(0), row.get::<_, f64>(1))
     };
-    assert_eq!(
-        must(&text, "pg_stat_user_tables_n_live_tup", &labels),
-        live as f64
-    );
-    assert_eq!(
-        must(&text, "pg_stat_user_tables_n_dead_tup", &labels),
-        dead as f64
-    );
+    let mut agreed = None;
+    for _ in 0..50 {
+        let before = catalog().await;
+        let text = collect_text(&t).await.1;
+        let after = catalog().await;
+        let collected = (
+            must(&text, "pg_stat_user_tables_n_live_tup", &labels),
+            must(&text, "pg_stat_user_tables_n_dead_tup", &labels),
+        );
+        if before == after {
+            agreed = Some((collected, after));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (collected, catalog) = agreed.expect("the estimates settle");
+    assert_eq!(collected, catalog);
     assert!(must(&text, "pg_stat_user_tables_last_vacuum", &labels) > 1.7e9);
     assert!(must(&text, "pg_stat_user_tables_vacuum_count_total", &labels) >= 1.0);
     // The default guard keeps all 35.

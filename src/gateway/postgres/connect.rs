@@ -334,7 +334,8 @@ impl Conn {
 impl Driver {
     /// Runs `work` (statements on the split-off client) until it finishes, the connection
     /// fails, or `deadline` passes. On the deadline a cancel request is sent so the server
-    /// stops the statement too; the connection is then unusable and only fit to close.
+    /// stops the statement too; the connection is then unusable and only fit to close (with
+    /// `Conn::close`, which waits for the server to end the session).
     pub async fn run<T>(
         &mut self,
         deadline: &Deadline,
@@ -361,9 +362,11 @@ impl Driver {
             }
             Step::Expired(why) => {
                 self.cancel_on_server().await;
-                // The statement may still be running until the cancel lands; the connection
-                // must not be reused, so it is dropped here.
-                self.connection = None;
+                // The connection is kept for `Conn::close`, which ends the session gracefully
+                // and waits (up to CLOSE_TIMEOUT) for the server to close it: dropping the
+                // socket here would release the connection slot while the server's backend
+                // still runs (until it notices), so a new connection could briefly make
+                // three. Callers never reuse a connection after an error.
                 Err(expired(why, "query", deadline))
             }
         }
