@@ -193,9 +193,10 @@ impl App {
         let mut scheduler = Scheduler::new(sinks, tracker.clone(), root.clone(), registry.clone());
         // Targets are registered before the listeners open, so /readyz never sees an empty set.
         registry.set_shard(config.shard, &config.targets);
-        scheduler.apply(&config.owned_targets());
+        let owned = config.owned_targets();
+        scheduler.apply(&owned);
         if config.shard.count() > 1 {
-            tracing::info!(shard = %config.shard, owned = config.owned_targets().len(), configured = config.targets.len(), "collecting this shard's targets");
+            tracing::info!(shard = %config.shard, owned = owned.len(), configured = config.targets.len(), "collecting this shard's targets");
         }
 
         let state = MetricsState {

@@ -95,7 +95,7 @@ async fn schemathesis(url: &str, header: &str, phases: &str, max_time: &str) -> 
     .map(|a| (*a).to_owned())
     .collect();
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(schemathesis_binary())
+        std::process::Command::new(venv::tool("st"))
             .args(&args)
             .output()
     })
@@ -111,21 +111,5 @@ async fn schemathesis(url: &str, header: &str, phases: &str, max_time: &str) -> 
     (output.status.success(), report)
 }
 
-/// `st` from the environment `cargo xtask test` sets up (`$MESA_VENV`, else `target/venv`),
-/// else from `PATH`.
-fn schemathesis_binary() -> std::path::PathBuf {
-    let venv = std::env::var_os("MESA_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-                .join("venv")
-        });
-    let inside = venv.join("bin/st");
-    if inside.is_file() {
-        inside
-    } else {
-        std::path::PathBuf::from("st")
-    }
-}
+#[path = "common/venv.rs"]
+mod venv;

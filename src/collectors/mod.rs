@@ -227,19 +227,26 @@ pub struct TargetCollector {
     pub options: Options,
 }
 
+/// One collection on `gateway` with `options`: the driver's collectors.
+async fn collect_with(
+    gateway: &Gateway,
+    options: &Options,
+    deadline: Deadline,
+) -> Result<Collection, GatewayError> {
+    match gateway {
+        Gateway::Postgres(g) => postgres::collect(g, options, deadline).await,
+    }
+}
+
 impl Collect for TargetCollector {
     async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
-        match self.gateway.as_ref() {
-            Gateway::Postgres(g) => postgres::collect(g, &self.options, deadline).await,
-        }
+        collect_with(&self.gateway, &self.options, deadline).await
     }
 }
 
 /// A gateway alone collects with the default collectors.
 impl Collect for Gateway {
     async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
-        match self {
-            Gateway::Postgres(g) => postgres::collect(g, &Options::default(), deadline).await,
-        }
+        collect_with(self, &Options::default(), deadline).await
     }
 }

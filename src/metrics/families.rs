@@ -17,7 +17,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::collectors::{Family, Kind, Series, Value};
+use crate::collectors::{Family, Kind, Value};
 use crate::snapshot::TargetSnapshot;
 
 /// Appended to every HELP text of database facts.
@@ -36,57 +36,50 @@ fn unix(t: SystemTime) -> Value {
     )
 }
 
-/// One family's series from one or more targets, for prometheus-client's encoder.
-struct Merged<'a> {
-    name: &'a str,
-    kind: Kind,
-    parts: Vec<(&'a str, &'a [Series])>,
-}
-
-/// Encodes one family's series from several targets.
+/// Encodes one family's series of one target (HELP left empty: [`split`] drops the header,
+/// which [`write_merged`] writes once per name).
 fn encode(
     enc: &mut DescriptorEncoder,
-    family: &Merged<'_>,
-    help: &str,
+    family: &Family,
+    server: &str,
     server_label: bool,
 ) -> Result<(), std::fmt::Error> {
-    if family.parts.iter().all(|(_, s)| s.is_empty()) {
+    if family.series.is_empty() {
         return Ok(());
     }
     let kind = match family.kind {
         Kind::Gauge => MetricType::Gauge,
         Kind::Counter => MetricType::Counter,
     };
-    let mut metric = enc.encode_descriptor(family.name, help, None, kind)?;
-    for (server, series) in &family.parts {
-        for s in series.iter() {
-            let mut labels: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len() + 1);
-            if server_label {
-                labels.push(("server", server));
+    let mut metric = enc.encode_descriptor(&family.name, "", None, kind)?;
+    for s in &family.series {
+        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len() + 1);
+        if server_label {
+            labels.push(("server", server));
+        }
+        labels.extend(s.labels.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut m = metric.encode_family(&labels)?;
+        match (family.kind, s.value) {
+            (Kind::Counter, Value::Int(v)) => {
+                m.encode_counter::<NoLabelSet, _, u64>(&u64::try_from(v).unwrap_or(0), None)?
             }
-            labels.extend(s.labels.iter().map(|(k, v)| (*k, v.as_str())));
-            let mut m = metric.encode_family(&labels)?;
-            match (family.kind, s.value) {
-                (Kind::Counter, Value::Int(v)) => {
-                    m.encode_counter::<NoLabelSet, _, u64>(&u64::try_from(v).unwrap_or(0), None)?
-                }
-                (Kind::Counter, Value::Float(v)) => {
-                    m.encode_counter::<NoLabelSet, _, f64>(&v.max(0.0), None)?
-                }
-                (Kind::Gauge, Value::Int(v)) => m.encode_gauge(&v)?,
-                (Kind::Gauge, Value::Float(v)) => m.encode_gauge(&v)?,
+            (Kind::Counter, Value::Float(v)) => {
+                m.encode_counter::<NoLabelSet, _, f64>(&v.max(0.0), None)?
             }
+            (Kind::Gauge, Value::Int(v)) => m.encode_gauge(&v)?,
+            (Kind::Gauge, Value::Float(v)) => m.encode_gauge(&v)?,
         }
     }
     Ok(())
 }
 
-/// One family of one target, encoded: its header fields and its sample lines.
+/// One family of one target, encoded: the header the family is served under and its sample
+/// lines.
 #[derive(Debug, Clone)]
 struct EncodedFamily {
     name: String,
-    help: String,
-    kind: Kind,
+    /// `# HELP` and `# TYPE` lines; the first target that has the family supplies it.
+    header: String,
     /// The sample lines (empty when the target has no series of it).
     body: String,
 }
@@ -98,18 +91,22 @@ pub struct EncodedTarget {
     phases: [Vec<EncodedFamily>; 3],
 }
 
-/// A meta family built here (not by a collector).
-fn meta(name: &'static str, help: &'static str, kind: Kind) -> Family {
-    Family::new(name, help, kind)
-}
-
-/// The HELP text as served: database facts say they are cached.
-fn served_help(name: &str, help: &str) -> String {
-    if name.starts_with("pg_") {
-        format!("{help} {CACHED}")
+/// The `# HELP` and `# TYPE` lines of `family` as served: database facts say they are cached.
+/// prometheus-client writes these two lines the same way, unescaped.
+fn header(family: &Family) -> String {
+    let kind = match family.kind {
+        Kind::Gauge => "gauge",
+        Kind::Counter => "counter",
+    };
+    let cached = if family.name.starts_with("pg_") {
+        format!(" {CACHED}")
     } else {
-        help.to_owned()
-    }
+        String::new()
+    };
+    format!(
+        "# HELP {0} {1}{cached}\n# TYPE {0} {kind}\n",
+        family.name, family.help
+    )
 }
 
 /// Encodes `families` of one target with prometheus-client's text encoder (so every sample
@@ -132,12 +129,7 @@ fn sample_lines(
         fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
             let server = self.snapshot.target.as_str();
             for family in self.derived.iter().chain(collected(&self.snapshot)) {
-                let merged = Merged {
-                    name: family.name.as_ref(),
-                    kind: family.kind,
-                    parts: vec![(server, &family.series)],
-                };
-                encode(&mut enc, &merged, "", self.server_label)?;
+                encode(&mut enc, family, server, self.server_label)?;
             }
             Ok(())
         }
@@ -185,36 +177,31 @@ fn split(text: &str) -> HashMap<String, String> {
 }
 
 impl EncodedTarget {
-    /// Bytes of encoded sample lines (to size the scrape's buffer).
-    pub fn len(&self) -> usize {
+    /// An upper bound of the bytes it adds to a scrape (to size the scrape's buffer).
+    pub fn size_hint(&self) -> usize {
         self.phases
             .iter()
             .flatten()
-            .map(|f| f.body.len() + f.help.len() + 2 * f.name.len() + 24)
+            .map(|f| f.header.len() + f.body.len())
             .sum()
-    }
-
-    /// Whether it holds no sample line.
-    pub fn is_empty(&self) -> bool {
-        self.phases.iter().flatten().all(|f| f.body.is_empty())
     }
 
     /// Per-target families Mesa derives from each snapshot: `pg_up`, collection timing, and
     /// each collector's success, duration and size-guard omissions.
     pub fn derived(snapshot: &TargetSnapshot) -> Vec<Family> {
-        let mut up = meta(
+        let mut up = Family::new(
             "pg_up",
             "1 if the last collection connected and the core health statement ran, else 0.",
             Kind::Gauge,
         );
         up.push(Vec::new(), Value::Int(i64::from(snapshot.up())));
-        let mut duration = meta(
+        let mut duration = Family::new(
             "mesa_collect_duration_seconds",
             "Duration of the target's last collection attempt, in seconds.",
             Kind::Gauge,
         );
         duration.push(Vec::new(), seconds(snapshot.duration));
-        let mut last = meta(
+        let mut last = Family::new(
             "mesa_collect_last_success_timestamp_seconds",
             "When the target's last successful collection finished, as Unix seconds; time() minus this is the age of its pg_* values.",
             Kind::Gauge,
@@ -222,22 +209,22 @@ impl EncodedTarget {
         if let Some(t) = snapshot.last_success {
             last.push(Vec::new(), unix(t));
         }
-        let mut success = meta(
+        let mut success = Family::new(
             "mesa_collector_success",
             "1 if the collector ran in the target's last collection, 0 if it failed (its families are then absent).",
             Kind::Gauge,
         );
-        let mut took = meta(
+        let mut took = Family::new(
             "mesa_collector_duration_seconds",
             "Server and decoding time of the collector in the target's last collection, in seconds.",
             Kind::Gauge,
         );
-        let mut omitted = meta(
+        let mut omitted = Family::new(
             "mesa_collector_rows_omitted",
             "Rows a collector's size guard (max_tables, max_statements) left out of the last collection.",
             Kind::Gauge,
         );
-        let mut scrape_error = meta(
+        let mut scrape_error = Family::new(
             "pg_exporter_last_scrape_error",
             "1 if the last collection failed or any collector in it failed, else 0 (postgres_exporter's name).",
             Kind::Gauge,
@@ -270,8 +257,7 @@ impl EncodedTarget {
             families
                 .map(|f| EncodedFamily {
                     name: f.name.clone().into_owned(),
-                    help: f.help.clone().into_owned(),
-                    kind: f.kind,
+                    header: header(f),
                     body: bodies.remove(f.name.as_ref()).unwrap_or_default(),
                 })
                 .collect()
@@ -310,15 +296,7 @@ pub fn write_merged(out: &mut String, targets: &[Arc<EncodedTarget>]) {
             if parts.is_empty() {
                 continue;
             }
-            let kind = match family.kind {
-                Kind::Gauge => "gauge",
-                Kind::Counter => "counter",
-            };
-            let help = served_help(&family.name, &family.help);
-            out.push_str(&format!(
-                "# HELP {0} {help}\n# TYPE {0} {kind}\n",
-                family.name
-            ));
+            out.push_str(&family.header);
             for part in parts {
                 out.push_str(part);
             }

@@ -194,7 +194,7 @@ impl Metrics {
     /// then the exporter's own.
     pub fn render(&self) -> String {
         let targets = self.encoded.get(&self.store.all());
-        let size: usize = targets.iter().map(|t| t.len()).sum();
+        let size: usize = targets.iter().map(|t| t.size_hint()).sum();
         let mut out = String::with_capacity(size + 16 * 1024);
         families::write_merged(&mut out, &targets);
         // Writing to a String cannot fail; a collector error would be a bug in this module.

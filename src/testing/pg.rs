@@ -112,6 +112,18 @@ fn random_hex(bytes: usize) -> Result<String, HarnessError> {
     Ok(crate::token::hex(&raw))
 }
 
+/// A new, empty cluster folder in `parent`, named after this process.
+fn fresh_dir(parent: &Path) -> Result<PathBuf, HarnessError> {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = parent.join(format!("mesa-pg-{}-{n}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| fail(format!("cannot clear {}: {e}", dir.display())))?;
+    }
+    std::fs::create_dir(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
 fn run(cmd: &mut Command, what: &str) -> Result<String, HarnessError> {
     let out = cmd
         .stdin(Stdio::null())
@@ -140,16 +152,8 @@ impl PgCluster {
         };
         std::fs::create_dir_all(&parent)
             .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = parent.join(format!("mesa-pg-{}-{n}", std::process::id()));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| fail(format!("cannot clear {}: {e}", dir.display())))?;
-        }
-        std::fs::create_dir(&dir)
-            .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         let cluster = Self {
-            dir,
+            dir: fresh_dir(&parent)?,
             bindir,
             port: free_port()?,
             password: random_hex(16)?,
@@ -158,14 +162,20 @@ impl PgCluster {
         };
         cluster.init(&options)?;
         cluster.watchdog()?;
+        cluster.pg_ctl_start()?;
+        Ok(cluster)
+    }
+
+    /// `pg_ctl start`, waiting until the server accepts connections; the log on failure.
+    fn pg_ctl_start(&self) -> Result<(), HarnessError> {
         run(
-            &mut cluster.command(
+            &mut self.command(
                 "pg_ctl",
                 &[
                     "-D",
-                    &cluster.data_dir_str(),
+                    &self.data_dir_str(),
                     "-l",
-                    &cluster.log_path().to_string_lossy(),
+                    &self.log_path().to_string_lossy(),
                     "-w",
                     "-t",
                     "60",
@@ -174,8 +184,21 @@ impl PgCluster {
             ),
             "pg_ctl start",
         )
-        .map_err(|e| fail(format!("{e}\nserver log:\n{}", cluster.server_log())))?;
-        Ok(cluster)
+        .map_err(|e| fail(format!("{e}\nserver log:\n{}", self.server_log())))?;
+        Ok(())
+    }
+
+    /// Gives the cluster folder to the `postgres` OS user when the harness runs as root.
+    fn chown_to_postgres(&self) -> Result<(), HarnessError> {
+        if self.as_postgres {
+            run(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&self.dir),
+                "chown the cluster folder to postgres",
+            )?;
+        }
+        Ok(())
     }
 
     /// A hot standby of this cluster, streaming through the physical replication slot
@@ -184,31 +207,15 @@ impl PgCluster {
     /// every second. It shares the primary's roles and password; it is stopped and
     /// removed when dropped (or by its watchdog when the process exits).
     pub fn standby(&self, slot: &str) -> Result<PgCluster, HarnessError> {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let parent = self.dir.parent().unwrap_or(&self.dir).to_path_buf();
-        let dir = parent.join(format!("mesa-pg-{}-{n}", std::process::id()));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| fail(format!("cannot clear {}: {e}", dir.display())))?;
-        }
-        std::fs::create_dir(&dir)
-            .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         let standby = Self {
-            dir,
+            dir: fresh_dir(self.dir.parent().unwrap_or(&self.dir))?,
             bindir: self.bindir.clone(),
             port: free_port()?,
             password: self.password.clone(),
             as_postgres: self.as_postgres,
             remove_on_stop: self.remove_on_stop,
         };
-        if standby.as_postgres {
-            run(
-                Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(&standby.dir),
-                "chown the standby folder to postgres",
-            )?;
-        }
+        standby.chown_to_postgres()?;
         let port = self.port.to_string();
         run(
             standby
@@ -250,23 +257,7 @@ impl PgCluster {
         std::fs::write(&conf_path, text)
             .map_err(|e| fail(format!("cannot write {}: {e}", conf_path.display())))?;
         standby.watchdog()?;
-        run(
-            &mut standby.command(
-                "pg_ctl",
-                &[
-                    "-D",
-                    &standby.data_dir_str(),
-                    "-l",
-                    &standby.log_path().to_string_lossy(),
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-            ),
-            "pg_ctl start (standby)",
-        )
-        .map_err(|e| fail(format!("{e}\nstandby log:\n{}", standby.server_log())))?;
+        standby.pg_ctl_start()?;
         Ok(standby)
     }
 
@@ -297,14 +288,7 @@ impl PgCluster {
         std::fs::write(&pwfile, format!("{}\n", self.password))
             .map_err(|e| fail(format!("cannot write {}: {e}", pwfile.display())))?;
         self.tls_files()?;
-        if self.as_postgres {
-            run(
-                Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(&self.dir),
-                "chown the cluster folder to postgres",
-            )?;
-        }
+        self.chown_to_postgres()?;
         run(
             &mut self.command(
                 "initdb",

@@ -22,29 +22,6 @@ fn monitor_of(db: &str) -> mesa::config::TargetConfig {
     t
 }
 
-/// Fetches with `fetch` until `done` holds or `limit` passes; the last text and whether it held.
-async fn poll_until<F, Fut>(
-    limit: Duration,
-    mut fetch: F,
-    done: impl Fn(&str) -> bool,
-) -> (bool, String)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = String>,
-{
-    let until = std::time::Instant::now() + limit;
-    loop {
-        let text = fetch().await;
-        if done(&text) {
-            return (true, text);
-        }
-        if std::time::Instant::now() > until {
-            return (false, text);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn scalar_f64(client: &tokio_postgres::Client, sql: &str) -> f64 {
     client
         .query_one(sql, &[])

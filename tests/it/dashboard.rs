@@ -213,7 +213,13 @@ targets:
     assert_eq!(reply.status, 200, "{}", reply.body);
 
     // Every metric a query names exists in a live scrape (catches renames).
-    let (_, _, body) = eventually_scrape(app.metrics_addr()).await;
+    let metrics_addr = app.metrics_addr();
+    let (_, body) = poll_until(
+        Duration::from_secs(10),
+        || async { http_get(metrics_addr, "/metrics").await.2 },
+        |body| body.contains("pg_stat_database_xact_commit_total{server=\"local\""),
+    )
+    .await;
     let live: BTreeSet<String> = samples(&body).into_iter().map(|s| s.name).collect();
     let d = dashboard();
     for (title, expr) in queries(&d) {
@@ -298,19 +304,4 @@ fn rule_expressions() -> Vec<(String, String)> {
         .collect();
     assert!(out.len() >= 7, "{out:?}");
     out
-}
-
-/// `/metrics` once the first collection is in (pg_up present).
-async fn eventually_scrape(addr: std::net::SocketAddr) -> (u16, String, String) {
-    for _ in 0..100 {
-        let got = http_get(addr, "/metrics").await;
-        if got
-            .2
-            .contains("pg_stat_database_xact_commit_total{server=\"local\"")
-        {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    http_get(addr, "/metrics").await
 }

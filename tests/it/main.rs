@@ -26,4 +26,6 @@ mod scheduler;
 mod search_path;
 mod sharding;
 mod support;
+#[path = "../common/venv.rs"]
+mod venv;
 mod webconfig;

@@ -10,7 +10,9 @@ use mesa::app::{App, DEFAULT_GRACE_PERIOD};
 use crate::support::*;
 
 /// The tenant's trap: every operator and function a Mesa statement could resolve by name
-/// (`=` on text, name, int4, oid and "char"; `<>`; `!~`; `>` on int2; timestamptz `-`; `now()`).
+/// (`=` on text, name, int4, oid, "char" and pg_lsn; `<>`; `!~`; `>` on int2 and int8; `-` on
+/// timestamptz and int8; `/` on int4 and float8; `%`; `now()`, `lower()`, `age()`), and a
+/// counterfeit `pg_stat_statements` view in the database's `public` schema.
 /// Each trojan logs who ran it and returns what the real one would, so queries still work and
 /// nothing but the log tells.
 const TROJANS: &str = r#"
@@ -53,6 +55,38 @@ CREATE OPERATOR trojan.!~ (LEFTARG = text, RIGHTARG = text, FUNCTION = trojan.no
 CREATE FUNCTION trojan.minus_ts(timestamptz, timestamptz) RETURNS interval LANGUAGE plpgsql AS $$
 BEGIN PERFORM trojan.spy('- timestamptz'); RETURN $1 OPERATOR(pg_catalog.-) $2; END $$;
 CREATE OPERATOR trojan.- (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = trojan.minus_ts);
+CREATE FUNCTION trojan.div_int(int4, int4) RETURNS int4 LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('/ int4'); RETURN $1 OPERATOR(pg_catalog./) $2; END $$;
+CREATE OPERATOR trojan./ (LEFTARG = int4, RIGHTARG = int4, FUNCTION = trojan.div_int);
+CREATE FUNCTION trojan.mod_int(int4, int4) RETURNS int4 LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('% int4'); RETURN $1 OPERATOR(pg_catalog.%) $2; END $$;
+CREATE OPERATOR trojan.% (LEFTARG = int4, RIGHTARG = int4, FUNCTION = trojan.mod_int);
+CREATE FUNCTION trojan.minus_int8(int8, int8) RETURNS int8 LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('- int8'); RETURN $1 OPERATOR(pg_catalog.-) $2; END $$;
+CREATE OPERATOR trojan.- (LEFTARG = int8, RIGHTARG = int8, FUNCTION = trojan.minus_int8);
+CREATE FUNCTION trojan.gt_int8(int8, int8) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('> int8'); RETURN $1 OPERATOR(pg_catalog.>) $2; END $$;
+CREATE OPERATOR trojan.> (LEFTARG = int8, RIGHTARG = int8, FUNCTION = trojan.gt_int8);
+CREATE FUNCTION trojan.div_float8(float8, float8) RETURNS float8 LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('/ float8'); RETURN $1 OPERATOR(pg_catalog./) $2; END $$;
+CREATE OPERATOR trojan./ (LEFTARG = float8, RIGHTARG = float8, FUNCTION = trojan.div_float8);
+CREATE FUNCTION trojan.eq_lsn(pg_lsn, pg_lsn) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('= pg_lsn'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR trojan.= (LEFTARG = pg_lsn, RIGHTARG = pg_lsn, FUNCTION = trojan.eq_lsn);
+CREATE FUNCTION trojan.lower(text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('lower()'); RETURN pg_catalog.lower($1); END $$;
+CREATE FUNCTION trojan.age(xid) RETURNS int4 LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('age()'); RETURN pg_catalog.age($1); END $$;
+-- A counterfeit pg_stat_statements (the extension needs a superuser; a view does not): Mesa
+-- must never read it.
+CREATE FUNCTION trojan.fake_statements() RETURNS TABLE (queryid int8, dbid oid, userid oid,
+    query text, calls int8, total_exec_time float8, rows int8, blk_read_time float8,
+    blk_write_time float8) LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('fake pg_stat_statements');
+      RETURN QUERY SELECT 1::int8, 0::oid, 0::oid, 'x'::text, 1::int8, 1::float8, 1::int8,
+                          0::float8, 0::float8; END $$;
+CREATE VIEW public.pg_stat_statements AS SELECT * FROM trojan.fake_statements();
+GRANT SELECT ON public.pg_stat_statements TO PUBLIC;
 CREATE TABLE public.ledger (id int PRIMARY KEY, note text);
 GRANT SELECT ON public.ledger TO PUBLIC;
 "#;
@@ -100,7 +134,7 @@ admin:
   tokens:
     - {{name: ops, sha256: '{}', scopes: [read, terminate, create_user], targets: ['*']}}
 targets:
-  - {{name: tenant, driver: postgres, host: '{{host}}', port: {{port}}, database: tenant_db, username: mesa_monitor, password_file: fixture.pw, sslmode: disable, admin: {{username: mesa_admin, password_file: fixture.pw}}}}
+  - {{name: tenant, driver: postgres, host: '{{host}}', port: {{port}}, database: tenant_db, username: mesa_monitor, password_file: fixture.pw, sslmode: disable, collectors: {{stat_statements: true}}, admin: {{username: mesa_admin, password_file: fixture.pw}}}}
 ",
         token.sha256_hex
     ));
@@ -121,6 +155,18 @@ targets:
     })
     .await;
     assert!(collected, "collections on the tenant database succeed");
+    // The counterfeit pg_stat_statements is not a superuser-owned member of the extension:
+    // that collector fails alone instead of reading it.
+    let (_, _, body) = http_get(app.metrics_addr(), "/metrics").await;
+    assert_eq!(
+        value(
+            &body,
+            "mesa_collector_success",
+            &[("server", "tenant"), ("collector", "stat_statements")]
+        ),
+        Some(0.0),
+        "{body}"
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     // Every route that reaches the server. Replies are checked after the log, so a failure
@@ -225,7 +271,8 @@ targets:
             .await
             .expect(statement);
     }
-    // Every collector's statement for this server, and the extension lookup.
+    // Every collector's statement for this server, after the extension lookup, which must
+    // not take the counterfeit view for pg_stat_statements.
     let version: i32 = bare
         .query_one(
             "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4",
@@ -234,33 +281,25 @@ targets:
         .await
         .expect("version")
         .get(0);
+    let schema: Option<String> = bare
+        .query_opt(mesa::collectors::postgres::STAT_STATEMENTS_SCHEMA, &[])
+        .await
+        .expect("extension lookup")
+        .map(|row| row.get(0));
+    assert_eq!(schema, None, "the counterfeit view was trusted");
     let server = mesa::collectors::postgres::Server {
         version: u32::try_from(version).expect("positive"),
-        stat_statements_schema: Some("public".to_owned()),
+        stat_statements_schema: schema,
     };
     let statements = mesa::collectors::postgres::statements(&server);
-    assert!(statements.len() >= 12, "{}", statements.len());
+    assert!(statements.len() >= 11, "{}", statements.len());
     for (name, statement) in statements {
-        // stat_statements needs the extension, which tenant_db lacks: that one must fail
-        // with "does not exist", never run anything.
         let result = match statement.limit {
             Some(limit) => bare.query(statement.sql.as_ref(), &[&limit]).await,
             None => bare.query(statement.sql.as_ref(), &[]).await,
         };
-        match (name, result) {
-            ("stat_statements", Err(e)) => assert_eq!(
-                e.code(),
-                Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE),
-                "{e}"
-            ),
-            (_, result) => {
-                result.unwrap_or_else(|e| panic!("{name}: {e}"));
-            }
-        }
+        result.unwrap_or_else(|e| panic!("{name}: {e}"));
     }
-    bare.query(mesa::collectors::postgres::STAT_STATEMENTS_SCHEMA, &[])
-        .await
-        .expect("extension lookup");
     let runs = trojan_runs(log_start);
     // ...and nothing of it ran as any of Mesa's roles.
     let as_mesa: Vec<&String> = runs

@@ -150,6 +150,29 @@ where
     }
 }
 
+/// Fetches with `fetch` until `done` holds or `limit` passes; the last text and whether it held.
+pub async fn poll_until<F, Fut>(
+    limit: Duration,
+    mut fetch: F,
+    done: impl Fn(&str) -> bool,
+) -> (bool, String)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let text = fetch().await;
+        if done(&text) {
+            return (true, text);
+        }
+        if std::time::Instant::now() > until {
+            return (false, text);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A session on `client` that runs `sql` in the background; returns its backend pid.
 pub async fn background(
     client: Client,
@@ -304,24 +327,8 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     }
 }
 
-/// A Python tool from the environment `cargo xtask test` sets up (`$MESA_VENV`, else
-/// `target/venv`), else from `PATH`.
-pub fn venv_tool(name: &str) -> std::path::PathBuf {
-    let venv = std::env::var_os("MESA_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-                .join("venv")
-        });
-    let inside = venv.join("bin").join(name);
-    if inside.is_file() {
-        inside
-    } else {
-        std::path::PathBuf::from(name)
-    }
-}
+/// A Python tool from the environment `cargo xtask test` sets up.
+pub use crate::venv::tool as venv_tool;
 
 /// Fails unless PyPI's `prometheus-client` strict OpenMetrics parser accepts `text`.
 pub fn assert_openmetrics_valid(text: &str) {

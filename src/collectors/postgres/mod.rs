@@ -438,8 +438,8 @@ async fn run(
         if let Some(begin) = begin.take() {
             steps.push(simple(client, begin.to_owned()));
         }
-        for (i, (_, statement, limit)) in runnable.iter().enumerate().skip(start) {
-            if runnable[i].0.name != super::HEALTH {
+        for (i, (def, statement, limit)) in runnable.iter().enumerate().skip(start) {
+            if def.name != super::HEALTH {
                 steps.push(simple(client, format!("SAVEPOINT mesa_{i}")));
             }
             steps.push(query(client, statement, *limit));
@@ -466,24 +466,29 @@ async fn run(
                     let (def, ..) = &runnable[i];
                     let duration = finished.saturating_duration_since(sent_at);
                     sent_at = sent_at.max(finished);
-                    match result.and_then(|rows| {
+                    // Only a statement the server failed aborts the transaction (and makes the
+                    // collectors after it run again); rows Mesa cannot decode fail their
+                    // collector alone.
+                    let aborted = result.is_err();
+                    let decoded = result.and_then(|rows| {
                         rows.iter()
                             .map(|row| decode(def, row))
                             .collect::<Result<Vec<_>, _>>()
-                    }) {
-                        Ok(records) => {
-                            results[i] = Some(Outcome {
-                                collector: def.name,
-                                duration,
-                                result: Ok(def.harvest(&records)),
-                            });
-                        }
+                    });
+                    results[i] = Some(match decoded {
+                        Ok(records) => Outcome {
+                            collector: def.name,
+                            duration,
+                            result: Ok(def.harvest(&records)),
+                        },
                         Err(e) if def.name == super::HEALTH => return Err(e),
                         Err(e) => {
                             let (reason, detail) = failure(e, endpoint);
-                            results[i] = Some(failed(def, reason, &detail, endpoint, duration));
-                            failed_at = Some(i);
+                            failed(def, reason, &detail, endpoint, duration)
                         }
+                    });
+                    if aborted {
+                        failed_at = Some(i);
                     }
                 }
             }
