@@ -169,11 +169,12 @@ pub async fn run_target<C: Collect + Send + Sync + 'static>(
                 });
                 sinks.encodings.refresh(&stored);
             }
-            _ = ticker.tick() => {
+            scheduled = ticker.tick() => {
                 if in_flight.is_some() {
                     sinks.metrics.collect_skipped(&name);
                     tracing::debug!(target_name = %name, "tick skipped: previous collection still running");
                 } else if Instant::now() >= not_before {
+                    sinks.metrics.collect_started(Instant::now().saturating_duration_since(scheduled));
                     let deadline = Deadline::after(settings.timeout).with_cancel(cancel.clone());
                     in_flight = Some(attempt(collector.clone(), deadline));
                 }

@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use crate::metrics::{CONTENT_TYPE, Metrics, render_probe};
+use crate::metrics::{CONTENT_TYPE, Metrics, render_probe, scrape};
 use crate::scheduler::Registry;
 use crate::snapshot::SnapshotStore;
+use body::Chunks;
 
 /// What the metrics routes read.
 #[derive(Debug, Clone)]
@@ -46,8 +47,50 @@ pub fn router(state: MetricsState) -> axum::Router {
         .with_state(state)
 }
 
-fn openmetrics(body: String) -> Response {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+/// Whether the client accepts gzip (`Accept-Encoding: gzip`, as Prometheus sends), by
+/// RFC 9110's rules: a listed `gzip` (or `x-gzip`) or `*` with a non-zero quality.
+fn wants_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut star = None;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .filter_map(|q| q.trim().parse::<f32>().ok())
+                .next()
+                .unwrap_or(1.0);
+            match coding.as_str() {
+                "gzip" | "x-gzip" => gzip = Some(q > 0.0),
+                "*" => star = Some(q > 0.0),
+                _ => {}
+            }
+        }
+    }
+    gzip.or(star).unwrap_or(false)
+}
+
+/// An exposition response, gzipped when asked for and when compression worked.
+fn exposition(plain: Vec<bytes::Bytes>, gzip: Option<Vec<bytes::Bytes>>) -> Response {
+    let vary = (header::VARY, "accept-encoding");
+    match gzip {
+        Some(chunks) => (
+            [
+                (header::CONTENT_TYPE, CONTENT_TYPE),
+                (header::CONTENT_ENCODING, "gzip"),
+                vary,
+            ],
+            axum::body::Body::new(Chunks::new(chunks)),
+        )
+            .into_response(),
+        None => (
+            [(header::CONTENT_TYPE, CONTENT_TYPE), vary],
+            axum::body::Body::new(Chunks::new(plain)),
+        )
+            .into_response(),
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response {
@@ -59,13 +102,33 @@ fn text(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<MetricsState>) -> Response {
-    openmetrics(state.metrics.render())
+async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
+    let gzip = wants_gzip(&headers);
+    // Merging after a change (and the first gzip of it) takes a millisecond or more at
+    // hundreds of targets: off the async workers, so the admin API never waits on it.
+    let metrics = state.metrics.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let scrape = metrics.scrape();
+        let gz = if gzip { scrape.gzip() } else { None };
+        (scrape.plain(), gz)
+    })
+    .await;
+    match built {
+        Ok((plain, gz)) => exposition(plain, gz),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding /metrics panicked");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding /metrics failed; see the log\n".to_owned(),
+            )
+        }
+    }
 }
 
 async fn probe(
     State(state): State<MetricsState>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let Some(target) = query.get("target") else {
         return text(StatusCode::BAD_REQUEST, "missing ?target=NAME\n".to_owned());
@@ -88,7 +151,15 @@ async fn probe(
         );
     }
     match state.store.get(target) {
-        Some(snapshot) => openmetrics(render_probe(snapshot)),
+        Some(snapshot) => {
+            let body = render_probe(snapshot);
+            let gz = if wants_gzip(&headers) {
+                scrape::gzip(body.as_bytes())
+            } else {
+                None
+            };
+            exposition(vec![bytes::Bytes::from(body)], gz)
+        }
         None => text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("target {target:?} has not been collected yet\n"),
@@ -144,4 +215,86 @@ async fn landing(State(state): State<MetricsState>) -> Html<String> {
          <a href=\"/readyz\">/readyz</a></p>\n<h2>Targets</h2>\n<ul>\n{rows}</ul>\n</body></html>\n",
         crate::VERSION
     ))
+}
+
+mod body {
+    //! A response body made of shared byte chunks, sent without joining them.
+
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use http_body::{Frame, SizeHint};
+
+    /// Chunks sent in order, with an exact length (so the response has `Content-Length`).
+    #[derive(Debug)]
+    pub struct Chunks {
+        chunks: VecDeque<Bytes>,
+        remaining: u64,
+    }
+
+    impl Chunks {
+        /// A body of `chunks`, empty ones dropped.
+        pub fn new(chunks: Vec<Bytes>) -> Self {
+            let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+            let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+            Self { chunks, remaining }
+        }
+    }
+
+    impl http_body::Body for Chunks {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            let next = self.chunks.pop_front();
+            if let Some(chunk) = &next {
+                self.remaining -= chunk.len() as u64;
+            }
+            Poll::Ready(next.map(|c| Ok(Frame::data(c))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.chunks.is_empty()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.remaining)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn accepts(values: &[&str]) -> bool {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(v).expect("ascii"),
+            );
+        }
+        wants_gzip(&h)
+    }
+
+    #[test]
+    fn gzip_is_chosen_by_accept_encoding_and_its_quality() {
+        assert!(accepts(&["gzip"]));
+        assert!(accepts(&["deflate, GZIP;q=0.5"]));
+        assert!(accepts(&["identity", "x-gzip"]));
+        assert!(accepts(&["*"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["identity"]));
+        assert!(!accepts(&["gzip;q=0"]));
+        assert!(!accepts(&["*, gzip;q=0"]));
+        assert!(!accepts(&["br"]));
+    }
 }

@@ -7,6 +7,7 @@
 //! per request with one target's families and no `server` label. Output is OpenMetrics text.
 
 pub mod families;
+pub mod scrape;
 
 use std::sync::Arc;
 
@@ -14,12 +15,14 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::collectors::HEALTH;
 use crate::gateway::FailureReason;
 use crate::snapshot::{SnapshotStore, TargetSnapshot};
 use families::EncodingCache;
+use scrape::{Scrape, ScrapeCache};
 
 /// The OpenMetrics content type of `/metrics` and `/probe`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -38,13 +41,31 @@ pub const COLLECT_REASONS: [FailureReason; 7] = [
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Upper bounds of `mesa_collect_start_delay_seconds`'s buckets.
+pub const START_DELAY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 /// The exporter's own instruments.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ExporterMetrics {
     failures: Family<Labels, Counter>,
     skipped: Family<Labels, Counter>,
     reload_ok: Gauge,
     admin_requests: Family<Labels, Counter>,
+    start_delay: Histogram,
+}
+
+impl Default for ExporterMetrics {
+    fn default() -> Self {
+        Self {
+            failures: Family::default(),
+            skipped: Family::default(),
+            reload_ok: Gauge::default(),
+            admin_requests: Family::default(),
+            start_delay: Histogram::new(START_DELAY_BUCKETS),
+        }
+    }
 }
 
 impl ExporterMetrics {
@@ -86,6 +107,12 @@ impl ExporterMetrics {
         self.skipped
             .get_or_create(&vec![("server", target.to_owned())])
             .inc();
+    }
+
+    /// Records how late a collection started after its scheduled tick (the runtime's lag:
+    /// a busy or starved process shows here first).
+    pub fn collect_started(&self, delay: std::time::Duration) {
+        self.start_delay.observe(delay.as_secs_f64());
     }
 
     /// A target's skipped-tick count.
@@ -135,6 +162,8 @@ pub struct Metrics {
     store: Arc<SnapshotStore>,
     /// Each target's families, encoded once per snapshot.
     encoded: Arc<EncodingCache>,
+    /// The targets' part, merged (and gzipped) once per change.
+    scrapes: ScrapeCache,
 }
 
 impl Metrics {
@@ -168,6 +197,11 @@ impl Metrics {
             exporter.reload_ok.clone(),
         );
         registry.register(
+            "mesa_collect_start_delay_seconds",
+            "How late collections started after their scheduled tick, in seconds (all targets); the tail says whether Mesa keeps up with its schedule",
+            exporter.start_delay.clone(),
+        );
+        registry.register(
             "mesa_admin_requests",
             "Admin API requests by action and outcome",
             exporter.admin_requests.clone(),
@@ -177,6 +211,7 @@ impl Metrics {
             exporter,
             store,
             encoded: Arc::new(EncodingCache::default()),
+            scrapes: ScrapeCache::default(),
         }
     }
 
@@ -190,18 +225,21 @@ impl Metrics {
         &self.encoded
     }
 
-    /// Encodes `/metrics`: the targets' families (copied from their per-snapshot encodings),
-    /// then the exporter's own.
-    pub fn render(&self) -> String {
+    /// One `/metrics` response: the targets' part (merged once per change of any target's
+    /// encoding, shared between scrapes), then the exporter's own instruments, encoded now.
+    pub fn scrape(&self) -> Scrape {
         let targets = self.encoded.get(&self.store.all());
-        let size: usize = targets.iter().map(|t| t.size_hint()).sum();
-        let mut out = String::with_capacity(size + 16 * 1024);
-        families::write_merged(&mut out, &targets);
+        let mut tail = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail; a collector error would be a bug in this module.
-        if let Err(e) = encode(&mut out, &self.registry) {
+        if let Err(e) = encode(&mut tail, &self.registry) {
             tracing::error!(error = %e, "encoding /metrics failed");
         }
-        out
+        self.scrapes.scrape(targets, tail)
+    }
+
+    /// `/metrics` as one string.
+    pub fn render(&self) -> String {
+        self.scrape().text()
     }
 }
 

@@ -316,3 +316,141 @@ targets:
         .await
         .expect("clean shutdown");
 }
+
+/// GET `path` with `Accept-Encoding: {encoding}`: status, headers and the raw body bytes.
+async fn get_encoded(
+    addr: std::net::SocketAddr,
+    path: &str,
+    encoding: Option<&str>,
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut builder = hyper::Request::builder()
+        .uri(path)
+        .header(hyper::header::HOST, addr.to_string());
+    if let Some(e) = encoding {
+        builder = builder.header(hyper::header::ACCEPT_ENCODING, e);
+    }
+    let response = sender
+        .send_request(
+            builder
+                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, headers, body.to_vec())
+}
+
+/// `bytes` decoded by the system's `gzip -dc`, a decoder Mesa does not share code with.
+fn system_gunzip(bytes: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip is part of every Debian system");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("write");
+    let out = child.wait_with_output().expect("gzip runs");
+    assert!(
+        out.status.success(),
+        "gzip -dc rejected the body: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_is_served_when_asked_and_decodes_to_the_plain_text() {
+    let config = daemon_config(
+        "collection: {interval: 3s, timeout: 2s}
+web: {listen_address: '127.0.0.1:0'}
+targets:
+  - {name: zipped, driver: postgres, host: '{host}', port: {port}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}
+  - {name: zipped-two, driver: postgres, host: '{host}', port: {port}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}
+",
+    );
+    let app = App::start(config).await.expect("daemon starts");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            http_get(app.metrics_addr(), "/readyz").await.0 == 200
+        })
+        .await
+    );
+    // Each target's first collection started on (or after) its tick, and was timed.
+    let text = scrape(&app, "/metrics").await;
+    let started = value(&text, "mesa_collect_start_delay_seconds_count", &[]);
+    assert!(started.is_some_and(|n| n >= 2.0), "{text}");
+    let within = value(
+        &text,
+        "mesa_collect_start_delay_seconds_bucket",
+        &[("le", "5.0")],
+    );
+    assert!(within.is_some_and(|n| n >= 1.0), "{text}");
+    for path in ["/metrics", "/probe?target=zipped"] {
+        // A collection (every 3 s) may land between the plain and the gzip request: try a
+        // few windows until one holds still.
+        let mut matched = 0;
+        for _ in 0..10 {
+            let (status, headers, plain) = get_encoded(app.metrics_addr(), path, None).await;
+            assert_eq!(status, 200);
+            assert!(headers.get("content-encoding").is_none(), "{headers:?}");
+            assert_eq!(headers["vary"], "accept-encoding");
+            let plain = String::from_utf8(plain).expect("utf-8");
+            assert!(plain.contains("pg_up"), "{plain}");
+            let mut same = true;
+            // Twice: the second gzip scrape splices the cached stream of the first.
+            for _ in 0..2 {
+                let (status, headers, zipped) =
+                    get_encoded(app.metrics_addr(), path, Some("gzip, deflate")).await;
+                assert_eq!(status, 200);
+                assert_eq!(headers["content-encoding"], "gzip", "{path}");
+                assert_eq!(headers["content-type"], CONTENT_TYPE);
+                assert_eq!(
+                    headers["content-length"].to_str().expect("ascii"),
+                    zipped.len().to_string()
+                );
+                assert!(
+                    zipped.len() * 4 < plain.len(),
+                    "{path}: {} bytes",
+                    zipped.len()
+                );
+                same &= system_gunzip(&zipped) == plain;
+            }
+            let (_, headers, refused) =
+                get_encoded(app.metrics_addr(), path, Some("gzip;q=0, identity")).await;
+            assert!(headers.get("content-encoding").is_none());
+            same &= String::from_utf8(refused).expect("utf-8") == plain;
+            if same {
+                matched += 1;
+                break;
+            }
+        }
+        assert_eq!(matched, 1, "{path}: gzip never decoded to the plain text");
+    }
+    app.shutdown(DEFAULT_GRACE_PERIOD)
+        .await
+        .expect("clean shutdown");
+}

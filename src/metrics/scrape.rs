@@ -1,0 +1,247 @@
+//! One `/metrics` response: the targets' part, merged and compressed once per change, then
+//! the exporter's own instruments, encoded per scrape.
+//!
+//! The targets' part only changes when a collection stores a new snapshot. [`ScrapeCache`]
+//! keeps it merged (one `Bytes`, shared by every scrape until a target's encoding changes)
+//! and, on the first scrape that asks for gzip, deflated once: a raw deflate stream ended
+//! with a sync flush, so it stops on a byte boundary without a final block. A gzip scrape is
+//! then the gzip header, that cached stream, the exporter's small part deflated with the
+//! final block, and the CRC-32 and length of the whole (the CRC state after the targets'
+//! part is cached too, so only the small part is hashed per scrape). Splicing deflate streams
+//! this way is what pigz does: back-references never cross the seam, and a decoder sees one
+//! ordinary gzip member. Nothing proportional to the number of series is copied or
+//! allocated per scrape once the part is cached.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, FlushCompress, Status};
+
+use super::families::{EncodedTarget, write_merged};
+
+/// zlib's level 1: Prometheus' text compresses about 10:1 at it, and it is several times
+/// faster than the default level (docs/BENCHMARKS.md).
+const LEVEL: u32 = 1;
+
+/// The fixed gzip member header (RFC 1952): deflate, no flags, no mtime, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// Deflates `input` into a raw stream (no zlib or gzip framing). With
+/// [`FlushCompress::Sync`] the stream ends on a byte boundary without a final block, ready to
+/// be followed by more blocks; with [`FlushCompress::Finish`] it ends with the final block.
+fn deflate(input: &[u8], flush: FlushCompress) -> Result<Vec<u8>, flate2::CompressError> {
+    let mut c = Compress::new(Compression::new(LEVEL), false);
+    let mut out = Vec::with_capacity(input.len() / 6 + 64);
+    loop {
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(4096));
+        }
+        let consumed = usize::try_from(c.total_in()).unwrap_or(input.len());
+        let status = c.compress_vec(&input[consumed..], &mut out, flush)?;
+        let all_in = usize::try_from(c.total_in()).unwrap_or(0) == input.len();
+        let done = match flush {
+            FlushCompress::Finish => status == Status::StreamEnd,
+            // zlib's rule: a flush is complete when it left output space unused.
+            _ => all_in && out.len() < out.capacity(),
+        };
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// `text` as one complete gzip member (for `/probe`, which is small and encoded per request).
+pub fn gzip(text: &[u8]) -> Option<Vec<Bytes>> {
+    let body = deflate(text, FlushCompress::Finish)
+        .inspect_err(|e| tracing::error!(error = %e, "gzip failed; serving plain text"))
+        .ok()?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(text);
+    Some(vec![
+        Bytes::from_static(&GZIP_HEADER),
+        Bytes::from(body),
+        Bytes::from(trailer(crc.finalize(), text.len())),
+    ])
+}
+
+/// The gzip trailer: CRC-32 and the uncompressed length modulo 2^32, little-endian.
+fn trailer(crc: u32, len: usize) -> Vec<u8> {
+    let mut t = Vec::with_capacity(8);
+    t.extend_from_slice(&crc.to_le_bytes());
+    // RFC 1952: ISIZE is the input size modulo 2^32.
+    t.extend_from_slice(&((len as u64 & 0xffff_ffff) as u32).to_le_bytes());
+    t
+}
+
+/// The targets' part deflated with a sync flush, and the CRC state after hashing it.
+#[derive(Debug)]
+struct Deflated {
+    stream: Bytes,
+    crc: crc32fast::Hasher,
+}
+
+/// The targets' part of `/metrics` for one set of encodings.
+#[derive(Debug)]
+struct TargetsPart {
+    /// The encodings it was merged from (held, so pointer comparison cannot be fooled by a
+    /// freed and reused allocation).
+    encoded: Vec<Arc<EncodedTarget>>,
+    text: Bytes,
+    /// Built by the first gzip scrape; `None` inside if compression failed.
+    deflated: OnceLock<Option<Deflated>>,
+}
+
+impl TargetsPart {
+    fn deflated(&self) -> Option<&Deflated> {
+        self.deflated
+            .get_or_init(|| {
+                let stream = deflate(&self.text, FlushCompress::Sync)
+                    .inspect_err(|e| tracing::error!(error = %e, "gzip failed; serving plain text"))
+                    .ok()?;
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&self.text);
+                Some(Deflated {
+                    stream: Bytes::from(stream),
+                    crc,
+                })
+            })
+            .as_ref()
+    }
+}
+
+/// The merged targets' part, kept while no target's encoding changed.
+#[derive(Debug, Default)]
+pub struct ScrapeCache {
+    current: Mutex<Option<Arc<TargetsPart>>>,
+}
+
+impl ScrapeCache {
+    /// The part for `encoded` (in serving order): the cached one when it was merged from the
+    /// same encodings, else merged now. The lock is held while merging, so concurrent scrapes
+    /// after a change merge once.
+    fn part(&self, encoded: Vec<Arc<EncodedTarget>>) -> Arc<TargetsPart> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(part) = current.as_ref() {
+            let same = part.encoded.len() == encoded.len()
+                && part
+                    .encoded
+                    .iter()
+                    .zip(&encoded)
+                    .all(|(a, b)| Arc::ptr_eq(a, b));
+            if same {
+                return part.clone();
+            }
+        }
+        let size: usize = encoded.iter().map(|t| t.size_hint()).sum();
+        let mut text = String::with_capacity(size);
+        write_merged(&mut text, &encoded);
+        let part = Arc::new(TargetsPart {
+            encoded,
+            text: Bytes::from(text),
+            deflated: OnceLock::new(),
+        });
+        *current = Some(part.clone());
+        part
+    }
+
+    /// A scrape of `encoded` followed by `tail` (the exporter's own part, ending `# EOF`).
+    pub fn scrape(&self, encoded: Vec<Arc<EncodedTarget>>, tail: String) -> Scrape {
+        Scrape {
+            targets: self.part(encoded),
+            tail: Bytes::from(tail),
+        }
+    }
+}
+
+/// One `/metrics` response before its encoding is chosen.
+#[derive(Debug)]
+pub struct Scrape {
+    targets: Arc<TargetsPart>,
+    tail: Bytes,
+}
+
+impl Scrape {
+    /// The body as plain text, in chunks (shared, not copied).
+    pub fn plain(&self) -> Vec<Bytes> {
+        vec![self.targets.text.clone(), self.tail.clone()]
+    }
+
+    /// The body as one gzip member, in chunks; `None` if compression failed (serve
+    /// [`Scrape::plain`] then).
+    pub fn gzip(&self) -> Option<Vec<Bytes>> {
+        let cached = self.targets.deflated()?;
+        let tail = deflate(&self.tail, FlushCompress::Finish)
+            .inspect_err(|e| tracing::error!(error = %e, "gzip failed; serving plain text"))
+            .ok()?;
+        let mut crc = cached.crc.clone();
+        crc.update(&self.tail);
+        let len = self.targets.text.len() + self.tail.len();
+        Some(vec![
+            Bytes::from_static(&GZIP_HEADER),
+            cached.stream.clone(),
+            Bytes::from(tail),
+            Bytes::from(trailer(crc.finalize(), len)),
+        ])
+    }
+
+    /// The whole text (tests and callers that want one string).
+    pub fn text(&self) -> String {
+        let mut s = String::with_capacity(self.targets.text.len() + self.tail.len());
+        s.push_str(&String::from_utf8_lossy(&self.targets.text));
+        s.push_str(&String::from_utf8_lossy(&self.tail));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn gunzip(chunks: &[Bytes]) -> String {
+        let all: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&all[..])
+            .read_to_string(&mut out)
+            .expect("a valid gzip member");
+        out
+    }
+
+    #[test]
+    fn a_spliced_stream_is_one_valid_gzip_member() {
+        let targets: String = (0..5000)
+            .map(|i| format!("pg_up{{server=\"t{i}\"}} 1\n"))
+            .collect();
+        let part = TargetsPart {
+            encoded: Vec::new(),
+            text: Bytes::from(targets.clone()),
+            deflated: OnceLock::new(),
+        };
+        let scrape = Scrape {
+            targets: Arc::new(part),
+            tail: Bytes::from("mesa_build_info{version=\"x\"} 1\n# EOF\n"),
+        };
+        let gz = scrape.gzip().expect("compresses");
+        assert_eq!(gunzip(&gz), scrape.text());
+        let size: usize = gz.iter().map(|c| c.len()).sum();
+        assert!(size * 5 < scrape.text().len(), "{size} bytes");
+        // The cached stream is reused, and a second scrape decodes the same.
+        let again = scrape.gzip().expect("compresses");
+        assert_eq!(gz[1].as_ptr(), again[1].as_ptr());
+        assert_eq!(gunzip(&again), scrape.text());
+    }
+
+    #[test]
+    fn an_empty_targets_part_still_makes_a_valid_member() {
+        let scrape = Scrape {
+            targets: Arc::new(TargetsPart {
+                encoded: Vec::new(),
+                text: Bytes::new(),
+                deflated: OnceLock::new(),
+            }),
+            tail: Bytes::from("# EOF\n"),
+        };
+        assert_eq!(gunzip(&scrape.gzip().expect("compresses")), "# EOF\n");
+        assert_eq!(gunzip(&gzip(b"abc").expect("compresses")), "abc");
+    }
+}
