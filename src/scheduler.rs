@@ -160,14 +160,13 @@ pub async fn run_target<C: Collect + Send + Sync + 'static>(
                         }
                     }
                 }
-                let stored = sinks.store.put(TargetSnapshot {
+                sinks.encodings.store(&sinks.store, TargetSnapshot {
                     target: name.clone(),
                     finished_at: done.finished_at,
                     duration: done.duration,
                     result: done.result.map_err(|e| e.reason()),
                     last_success,
                 });
-                sinks.encodings.refresh(&stored);
             }
             scheduled = ticker.tick() => {
                 if in_flight.is_some() {

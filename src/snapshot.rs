@@ -32,6 +32,20 @@ impl TargetSnapshot {
     pub fn up(&self) -> bool {
         self.result.is_ok()
     }
+
+    /// The snapshot without the collectors' families (each outcome keeps its collector,
+    /// duration, size-guard count and error). Once a snapshot is encoded, its families live
+    /// on as text; keeping their label strings too would cost ~140 KiB per target.
+    pub fn without_families(mut self) -> Self {
+        if let Ok(collection) = &mut self.result {
+            for outcome in &mut collection.outcomes {
+                if let Ok(harvest) = &mut outcome.result {
+                    harvest.families = Vec::new();
+                }
+            }
+        }
+        self
+    }
 }
 
 /// Latest snapshot per target, by name.

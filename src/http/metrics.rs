@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use crate::metrics::{CONTENT_TYPE, Metrics, render_probe, scrape};
+use crate::metrics::{CONTENT_TYPE, Metrics, scrape};
 use crate::scheduler::Registry;
 use crate::snapshot::SnapshotStore;
 use body::Chunks;
@@ -150,9 +150,8 @@ async fn probe(
             format!("unknown target {target:?}; see /readyz for the configured targets\n"),
         );
     }
-    match state.store.get(target) {
-        Some(snapshot) => {
-            let body = render_probe(snapshot);
+    match state.metrics.probe(target) {
+        Some(body) => {
             let gz = if wants_gzip(&headers) {
                 scrape::gzip(body.as_bytes())
             } else {

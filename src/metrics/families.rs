@@ -18,7 +18,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::collectors::{Family, Kind, Value};
-use crate::snapshot::TargetSnapshot;
+use crate::snapshot::{SnapshotStore, TargetSnapshot};
 
 /// Appended to every HELP text of database facts.
 const CACHED: &str =
@@ -77,9 +77,10 @@ fn encode(
 /// lines.
 #[derive(Debug, Clone)]
 struct EncodedFamily {
-    name: String,
-    /// `# HELP` and `# TYPE` lines; the first target that has the family supplies it.
-    header: String,
+    /// Shared by every target (see [`header`]).
+    name: Arc<str>,
+    /// `# HELP` and `# TYPE` lines, shared by every target that has the same ones.
+    header: Arc<str>,
     /// The sample lines (empty when the target has no series of it).
     body: String,
 }
@@ -91,9 +92,20 @@ pub struct EncodedTarget {
     phases: [Vec<EncodedFamily>; 3],
 }
 
-/// The `# HELP` and `# TYPE` lines of `family` as served: database facts say they are cached.
-/// prometheus-client writes these two lines the same way, unescaped.
-fn header(family: &Family) -> String {
+/// Interned family names and headers, by name.
+type Headers = HashMap<String, (Arc<str>, Arc<str>)>;
+
+/// The `# HELP` and `# TYPE` lines of `family` as served (database facts say they are
+/// cached; prometheus-client writes these two lines the same way, unescaped), and its name.
+///
+/// Both are interned: a header is the same for every target, and `settings` alone has ~300
+/// families with long help texts, so a copy per target would cost ~200 KiB per target. The
+/// table holds one entry per family name the catalogue can yield (bounded by the collectors
+/// and the server's settings); a header that changed (another server version's help text)
+/// replaces its entry.
+fn header(family: &Family) -> (Arc<str>, Arc<str>) {
+    static HEADERS: std::sync::LazyLock<std::sync::Mutex<Headers>> =
+        std::sync::LazyLock::new(Default::default);
     let kind = match family.kind {
         Kind::Gauge => "gauge",
         Kind::Counter => "counter",
@@ -103,10 +115,19 @@ fn header(family: &Family) -> String {
     } else {
         String::new()
     };
-    format!(
+    let text = format!(
         "# HELP {0} {1}{cached}\n# TYPE {0} {kind}\n",
         family.name, family.help
-    )
+    );
+    let mut headers = HEADERS.lock().unwrap_or_else(|p| p.into_inner());
+    match headers.get(family.name.as_ref()) {
+        Some((name, header)) if **header == *text => (name.clone(), header.clone()),
+        _ => {
+            let interned: (Arc<str>, Arc<str>) = (Arc::from(family.name.as_ref()), Arc::from(text));
+            headers.insert(family.name.clone().into_owned(), interned.clone());
+            interned
+        }
+    }
 }
 
 /// Encodes `families` of one target with prometheus-client's text encoder (so every sample
@@ -173,17 +194,47 @@ fn split(text: &str) -> HashMap<String, String> {
             body.push_str(line);
         }
     }
+    // Kept for a whole interval: no growth slack.
+    for body in out.values_mut() {
+        body.shrink_to_fit();
+    }
     out
 }
 
 impl EncodedTarget {
-    /// An upper bound of the bytes it adds to a scrape (to size the scrape's buffer).
-    pub fn size_hint(&self) -> usize {
-        self.phases
-            .iter()
-            .flatten()
-            .map(|f| f.header.len() + f.body.len())
-            .sum()
+    /// Its families as `/probe` serves them: every family's header and lines, with the
+    /// `server` label (always the first label, see [`encode`]) taken out, and `# EOF`.
+    pub fn probe_text(&self, server: &str) -> String {
+        let with_more = format!("{{server=\"{server}\",");
+        let alone = format!("{{server=\"{server}\"}}");
+        let mut out = String::with_capacity(self.body_len() + self.header_len());
+        for family in self.phases.iter().flatten().filter(|f| !f.body.is_empty()) {
+            out.push_str(&family.header);
+            for line in family.body.split_inclusive('\n') {
+                if let Some((name, rest)) = line.split_once(&with_more) {
+                    out.push_str(name);
+                    out.push('{');
+                    out.push_str(rest);
+                } else if let Some((name, rest)) = line.split_once(&alone) {
+                    out.push_str(name);
+                    out.push_str(rest);
+                } else {
+                    out.push_str(line);
+                }
+            }
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+
+    /// The bytes of its sample lines.
+    pub fn body_len(&self) -> usize {
+        self.phases.iter().flatten().map(|f| f.body.len()).sum()
+    }
+
+    /// The bytes of its families' headers (written once per family in a merged scrape).
+    pub fn header_len(&self) -> usize {
+        self.phases.iter().flatten().map(|f| f.header.len()).sum()
     }
 
     /// Per-target families Mesa derives from each snapshot: `pg_up`, collection timing, and
@@ -255,20 +306,26 @@ impl EncodedTarget {
         let mut bodies = sample_lines(snapshot, &derived, server_label);
         let mut entries = |families: &mut dyn Iterator<Item = &Family>| -> Vec<EncodedFamily> {
             families
-                .map(|f| EncodedFamily {
-                    name: f.name.clone().into_owned(),
-                    header: header(f),
-                    body: bodies.remove(f.name.as_ref()).unwrap_or_default(),
+                .map(|f| {
+                    let (name, header) = header(f);
+                    EncodedFamily {
+                        name,
+                        header,
+                        body: bodies.remove(f.name.as_ref()).unwrap_or_default(),
+                    }
                 })
-                .collect()
+                .collect::<Vec<_>>()
         };
-        Self {
-            phases: [
-                entries(&mut derived[..1].iter()),
-                entries(&mut collected(snapshot)),
-                entries(&mut derived[1..].iter()),
-            ],
+        let mut phases = [
+            entries(&mut derived[..1].iter()),
+            entries(&mut collected(snapshot)),
+            entries(&mut derived[1..].iter()),
+        ];
+        // Kept for a whole interval: no growth slack.
+        for phase in &mut phases {
+            phase.shrink_to_fit();
         }
+        Self { phases }
     }
 }
 
@@ -282,7 +339,7 @@ pub fn write_merged(out: &mut String, targets: &[Arc<EncodedTarget>]) {
         let mut bodies: HashMap<&str, Vec<&str>> = HashMap::new();
         for target in targets {
             for family in &target.phases[phase] {
-                let entry = bodies.entry(family.name.as_str()).or_insert_with(|| {
+                let entry = bodies.entry(family.name.as_ref()).or_insert_with(|| {
                     order.push(family);
                     Vec::new()
                 });
@@ -292,7 +349,7 @@ pub fn write_merged(out: &mut String, targets: &[Arc<EncodedTarget>]) {
             }
         }
         for family in order {
-            let parts = &bodies[family.name.as_str()];
+            let parts = &bodies[family.name.as_ref()];
             if parts.is_empty() {
                 continue;
             }
@@ -323,35 +380,91 @@ type Cached = (Arc<TargetSnapshot>, Arc<EncodedTarget>);
 /// a target is encoded once per collection, not once per scrape.
 #[derive(Debug, Default)]
 pub struct EncodingCache {
-    entries: std::sync::Mutex<HashMap<String, Cached>>,
+    entries: std::sync::Mutex<Entries>,
+}
+
+/// The encodings by target, and a number that changes whenever any of them does.
+#[derive(Debug, Default)]
+struct Entries {
+    by_target: HashMap<String, Cached>,
+    generation: u64,
 }
 
 impl EncodingCache {
-    /// Encodes `snapshot` now (the scheduler calls this right after storing it).
-    pub fn refresh(&self, snapshot: &Arc<TargetSnapshot>) {
-        let encoded = Arc::new(EncodedTarget::new(snapshot, true));
+    /// Encodes `snapshot` (the scheduler's fresh one), then stores it in `store` without its
+    /// families, with its encoding, in one step: a reader never sees the stored snapshot
+    /// without its encoding (it would have to encode a snapshot whose families are gone).
+    pub fn store(&self, store: &SnapshotStore, snapshot: TargetSnapshot) -> Arc<TargetSnapshot> {
+        let full = Arc::new(snapshot);
+        let encoded = Arc::new(EncodedTarget::new(&full, true));
+        // The encoder let go of its reference, so this does not copy.
+        let slim = Arc::try_unwrap(full)
+            .unwrap_or_else(|shared| (*shared).clone())
+            .without_families();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.insert(snapshot.target.clone(), (snapshot.clone(), encoded));
+        let stored = store.put(slim);
+        entries
+            .by_target
+            .insert(stored.target.clone(), (stored.clone(), encoded));
+        entries.generation += 1;
+        stored
     }
 
-    /// The encodings of `snapshots` (with the `server` label), encoding only those whose
-    /// snapshot changed since the last call; entries of targets gone from `snapshots` are
-    /// dropped.
-    pub fn get(&self, snapshots: &[Arc<TargetSnapshot>]) -> Vec<Arc<EncodedTarget>> {
+    /// The encoding of `snapshot` under `entries`: the cached one if it was made from this
+    /// very snapshot, else made now (a snapshot stored directly: a target whose gateway could
+    /// not be built, or a test's).
+    fn encoding_of(
+        entries: &mut Entries,
+        snapshot: &Arc<TargetSnapshot>,
+    ) -> (Arc<EncodedTarget>, bool) {
+        match entries.by_target.get(&snapshot.target) {
+            Some((cached, encoded)) if Arc::ptr_eq(cached, snapshot) => (encoded.clone(), false),
+            _ => {
+                let encoded = Arc::new(EncodedTarget::new(snapshot, true));
+                entries
+                    .by_target
+                    .insert(snapshot.target.clone(), (snapshot.clone(), encoded.clone()));
+                (encoded, true)
+            }
+        }
+    }
+
+    /// The encodings of every snapshot in `store`, in its order (with the `server` label),
+    /// and the generation they belong to (equal generations mean equal encodings); entries
+    /// of targets gone from the store are dropped. The store is read under the cache's lock,
+    /// so [`EncodingCache::store`] is seen whole or not at all.
+    pub fn get(&self, store: &SnapshotStore) -> (u64, Vec<Arc<EncodedTarget>>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshots = store.all();
+        let mut changed = false;
         let out: Vec<Arc<EncodedTarget>> = snapshots
             .iter()
-            .map(|s| match entries.get(&s.target) {
-                Some((cached, encoded)) if Arc::ptr_eq(cached, s) => encoded.clone(),
-                // A snapshot stored without a refresh (a target that could not be built).
-                _ => {
-                    let encoded = Arc::new(EncodedTarget::new(s, true));
-                    entries.insert(s.target.clone(), (s.clone(), encoded.clone()));
-                    encoded
-                }
+            .map(|s| {
+                let (encoded, fresh) = Self::encoding_of(&mut entries, s);
+                changed |= fresh;
+                encoded
             })
             .collect();
-        entries.retain(|name, _| snapshots.iter().any(|s| &s.target == name));
-        out
+        let before = entries.by_target.len();
+        entries
+            .by_target
+            .retain(|name, _| snapshots.iter().any(|s| &s.target == name));
+        if changed || entries.by_target.len() != before {
+            entries.generation += 1;
+        }
+        (entries.generation, out)
+    }
+
+    /// `/probe` of `target`: its encoding without the `server` label, or `None` before its
+    /// first collection.
+    pub fn probe(&self, store: &SnapshotStore, target: &str) -> Option<String> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = store.get(target)?;
+        let (encoded, fresh) = Self::encoding_of(&mut entries, &snapshot);
+        if fresh {
+            entries.generation += 1;
+        }
+        drop(entries);
+        Some(encoded.probe_text(target))
     }
 }

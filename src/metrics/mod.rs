@@ -228,13 +228,19 @@ impl Metrics {
     /// One `/metrics` response: the targets' part (merged once per change of any target's
     /// encoding, shared between scrapes), then the exporter's own instruments, encoded now.
     pub fn scrape(&self) -> Scrape {
-        let targets = self.encoded.get(&self.store.all());
+        let targets = self.encoded.get(&self.store);
         let mut tail = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail; a collector error would be a bug in this module.
         if let Err(e) = encode(&mut tail, &self.registry) {
             tracing::error!(error = %e, "encoding /metrics failed");
         }
         self.scrapes.scrape(targets, tail)
+    }
+
+    /// `/probe` of `target` (its families without the `server` label), or `None` before its
+    /// first collection.
+    pub fn probe(&self, target: &str) -> Option<String> {
+        self.encoded.probe(&self.store, target)
     }
 
     /// `/metrics` as one string.

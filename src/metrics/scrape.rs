@@ -83,9 +83,9 @@ struct Deflated {
 /// The targets' part of `/metrics` for one set of encodings.
 #[derive(Debug)]
 struct TargetsPart {
-    /// The encodings it was merged from (held, so pointer comparison cannot be fooled by a
-    /// freed and reused allocation).
-    encoded: Vec<Arc<EncodedTarget>>,
+    /// The encodings' generation it was merged from (not the encodings themselves: holding
+    /// them would keep every target's previous encoding alive until the next scrape).
+    generation: u64,
     text: Bytes,
     /// Built by the first gzip scrape; `None` inside if compression failed.
     deflated: OnceLock<Option<Deflated>>,
@@ -116,27 +116,22 @@ pub struct ScrapeCache {
 }
 
 impl ScrapeCache {
-    /// The part for `encoded` (in serving order): the cached one when it was merged from the
-    /// same encodings, else merged now. The lock is held while merging, so concurrent scrapes
-    /// after a change merge once.
-    fn part(&self, encoded: Vec<Arc<EncodedTarget>>) -> Arc<TargetsPart> {
+    /// The part for `encoded` (in serving order) of `generation`: the cached one when it was
+    /// merged from the same generation, else merged now. The lock is held while merging, so
+    /// concurrent scrapes after a change merge once.
+    fn part(&self, generation: u64, encoded: &[Arc<EncodedTarget>]) -> Arc<TargetsPart> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(part) = current.as_ref() {
-            let same = part.encoded.len() == encoded.len()
-                && part
-                    .encoded
-                    .iter()
-                    .zip(&encoded)
-                    .all(|(a, b)| Arc::ptr_eq(a, b));
-            if same {
-                return part.clone();
-            }
+        if let Some(part) = current.as_ref().filter(|p| p.generation == generation) {
+            return part.clone();
         }
-        let size: usize = encoded.iter().map(|t| t.size_hint()).sum();
+        // Every target's lines, and the headers of the largest target (a family only some
+        // targets have adds a little; the String grows once then).
+        let size = encoded.iter().map(|t| t.body_len()).sum::<usize>()
+            + encoded.iter().map(|t| t.header_len()).max().unwrap_or(0);
         let mut text = String::with_capacity(size);
-        write_merged(&mut text, &encoded);
+        write_merged(&mut text, encoded);
         let part = Arc::new(TargetsPart {
-            encoded,
+            generation,
             text: Bytes::from(text),
             deflated: OnceLock::new(),
         });
@@ -144,10 +139,18 @@ impl ScrapeCache {
         part
     }
 
-    /// A scrape of `encoded` followed by `tail` (the exporter's own part, ending `# EOF`).
-    pub fn scrape(&self, encoded: Vec<Arc<EncodedTarget>>, tail: String) -> Scrape {
+    /// A scrape of `encoded` (of `generation`) followed by `tail` (the exporter's own part,
+    /// ending `# EOF`).
+    pub fn scrape(
+        &self,
+        (generation, encoded): (u64, Vec<Arc<EncodedTarget>>),
+        tail: String,
+    ) -> Scrape {
+        let targets = self.part(generation, &encoded);
+        // The encodings are not needed once merged.
+        drop(encoded);
         Scrape {
-            targets: self.part(encoded),
+            targets,
             tail: Bytes::from(tail),
         }
     }
@@ -213,7 +216,7 @@ mod tests {
             .map(|i| format!("pg_up{{server=\"t{i}\"}} 1\n"))
             .collect();
         let part = TargetsPart {
-            encoded: Vec::new(),
+            generation: 0,
             text: Bytes::from(targets.clone()),
             deflated: OnceLock::new(),
         };
@@ -235,7 +238,7 @@ mod tests {
     fn an_empty_targets_part_still_makes_a_valid_member() {
         let scrape = Scrape {
             targets: Arc::new(TargetsPart {
-                encoded: Vec::new(),
+                generation: 0,
                 text: Bytes::new(),
                 deflated: OnceLock::new(),
             }),

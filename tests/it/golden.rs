@@ -170,10 +170,28 @@ fn metrics_copies_each_targets_encoding_and_never_serves_a_stale_one() {
     let store = Arc::new(SnapshotStore::new());
     let metrics = Metrics::new(store.clone());
     for s in snapshots() {
-        let stored = store.put((*s).clone());
-        metrics.encodings().refresh(&stored);
+        metrics.encodings().store(&store, (*s).clone());
     }
-    let scratch = render_snapshots(store.all(), true);
+    // The store keeps only the outcomes; the families live on in the encodings.
+    assert!(store.all().iter().all(|s| {
+        s.result
+            .iter()
+            .flat_map(|c| &c.outcomes)
+            .filter_map(|o| o.result.as_ref().ok())
+            .all(|h| h.families.is_empty())
+    }));
+    let scratch = render_snapshots(snapshots(), true);
+    // /probe comes from the same encoding, without the server label: exactly what encoding
+    // the full snapshot alone without the label gives.
+    for s in snapshots() {
+        assert_eq!(
+            metrics.probe(&s.target).expect("stored"),
+            render_snapshots(vec![s.clone()], false),
+            "{}",
+            s.target
+        );
+    }
+    assert_eq!(metrics.probe("never-collected"), None);
     let served = metrics.render();
     // The targets' part is exactly the from-scratch encoding; the exporter's own follow.
     let targets_part = scratch.strip_suffix("# EOF\n").expect("EOF");
@@ -191,7 +209,9 @@ fn metrics_copies_each_targets_encoding_and_never_serves_a_stale_one() {
     );
     assert!(!after.contains("pg_static{server=\"orders-primary\""));
     assert_eq!(after, {
-        let scratch = render_snapshots(store.all(), true);
+        let mut now = snapshots();
+        now[0] = store.get("orders-primary").expect("stored");
+        let scratch = render_snapshots(now, true);
         let own = &served[targets_part.len()..];
         format!("{}{own}", scratch.strip_suffix("# EOF\n").expect("EOF"))
     });

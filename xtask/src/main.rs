@@ -59,7 +59,7 @@ fn status(cmd: &mut Command, what: &str) -> Result<bool> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  cargo xtask demo [-- --check]        Mesa against a throwaway PostgreSQL\n  cargo xtask test [-- <cargo test args>]   the whole test suite\n  cargo xtask setup                     install what both need, then stop"
+        "usage:\n  cargo xtask demo [-- --check]        Mesa against a throwaway PostgreSQL\n  cargo xtask test [-- <cargo test args>]   the whole test suite\n  cargo xtask setup                     install what both need, then stop\n  cargo xtask bench [-- --smoke]        Mesa and postgres_exporter side by side (docs/BENCHMARKS.md)"
     );
     ExitCode::from(64)
 }
@@ -77,6 +77,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "demo" => demo(&args),
         "test" => test(&args),
+        "bench" => bench(&args),
         "setup" => system::ensure(system::Need::Tests)
             .and_then(|()| python::ensure())
             .map(|_| true),
@@ -121,4 +122,64 @@ fn test(args: &[String]) -> Result<bool> {
         .env("PATH", path)
         .env("MESA_VENV", &venv);
     status(&mut cmd, "cargo test")
+}
+
+/// `cargo xtask bench`: builds Mesa and the benchmark in release, runs it (about ten minutes;
+/// `--smoke` about one, into `target/bench-smoke/`), then draws the plot.
+fn bench(args: &[String]) -> Result<bool> {
+    let smoke = match args {
+        [] => false,
+        [flag] if flag == "--smoke" => true,
+        _ => return fail("usage: cargo xtask bench [-- --smoke]"),
+    };
+    system::ensure(system::Need::Bench)?;
+    let venv = python::ensure()?;
+    let out = if smoke {
+        target_dir().join("bench-smoke")
+    } else {
+        root().join("docs")
+    };
+    println!("== cargo build --release (Mesa and the benchmark)");
+    let mut build = cargo();
+    build.current_dir(root()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "--bin",
+        "mesa",
+        "--example",
+        "fleet_bench",
+    ]);
+    if !status(&mut build, "cargo build --release")? {
+        return Ok(false);
+    }
+    let release = target_dir().join("release");
+    let command = if smoke {
+        "cargo xtask bench -- --smoke"
+    } else {
+        "cargo xtask bench"
+    };
+    let mut run = Command::new(release.join("examples/fleet_bench"));
+    run.current_dir(root())
+        .arg("--mesa")
+        .arg(release.join("mesa"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--command", command]);
+    if smoke {
+        run.arg("--smoke");
+    }
+    if !status(&mut run, "fleet_bench")? {
+        return Ok(false);
+    }
+    let mut plot = Command::new(venv.join("bin/python"));
+    plot.current_dir(root())
+        .arg("scripts/plot_bench.py")
+        .arg(out.join("scale.csv"))
+        .arg(out.join("benchmarks.png"));
+    if !status(&mut plot, "scripts/plot_bench.py")? {
+        return Ok(false);
+    }
+    println!("== wrote {}", out.join("BENCHMARKS.md").display());
+    Ok(true)
 }

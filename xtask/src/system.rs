@@ -12,6 +12,8 @@ pub enum Need {
     Demo,
     /// Also Prometheus (server and promtool) and Python with `venv` (the tests).
     Tests,
+    /// The tests' needs, wrk and Debian's postgres_exporter (the benchmark).
+    Bench,
 }
 
 fn on_path(program: &str) -> bool {
@@ -66,7 +68,15 @@ pub fn missing(need: Need) -> Vec<&'static str> {
     if !on_path("setsid") {
         out.push("util-linux");
     }
-    if need == Need::Tests {
+    if need == Need::Bench {
+        if !on_path("wrk") {
+            out.push("wrk");
+        }
+        if !Path::new("/usr/bin/prometheus-postgres-exporter").is_file() {
+            out.push("prometheus-postgres-exporter");
+        }
+    }
+    if matches!(need, Need::Tests | Need::Bench) {
         if !on_path("prometheus") || !on_path("promtool") {
             out.push("prometheus");
         }
