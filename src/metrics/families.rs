@@ -12,11 +12,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
-
 use crate::collectors::{Family, Kind, Value};
 use crate::snapshot::{SnapshotStore, TargetSnapshot};
 
@@ -34,43 +29,6 @@ fn unix(t: SystemTime) -> Value {
             .unwrap_or_default()
             .as_secs_f64(),
     )
-}
-
-/// Encodes one family's series of one target (HELP left empty: [`split`] drops the header,
-/// which [`write_merged`] writes once per name).
-fn encode(
-    enc: &mut DescriptorEncoder,
-    family: &Family,
-    server: &str,
-    server_label: bool,
-) -> Result<(), std::fmt::Error> {
-    if family.series.is_empty() {
-        return Ok(());
-    }
-    let kind = match family.kind {
-        Kind::Gauge => MetricType::Gauge,
-        Kind::Counter => MetricType::Counter,
-    };
-    let mut metric = enc.encode_descriptor(&family.name, "", None, kind)?;
-    for s in &family.series {
-        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len() + 1);
-        if server_label {
-            labels.push(("server", server));
-        }
-        labels.extend(s.labels.iter().map(|(k, v)| (*k, v.as_str())));
-        let mut m = metric.encode_family(&labels)?;
-        match (family.kind, s.value) {
-            (Kind::Counter, Value::Int(v)) => {
-                m.encode_counter::<NoLabelSet, _, u64>(&u64::try_from(v).unwrap_or(0), None)?
-            }
-            (Kind::Counter, Value::Float(v)) => {
-                m.encode_counter::<NoLabelSet, _, f64>(&v.max(0.0), None)?
-            }
-            (Kind::Gauge, Value::Int(v)) => m.encode_gauge(&v)?,
-            (Kind::Gauge, Value::Float(v)) => m.encode_gauge(&v)?,
-        }
-    }
-    Ok(())
 }
 
 /// One family of one target, encoded: the header the family is served under and its sample
@@ -92,20 +50,33 @@ pub struct EncodedTarget {
     phases: [Vec<EncodedFamily>; 3],
 }
 
-/// Interned family names and headers, by name.
-type Headers = HashMap<String, (Arc<str>, Arc<str>)>;
+/// One interned header: what it was made from, and the shared name and text.
+#[derive(Debug)]
+struct Interned {
+    help: String,
+    kind: Kind,
+    name: Arc<str>,
+    header: Arc<str>,
+}
 
 /// The `# HELP` and `# TYPE` lines of `family` as served (database facts say they are
 /// cached; prometheus-client writes these two lines the same way, unescaped), and its name.
 ///
 /// Both are interned: a header is the same for every target, and `settings` alone has ~300
-/// families with long help texts, so a copy per target would cost ~200 KiB per target. The
-/// table holds one entry per family name the catalogue can yield (bounded by the collectors
-/// and the server's settings); a header that changed (another server version's help text)
-/// replaces its entry.
+/// families with long help texts, so a copy per target would cost ~200 KiB per target, and
+/// formatting them per collection showed in the profile. The table holds one entry per
+/// family name the catalogue can yield (bounded by the collectors and the server's
+/// settings); a header that changed (another server version's help text) replaces its entry.
 fn header(family: &Family) -> (Arc<str>, Arc<str>) {
-    static HEADERS: std::sync::LazyLock<std::sync::Mutex<Headers>> =
+    static HEADERS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Interned>>> =
         std::sync::LazyLock::new(Default::default);
+    let mut headers = HEADERS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(i) = headers.get(family.name.as_ref())
+        && i.kind == family.kind
+        && i.help == family.help
+    {
+        return (i.name.clone(), i.header.clone());
+    }
     let kind = match family.kind {
         Kind::Gauge => "gauge",
         Kind::Counter => "counter",
@@ -119,54 +90,15 @@ fn header(family: &Family) -> (Arc<str>, Arc<str>) {
         "# HELP {0} {1}{cached}\n# TYPE {0} {kind}\n",
         family.name, family.help
     );
-    let mut headers = HEADERS.lock().unwrap_or_else(|p| p.into_inner());
-    match headers.get(family.name.as_ref()) {
-        Some((name, header)) if **header == *text => (name.clone(), header.clone()),
-        _ => {
-            let interned: (Arc<str>, Arc<str>) = (Arc::from(family.name.as_ref()), Arc::from(text));
-            headers.insert(family.name.clone().into_owned(), interned.clone());
-            interned
-        }
-    }
-}
-
-/// Encodes `families` of one target with prometheus-client's text encoder (so every sample
-/// line is exactly what it writes), in one pass, and returns each family's sample lines by
-/// name. A family without series gets no entry.
-fn sample_lines(
-    snapshot: &Arc<TargetSnapshot>,
-    derived: &[Family],
-    server_label: bool,
-) -> HashMap<String, String> {
-    /// The registry wants an owned collector: it holds the snapshot (shared, not copied) and
-    /// the few families derived from it.
-    #[derive(Debug)]
-    struct Target {
-        snapshot: Arc<TargetSnapshot>,
-        derived: Vec<Family>,
-        server_label: bool,
-    }
-    impl Collector for Target {
-        fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-            let server = self.snapshot.target.as_str();
-            for family in self.derived.iter().chain(collected(&self.snapshot)) {
-                encode(&mut enc, family, server, self.server_label)?;
-            }
-            Ok(())
-        }
-    }
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(Target {
-        snapshot: snapshot.clone(),
-        derived: derived.to_vec(),
-        server_label,
-    }));
-    let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
-        tracing::error!(error = %e, "encoding a target's families failed");
-        return HashMap::new();
-    }
-    split(&text)
+    let interned = Interned {
+        help: family.help.clone().into_owned(),
+        kind: family.kind,
+        name: Arc::from(family.name.as_ref()),
+        header: Arc::from(text),
+    };
+    let out = (interned.name.clone(), interned.header.clone());
+    headers.insert(family.name.clone().into_owned(), interned);
+    out
 }
 
 /// The families the collectors of a successful snapshot yielded, in run order.
@@ -177,28 +109,6 @@ fn collected(snapshot: &TargetSnapshot) -> impl Iterator<Item = &Family> {
         .flat_map(|c| c.outcomes.iter())
         .filter_map(|o| o.result.as_ref().ok())
         .flat_map(|h| h.families.iter())
-}
-
-/// Splits an exposition into each family's sample lines, by name (the `# HELP` and `# TYPE`
-/// lines and the closing `# EOF` dropped).
-fn split(text: &str) -> HashMap<String, String> {
-    let mut out: HashMap<String, String> = HashMap::new();
-    let mut current: Option<&mut String> = None;
-    for line in text.split_inclusive('\n') {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let name = rest.split(' ').next().unwrap_or("").trim_end().to_owned();
-            current = Some(out.entry(name).or_default());
-        } else if line.starts_with("# TYPE ") || line.starts_with("# EOF") {
-            continue;
-        } else if let Some(body) = current.as_mut() {
-            body.push_str(line);
-        }
-    }
-    // Kept for a whole interval: no growth slack.
-    for body in out.values_mut() {
-        body.shrink_to_fit();
-    }
-    out
 }
 
 impl EncodedTarget {
@@ -303,29 +213,32 @@ impl EncodedTarget {
     /// Encodes `snapshot`'s families; with the `server` label for `/metrics`.
     pub fn new(snapshot: &Arc<TargetSnapshot>, server_label: bool) -> Self {
         let derived = Self::derived(snapshot);
-        let mut bodies = sample_lines(snapshot, &derived, server_label);
-        let mut entries = |families: &mut dyn Iterator<Item = &Family>| -> Vec<EncodedFamily> {
-            families
+        let server = server_label.then_some(snapshot.target.as_str());
+        let entries = |families: &mut dyn Iterator<Item = &Family>| -> Vec<EncodedFamily> {
+            let mut out: Vec<EncodedFamily> = families
                 .map(|f| {
                     let (name, header) = header(f);
-                    EncodedFamily {
-                        name,
-                        header,
-                        body: bodies.remove(f.name.as_ref()).unwrap_or_default(),
+                    let mut body = String::new();
+                    if !f.series.is_empty() {
+                        // About one line per series; exact after the shrink below.
+                        body.reserve(f.series.len() * (f.name.len() + 48));
+                        super::lines::write_family(&mut body, f, server);
+                        // Kept for a whole interval: no growth slack.
+                        body.shrink_to_fit();
                     }
+                    EncodedFamily { name, header, body }
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            out.shrink_to_fit();
+            out
         };
-        let mut phases = [
-            entries(&mut derived[..1].iter()),
-            entries(&mut collected(snapshot)),
-            entries(&mut derived[1..].iter()),
-        ];
-        // Kept for a whole interval: no growth slack.
-        for phase in &mut phases {
-            phase.shrink_to_fit();
+        Self {
+            phases: [
+                entries(&mut derived[..1].iter()),
+                entries(&mut collected(snapshot)),
+                entries(&mut derived[1..].iter()),
+            ],
         }
-        Self { phases }
     }
 }
 
@@ -466,5 +379,158 @@ impl EncodingCache {
         }
         drop(entries);
         Some(encoded.probe_text(target))
+    }
+}
+
+#[cfg(test)]
+mod reference {
+    //! prometheus-client's own text encoder, the reference the direct writer
+    //! (`super::super::lines`) must match byte for byte.
+
+    use std::collections::HashMap;
+
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+    use prometheus_client::metrics::MetricType;
+    use prometheus_client::registry::Registry;
+    use proptest::prelude::*;
+
+    use crate::collectors::{Family, Kind, Series, Value};
+
+    /// Encodes one family's series of one target (HELP left empty: [`split`] drops the header,
+    /// which [`write_merged`] writes once per name).
+    fn encode(
+        enc: &mut DescriptorEncoder,
+        family: &Family,
+        server: &str,
+        server_label: bool,
+    ) -> Result<(), std::fmt::Error> {
+        if family.series.is_empty() {
+            return Ok(());
+        }
+        let kind = match family.kind {
+            Kind::Gauge => MetricType::Gauge,
+            Kind::Counter => MetricType::Counter,
+        };
+        let mut metric = enc.encode_descriptor(&family.name, "", None, kind)?;
+        for s in &family.series {
+            let mut labels: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len() + 1);
+            if server_label {
+                labels.push(("server", server));
+            }
+            labels.extend(s.labels.iter().map(|(k, v)| (*k, v.as_str())));
+            let mut m = metric.encode_family(&labels)?;
+            match (family.kind, s.value) {
+                (Kind::Counter, Value::Int(v)) => {
+                    m.encode_counter::<NoLabelSet, _, u64>(&u64::try_from(v).unwrap_or(0), None)?
+                }
+                (Kind::Counter, Value::Float(v)) => {
+                    m.encode_counter::<NoLabelSet, _, f64>(&v.max(0.0), None)?
+                }
+                (Kind::Gauge, Value::Int(v)) => m.encode_gauge(&v)?,
+                (Kind::Gauge, Value::Float(v)) => m.encode_gauge(&v)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Splits an exposition into each family's sample lines, by name (the `# HELP` and `# TYPE`
+    /// lines and the closing `# EOF` dropped).
+    fn split(text: &str) -> HashMap<String, String> {
+        let mut out: HashMap<String, String> = HashMap::new();
+        let mut current: Option<&mut String> = None;
+        for line in text.split_inclusive('\n') {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or("").trim_end().to_owned();
+                current = Some(out.entry(name).or_default());
+            } else if line.starts_with("# TYPE ") || line.starts_with("# EOF") {
+                continue;
+            } else if let Some(body) = current.as_mut() {
+                body.push_str(line);
+            }
+        }
+        // Kept for a whole interval: no growth slack.
+        for body in out.values_mut() {
+            body.shrink_to_fit();
+        }
+        out
+    }
+
+    /// `family`'s sample lines as prometheus-client writes them.
+    fn reference(family: &Family, server: Option<&str>) -> String {
+        #[derive(Debug)]
+        struct One(Family, Option<String>);
+        impl Collector for One {
+            fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+                super::reference::encode(
+                    &mut enc,
+                    &self.0,
+                    self.1.as_deref().unwrap_or(""),
+                    self.1.is_some(),
+                )
+            }
+        }
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(One(family.clone(), server.map(str::to_owned))));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        split(&text)
+            .remove(family.name.as_ref())
+            .unwrap_or_default()
+    }
+
+    const KEYS: [&str; 4] = ["datname", "state", "mode", "query"];
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>().prop_map(Value::Float),
+            prop_oneof![
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                Just(-0.0),
+                Just(1e21),
+                Just(16384.0),
+                Just(0.25)
+            ]
+            .prop_map(Value::Float),
+        ]
+    }
+
+    fn series() -> impl Strategy<Value = Series> {
+        (
+            proptest::sample::subsequence(KEYS.to_vec(), 0..=KEYS.len()),
+            proptest::collection::vec(
+                prop_oneof!["(?s).{0,12}", Just("a\"b\\c\nd".to_owned())],
+                KEYS.len(),
+            ),
+            value(),
+        )
+            .prop_map(|(keys, values, value)| Series {
+                labels: keys.into_iter().zip(values).collect(),
+                value,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn the_direct_writer_matches_prometheus_client(
+            name in "pg_[a-z_]{1,16}",
+            counter in any::<bool>(),
+            series in proptest::collection::vec(series(), 1..5),
+            server in proptest::option::of("[a-z0-9_-]{1,12}"),
+        ) {
+            let mut family = Family::new(
+                name,
+                "help",
+                if counter { Kind::Counter } else { Kind::Gauge },
+            );
+            family.series = series;
+            let mut direct = String::new();
+            super::super::lines::write_family(&mut direct, &family, server.as_deref());
+            prop_assert_eq!(direct, reference(&family, server.as_deref()));
+        }
     }
 }

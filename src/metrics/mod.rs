@@ -7,6 +7,7 @@
 //! per request with one target's families and no `server` label. Output is OpenMetrics text.
 
 pub mod families;
+mod lines;
 pub mod scrape;
 
 use std::sync::Arc;

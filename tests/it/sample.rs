@@ -37,7 +37,7 @@ fn label(name: &str, row: usize) -> String {
 }
 
 /// Two made-up rows for a shaped collector (one for a server-wide one).
-fn records(def: &Definition) -> Vec<Record> {
+pub fn records(def: &Definition) -> Vec<Record> {
     if def.name == "settings" {
         return [
             (

@@ -180,6 +180,22 @@ fn bench(args: &[String]) -> Result<bool> {
     if !status(&mut plot, "scripts/plot_bench.py")? {
         return Ok(false);
     }
-    println!("== wrote {}", out.join("BENCHMARKS.md").display());
+    let report = out.join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&report)
+        .map_err(|e| Failure(format!("{}: {e}", report.display())))?;
+    // A figure that could not be measured shows up as NaN or inf: the smoke fails on it.
+    if let Some(line) = text
+        .lines()
+        .find(|l| l.contains("NaN") || l.contains("| inf") || l.contains("no observations"))
+    {
+        return fail(format!(
+            "{}: a figure was not measured: {line}",
+            report.display()
+        ));
+    }
+    if !out.join("benchmarks.png").is_file() {
+        return fail("the plot was not written");
+    }
+    println!("== wrote {report}", report = report.display());
     Ok(true)
 }
