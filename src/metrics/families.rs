@@ -39,14 +39,17 @@ struct EncodedFamily {
     name: Arc<str>,
     /// `# HELP` and `# TYPE` lines, shared by every target that has the same ones.
     header: Arc<str>,
-    /// The sample lines (empty when the target has no series of it).
-    body: String,
+    /// Where its sample lines are in the target's text (empty when the target has no
+    /// series of it).
+    lines: std::ops::Range<u32>,
 }
 
 /// A target's families, encoded once per snapshot, in the three phases the merged output
-/// orders them by: `pg_up`, the collectors' families, Mesa's per-target meta families.
+/// orders them by: `pg_up`, the collectors' families, Mesa's per-target meta families. All
+/// sample lines are one string (one allocation per target, not one per family).
 #[derive(Debug, Clone)]
 pub struct EncodedTarget {
+    text: String,
     phases: [Vec<EncodedFamily>; 3],
 }
 
@@ -118,9 +121,13 @@ impl EncodedTarget {
         let with_more = format!("{{server=\"{server}\",");
         let alone = format!("{{server=\"{server}\"}}");
         let mut out = String::with_capacity(self.body_len() + self.header_len());
-        for family in self.phases.iter().flatten().filter(|f| !f.body.is_empty()) {
+        for family in self.phases.iter().flatten() {
+            let lines = self.lines(family);
+            if lines.is_empty() {
+                continue;
+            }
             out.push_str(&family.header);
-            for line in family.body.split_inclusive('\n') {
+            for line in lines.split_inclusive('\n') {
                 if let Some((name, rest)) = line.split_once(&with_more) {
                     out.push_str(name);
                     out.push('{');
@@ -139,7 +146,7 @@ impl EncodedTarget {
 
     /// The bytes of its sample lines.
     pub fn body_len(&self) -> usize {
-        self.phases.iter().flatten().map(|f| f.body.len()).sum()
+        self.text.len()
     }
 
     /// The bytes of its families' headers (written once per family in a merged scrape).
@@ -214,31 +221,39 @@ impl EncodedTarget {
     pub fn new(snapshot: &Arc<TargetSnapshot>, server_label: bool) -> Self {
         let derived = Self::derived(snapshot);
         let server = server_label.then_some(snapshot.target.as_str());
-        let entries = |families: &mut dyn Iterator<Item = &Family>| -> Vec<EncodedFamily> {
+        let mut text = String::new();
+        let mut entries = |families: &mut dyn Iterator<Item = &Family>| -> Vec<EncodedFamily> {
             let mut out: Vec<EncodedFamily> = families
                 .map(|f| {
                     let (name, header) = header(f);
-                    let mut body = String::new();
-                    if !f.series.is_empty() {
-                        // About one line per series; exact after the shrink below.
-                        body.reserve(f.series.len() * (f.name.len() + 48));
-                        super::lines::write_family(&mut body, f, server);
-                        // Kept for a whole interval: no growth slack.
-                        body.shrink_to_fit();
+                    let start = text.len();
+                    super::lines::write_family(&mut text, f, server);
+                    // A target's text stays far below 4 GiB (the guards bound its rows).
+                    let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                    EncodedFamily {
+                        name,
+                        header,
+                        lines: at(start)..at(text.len()),
                     }
-                    EncodedFamily { name, header, body }
                 })
                 .collect();
             out.shrink_to_fit();
             out
         };
-        Self {
-            phases: [
-                entries(&mut derived[..1].iter()),
-                entries(&mut collected(snapshot)),
-                entries(&mut derived[1..].iter()),
-            ],
-        }
+        let phases = [
+            entries(&mut derived[..1].iter()),
+            entries(&mut collected(snapshot)),
+            entries(&mut derived[1..].iter()),
+        ];
+        // Kept for a whole interval: no growth slack.
+        text.shrink_to_fit();
+        Self { text, phases }
+    }
+
+    /// The sample lines of `family` (one of this target's).
+    fn lines(&self, family: &EncodedFamily) -> &str {
+        let range = family.lines.start as usize..family.lines.end as usize;
+        self.text.get(range).unwrap_or("")
     }
 }
 
@@ -256,8 +271,9 @@ pub fn write_merged(out: &mut String, targets: &[Arc<EncodedTarget>]) {
                     order.push(family);
                     Vec::new()
                 });
-                if !family.body.is_empty() {
-                    entry.push(family.body.as_str());
+                let lines = target.lines(family);
+                if !lines.is_empty() {
+                    entry.push(lines);
                 }
             }
         }
