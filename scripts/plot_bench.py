@@ -34,8 +34,8 @@ def main() -> int:
     right.set_ylabel("resident memory, MiB", color="tab:red")
     right.set_ylim(bottom=0)
     for x, c, m in zip(targets, cpu, rss):
-        left.annotate(f"{c:.1f}%", (x, c), textcoords="offset points", xytext=(0, 6), ha="center", color="tab:blue")
-        right.annotate(f"{m:.0f} MiB", (x, m), textcoords="offset points", xytext=(0, -14), ha="center", color="tab:red")
+        left.annotate(f"{c:.1f}%", (x, c), textcoords="offset points", xytext=(-8, 8), ha="right", color="tab:blue")
+        right.annotate(f"{m:.0f} MiB", (x, m), textcoords="offset points", xytext=(8, -14), ha="left", color="tab:red")
     left.set_title("Mesa: CPU and memory against target count")
     fig.tight_layout()
     fig.savefig(out)

@@ -11,6 +11,7 @@ mod cost;
 mod dashboard;
 mod deploy;
 mod exporter;
+mod faults;
 mod flood;
 mod gateway_admin;
 mod gateway_errors;
