@@ -526,6 +526,22 @@ impl PgCluster {
         )
     }
 
+    /// Starts the server again after [`PgCluster::stop`] (same folder, port and roles).
+    pub fn start_again(&self) -> Result<(), HarnessError> {
+        self.pg_ctl_start()
+    }
+
+    /// The postmaster's process id (from `postmaster.pid`).
+    pub fn postmaster_pid(&self) -> Result<u32, HarnessError> {
+        let path = self.data_dir().join("postmaster.pid");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| fail(format!("{}: no pid on its first line", path.display())))
+    }
+
     /// Stops the server now (fast shutdown).
     pub fn stop(&self) {
         let _ = run(

@@ -43,24 +43,77 @@ struct Figures {
     healthy_collections: usize,
 }
 
-/// Runs one scenario: `role` is created (a `pg_monitor` member with the fixture password),
-/// Mesa watches `healthy` directly and `faulty` through a fault proxy, `inject` makes the
-/// fault, `clear` undoes it.
+/// The server behind the faulty target: the shared cluster, or one of the scenario's own.
+#[derive(Clone, Copy)]
+enum Server {
+    Shared,
+    Own(&'static mesa::testing::PgCluster),
+}
+
+impl Server {
+    fn cluster(self) -> &'static mesa::testing::PgCluster {
+        match self {
+            Server::Shared => cluster(),
+            Server::Own(c) => c,
+        }
+    }
+
+    /// A superuser session, or `None` while the server does not answer.
+    async fn superuser(self) -> Option<tokio_postgres::Client> {
+        let c = self.cluster();
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(c.host())
+            .port(c.port())
+            .user(c.superuser())
+            .password(c.password())
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(1));
+        let connect = config.connect(tokio_postgres::NoTls);
+        let (client, connection) = tokio::time::timeout(Duration::from_secs(1), connect)
+            .await
+            .ok()?
+            .ok()?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Some(client)
+    }
+}
+
+/// Runs one scenario on the shared cluster.
 async fn scenario<I, C>(role: &str, fault: Fault<'_>, inject: I, clear: C) -> Figures
+where
+    I: AsyncFnOnce(&FaultProxy, &str),
+    C: AsyncFnOnce(&FaultProxy, &str),
+{
+    scenario_on(Server::Shared, role, fault, inject, clear).await
+}
+
+/// Runs one scenario: `role` is created on `server` (a `pg_monitor` member with the fixture
+/// password), Mesa watches `healthy` (on the shared cluster) directly and `faulty` (on
+/// `server`) through a fault proxy, `inject` makes the fault, `clear` undoes it.
+async fn scenario_on<I, C>(
+    server: Server,
+    role: &str,
+    fault: Fault<'_>,
+    inject: I,
+    clear: C,
+) -> Figures
 where
     I: AsyncFnOnce(&FaultProxy, &str),
     C: AsyncFnOnce(&FaultProxy, &str),
 {
     {
         let _guard = role_lock().await;
-        let su = superuser("postgres").await;
+        let su = server.superuser().await.expect("the server answers");
         su.batch_execute(&format!(
             "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor"
         ))
         .await
         .expect("role");
     }
-    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], cluster().port()));
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.cluster().port()));
     let proxy = FaultProxy::start(upstream).await;
     let config = daemon_config(&format!(
         "collection: {{interval: {i}ms, timeout: {t}ms, connect_timeout: 500ms, statement_timeout: {s}ms, lock_timeout: 300ms}}
@@ -85,7 +138,9 @@ targets:
         .await,
         "{role}: both targets up before the fault"
     );
-    let su = superuser("postgres").await;
+    // Sessions are sampled on the faulty server; while it does not answer (stopped,
+    // restarting) there is nothing to count, and a new session is tried next time.
+    let mut su = server.superuser().await;
     let failures = |text: &str| {
         value(
             text,
@@ -120,16 +175,22 @@ targets:
         {
             healthy_seen.push(t);
         }
-        let row = su
-            .query_one(
+        if su.as_ref().is_none_or(|c| c.is_closed()) {
+            su = server.superuser().await;
+        }
+        if let Some(client) = &su {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&role];
+            let query = client.query_one(
                 "SELECT count(*), coalesce(max(extract(epoch FROM now() - query_start)) FILTER (WHERE state = 'active'), 0)::float8
                    FROM pg_stat_activity WHERE usename = $1",
-                &[&role],
-            )
-            .await
-            .expect("pg_stat_activity");
-        max_sessions = max_sessions.max(row.get::<_, i64>(0));
-        oldest = oldest.max(row.get::<_, f64>(1));
+                &params,
+            );
+            // A stopped postmaster leaves this session working; a bounded wait anyway.
+            if let Ok(Ok(row)) = tokio::time::timeout(Duration::from_secs(1), query).await {
+                max_sessions = max_sessions.max(row.get::<_, i64>(0));
+                oldest = oldest.max(row.get::<_, f64>(1));
+            }
+        }
         text
     };
 
@@ -381,4 +442,108 @@ async fn its_backends_terminated_by_the_server() {
     .await;
     stop.store(true, Ordering::Relaxed);
     let _ = killer.await;
+}
+
+/// A cluster of the scenario's own (the fault would disturb every other test).
+fn own_cluster(extra_conf: &[&str]) -> &'static mesa::testing::PgCluster {
+    let cluster = mesa::testing::PgCluster::start(mesa::testing::ClusterOptions {
+        extra_conf: extra_conf.iter().map(|s| (*s).to_owned()).collect(),
+        ..mesa::testing::ClusterOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("a scenario's PostgreSQL did not start: {e}"));
+    // Lives until the test binary exits (the harness' watchdog removes it then).
+    Box::leak(Box::new(cluster))
+}
+
+/// Sends `signal` to `pid` with the system's `kill`.
+fn kill(signal: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_postmaster() {
+    // SIGSTOP: the port still accepts (the kernel's backlog), nothing answers.
+    let own = own_cluster(&[]);
+    let pid = own.postmaster_pid().expect("pid");
+    scenario_on(
+        Server::Own(own),
+        "fault_sigstop",
+        Fault { reason: "timeout" },
+        async |_, _| kill("-STOP", pid),
+        async |_, _| kill("-CONT", pid),
+    )
+    .await;
+    own.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_under_collections() {
+    // 30 ms per chunk keeps collections in flight when the server goes down.
+    let own = own_cluster(&[]);
+    scenario_on(
+        Server::Own(own),
+        "fault_restart",
+        Fault {
+            reason: "unreachable",
+        },
+        async |p, _| {
+            set(p, Mode::Latency(Duration::from_millis(30))).await;
+            tokio::task::block_in_place(|| own.stop());
+        },
+        async |p, _| {
+            tokio::task::block_in_place(|| own.start_again()).expect("starts again");
+            set(p, Mode::Pass).await;
+        },
+    )
+    .await;
+    own.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_exhausted() {
+    // 3 of 8 slots are the superuser's; five sessions of another role take the rest.
+    let own = own_cluster(&["max_connections = 8", "superuser_reserved_connections = 3"]);
+    own.psql(
+        "postgres",
+        &format!("CREATE ROLE fault_hog LOGIN PASSWORD '{ROLE_PASSWORD}'"),
+    )
+    .expect("role");
+    let hogs: std::sync::Arc<tokio::sync::Mutex<Vec<tokio_postgres::Client>>> = Default::default();
+    let (take, give) = (hogs.clone(), hogs.clone());
+    scenario_on(
+        Server::Own(own),
+        "fault_max_conn",
+        Fault {
+            reason: "too_many_connections",
+        },
+        async move |_, _| {
+            let mut held = take.lock().await;
+            // Until the server refuses: every non-reserved slot is taken.
+            for _ in 0..8 {
+                let connect = tokio_postgres::Config::new()
+                    .host(own.host())
+                    .port(own.port())
+                    .user("fault_hog")
+                    .password(ROLE_PASSWORD)
+                    .dbname("postgres")
+                    .connect(tokio_postgres::NoTls)
+                    .await;
+                let Ok((client, connection)) = connect else {
+                    break;
+                };
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                held.push(client);
+            }
+            assert!(held.len() >= 4, "took {} slots", held.len());
+        },
+        async move |_, _| give.lock().await.clear(),
+    )
+    .await;
+    own.stop();
 }
