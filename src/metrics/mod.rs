@@ -47,12 +47,44 @@ pub const START_DELAY_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// The process' own resources, read from `/proc/self` when `/metrics` is scraped (what a
+/// leak would show first).
+#[derive(Debug, Default)]
+struct ProcessGauges {
+    open_fds: Gauge,
+    resident_bytes: Gauge,
+    alive_tasks: Gauge,
+}
+
+impl ProcessGauges {
+    fn refresh(&self) {
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds
+                .set(i64::try_from(dir.count()).unwrap_or(i64::MAX));
+        }
+        // statm's second field: resident pages.
+        if let Some(pages) = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<i64>().ok())
+        {
+            // Every Linux Mesa runs on uses 4 KiB pages on x86_64 and aarch64 by default.
+            self.resident_bytes.set(pages.saturating_mul(4096));
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let tasks = handle.metrics().num_alive_tasks();
+            self.alive_tasks
+                .set(i64::try_from(tasks).unwrap_or(i64::MAX));
+        }
+    }
+}
+
 /// The exporter's own instruments.
 #[derive(Debug)]
 pub struct ExporterMetrics {
     failures: Family<Labels, Counter>,
     skipped: Family<Labels, Counter>,
     reload_ok: Gauge,
+    process: ProcessGauges,
     admin_requests: Family<Labels, Counter>,
     start_delay: Histogram,
 }
@@ -63,6 +95,7 @@ impl Default for ExporterMetrics {
             failures: Family::default(),
             skipped: Family::default(),
             reload_ok: Gauge::default(),
+            process: ProcessGauges::default(),
             admin_requests: Family::default(),
             start_delay: Histogram::new(START_DELAY_BUCKETS),
         }
@@ -203,6 +236,21 @@ impl Metrics {
             exporter.start_delay.clone(),
         );
         registry.register(
+            "process_open_fds",
+            "Open file descriptors of the Mesa process",
+            exporter.process.open_fds.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the Mesa process, in bytes",
+            exporter.process.resident_bytes.clone(),
+        );
+        registry.register(
+            "mesa_runtime_alive_tasks",
+            "Tasks alive in Mesa's async runtime (one per target, plus listeners and requests in flight)",
+            exporter.process.alive_tasks.clone(),
+        );
+        registry.register(
             "mesa_admin_requests",
             "Admin API requests by action and outcome",
             exporter.admin_requests.clone(),
@@ -230,6 +278,7 @@ impl Metrics {
     /// encoding, shared between scrapes), then the exporter's own instruments, encoded now.
     pub fn scrape(&self) -> Scrape {
         let targets = self.encoded.get(&self.store);
+        self.exporter.process.refresh();
         let mut tail = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail; a collector error would be a bug in this module.
         if let Err(e) = encode(&mut tail, &self.registry) {
