@@ -768,21 +768,45 @@ async fn the_sql_for_every_version_up_to_the_installed_one_runs_here() {
 
 #[tokio::test]
 async fn a_collector_blocked_by_a_lock_times_out_alone_within_the_deadline() {
+    // The server's lock_timeout (300 ms), not Mesa's 10 s collection deadline, ends the wait.
+    blocked_collector(
+        "coll_blocked",
+        Duration::from_millis(300),
+        mesa::config::DEFAULT_STATEMENT_TIMEOUT,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_collector_cancelled_by_statement_timeout_fails_alone() {
+    // Now the statement_timeout (300 ms) fires first: the lock wait would last 5 s.
+    blocked_collector(
+        "coll_stmt_timeout",
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+    )
+    .await;
+}
+
+/// A collector whose statement waits on a lock held by another session, under these
+/// server-side timeouts: it fails alone with reason `timeout`, well before the longer one.
+async fn blocked_collector(database: &str, lock_timeout: Duration, statement_timeout: Duration) {
     // pg_stat_statements is a view over a function, so locking it blocks nothing else.
-    let db = fresh_database("coll_blocked").await;
+    let db = fresh_database(database).await;
     db.batch_execute("CREATE EXTENSION pg_stat_statements")
         .await
         .expect("extension");
     db.batch_execute("BEGIN; LOCK TABLE public.pg_stat_statements IN ACCESS EXCLUSIVE MODE")
         .await
         .expect("lock");
-    let mut t = monitor_of("coll_blocked");
+    let mut t = monitor_of(database);
     t.collection
         .collectors
         .selection
         .set("stat_statements", true)
         .expect("known collector");
-    t.collection.lock_timeout = Duration::from_millis(300);
+    t.collection.lock_timeout = lock_timeout;
+    t.collection.statement_timeout = statement_timeout;
     let started = std::time::Instant::now();
     let (collection, text) = collect_text(&t).await;
     let took = started.elapsed();
@@ -802,6 +826,10 @@ async fn a_collector_blocked_by_a_lock_times_out_alone_within_the_deadline() {
     }
     assert_eq!(must(&text, "pg_up", &[]), 1.0);
     assert!(!text.contains("pg_stat_statements_calls"), "{text}");
-    // The server's lock_timeout, not Mesa's 10 s collection deadline, ended the wait.
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    // The shorter server-side timeout ended the wait, not the longer one nor Mesa's 10 s
+    // collection deadline.
+    let shorter = lock_timeout.min(statement_timeout);
+    let longer = lock_timeout.max(statement_timeout);
+    assert!(took >= shorter, "{took:?}");
+    assert!(took < longer.min(Duration::from_secs(10)), "{took:?}");
 }
