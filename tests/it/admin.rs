@@ -73,6 +73,11 @@ impl Admin {
 /// An admin-enabled daemon; `main` and `other` point at the cluster as `monitor` with admin
 /// login `admin`.
 async fn start(tag: &str, monitor: &str, admin: &str) -> Admin {
+    start_with(tag, monitor, admin, monitor).await
+}
+
+/// As [`start`], with `other` collected as `other_monitor`.
+async fn start_with(tag: &str, monitor: &str, admin: &str, other_monitor: &str) -> Admin {
     let mut tokens = HashMap::new();
     let mut token_yaml = String::new();
     for (kind, name, scopes) in KINDS {
@@ -83,15 +88,15 @@ async fn start(tag: &str, monitor: &str, admin: &str) -> Admin {
         ));
         tokens.insert(kind, t.token.expose().to_owned());
     }
-    let target = |name: &str| {
+    let target = |name: &str, monitor: &str| {
         format!(
             "  - {{name: {name}, driver: postgres, host: '{{host}}', port: {{port}}, username: {monitor}, password_file: fixture.pw, sslmode: disable, admin: {{username: {admin}, password_file: fixture.pw}}}}\n"
         )
     };
     let yaml = format!(
         "collection: {{interval: 2s, timeout: 1s}}\nweb: {{listen_address: '127.0.0.1:0'}}\nadmin:\n  listen_address: '127.0.0.1:0'\n  audit_log: audit-{tag}.jsonl\n  tokens:\n{token_yaml}targets:\n{}{}",
-        target("main"),
-        target("other")
+        target("main", monitor),
+        target("other", other_monitor)
     );
     let config = daemon_config(&yaml);
     let audit = config.admin.audit_log.clone().expect("audit path");
@@ -127,6 +132,8 @@ async fn every_route_and_token_gets_its_documented_status() {
     let _serial = role_lock().await;
     roles(&[
         "CREATE ROLE matrix_monitor LOGIN PASSWORD 'fixture-password-0123456789' IN ROLE pg_monitor",
+        // `other` collects as its own role, so its collections never count as main's.
+        "CREATE ROLE matrix_other_monitor LOGIN PASSWORD 'fixture-password-0123456789' IN ROLE pg_monitor",
         "CREATE ROLE matrix_admin LOGIN SUPERUSER PASSWORD 'fixture-password-0123456789'",
         "CREATE SCHEMA matrix_schema",
         "CREATE TABLE matrix_schema.matrix_table (id int)",
@@ -134,7 +141,13 @@ async fn every_route_and_token_gets_its_documented_status() {
         "GRANT SELECT ON matrix_schema.matrix_table TO matrix_monitor",
     ])
     .await;
-    let admin = start("matrix", "matrix_monitor", "matrix_admin").await;
+    let admin = start_with(
+        "matrix",
+        "matrix_monitor",
+        "matrix_admin",
+        "matrix_other_monitor",
+    )
+    .await;
     let stranger = std::process::id().to_string();
     let routes: Vec<(&str, String, Option<String>, &str)> = vec![
         ("GET", "/api/v1/targets".into(), None, "read"),
@@ -256,6 +269,9 @@ async fn every_route_and_token_gets_its_documented_status() {
                 }
             }
         }
+        // A collection of main that started inside the window has finished after its 1 s
+        // deadline, and shows in finished_at.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         if store.get("main").map(|s| s.finished_at) == mark {
             assert_eq!(
                 (log_lines("matrix_monitor"), log_lines("matrix_admin")),
