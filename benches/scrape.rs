@@ -26,6 +26,8 @@ use mesa::snapshot::{SnapshotStore, TargetSnapshot};
 #[allow(dead_code)]
 #[path = "../tests/it/sample.rs"]
 mod sample;
+#[path = "common/scram.rs"]
+mod scram;
 
 fn snapshot(name: &str) -> TargetSnapshot {
     TargetSnapshot {
@@ -93,21 +95,11 @@ fn scrape_100(c: &mut Criterion) {
 }
 
 fn scram_client_proof(c: &mut Criterion) {
-    use base64::Engine as _;
-    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-    let salt = base64::engine::general_purpose::STANDARD.encode(b"sixteen byte slt");
     c.bench_function("scram_client_proof", |b| {
         b.iter(|| {
-            let mut scram = ScramSha256::new(b"bench-password", ChannelBinding::unsupported());
-            let first = String::from_utf8_lossy(scram.message()).into_owned();
-            let nonce = first
-                .split_once(",r=")
-                .map(|(_, n)| n.to_owned())
-                .unwrap_or_default();
-            scram
-                .update(format!("r={nonce}server,s={salt},i=4096").as_bytes())
-                .expect("a well-formed server-first message");
-            black_box(scram)
+            black_box(
+                scram::client_proof(b"bench-password").expect("a well-formed server-first message"),
+            )
         })
     });
 }

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 
 use mesa::testing::{ClusterOptions, PgCluster};
 
+#[path = "../benches/common/scram.rs"]
+mod scram;
+
 type Error = Box<dyn std::error::Error>;
 
 /// Clock ticks per second of `/proc/<pid>/stat` (Linux's USER_HZ, 100 on every Debian kernel).
@@ -415,19 +418,9 @@ struct Logins {
 /// The SCRAM-SHA-256 client proof alone: 4096 rounds of HMAC-SHA-256 (PBKDF2), with the
 /// same crate Mesa's driver uses, against a made-up server-first message.
 fn scram_hashing_ms(rounds: u32) -> Result<f64, Error> {
-    use base64::Engine as _;
-    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-    let salt = base64::engine::general_purpose::STANDARD.encode(b"sixteen byte slt");
     let start = thread_cpu();
     for _ in 0..rounds {
-        let mut scram = ScramSha256::new(PASSWORD.as_bytes(), ChannelBinding::unsupported());
-        let first = String::from_utf8_lossy(scram.message()).into_owned();
-        // The nonce never holds a comma, so the first ",r=" starts it.
-        let nonce = first
-            .split_once(",r=")
-            .map(|(_, n)| n)
-            .ok_or("no client nonce")?;
-        scram.update(format!("r={nonce}server,s={salt},i=4096").as_bytes())?;
+        scram::client_proof(PASSWORD.as_bytes())?;
     }
     Ok((thread_cpu() - start) * 1000.0 / f64::from(rounds))
 }

@@ -2,9 +2,9 @@
 //!
 //! Collectors build their families once per collection (`collectors`). This module encodes
 //! each target's families once per snapshot ([`EncodedTarget`]: the sample lines of every
-//! family, ready to copy) and, per scrape, only merges those texts across targets: one
-//! HELP/TYPE header per family name, then every target's lines for it. A scrape therefore
-//! formats no sample; it copies bytes. On `/metrics` every series carries `server="<target>"`; on
+//! family, ready to copy) and merges those texts across targets (`scrape` keeps the merge
+//! until a target changes): one HELP/TYPE header per family name, then every target's lines
+//! for it. A scrape therefore formats no sample; it copies bytes. On `/metrics` every series carries `server="<target>"`; on
 //! `/probe` the same families come without it. A target whose last attempt failed shows
 //! `pg_up 0` and no other `pg_*` series: a value is either fresh or absent, never stale.
 

@@ -3,8 +3,8 @@
 //! `/metrics` is the targets' families, copied from each target's encoding (made once per
 //! collection, when the scheduler stores the snapshot), followed by one long-lived registry of
 //! the exporter's counters and gauges (mutable instruments, touched only by the scheduler,
-//! the reloader and the admin API). `/probe` builds a small registry
-//! per request with one target's families and no `server` label. Output is OpenMetrics text.
+//! the reloader and the admin API). `/probe` is one target's encoding with the `server` label
+//! taken out. Output is OpenMetrics text.
 
 pub mod families;
 mod lines;
@@ -299,12 +299,8 @@ impl Metrics {
     }
 }
 
-/// Encodes `/probe` for one target: its families, no `server` label.
-pub fn render_probe(snapshot: Arc<TargetSnapshot>) -> String {
-    render_snapshots(vec![snapshot], false)
-}
-
-/// Encodes the families of `snapshots` alone (golden tests, `/probe`).
+/// Encodes the families of `snapshots` alone, from scratch (golden tests; `/probe` is served
+/// from the per-target encodings, [`Metrics::probe`]).
 pub fn render_snapshots(snapshots: Vec<Arc<TargetSnapshot>>, server_label: bool) -> String {
     families::render(&snapshots, server_label)
 }

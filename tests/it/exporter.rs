@@ -323,37 +323,13 @@ async fn get_encoded(
     path: &str,
     encoding: Option<&str>,
 ) -> (u16, hyper::HeaderMap, Vec<u8>) {
-    use http_body_util::BodyExt as _;
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut builder = hyper::Request::builder()
-        .uri(path)
-        .header(hyper::header::HOST, addr.to_string());
-    if let Some(e) = encoding {
-        builder = builder.header(hyper::header::ACCEPT_ENCODING, e);
-    }
-    let response = sender
-        .send_request(
-            builder
-                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-                .expect("request"),
-        )
+    let headers: Vec<_> = encoding
+        .map(|e| (hyper::header::ACCEPT_ENCODING, e.to_owned()))
+        .into_iter()
+        .collect();
+    let (status, headers, body) = exchange(addr, "GET", path, &headers, None)
         .await
-        .expect("response");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+        .unwrap_or_else(|| panic!("GET http://{addr}{path} failed"));
     (status, headers, body.to_vec())
 }
 

@@ -203,6 +203,28 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, S
 
 /// As [`http_get`], `None` when the connection or the exchange fails.
 pub async fn try_http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String, String)> {
+    let (status, headers, body) = exchange(addr, "GET", path, &[], None).await?;
+    let content_type = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    Some((
+        status,
+        content_type,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+/// One HTTP/1.1 exchange with a real client (hyper) on a fresh connection: status, headers
+/// and the raw body; `None` when the connection or the exchange fails.
+pub async fn exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(hyper::header::HeaderName, String)],
+    body: Option<&str>,
+) -> Option<(u16, hyper::HeaderMap, hyper::body::Bytes)> {
     use http_body_util::BodyExt as _;
     let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let (mut sender, conn) =
@@ -212,24 +234,23 @@ pub async fn try_http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, addr.to_string())
-        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, addr.to_string());
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            body.unwrap_or("").to_owned(),
+        )))
         .ok()?;
     let response = sender.send_request(request).await.ok()?;
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let headers = response.headers().clone();
     let body = response.into_body().collect().await.ok()?.to_bytes();
-    Some((
-        status,
-        content_type,
-        String::from_utf8_lossy(&body).into_owned(),
-    ))
+    Some((status, headers, body))
 }
 
 /// One parsed exposition sample.
@@ -404,39 +425,16 @@ pub async fn request(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Reply {
-    use http_body_util::BodyExt as _;
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, addr.to_string());
+    let mut headers = Vec::new();
     if let Some(token) = token {
-        builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        headers.push((hyper::header::AUTHORIZATION, format!("Bearer {token}")));
     }
     if body.is_some() {
-        builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+        headers.push((hyper::header::CONTENT_TYPE, "application/json".to_owned()));
     }
-    let request = builder
-        .body(http_body_util::Full::new(hyper::body::Bytes::from(
-            body.unwrap_or("").to_owned(),
-        )))
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
+    let (status, headers, body) = exchange(addr, method, path, &headers, body)
         .await
-        .expect("body")
-        .to_bytes();
+        .unwrap_or_else(|| panic!("{method} http://{addr}{path} failed"));
     Reply {
         status,
         headers,

@@ -81,6 +81,17 @@ impl Server {
     }
 }
 
+/// Creates `role` afresh on `server`: a `pg_monitor` member with the fixture password.
+async fn monitor_role(server: Server, role: &str) {
+    let _guard = role_lock().await;
+    let su = server.superuser().await.expect("the server answers");
+    su.batch_execute(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor"
+    ))
+    .await
+    .expect("role");
+}
+
 /// Runs one scenario on the shared cluster.
 async fn scenario<I, C>(role: &str, fault: Fault<'_>, inject: I, clear: C) -> Figures
 where
@@ -104,15 +115,7 @@ where
     I: AsyncFnOnce(&FaultProxy, &str),
     C: AsyncFnOnce(&FaultProxy, &str),
 {
-    {
-        let _guard = role_lock().await;
-        let su = server.superuser().await.expect("the server answers");
-        su.batch_execute(&format!(
-            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor"
-        ))
-        .await
-        .expect("role");
-    }
+    monitor_role(server, role).await;
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.cluster().port()));
     let proxy = FaultProxy::start(upstream).await;
     let config = daemon_config(&format!(
@@ -588,16 +591,7 @@ async fn settled(addr: std::net::SocketAddr) -> Resources {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_faults_injected_and_cleared_leak_nothing() {
     let role = "fault_cycles";
-    {
-        let _guard = role_lock().await;
-        superuser("postgres")
-            .await
-            .batch_execute(&format!(
-                "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor"
-            ))
-            .await
-            .expect("role");
-    }
+    monitor_role(Server::Shared, role).await;
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], cluster().port()));
     let proxy = FaultProxy::start(upstream).await;
     let dir = std::env::temp_dir().join(format!("mesa-cycles-{}", std::process::id()));
@@ -692,6 +686,23 @@ targets:
     );
 }
 
+/// Starts an admin call (`start`) with every chunk slowed by 60 ms, lets `moment` pass, then
+/// makes `fault`; returns the answer and how long after the fault it came.
+async fn interrupted(
+    proxy: &FaultProxy,
+    start: impl FnOnce() -> tokio::task::JoinHandle<Reply>,
+    moment: impl std::future::Future<Output = ()>,
+    fault: Mode,
+) -> (Reply, Duration) {
+    proxy.set(Mode::Latency(Duration::from_millis(60)));
+    let pending = start();
+    moment.await;
+    proxy.set(fault);
+    let at = Instant::now();
+    let reply = pending.await.expect("request task");
+    (reply, at.elapsed())
+}
+
 /// The audit log's records, one JSON object per line.
 fn audit_records(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -747,15 +758,15 @@ targets:
 
     // Create-user: every chunk is slowed, then the connection is reset while the call is in
     // flight (during the login or the transaction).
-    proxy.set(Mode::Latency(Duration::from_millis(60)));
-    let pending = call(
-        "POST",
-        "/api/v1/targets/faulty/users".to_owned(),
-        Some(r#"{"name":"fault_half_user"}"#),
-    );
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    proxy.set(Mode::Reset);
-    let created = pending.await.expect("request task");
+    let create = || {
+        call(
+            "POST",
+            "/api/v1/targets/faulty/users".to_owned(),
+            Some(r#"{"name":"fault_half_user"}"#),
+        )
+    };
+    let sleep = || tokio::time::sleep(Duration::from_millis(250));
+    let (created, _) = interrupted(&proxy, create, sleep(), Mode::Reset).await;
     eprintln!(
         "create-user, reset during the login: {} {}",
         created.status, created.body
@@ -773,31 +784,26 @@ targets:
 
     // Again, but the reset comes once Mesa's admin session exists on the server (logged in,
     // its transaction on the way).
-    proxy.set(Mode::Latency(Duration::from_millis(60)));
-    let pending = call(
-        "POST",
-        "/api/v1/targets/faulty/users".to_owned(),
-        Some(r#"{"name":"fault_half_user"}"#),
-    );
     let su = superuser("postgres").await;
-    let logged_in = Instant::now();
-    while su
-        .query_opt(
-            "SELECT 1 FROM pg_stat_activity WHERE usename = $1",
-            &[&admin],
-        )
-        .await
-        .expect("probe")
-        .is_none()
-    {
-        assert!(
-            logged_in.elapsed() < Duration::from_secs(5),
-            "no admin session"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    proxy.set(Mode::Reset);
-    let mid = pending.await.expect("request task");
+    let admin_session = async {
+        let logged_in = Instant::now();
+        while su
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity WHERE usename = $1",
+                &[&admin],
+            )
+            .await
+            .expect("probe")
+            .is_none()
+        {
+            assert!(
+                logged_in.elapsed() < Duration::from_secs(5),
+                "no admin session"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let (mid, _) = interrupted(&proxy, create, admin_session, Mode::Reset).await;
     eprintln!(
         "create-user, reset after the login: {} {}",
         mid.status, mid.body
@@ -819,22 +825,16 @@ targets:
         .await
         .expect("pid")
         .get(0);
-    proxy.set(Mode::Latency(Duration::from_millis(60)));
-    let pending = call(
-        "POST",
-        format!("/api/v1/targets/faulty/sessions/{pid}/terminate"),
-        None,
-    );
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    proxy.set(Mode::BlackHole);
-    let started = Instant::now();
-    let terminated = pending.await.expect("request task");
+    let terminate = || {
+        call(
+            "POST",
+            format!("/api/v1/targets/faulty/sessions/{pid}/terminate"),
+            None,
+        )
+    };
+    let (terminated, after_fault) = interrupted(&proxy, terminate, sleep(), Mode::BlackHole).await;
     assert_eq!(terminated.status, 504, "{}", terminated.body);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(after_fault < Duration::from_secs(10), "{after_fault:?}");
     proxy.set(Mode::Pass);
 
     // Nothing half-created: the role either does not exist or exists whole (created and
