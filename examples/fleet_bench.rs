@@ -27,6 +27,10 @@ use mesa::testing::{ClusterOptions, PgCluster};
 #[path = "../benches/common/scram.rs"]
 mod scram;
 
+#[path = "common/measure.rs"]
+mod measure;
+use measure::{machine, rss_mib, sum_of};
+
 type Error = Box<dyn std::error::Error>;
 
 /// Clock ticks per second of `/proc/<pid>/stat` (Linux's USER_HZ, 100 on every Debian kernel).
@@ -161,17 +165,6 @@ fn server_cpu(postmaster: u32) -> f64 {
     total
 }
 
-/// Resident memory of `pid` in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 /// CPU time of the calling thread, in seconds (nanosecond resolution).
 fn thread_cpu() -> f64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
@@ -230,17 +223,6 @@ fn series(text: &str) -> usize {
     text.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .count()
-}
-
-/// Sum of the samples of `name` (exact name, any labels).
-fn sum_of(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// `le` → cumulative count of a histogram.
@@ -627,30 +609,6 @@ fn scale(args: &Args, dir: &Path, cluster: &PgCluster, targets: usize) -> Result
 }
 
 // ---- the report ------------------------------------------------------------------------------
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpu
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_default();
-    let cores = cpu.lines().filter(|l| l.starts_with("processor")).count();
-    let sha = if cpu.contains(" sha_ni") { "yes" } else { "no" };
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-        / 1024.0;
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!(
-        "{model}, {cores} cores (SHA extensions: {sha}), {mem:.0} GiB, Linux {}",
-        kernel.trim()
-    )
-}
 
 fn version(cmd: &Path, arg: &str) -> String {
     Command::new(cmd)

@@ -8,6 +8,10 @@
 //!   checks that the committed Grafana dashboard is what `grafana/dashboard.py` builds, then
 //!   runs `cargo test` with that environment first on `PATH`.
 //!
+//! - `cargo xtask bench [-- --smoke]`: Mesa and postgres_exporter side by side.
+//! - `cargo xtask soak [-- --duration 30m] [--seed N] [--fault-every 30s] [--smoke]`
+//!   (`scripts/soak`): Mesa under random faults, then the plot of its figures over time.
+//!
 //! Debian packages are installed with apt-get when running as root; otherwise the exact
 //! command to run is printed and nothing else happens. Standard library only, so it builds
 //! before anything is installed.
@@ -59,7 +63,7 @@ fn status(cmd: &mut Command, what: &str) -> Result<bool> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  cargo xtask demo [-- --check]        Mesa against a throwaway PostgreSQL\n  cargo xtask test [-- <cargo test args>]   the whole test suite\n  cargo xtask setup                     install what both need, then stop\n  cargo xtask bench [-- --smoke]        Mesa and postgres_exporter side by side (docs/BENCHMARKS.md)"
+        "usage:\n  cargo xtask demo [-- --check]        Mesa against a throwaway PostgreSQL\n  cargo xtask test [-- <cargo test args>]   the whole test suite\n  cargo xtask setup                     install what both need, then stop\n  cargo xtask bench [-- --smoke]        Mesa and postgres_exporter side by side (docs/BENCHMARKS.md)\n  cargo xtask soak [-- --duration 30m] [--seed N] [--smoke]   faults for as long as asked (docs/RELIABILITY.md)"
     );
     ExitCode::from(64)
 }
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         "demo" => demo(&args),
         "test" => test(&args),
         "bench" => bench(&args),
+        "soak" => soak(&args),
         "setup" => system::ensure(system::Need::Tests)
             .and_then(|()| python::ensure())
             .map(|_| true),
@@ -198,4 +203,78 @@ fn bench(args: &[String]) -> Result<bool> {
     }
     println!("== wrote {report}", report = report.display());
     Ok(true)
+}
+
+/// `cargo xtask soak`: builds Mesa and the soak in release, runs it (30 minutes unless
+/// `--duration`; `--smoke` 100 s with a fault every 15 s, into `target/soak-smoke/`), then
+/// draws the plot. Fails when the soak found a problem or the plot was not written.
+fn soak(args: &[String]) -> Result<bool> {
+    let mut smoke = false;
+    let mut passed: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--smoke" => smoke = true,
+            "--duration" | "--seed" | "--fault-every" => match it.next() {
+                Some(v) => passed.extend([a.clone(), v.clone()]),
+                None => return fail(format!("{a} needs a value")),
+            },
+            _ => {
+                return fail(
+                    "usage: cargo xtask soak [-- --duration 30m] [--seed N] [--fault-every 30s] [--smoke]",
+                );
+            }
+        }
+    }
+    system::ensure(system::Need::Tests)?;
+    let venv = python::ensure()?;
+    let out = if smoke {
+        target_dir().join("soak-smoke")
+    } else {
+        root().join("docs")
+    };
+    println!("== cargo build --release (Mesa and the soak)");
+    let mut build = cargo();
+    build.current_dir(root()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "--bin",
+        "mesa",
+        "--example",
+        "soak",
+    ]);
+    if !status(&mut build, "cargo build --release")? {
+        return Ok(false);
+    }
+    let release = target_dir().join("release");
+    let mut command = String::from("scripts/soak");
+    for a in args {
+        command.push(' ');
+        command.push_str(a);
+    }
+    let mut run = Command::new(release.join("examples/soak"));
+    run.current_dir(root())
+        .arg("--mesa")
+        .arg(release.join("mesa"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--command", &command]);
+    if smoke {
+        run.args(["--duration", "100s", "--fault-every", "15s"]);
+    }
+    run.args(&passed);
+    let passed_soak = status(&mut run, "soak")?;
+    // The plot is drawn even for a failed run: it shows what went wrong.
+    let mut plot = Command::new(venv.join("bin/python"));
+    plot.current_dir(root())
+        .arg("scripts/plot_soak.py")
+        .arg(out.join("soak.csv"))
+        .arg(out.join("soak-faults.csv"))
+        .arg(out.join("soak.png"));
+    if !status(&mut plot, "scripts/plot_soak.py")? {
+        return Ok(false);
+    }
+    println!("== wrote {}", out.join("RELIABILITY.md").display());
+    Ok(passed_soak)
 }
