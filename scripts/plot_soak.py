@@ -55,8 +55,12 @@ def main() -> int:
             color="0.4",
         )
     mem.plot(minutes, column(samples, "rss_mib"), color="tab:red", lw=1)
-    mem.set_ylabel("resident memory, MiB")
+    mem.set_ylabel("resident memory, MiB", color="tab:red")
     mem.set_ylim(bottom=0)
+    size = mem.twinx()
+    size.plot(minutes, column(samples, "exposition_mib"), color="tab:cyan", lw=0.6)
+    size.set_ylabel("/metrics size, MiB", color="tab:cyan")
+    size.set_ylim(bottom=0)
     mem.set_title("Mesa under a fault every period (shaded: a fault held), 50 targets every 1 s")
 
     fds.plot(minutes, column(samples, "fds"), color="tab:blue", lw=0.8, label="open descriptors")

@@ -206,7 +206,7 @@ fn bench(args: &[String]) -> Result<bool> {
 }
 
 /// `cargo xtask soak`: builds Mesa and the soak in release, runs it (30 minutes unless
-/// `--duration`; `--smoke` 100 s with a fault every 15 s, into `target/soak-smoke/`), then
+/// `--duration`; `--smoke` 100 s with a fault every 20 s, into `target/soak-smoke/`), then
 /// draws the plot. Fails when the soak found a problem or the plot was not written.
 fn soak(args: &[String]) -> Result<bool> {
     let mut smoke = false;
@@ -261,7 +261,7 @@ fn soak(args: &[String]) -> Result<bool> {
         .arg(&out)
         .args(["--command", &command]);
     if smoke {
-        run.args(["--duration", "100s", "--fault-every", "15s"]);
+        run.args(["--duration", "100s", "--fault-every", "20s"]);
     }
     run.args(&passed);
     let passed_soak = status(&mut run, "soak")?;

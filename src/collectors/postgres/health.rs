@@ -5,13 +5,19 @@ use super::{Definition, Metric, Plan, Statement, shaped};
 
 /// Client backends other than Mesa's own, against the slots ordinary roles may use. The
 /// ratio is NULL (no series) when no slot is usable. PostgreSQL 10 and later.
+///
+/// The last column, `hidden`, is not exported: the sessions `pg_stat_activity` hides from
+/// the role (their `backend_type` is NULL without `pg_read_all_stats`, which `pg_monitor`
+/// grants). Above 0 the counts would be silently low, so the collection fails instead
+/// (`permission_denied`, see [`HIDDEN_COLUMN`]).
 const SQL: &str = "\
 SELECT s.version, s.short_version, 1::pg_catalog.int8 AS static, s.started, s.max_connections,
        s.reserved,
        CASE WHEN s.max_connections OPERATOR(pg_catalog.>) s.reserved
             THEN s.sessions::pg_catalog.float8 OPERATOR(pg_catalog./)
                  (s.max_connections OPERATOR(pg_catalog.-) s.reserved)::pg_catalog.float8
-       END AS utilization
+       END AS utilization,
+       s.hidden
   FROM (SELECT pg_catalog.version() AS version,
                pg_catalog.concat(v.num OPERATOR(pg_catalog./) 10000, '.',
                                  v.num OPERATOR(pg_catalog.%) 10000, '.0') AS short_version,
@@ -22,9 +28,14 @@ SELECT s.version, s.short_version, 1::pg_catalog.int8 AS static, s.started, s.ma
                  AS reserved,
                (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a
                  WHERE a.backend_type OPERATOR(pg_catalog.=) 'client backend'
-                   AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()) AS sessions
+                   AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()) AS sessions,
+               (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a
+                 WHERE a.backend_type IS NULL) AS hidden
           FROM (SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4 AS num) v
        ) s";
+
+/// Index of the `hidden` value column (after the five exported ones).
+pub const HIDDEN_COLUMN: usize = 5;
 
 /// The collector.
 pub const COLLECTOR: Definition = Definition {

@@ -300,11 +300,23 @@ pub async fn collect(
     deadline: Deadline,
 ) -> Result<Collection, GatewayError> {
     let endpoint = gateway.endpoint();
-    gateway
+    let (collection, hidden) = gateway
         .collection_session(deadline, async |client, version| {
             run(client, version, options, &endpoint).await
         })
-        .await
+        .await?;
+    // A role without pg_read_all_stats (pg_monitor) sees other roles' sessions without
+    // their type: connection counts and utilisation would read low, and a saturation alert
+    // would stay silent. That is a monitoring outage, said as one.
+    if hidden > 0 {
+        tracing::warn!(%endpoint, hidden, "pg_stat_activity hides sessions from the monitoring role");
+        return Err(GatewayError::PermissionDenied {
+            action: format!(
+                "see every session: pg_stat_activity hides {hidden} from the monitoring role (grant it pg_monitor)"
+            ),
+        });
+    }
+    Ok(collection)
 }
 
 /// A collector's failure before or during its statement.
@@ -381,7 +393,7 @@ async fn run(
     version: u32,
     options: &Options,
     endpoint: &str,
-) -> Result<Collection, tokio_postgres::Error> {
+) -> Result<(Collection, i64), tokio_postgres::Error> {
     let mut server = Server {
         version,
         stat_statements_schema: None,
@@ -430,6 +442,8 @@ async fn run(
         }
     }
     let mut results: Vec<Option<Outcome>> = runnable.iter().map(|_| None).collect();
+    // Sessions pg_stat_activity hides from the role (the health statement's last column).
+    let mut hidden = 0i64;
     let mut start = 0;
     let mut sent_at = Instant::now();
     let mut begin = Some(sql::COLLECTION_BEGIN);
@@ -475,6 +489,14 @@ async fn run(
                             .map(|row| decode(def, row))
                             .collect::<Result<Vec<_>, _>>()
                     });
+                    if def.name == super::HEALTH
+                        && let Ok(records) = &decoded
+                        && let Some(Some(Value::Int(n))) = records
+                            .first()
+                            .map(|r| r.values.get(health::HIDDEN_COLUMN).copied().flatten())
+                    {
+                        hidden = n;
+                    }
                     results[i] = Some(match decoded {
                         Ok(records) => Outcome {
                             collector: def.name,
@@ -509,8 +531,11 @@ async fn run(
     outcomes.extend(results.into_iter().flatten());
     // Run order, health first, whatever failed where.
     outcomes.sort_by_key(|o| ALL.iter().position(|d| d.name == o.collector));
-    Ok(Collection {
-        server_version: version,
-        outcomes,
-    })
+    Ok((
+        Collection {
+            server_version: version,
+            outcomes,
+        },
+        hidden,
+    ))
 }

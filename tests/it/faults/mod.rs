@@ -866,3 +866,167 @@ targets:
         .await
         .expect("clean shutdown");
 }
+
+/// A role without `pg_monitor` sees other roles' sessions without their type: connection
+/// counts and utilisation would read low and a saturation alert stay silent. Mesa says so:
+/// `pg_up` 0 with reason `permission_denied` (and the grant to make in its log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_monitor_revoked() {
+    scenario(
+        "fault_unprivileged",
+        Fault {
+            reason: "permission_denied",
+        },
+        async |_, role| admin_sql(&format!("REVOKE pg_monitor FROM {role}")).await,
+        async |_, role| admin_sql(&format!("GRANT pg_monitor TO {role}")).await,
+    )
+    .await;
+}
+
+/// The one fault of the list that is not an outage, on a running daemon: a lock that a
+/// collector's statement waits on. It fails that collector alone, counted with reason
+/// `timeout` after `lock_timeout`, inside the collection's deadline; `pg_up` stays 1 (paging
+/// for one blocked view would be a false alarm, and would blind every other panel), the
+/// other collectors deliver, it clears without a restart, and the healthy target never
+/// notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_fails_its_collector_not_the_health_check() {
+    let role = "fault_locked";
+    monitor_role(Server::Shared, role).await;
+    let db = fresh_database("fault_locked").await;
+    db.batch_execute("CREATE EXTENSION pg_stat_statements")
+        .await
+        .expect("extension");
+    let config = daemon_config(&format!(
+        "collection: {{interval: {i}ms, timeout: {t}ms, connect_timeout: 500ms, statement_timeout: {s}ms, lock_timeout: 300ms}}
+web: {{listen_address: '127.0.0.1:0'}}
+targets:
+  - {{name: healthy, driver: postgres, host: '{{host}}', port: {{port}}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}}
+  - {{name: faulty, driver: postgres, host: '{{host}}', port: {{port}}, database: fault_locked, username: {role}, password_file: fixture.pw, sslmode: disable, collectors: {{stat_statements: true}}}}
+",
+        i = INTERVAL.as_millis(),
+        t = TIMEOUT.as_millis(),
+        s = STATEMENT_TIMEOUT.as_millis(),
+    ));
+    let app = App::start(config).await.expect("daemon starts");
+    let addr = app.metrics_addr();
+    let statements = |text: &str| {
+        value(
+            text,
+            "mesa_collector_success",
+            &[("server", "faulty"), ("collector", "stat_statements")],
+        )
+    };
+    let lock_failures = |text: &str| {
+        value(
+            text,
+            "mesa_collect_failures_total",
+            &[
+                ("server", "faulty"),
+                ("collector", "stat_statements"),
+                ("reason", "timeout"),
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+    let (ready, text) = poll_until(
+        Duration::from_secs(5),
+        || async { http_get(addr, "/metrics").await.2 },
+        |text| {
+            statements(text) == Some(1.0)
+                && value(text, "pg_up", &[("server", "healthy")]) == Some(1.0)
+        },
+    )
+    .await;
+    assert!(
+        ready,
+        "before the lock, both up, stat_statements succeeds:\n{text}"
+    );
+
+    // Every scrape while the lock lasts: both targets up, no health failure.
+    let both_up = |text: &str, moment: &str| {
+        for server in ["healthy", "faulty"] {
+            assert_eq!(
+                value(text, "pg_up", &[("server", server)]),
+                Some(1.0),
+                "{moment}: {server} down"
+            );
+            let health_failures: f64 = samples(text)
+                .iter()
+                .filter(|s| {
+                    s.name == "mesa_collect_failures_total"
+                        && s.labels.iter().any(|(k, v)| k == "server" && v == server)
+                        && s.labels
+                            .iter()
+                            .any(|(k, v)| k == "collector" && v == "health")
+                })
+                .map(|s| s.value)
+                .sum();
+            assert_eq!(
+                health_failures, 0.0,
+                "{moment}: {server}'s health check failed"
+            );
+        }
+    };
+
+    let before = lock_failures(&text);
+    db.batch_execute("BEGIN; LOCK TABLE public.pg_stat_statements IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let (failed, text) = poll_until(
+        Duration::from_secs(5),
+        || async {
+            let text = http_get(addr, "/metrics").await.2;
+            both_up(&text, "locked");
+            text
+        },
+        |text| lock_failures(text) >= before + 2.0 && statements(text) == Some(0.0),
+    )
+    .await;
+    assert!(
+        failed,
+        "locked: stat_statements fails alone, twice:\n{text}"
+    );
+    // The other collectors of the locked target still deliver.
+    assert_eq!(
+        value(
+            &text,
+            "mesa_collector_success",
+            &[("server", "faulty"), ("collector", "activity")]
+        ),
+        Some(1.0)
+    );
+    // Failed by lock_timeout (300 ms), inside the collection's deadline.
+    let last = value(
+        &text,
+        "mesa_collect_duration_seconds",
+        &[("server", "faulty")],
+    )
+    .expect("the last collection's duration");
+    assert!(
+        last < TIMEOUT.as_secs_f64(),
+        "a locked collection took {last} s"
+    );
+    db.batch_execute("ROLLBACK").await.expect("unlock");
+    let (recovered, text) = poll_until(
+        Duration::from_secs(5),
+        || async { http_get(addr, "/metrics").await.2 },
+        |text| statements(text) == Some(1.0),
+    )
+    .await;
+    assert!(
+        recovered,
+        "unlocked: stat_statements succeeds again:\n{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "mesa_collect_skipped_total",
+            &[("server", "healthy")]
+        ),
+        Some(0.0)
+    );
+    app.shutdown(DEFAULT_GRACE_PERIOD)
+        .await
+        .expect("clean shutdown");
+}
