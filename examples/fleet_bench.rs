@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ mod scram;
 
 #[path = "common/measure.rs"]
 mod measure;
-use measure::{machine, rss_mib, sum_of};
+use measure::{free_port, machine, rss_mib, sum_of};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -185,10 +185,6 @@ fn postmaster_pid(cluster: &PgCluster) -> Result<u32, Error> {
 }
 
 // ---- HTTP ----------------------------------------------------------------------------------
-
-fn free_port() -> Result<u16, Error> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 /// One HTTP/1.0 GET: status and body.
 fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), Error> {

@@ -41,7 +41,7 @@ use proxy::{FaultProxy, Mode};
 
 #[path = "common/measure.rs"]
 mod measure;
-use measure::{machine, rss_mib, sum_of};
+use measure::{free_port, machine, rss_mib, sum_of};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -260,18 +260,6 @@ struct Lab {
 }
 
 impl Lab {
-    fn config(&self, user: &str, password: &str, db: &str) -> tokio_postgres::Config {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(self.cluster.host())
-            .port(self.cluster.port())
-            .user(user)
-            .password(password)
-            .dbname(db)
-            .connect_timeout(Duration::from_secs(2));
-        config
-    }
-
     /// A session as `user`, or `None` while the server does not let it in.
     async fn session(
         &self,
@@ -279,22 +267,13 @@ impl Lab {
         password: &str,
         db: &str,
     ) -> Option<tokio_postgres::Client> {
-        let config = self.config(user, password, db);
-        let connect = config.connect(tokio_postgres::NoTls);
-        let (client, connection) = tokio::time::timeout(Duration::from_secs(3), connect)
+        self.cluster
+            .try_session(user, password, db, Duration::from_secs(3))
             .await
-            .ok()?
-            .ok()?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Some(client)
     }
 
     async fn superuser(&self, db: &str) -> Option<tokio_postgres::Client> {
-        let cluster = Arc::clone(&self.cluster);
-        self.session(cluster.superuser(), cluster.password(), db)
-            .await
+        self.cluster.try_superuser(db, Duration::from_secs(3)).await
     }
 
     /// Runs `sql` as the superuser, retrying while the server restarts.
@@ -316,6 +295,15 @@ impl Lab {
 
     fn roles(hit: &[usize]) -> String {
         hit.iter().map(|&i| role(i)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `ALTER ROLE <role> <change>` for every hit target's role, in one session.
+    async fn alter_roles(&self, hit: &[usize], change: &str) -> Result<(), Error> {
+        let batch: String = hit
+            .iter()
+            .map(|&i| format!("ALTER ROLE {} {change};", role(i)))
+            .collect();
+        self.sql(&batch).await
     }
 
     async fn inject(self: &Arc<Self>, fault: Fault, hit: &[usize]) -> Result<Held, Error> {
@@ -347,20 +335,12 @@ impl Lab {
                 Held::Nothing
             }
             Fault::ConnectionLimitZero => {
-                for &i in hit {
-                    self.sql(&format!("ALTER ROLE {} CONNECTION LIMIT 0", role(i)))
-                        .await?;
-                }
+                self.alter_roles(hit, "CONNECTION LIMIT 0").await?;
                 Held::Nothing
             }
             Fault::WrongPassword => {
-                for &i in hit {
-                    self.sql(&format!(
-                        "ALTER ROLE {} PASSWORD 'not-the-one-in-the-file'",
-                        role(i)
-                    ))
+                self.alter_roles(hit, "PASSWORD 'not-the-one-in-the-file'")
                     .await?;
-                }
                 Held::Nothing
             }
             Fault::MonitorRevoked => {
@@ -436,17 +416,10 @@ impl Lab {
                     self.proxies[i].set(Mode::Pass);
                 }
             }
-            Fault::ConnectionLimitZero => {
-                for &i in hit {
-                    self.sql(&format!("ALTER ROLE {} CONNECTION LIMIT -1", role(i)))
-                        .await?;
-                }
-            }
+            Fault::ConnectionLimitZero => self.alter_roles(hit, "CONNECTION LIMIT -1").await?,
             Fault::WrongPassword => {
-                for &i in hit {
-                    self.sql(&format!("ALTER ROLE {} PASSWORD '{PASSWORD}'", role(i)))
-                        .await?;
-                }
+                self.alter_roles(hit, &format!("PASSWORD '{PASSWORD}'"))
+                    .await?
             }
             Fault::MonitorRevoked => {
                 self.sql(&format!("GRANT pg_monitor TO {}", Self::roles(hit)))
@@ -613,12 +586,6 @@ impl Drop for Mesa {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> Result<u16, Error> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn start_mesa(args: &Args, dir: &Path, proxies: &[FaultProxy]) -> Result<Mesa, Error> {

@@ -1,6 +1,6 @@
-//! Measuring helpers shared by the fleet benchmark and the soak: a process' resident
-//! memory from `/proc`, sums of samples in an exposition, and a one-line description of the
-//! machine for reports.
+//! Helpers shared by the fleet benchmark and the soak: a process' resident memory from
+//! `/proc`, sums of samples in an exposition, a free loopback port for the processes under
+//! test, and a one-line description of the machine for reports.
 
 /// Resident memory of `pid` in MiB (0 when the process is gone).
 pub fn rss_mib(pid: u32) -> f64 {
@@ -47,4 +47,11 @@ pub fn machine() -> String {
         "{model}, {cores} cores (SHA extensions: {sha}), {mem:.0} GiB, Linux {}",
         kernel.trim()
     )
+}
+
+/// A loopback port free right now (for a listener the process under test opens).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

@@ -526,6 +526,43 @@ impl PgCluster {
         )
     }
 
+    /// A plain (no TLS) session as `user` on `database`, its connection driven by a spawned
+    /// task; `None` unless the server lets it in within `limit` (stopped, restarting, full,
+    /// refusing the role). For fault tests and the soak, which must never wait on a server
+    /// they have just stopped.
+    pub async fn try_session(
+        &self,
+        user: &str,
+        password: &str,
+        database: &str,
+        limit: std::time::Duration,
+    ) -> Option<tokio_postgres::Client> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(self.host())
+            .port(self.port)
+            .user(user)
+            .password(password)
+            .dbname(database)
+            .connect_timeout(limit);
+        let connect = config.connect(tokio_postgres::NoTls);
+        let (client, connection) = tokio::time::timeout(limit, connect).await.ok()?.ok()?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Some(client)
+    }
+
+    /// [`PgCluster::try_session`] as the superuser.
+    pub async fn try_superuser(
+        &self,
+        database: &str,
+        limit: std::time::Duration,
+    ) -> Option<tokio_postgres::Client> {
+        self.try_session(self.superuser(), &self.password, database, limit)
+            .await
+    }
+
     /// Starts the server again after [`PgCluster::stop`] (same folder, port and roles).
     pub fn start_again(&self) -> Result<(), HarnessError> {
         self.pg_ctl_start()

@@ -754,14 +754,11 @@ async fn the_sql_for_every_version_up_to_the_installed_one_runs_here() {
             };
             let rows = rows.unwrap_or_else(|e| panic!("{} for {version}: {e}", def.name));
             for row in &rows {
-                // Label columns, then one value column per metric (plus the guard's total,
-                // plus health's unexported count of sessions hidden from the role).
+                // Label columns, one value column per metric, then the trailing ones (the
+                // guard's total, health's count of sessions hidden from the role).
                 assert_eq!(
                     row.len(),
-                    def.labels.len()
-                        + def.metrics.len()
-                        + usize::from(def.guarded)
-                        + usize::from(def.name == "health"),
+                    def.labels.len() + def.metrics.len() + def.trailing_columns(),
                     "{} for {version}",
                     def.name
                 );

@@ -129,11 +129,7 @@ targets:
     );
     // Same collection, same pg_stat_activity snapshot: the groups add up to the client
     // backends the health query counted (utilization = backends / usable slots).
-    let activity_total: f64 = samples(&body)
-        .iter()
-        .filter(|s| s.name == "pg_stat_activity_count" && s.label("server") == Some("local"))
-        .map(|s| s.value)
-        .sum();
+    let activity_total = sum(&body, "pg_stat_activity_count", &[("server", "local")]);
     let usable = local("pg_settings_max_connections", &[]).expect("max")
         - local("pg_settings_superuser_reserved_connections", &[]).expect("reserved");
     let ratio = local("pg_connections_utilization_ratio", &[]).expect("ratio");

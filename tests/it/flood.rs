@@ -176,13 +176,7 @@ targets:
         .expect("clock")
         .as_secs_f64();
     for target in ["flood_a", "flood_b"] {
-        let failures: f64 = samples(&body)
-            .iter()
-            .filter(|s| {
-                s.name == "mesa_collect_failures_total" && s.label("server") == Some(target)
-            })
-            .map(|s| s.value)
-            .sum();
+        let failures = sum(&body, "mesa_collect_failures_total", &[("server", target)]);
         assert_eq!(failures, 0.0, "{target} had failed collections:\n{body}");
         assert_eq!(value(&body, "pg_up", &[("server", target)]), Some(1.0));
         let last = value(

@@ -348,6 +348,15 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     }
 }
 
+/// The sum of the samples named `name` whose labels include `labels` (0 when there are none).
+pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(text)
+        .iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
+        .map(|s| s.value)
+        .sum()
+}
+
 /// A Python tool from the environment `cargo xtask test` sets up.
 pub use crate::venv::tool as venv_tool;
 

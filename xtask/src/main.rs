@@ -129,6 +129,45 @@ fn test(args: &[String]) -> Result<bool> {
     status(&mut cmd, "cargo test")
 }
 
+/// Builds Mesa and `example` in release (`what` names the example in the log); the release
+/// folder, or `None` when the build failed.
+fn build_release(example: &str, what: &str) -> Result<Option<PathBuf>> {
+    println!("== cargo build --release (Mesa and {what})");
+    let mut build = cargo();
+    build.current_dir(root()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "--bin",
+        "mesa",
+        "--example",
+        example,
+    ]);
+    Ok(status(&mut build, "cargo build --release")?.then(|| target_dir().join("release")))
+}
+
+/// The release build of `example` against the release `mesa`, writing into `out`, with the
+/// command its report names.
+fn example_run(release: &Path, example: &str, out: &Path, command: &str) -> Command {
+    let mut run = Command::new(release.join("examples").join(example));
+    run.current_dir(root())
+        .arg("--mesa")
+        .arg(release.join("mesa"))
+        .arg("--out")
+        .arg(out)
+        .args(["--command", command]);
+    run
+}
+
+/// Runs `script` (under `scripts/`) with the environment's Python on `files`.
+fn plot(venv: &Path, script: &str, files: &[PathBuf]) -> Result<bool> {
+    let mut plot = Command::new(venv.join("bin/python"));
+    plot.current_dir(root())
+        .arg(Path::new("scripts").join(script))
+        .args(files);
+    status(&mut plot, script)
+}
+
 /// `cargo xtask bench`: builds Mesa and the benchmark in release, runs it (about ten minutes;
 /// `--smoke` about one, into `target/bench-smoke/`), then draws the plot.
 fn bench(args: &[String]) -> Result<bool> {
@@ -144,45 +183,26 @@ fn bench(args: &[String]) -> Result<bool> {
     } else {
         root().join("docs")
     };
-    println!("== cargo build --release (Mesa and the benchmark)");
-    let mut build = cargo();
-    build.current_dir(root()).args([
-        "build",
-        "--release",
-        "--quiet",
-        "--bin",
-        "mesa",
-        "--example",
-        "fleet_bench",
-    ]);
-    if !status(&mut build, "cargo build --release")? {
+    let Some(release) = build_release("fleet_bench", "the benchmark")? else {
         return Ok(false);
-    }
-    let release = target_dir().join("release");
+    };
     let command = if smoke {
         "cargo xtask bench -- --smoke"
     } else {
         "cargo xtask bench"
     };
-    let mut run = Command::new(release.join("examples/fleet_bench"));
-    run.current_dir(root())
-        .arg("--mesa")
-        .arg(release.join("mesa"))
-        .arg("--out")
-        .arg(&out)
-        .args(["--command", command]);
+    let mut run = example_run(&release, "fleet_bench", &out, command);
     if smoke {
         run.arg("--smoke");
     }
     if !status(&mut run, "fleet_bench")? {
         return Ok(false);
     }
-    let mut plot = Command::new(venv.join("bin/python"));
-    plot.current_dir(root())
-        .arg("scripts/plot_bench.py")
-        .arg(out.join("scale.csv"))
-        .arg(out.join("benchmarks.png"));
-    if !status(&mut plot, "scripts/plot_bench.py")? {
+    if !plot(
+        &venv,
+        "plot_bench.py",
+        &[out.join("scale.csv"), out.join("benchmarks.png")],
+    )? {
         return Ok(false);
     }
     let report = out.join("BENCHMARKS.md");
@@ -207,25 +227,11 @@ fn bench(args: &[String]) -> Result<bool> {
 
 /// `cargo xtask soak`: builds Mesa and the soak in release, runs it (30 minutes unless
 /// `--duration`; `--smoke` 100 s with a fault every 20 s, into `target/soak-smoke/`), then
-/// draws the plot. Fails when the soak found a problem or the plot was not written.
+/// draws the plot. Every argument but `--smoke` goes to the soak, which checks them. Fails
+/// when the soak found a problem or the plot was not written.
 fn soak(args: &[String]) -> Result<bool> {
-    let mut smoke = false;
-    let mut passed: Vec<String> = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--smoke" => smoke = true,
-            "--duration" | "--seed" | "--fault-every" => match it.next() {
-                Some(v) => passed.extend([a.clone(), v.clone()]),
-                None => return fail(format!("{a} needs a value")),
-            },
-            _ => {
-                return fail(
-                    "usage: cargo xtask soak [-- --duration 30m] [--seed N] [--fault-every 30s] [--smoke]",
-                );
-            }
-        }
-    }
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let passed: Vec<&String> = args.iter().filter(|a| *a != "--smoke").collect();
     system::ensure(system::Need::Tests)?;
     let venv = python::ensure()?;
     let out = if smoke {
@@ -233,46 +239,38 @@ fn soak(args: &[String]) -> Result<bool> {
     } else {
         root().join("docs")
     };
-    println!("== cargo build --release (Mesa and the soak)");
-    let mut build = cargo();
-    build.current_dir(root()).args([
-        "build",
-        "--release",
-        "--quiet",
-        "--bin",
-        "mesa",
-        "--example",
-        "soak",
-    ]);
-    if !status(&mut build, "cargo build --release")? {
+    let Some(release) = build_release("soak", "the soak")? else {
         return Ok(false);
-    }
-    let release = target_dir().join("release");
-    let mut command = String::from("scripts/soak");
-    for a in args {
-        command.push(' ');
-        command.push_str(a);
-    }
-    let mut run = Command::new(release.join("examples/soak"));
-    run.current_dir(root())
-        .arg("--mesa")
-        .arg(release.join("mesa"))
-        .arg("--out")
-        .arg(&out)
-        .args(["--command", &command]);
+    };
+    let command = std::iter::once("scripts/soak")
+        .chain(args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut run = example_run(&release, "soak", &out, &command);
     if smoke {
         run.args(["--duration", "100s", "--fault-every", "20s"]);
     }
-    run.args(&passed);
+    run.args(passed);
+    let started = std::time::SystemTime::now();
     let passed_soak = status(&mut run, "soak")?;
-    // The plot is drawn even for a failed run: it shows what went wrong.
-    let mut plot = Command::new(venv.join("bin/python"));
-    plot.current_dir(root())
-        .arg("scripts/plot_soak.py")
-        .arg(out.join("soak.csv"))
-        .arg(out.join("soak-faults.csv"))
-        .arg(out.join("soak.png"));
-    if !status(&mut plot, "scripts/plot_soak.py")? {
+    // The plot is drawn even for a run that found problems (it shows what went wrong), but
+    // only from samples this run wrote: one stopped early (a wrong argument, no server)
+    // leaves the previous run's files as they are.
+    let fresh = std::fs::metadata(out.join("soak.csv"))
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= started);
+    if !fresh {
+        return Ok(false);
+    }
+    if !plot(
+        &venv,
+        "plot_soak.py",
+        &[
+            out.join("soak.csv"),
+            out.join("soak-faults.csv"),
+            out.join("soak.png"),
+        ],
+    )? {
         return Ok(false);
     }
     println!("== wrote {}", out.join("RELIABILITY.md").display());

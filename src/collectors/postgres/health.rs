@@ -9,7 +9,7 @@ use super::{Definition, Metric, Plan, Statement, shaped};
 /// The last column, `hidden`, is not exported: the sessions `pg_stat_activity` hides from
 /// the role (their `backend_type` is NULL without `pg_read_all_stats`, which `pg_monitor`
 /// grants). Above 0 the counts would be silently low, so the collection fails instead
-/// (`permission_denied`, see [`HIDDEN_COLUMN`]).
+/// (`permission_denied`, see [`Definition::counts_hidden`]).
 const SQL: &str = "\
 SELECT s.version, s.short_version, 1::pg_catalog.int8 AS static, s.started, s.max_connections,
        s.reserved,
@@ -26,16 +26,16 @@ SELECT s.version, s.short_version, 1::pg_catalog.int8 AS static, s.started, s.ma
                pg_catalog.current_setting('max_connections')::pg_catalog.int8 AS max_connections,
                pg_catalog.current_setting('superuser_reserved_connections')::pg_catalog.int8
                  AS reserved,
-               (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a
-                 WHERE a.backend_type OPERATOR(pg_catalog.=) 'client backend'
-                   AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()) AS sessions,
-               (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a
-                 WHERE a.backend_type IS NULL) AS hidden
-          FROM (SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4 AS num) v
+               c.sessions, c.hidden
+          FROM (SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4 AS num) v,
+               -- One pass over pg_stat_activity for both counts.
+               (SELECT pg_catalog.count(*) FILTER (
+                         WHERE a.backend_type OPERATOR(pg_catalog.=) 'client backend'
+                           AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())
+                         AS sessions,
+                       pg_catalog.count(*) FILTER (WHERE a.backend_type IS NULL) AS hidden
+                  FROM pg_catalog.pg_stat_activity a) c
        ) s";
-
-/// Index of the `hidden` value column (after the five exported ones).
-pub const HIDDEN_COLUMN: usize = 5;
 
 /// The collector.
 pub const COLLECTOR: Definition = Definition {
@@ -64,5 +64,6 @@ pub const COLLECTOR: Definition = Definition {
         .with_labels(&[]),
     ],
     guarded: false,
+    counts_hidden: true,
     build: shaped,
 };

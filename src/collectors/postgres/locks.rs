@@ -30,5 +30,6 @@ pub const COLLECTOR: Definition = Definition {
         "Locks held or awaited per database and mode; 0 for every mode with none.",
     )],
     guarded: false,
+    counts_hidden: false,
     build: shaped,
 };

@@ -185,22 +185,45 @@ pub struct Definition {
     /// When set, one more value column follows: the row count before the size guard's
     /// `LIMIT`, so the collector can say how many it left out.
     pub guarded: bool,
+    /// When set, one more value column follows (after the guard's): how many sessions
+    /// `pg_stat_activity` hides from the role. It is not exported; above 0 the collection
+    /// fails with `permission_denied` (health's: the counts would read low).
+    pub counts_hidden: bool,
     /// Builds the families; [`shaped`] unless the collector computes names (settings).
     pub build: fn(&Definition, &[Record]) -> Vec<Family>,
 }
 
 impl Definition {
+    /// Value columns after the exported ones: the guard's total, the hidden sessions.
+    pub fn trailing_columns(&self) -> usize {
+        usize::from(self.guarded) + usize::from(self.counts_hidden)
+    }
+
+    /// The first row's trailing column `k` (0: the first after the exported ones), as a count.
+    fn trailing(&self, records: &[Record], k: usize) -> u64 {
+        records
+            .first()
+            .and_then(|r| r.values.get(self.metrics.len() + k).copied().flatten())
+            .map_or(0, |v| match v {
+                Value::Int(n) => u64::try_from(n).unwrap_or(0),
+                Value::Float(f) => f as u64,
+            })
+    }
+
+    /// Sessions `pg_stat_activity` hid from the role, for a collector that counts them.
+    fn hidden_sessions(&self, records: &[Record]) -> u64 {
+        if self.counts_hidden {
+            self.trailing(records, usize::from(self.guarded))
+        } else {
+            0
+        }
+    }
+
     /// Families and the omitted count from decoded rows.
     pub fn harvest(&self, records: &[Record]) -> Harvest {
         let omitted = self.guarded.then(|| {
-            let total = records
-                .first()
-                .and_then(|r| r.values.get(self.metrics.len()).copied().flatten())
-                .map_or(0, |v| match v {
-                    Value::Int(n) => u64::try_from(n).unwrap_or(0),
-                    Value::Float(f) => f as u64,
-                });
-            total.saturating_sub(records.len() as u64)
+            self.trailing(records, 0)
+                .saturating_sub(records.len() as u64)
         });
         Harvest {
             families: (self.build)(self, records),
@@ -393,7 +416,7 @@ async fn run(
     version: u32,
     options: &Options,
     endpoint: &str,
-) -> Result<(Collection, i64), tokio_postgres::Error> {
+) -> Result<(Collection, u64), tokio_postgres::Error> {
     let mut server = Server {
         version,
         stat_statements_schema: None,
@@ -442,8 +465,8 @@ async fn run(
         }
     }
     let mut results: Vec<Option<Outcome>> = runnable.iter().map(|_| None).collect();
-    // Sessions pg_stat_activity hides from the role (the health statement's last column).
-    let mut hidden = 0i64;
+    // Sessions pg_stat_activity hides from the role (see `Definition::counts_hidden`).
+    let mut hidden = 0u64;
     let mut start = 0;
     let mut sent_at = Instant::now();
     let mut begin = Some(sql::COLLECTION_BEGIN);
@@ -489,13 +512,8 @@ async fn run(
                             .map(|row| decode(def, row))
                             .collect::<Result<Vec<_>, _>>()
                     });
-                    if def.name == super::HEALTH
-                        && let Ok(records) = &decoded
-                        && let Some(Some(Value::Int(n))) = records
-                            .first()
-                            .map(|r| r.values.get(health::HIDDEN_COLUMN).copied().flatten())
-                    {
-                        hidden = n;
+                    if let Ok(records) = &decoded {
+                        hidden = hidden.max(def.hidden_sessions(records));
                     }
                     results[i] = Some(match decoded {
                         Ok(records) => Outcome {

@@ -79,6 +79,7 @@ pub const COLLECTOR: Definition = Definition {
         ),
     ],
     guarded: false,
+    counts_hidden: false,
     build: shaped,
 };
 
@@ -103,6 +104,7 @@ pub const SLOTS: Definition = Definition {
         ),
     ],
     guarded: false,
+    counts_hidden: false,
     build: shaped,
 };
 
@@ -131,5 +133,6 @@ pub const STANDBYS: Definition = Definition {
         ),
     ],
     guarded: false,
+    counts_hidden: false,
     build: shaped,
 };

@@ -27,6 +27,7 @@ pub const COLLECTOR: Definition = Definition {
     labels: &["name", "unit", "short_desc"],
     metrics: &[Metric::gauge("pg_settings_*", "One family per setting.")],
     guarded: false,
+    counts_hidden: false,
     build,
 };
 

@@ -86,6 +86,7 @@ pub const COLLECTOR: Definition = Definition {
         ),
     ],
     guarded: true,
+    counts_hidden: false,
     build,
 };
 

@@ -100,5 +100,6 @@ pub const COLLECTOR: Definition = Definition {
         ),
     ],
     guarded: true,
+    counts_hidden: false,
     build: shaped,
 };

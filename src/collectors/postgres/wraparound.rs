@@ -29,5 +29,6 @@ pub const COLLECTOR: Definition = Definition {
         ),
     ],
     guarded: false,
+    counts_hidden: false,
     build: shaped,
 };

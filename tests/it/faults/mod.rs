@@ -60,24 +60,9 @@ impl Server {
 
     /// A superuser session, or `None` while the server does not answer.
     async fn superuser(self) -> Option<tokio_postgres::Client> {
-        let c = self.cluster();
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(c.host())
-            .port(c.port())
-            .user(c.superuser())
-            .password(c.password())
-            .dbname("postgres")
-            .connect_timeout(Duration::from_secs(1));
-        let connect = config.connect(tokio_postgres::NoTls);
-        let (client, connection) = tokio::time::timeout(Duration::from_secs(1), connect)
+        self.cluster()
+            .try_superuser("postgres", Duration::from_secs(1))
             .await
-            .ok()?
-            .ok()?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Some(client)
     }
 }
 
@@ -90,6 +75,23 @@ async fn monitor_role(server: Server, role: &str) {
     ))
     .await
     .expect("role");
+}
+
+/// A scenario's daemon: `healthy` on the shared cluster as `mesa_monitor`, and `faulty`
+/// with the given fields (where and as whom it connects), both with the fixture password,
+/// every [`INTERVAL`] under the scenario's timeouts.
+fn pair_config(faulty: &str) -> mesa::config::Config {
+    daemon_config(&format!(
+        "collection: {{interval: {i}ms, timeout: {t}ms, connect_timeout: 500ms, statement_timeout: {s}ms, lock_timeout: 300ms}}
+web: {{listen_address: '127.0.0.1:0'}}
+targets:
+  - {{name: healthy, driver: postgres, host: '{{host}}', port: {{port}}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}}
+  - {{name: faulty, driver: postgres, {faulty}, password_file: fixture.pw, sslmode: disable}}
+",
+        i = INTERVAL.as_millis(),
+        t = TIMEOUT.as_millis(),
+        s = STATEMENT_TIMEOUT.as_millis(),
+    ))
 }
 
 /// Runs one scenario on the shared cluster.
@@ -118,17 +120,9 @@ where
     monitor_role(server, role).await;
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.cluster().port()));
     let proxy = FaultProxy::start(upstream).await;
-    let config = daemon_config(&format!(
-        "collection: {{interval: {i}ms, timeout: {t}ms, connect_timeout: 500ms, statement_timeout: {s}ms, lock_timeout: 300ms}}
-web: {{listen_address: '127.0.0.1:0'}}
-targets:
-  - {{name: healthy, driver: postgres, host: '{{host}}', port: {{port}}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}}
-  - {{name: faulty, driver: postgres, host: 127.0.0.1, port: {p}, username: {role}, password_file: fixture.pw, sslmode: disable}}
-",
-        i = INTERVAL.as_millis(),
-        t = TIMEOUT.as_millis(),
-        s = STATEMENT_TIMEOUT.as_millis(),
-        p = proxy.port(),
+    let config = pair_config(&format!(
+        "host: 127.0.0.1, port: {}, username: {role}",
+        proxy.port()
     ));
     let app = App::start(config).await.expect("daemon starts");
     let addr = app.metrics_addr();
@@ -897,16 +891,8 @@ async fn a_lock_fails_its_collector_not_the_health_check() {
     db.batch_execute("CREATE EXTENSION pg_stat_statements")
         .await
         .expect("extension");
-    let config = daemon_config(&format!(
-        "collection: {{interval: {i}ms, timeout: {t}ms, connect_timeout: 500ms, statement_timeout: {s}ms, lock_timeout: 300ms}}
-web: {{listen_address: '127.0.0.1:0'}}
-targets:
-  - {{name: healthy, driver: postgres, host: '{{host}}', port: {{port}}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}}
-  - {{name: faulty, driver: postgres, host: '{{host}}', port: {{port}}, database: fault_locked, username: {role}, password_file: fixture.pw, sslmode: disable, collectors: {{stat_statements: true}}}}
-",
-        i = INTERVAL.as_millis(),
-        t = TIMEOUT.as_millis(),
-        s = STATEMENT_TIMEOUT.as_millis(),
+    let config = pair_config(&format!(
+        "host: '{{host}}', port: {{port}}, database: fault_locked, username: {role}, collectors: {{stat_statements: true}}"
     ));
     let app = App::start(config).await.expect("daemon starts");
     let addr = app.metrics_addr();
@@ -951,17 +937,11 @@ targets:
                 Some(1.0),
                 "{moment}: {server} down"
             );
-            let health_failures: f64 = samples(text)
-                .iter()
-                .filter(|s| {
-                    s.name == "mesa_collect_failures_total"
-                        && s.labels.iter().any(|(k, v)| k == "server" && v == server)
-                        && s.labels
-                            .iter()
-                            .any(|(k, v)| k == "collector" && v == "health")
-                })
-                .map(|s| s.value)
-                .sum();
+            let health_failures = sum(
+                text,
+                "mesa_collect_failures_total",
+                &[("server", server), ("collector", "health")],
+            );
             assert_eq!(
                 health_failures, 0.0,
                 "{moment}: {server}'s health check failed"
