@@ -509,7 +509,11 @@ async fn max_connections_exhausted() {
         &format!("CREATE ROLE fault_hog LOGIN PASSWORD '{ROLE_PASSWORD}'"),
     )
     .expect("role");
-    let hogs: std::sync::Arc<tokio::sync::Mutex<Vec<tokio_postgres::Client>>> = Default::default();
+    // The hogs are a task that keeps taking every slot that frees up: a collection of
+    // Mesa's own that was in flight when the fault began gives its slot back, and a hog must
+    // take it before Mesa's next collection does.
+    let hogs: std::sync::Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> =
+        Default::default();
     let (take, give) = (hogs.clone(), hogs.clone());
     scenario_on(
         Server::Own(own),
@@ -518,28 +522,52 @@ async fn max_connections_exhausted() {
             reason: "too_many_connections",
         },
         async move |_, _| {
-            let mut held = take.lock().await;
-            // Until the server refuses: every non-reserved slot is taken.
-            for _ in 0..8 {
-                let connect = tokio_postgres::Config::new()
-                    .host(own.host())
-                    .port(own.port())
-                    .user("fault_hog")
-                    .password(ROLE_PASSWORD)
-                    .dbname("postgres")
-                    .connect(tokio_postgres::NoTls)
-                    .await;
-                let Ok((client, connection)) = connect else {
-                    break;
-                };
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                held.push(client);
-            }
-            assert!(held.len() >= 4, "took {} slots", held.len());
+            let (refused_tx, refused_rx) = tokio::sync::oneshot::channel();
+            let task = tokio::spawn(async move {
+                let mut held = Vec::new();
+                let mut refused_tx = Some(refused_tx);
+                loop {
+                    let connect = tokio_postgres::Config::new()
+                        .host(own.host())
+                        .port(own.port())
+                        .user("fault_hog")
+                        .password(ROLE_PASSWORD)
+                        .dbname("postgres")
+                        .connect(tokio_postgres::NoTls)
+                        .await;
+                    match connect {
+                        Ok((client, connection)) => {
+                            tokio::spawn(async move {
+                                let _ = connection.await;
+                            });
+                            held.push(client);
+                        }
+                        Err(e) => {
+                            if e.code()
+                                == Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS)
+                                && let Some(tx) = refused_tx.take()
+                            {
+                                let _ = tx.send(held.len());
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+            });
+            *take.lock().await = Some(task);
+            // The fault is in place once the server has refused a hog for want of a slot.
+            let held = tokio::time::timeout(Duration::from_secs(5), refused_rx)
+                .await
+                .expect("the server refused a hog within 5 s")
+                .expect("the hogs' task runs");
+            assert!(held >= 2, "took only {held} slots before the first refusal");
         },
-        async move |_, _| give.lock().await.clear(),
+        async move |_, _| {
+            // Dropping the task drops its sessions.
+            if let Some(task) = give.lock().await.take() {
+                task.abort();
+            }
+        },
     )
     .await;
     own.stop();
