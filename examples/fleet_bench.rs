@@ -31,6 +31,10 @@ mod scram;
 mod measure;
 use measure::{free_port, machine, rss_mib, sum_of};
 
+#[path = "common/run_args.rs"]
+mod run_args;
+use run_args::RunArgs;
+
 type Error = Box<dyn std::error::Error>;
 
 /// Clock ticks per second of `/proc/<pid>/stat` (Linux's USER_HZ, 100 on every Debian kernel).
@@ -87,26 +91,23 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, Error> {
-    let mut mesa = None;
     let mut exporter = PathBuf::from("/usr/bin/prometheus-postgres-exporter");
-    let mut out = None;
     let mut plan = Plan::full();
-    let mut command = "cargo xtask bench".to_owned();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--mesa" => mesa = it.next().map(PathBuf::from),
-            "--exporter" => exporter = it.next().map(PathBuf::from).ok_or("--exporter PATH")?,
-            "--out" => out = it.next().map(PathBuf::from),
-            "--command" => command = it.next().ok_or("--command TEXT")?,
-            "--smoke" => plan = Plan::smoke(),
-            other => return Err(format!("unknown argument {other:?}").into()),
-        }
-    }
+    let RunArgs { mesa, out, command } =
+        RunArgs::parse::<Error>("cargo xtask bench", |flag, rest| {
+            match flag {
+                "--exporter" => {
+                    exporter = rest.next().map(PathBuf::from).ok_or("--exporter PATH")?
+                }
+                "--smoke" => plan = Plan::smoke(),
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
     Ok(Args {
-        mesa: mesa.ok_or("--mesa PATH (a release build of Mesa)")?,
+        mesa,
         exporter,
-        out: out.ok_or("--out DIR")?,
+        out,
         plan,
         command,
     })

@@ -43,6 +43,10 @@ use proxy::{FaultProxy, Mode};
 mod measure;
 use measure::{free_port, machine, rss_mib, sum_of};
 
+#[path = "common/run_args.rs"]
+mod run_args;
+use run_args::RunArgs;
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const TARGETS: usize = 50;
@@ -90,28 +94,22 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, Error> {
-    let mut mesa = None;
-    let mut out = None;
     let mut duration = Duration::from_secs(30 * 60);
     let mut fault_every = Duration::from_secs(30);
     let mut seed = None;
-    let mut command = "scripts/soak".to_owned();
-    let mut it = std::env::args().skip(1);
     let duration_arg = |v: Option<String>, what: &str| -> Result<Duration, Error> {
         let v = v.ok_or_else(|| format!("{what} DURATION (e.g. 30m)"))?;
         humantime::parse_duration(&v).map_err(|e| format!("{what} {v:?}: {e}").into())
     };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--mesa" => mesa = it.next().map(PathBuf::from),
-            "--out" => out = it.next().map(PathBuf::from),
-            "--duration" => duration = duration_arg(it.next(), "--duration")?,
-            "--fault-every" => fault_every = duration_arg(it.next(), "--fault-every")?,
-            "--seed" => seed = Some(it.next().ok_or("--seed NUMBER")?.parse()?),
-            "--command" => command = it.next().ok_or("--command TEXT")?,
-            other => return Err(format!("unknown argument {other:?}").into()),
+    let RunArgs { mesa, out, command } = RunArgs::parse::<Error>("scripts/soak", |flag, rest| {
+        match flag {
+            "--duration" => duration = duration_arg(rest.next(), "--duration")?,
+            "--fault-every" => fault_every = duration_arg(rest.next(), "--fault-every")?,
+            "--seed" => seed = Some(rest.next().ok_or("--seed NUMBER")?.parse()?),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     if fault_every < Duration::from_secs(10) {
         return Err("--fault-every must be at least 10s (a fault, then time to recover)".into());
     }
@@ -127,8 +125,8 @@ fn parse_args() -> Result<Args, Error> {
         }
     };
     Ok(Args {
-        mesa: mesa.ok_or("--mesa PATH (a release build of Mesa)")?,
-        out: out.ok_or("--out DIR")?,
+        mesa,
+        out,
         duration,
         fault_every,
         seed,

@@ -527,9 +527,32 @@ impl PgCluster {
     }
 
     /// A plain (no TLS) session as `user` on `database`, its connection driven by a spawned
-    /// task; `None` unless the server lets it in within `limit` (stopped, restarting, full,
-    /// refusing the role). For fault tests and the soak, which must never wait on a server
-    /// they have just stopped.
+    /// task (named `mesa-tests` in `pg_stat_activity`). The error is the server's refusal as
+    /// it said it (its SQLSTATE tells a full server from a wrong password).
+    pub async fn connect(
+        &self,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, connection) = tokio_postgres::Config::new()
+            .host(self.host())
+            .port(self.port)
+            .user(user)
+            .password(password)
+            .dbname(database)
+            .application_name("mesa-tests")
+            .connect(tokio_postgres::NoTls)
+            .await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// [`PgCluster::connect`], `None` unless the server lets it in within `limit` (stopped,
+    /// restarting, full, refusing the role). For fault tests and the soak, which must never
+    /// wait on a server they have just stopped.
     pub async fn try_session(
         &self,
         user: &str,
@@ -537,20 +560,8 @@ impl PgCluster {
         database: &str,
         limit: std::time::Duration,
     ) -> Option<tokio_postgres::Client> {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(self.host())
-            .port(self.port)
-            .user(user)
-            .password(password)
-            .dbname(database)
-            .connect_timeout(limit);
-        let connect = config.connect(tokio_postgres::NoTls);
-        let (client, connection) = tokio::time::timeout(limit, connect).await.ok()?.ok()?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Some(client)
+        let connect = self.connect(user, password, database);
+        tokio::time::timeout(limit, connect).await.ok()?.ok()
     }
 
     /// [`PgCluster::try_session`] as the superuser.

@@ -407,11 +407,7 @@ async fn terminate_and_cancel_through_the_api() {
             .await
             .expect("client"),
     );
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("pid")
-        .get(0);
+    let pid = backend_pid(&client).await;
     let runner = client.clone();
     let running = tokio::spawn(async move { runner.batch_execute("SELECT pg_sleep(600)").await });
     assert!(eventually(Duration::from_secs(5), || is_active(pid)).await);
@@ -836,11 +832,7 @@ async fn every_mutation_is_audited_and_an_unwritable_audit_refuses_mutations() {
     let other = client_as("app_user", ROLE_PASSWORD, "postgres")
         .await
         .expect("app_user");
-    let denied_pid: i32 = other
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("pid")
-        .get(0);
+    let denied_pid = backend_pid(&other).await;
     let weak = start("audit-weak", "mesa_monitor", "mesa_monitor").await;
     assert_eq!(
         weak.call(

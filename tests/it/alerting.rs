@@ -118,16 +118,10 @@ targets:
     // 15 real client connections: 15 / 18 = 0.83 > 0.8.
     let mut clients = Vec::new();
     for _ in 0..15 {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host(small.host())
-            .port(small.port())
-            .user("app_user")
-            .password(ROLE_PASSWORD)
-            .dbname("postgres")
-            .connect(tokio_postgres::NoTls)
+        let client = small
+            .connect("app_user", ROLE_PASSWORD, "postgres")
             .await
             .expect("client connects");
-        tokio::spawn(connection);
         clients.push(client);
     }
     let fired = eventually(Duration::from_secs(30), || async {

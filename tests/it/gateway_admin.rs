@@ -168,11 +168,7 @@ async fn terminate_ends_the_session_and_refuses_the_rest() {
 async fn the_signal_statement_itself_spares_its_own_backend() {
     // Run the exact statement the driver sends, on a connection whose own pid is the target.
     let su = superuser("postgres").await;
-    let own: i32 = su
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("pid")
-        .get(0);
+    let own = backend_pid(&su).await;
     for statement in [sql::TERMINATE, sql::CANCEL] {
         let row = su
             .query_one(statement, &[&own, &None::<std::time::SystemTime>])
@@ -234,11 +230,7 @@ async fn cancel_stops_the_query_and_keeps_the_session() {
     let client = client_as("app_user", ROLE_PASSWORD, "postgres")
         .await
         .expect("client");
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("pid")
-        .get(0);
+    let pid = backend_pid(&client).await;
     let client = std::sync::Arc::new(client);
     let runner = client.clone();
     let held = tokio::spawn(async move { runner.batch_execute("SELECT pg_sleep(600)").await });
@@ -253,11 +245,7 @@ async fn cancel_stops_the_query_and_keeps_the_session() {
         .expect("task")
         .expect_err("canceled");
     assert_eq!(err.code().map(|c| c.code()), Some("57014"));
-    let again: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("session kept")
-        .get(0);
+    let again = backend_pid(&client).await;
     assert_eq!(again, pid);
 }
 

@@ -7,7 +7,7 @@ use mesa::config::{AdminLogin, ChannelBinding, CollectionSettings, SslMode, Targ
 use mesa::gateway::{Driver, Gateway};
 use mesa::secret::Secret;
 use mesa::testing::{ClusterOptions, PgCluster};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// Password of every role the fixtures create (except the superuser's).
 pub const ROLE_PASSWORD: &str = "fixture-password-0123456789";
@@ -52,26 +52,22 @@ pub async fn role_lock() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-/// A plain client (no TLS) as `user`, its connection driven by a spawned task.
+/// A plain client (no TLS) as `user` on the shared cluster ([`PgCluster::connect`]).
 pub async fn client_as(
     user: &str,
     password: &str,
     database: &str,
 ) -> Result<Client, tokio_postgres::Error> {
-    let c = cluster();
-    let (client, connection) = tokio_postgres::Config::new()
-        .host(c.host())
-        .port(c.port())
-        .user(user)
-        .password(password)
-        .dbname(database)
-        .application_name("mesa-tests")
-        .connect(NoTls)
-        .await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+    cluster().connect(user, password, database).await
+}
+
+/// The backend process id of `client`'s session.
+pub async fn backend_pid(client: &Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pg_backend_pid()")
+        .get(0)
 }
 
 /// A superuser client on `database`.
@@ -181,11 +177,7 @@ pub async fn background(
     i32,
     tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
 ) {
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("pid")
-        .get(0);
+    let pid = backend_pid(&client).await;
     let handle = tokio::spawn(async move {
         let r = client.batch_execute(sql).await;
         drop(client);

@@ -159,6 +159,16 @@ fn example_run(release: &Path, example: &str, out: &Path, command: &str) -> Comm
     run
 }
 
+/// Where a measuring run writes its report: `docs/` for the committed one, or
+/// `target/{name}-smoke/` for a smoke run (which must not touch the committed report).
+fn report_dir(smoke: bool, name: &str) -> PathBuf {
+    if smoke {
+        target_dir().join(format!("{name}-smoke"))
+    } else {
+        root().join("docs")
+    }
+}
+
 /// Runs `script` (under `scripts/`) with the environment's Python on `files`.
 fn plot(venv: &Path, script: &str, files: &[PathBuf]) -> Result<bool> {
     let mut plot = Command::new(venv.join("bin/python"));
@@ -178,11 +188,7 @@ fn bench(args: &[String]) -> Result<bool> {
     };
     system::ensure(system::Need::Bench)?;
     let venv = python::ensure()?;
-    let out = if smoke {
-        target_dir().join("bench-smoke")
-    } else {
-        root().join("docs")
-    };
+    let out = report_dir(smoke, "bench");
     let Some(release) = build_release("fleet_bench", "the benchmark")? else {
         return Ok(false);
     };
@@ -234,11 +240,7 @@ fn soak(args: &[String]) -> Result<bool> {
     let passed: Vec<&String> = args.iter().filter(|a| *a != "--smoke").collect();
     system::ensure(system::Need::Tests)?;
     let venv = python::ensure()?;
-    let out = if smoke {
-        target_dir().join("soak-smoke")
-    } else {
-        root().join("docs")
-    };
+    let out = report_dir(smoke, "soak");
     let Some(release) = build_release("soak", "the soak")? else {
         return Ok(false);
     };

@@ -527,21 +527,8 @@ async fn max_connections_exhausted() {
                 let mut held = Vec::new();
                 let mut refused_tx = Some(refused_tx);
                 loop {
-                    let connect = tokio_postgres::Config::new()
-                        .host(own.host())
-                        .port(own.port())
-                        .user("fault_hog")
-                        .password(ROLE_PASSWORD)
-                        .dbname("postgres")
-                        .connect(tokio_postgres::NoTls)
-                        .await;
-                    match connect {
-                        Ok((client, connection)) => {
-                            tokio::spawn(async move {
-                                let _ = connection.await;
-                            });
-                            held.push(client);
-                        }
+                    match own.connect("fault_hog", ROLE_PASSWORD, "postgres").await {
+                        Ok(client) => held.push(client),
                         Err(e) => {
                             if e.code()
                                 == Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS)
@@ -842,11 +829,7 @@ targets:
     let victim = client_as("app_user", ROLE_PASSWORD, "postgres")
         .await
         .expect("victim");
-    let pid: i32 = victim
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("pid")
-        .get(0);
+    let pid = backend_pid(&victim).await;
     let terminate = || {
         call(
             "POST",
