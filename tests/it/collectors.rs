@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mesa::app::{App, DEFAULT_GRACE_PERIOD};
 use mesa::collectors::Options;
-use mesa::collectors::postgres::{ALL, Plan, Server, definition};
+use mesa::collectors::postgres::{ALL, Plan, Server, TrustedRelation, definition};
 
 use crate::support::*;
 
@@ -673,7 +673,10 @@ fn version_gating_picks_the_sql_each_server_has() {
         let def = definition(name).expect("collector");
         let server = Server {
             version,
-            stat_statements_schema: Some("public".to_owned()),
+            stat_statements: Some(TrustedRelation {
+                schema: "public".to_owned(),
+                oid: 0,
+            }),
         };
         match (def.plan)(&server, &Options::default()) {
             Plan::Run(s) => Some(s.sql.into_owned()),
@@ -742,7 +745,10 @@ async fn the_sql_for_every_version_up_to_the_installed_one_runs_here() {
         }
         let server = Server {
             version,
-            stat_statements_schema: Some("public".to_owned()),
+            stat_statements: Some(TrustedRelation {
+                schema: "public".to_owned(),
+                oid: 0,
+            }),
         };
         for def in ALL {
             let Plan::Run(statement) = (def.plan)(&server, &Options::default()) else {

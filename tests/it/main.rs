@@ -27,6 +27,7 @@ mod scheduler;
 mod search_path;
 mod sharding;
 mod support;
+mod tenant_race;
 #[path = "../common/venv.rs"]
 mod venv;
 mod webconfig;

@@ -281,15 +281,15 @@ targets:
         .await
         .expect("version")
         .get(0);
-    let schema: Option<String> = bare
-        .query_opt(mesa::collectors::postgres::STAT_STATEMENTS_SCHEMA, &[])
+    let view: Option<String> = bare
+        .query_opt(mesa::collectors::postgres::STAT_STATEMENTS_VIEW, &[])
         .await
         .expect("extension lookup")
         .map(|row| row.get(0));
-    assert_eq!(schema, None, "the counterfeit view was trusted");
+    assert_eq!(view, None, "the counterfeit view was trusted");
     let server = mesa::collectors::postgres::Server {
         version: u32::try_from(version).expect("positive"),
-        stat_statements_schema: schema,
+        stat_statements: None,
     };
     let statements = mesa::collectors::postgres::statements(&server);
     assert!(statements.len() >= 11, "{}", statements.len());

@@ -83,9 +83,20 @@ pub fn since_13(server: &Server, sql: &'static str) -> Plan {
 pub struct Server {
     /// `server_version_num`.
     pub version: u32,
-    /// The schema holding a trusted `pg_stat_statements` view, when the extension is installed
-    /// and its view is a superuser-owned member of it (so nobody else can have replaced it).
-    pub stat_statements_schema: Option<String>,
+    /// The trusted `pg_stat_statements` view, when the extension is installed, its view is a
+    /// superuser-owned member of it, and its schema is controlled by a superuser (so nobody
+    /// else can drop, rename or replace either, not even during a lock wait).
+    pub stat_statements: Option<TrustedRelation>,
+}
+
+/// A relation found by [`STAT_STATEMENTS_VIEW`]: its schema, to name it, and its OID, which the
+/// prepared statement must read (checked before it runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedRelation {
+    /// The schema's name.
+    pub schema: String,
+    /// `pg_class.oid` of the relation.
+    pub oid: u32,
 }
 
 /// A statement to run and its one optional bind parameter.
@@ -95,6 +106,11 @@ pub struct Statement {
     pub sql: Cow<'static, str>,
     /// Bound as `$1` (`int8`) when set: a row limit.
     pub limit: Option<i64>,
+    /// When set, the statement names a relation outside `pg_catalog`, and the prepared
+    /// statement must read the relation with this OID: a column of its result must come from
+    /// it, or the statement never runs. A name is looked up again when the server retries
+    /// after a lock wait or re-plans; the OID is what was checked.
+    pub reads: Option<u32>,
 }
 
 impl Statement {
@@ -103,7 +119,18 @@ impl Statement {
         Self {
             sql: Cow::Borrowed(sql),
             limit: None,
+            reads: None,
         }
+    }
+
+    /// Whether `prepared` reads what this statement was planned to read (see [`Self::reads`]).
+    fn reads_what_was_checked(&self, prepared: &Prepared) -> bool {
+        self.reads.is_none_or(|oid| {
+            prepared
+                .columns()
+                .iter()
+                .any(|c| c.table_oid() == Some(oid))
+        })
     }
 }
 
@@ -299,16 +326,30 @@ pub fn statements(server: &Server) -> Vec<(&'static str, Statement)> {
         .collect()
 }
 
-/// Finds a trusted `pg_stat_statements` view (see [`Server::stat_statements_schema`]).
-pub const STAT_STATEMENTS_SCHEMA: &str = "\
-SELECT n.nspname::pg_catalog.text
+/// Finds a trusted `pg_stat_statements` view (see [`Server::stat_statements`]): its schema
+/// and OID.
+///
+/// Trusted means that no role but a superuser can change what the name resolves to: the view
+/// is a superuser-owned member of the extension, and its schema is owned by a superuser (or,
+/// for `public` since PostgreSQL 14, by `pg_database_owner` in a database a superuser owns).
+/// A schema's owner can drop it with the extension inside, even in an open transaction while
+/// Mesa waits for the lock, and put a counterfeit under the same name (issue 17).
+pub const STAT_STATEMENTS_VIEW: &str = "\
+SELECT n.nspname::pg_catalog.text, c.oid
   FROM pg_catalog.pg_extension e
   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
   JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid
   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
+  JOIN pg_catalog.pg_roles so ON so.oid OPERATOR(pg_catalog.=) n.nspowner
  WHERE e.extname OPERATOR(pg_catalog.=) 'pg_stat_statements'
    AND c.relname OPERATOR(pg_catalog.=) 'pg_stat_statements'
    AND r.rolsuper
+   AND (so.rolsuper
+        OR (so.rolname OPERATOR(pg_catalog.=) 'pg_database_owner'
+            AND EXISTS (SELECT 1 FROM pg_catalog.pg_database db
+                          JOIN pg_catalog.pg_roles dbo ON dbo.oid OPERATOR(pg_catalog.=) db.datdba
+                         WHERE db.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+                           AND dbo.rolsuper)))
    AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                 WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
                   AND d.objid OPERATOR(pg_catalog.=) c.oid
@@ -419,12 +460,15 @@ async fn run(
 ) -> Result<(Collection, u64), tokio_postgres::Error> {
     let mut server = Server {
         version,
-        stat_statements_schema: None,
+        stat_statements: None,
     };
     if options.selection.contains(stat_statements::COLLECTOR.name) && version >= MIN_VERSION {
-        // A failed lookup leaves the schema unknown; the collector then reports it missing.
-        if let Ok(row) = client.query_opt(STAT_STATEMENTS_SCHEMA, &[]).await {
-            server.stat_statements_schema = row.and_then(|r| r.try_get(0).ok());
+        // A failed lookup leaves the view unknown; the collector then reports it missing.
+        if let Ok(Some(row)) = client.query_opt(STAT_STATEMENTS_VIEW, &[]).await {
+            server.stat_statements = match (row.try_get(0), row.try_get(1)) {
+                (Ok(schema), Ok(oid)) => Some(TrustedRelation { schema, oid }),
+                _ => None,
+            };
         }
     }
 
@@ -455,7 +499,20 @@ async fn run(
     let mut runnable: Vec<(&'static Definition, Prepared, Option<i64>)> = Vec::new();
     for ((def, statement), reply) in planned.iter().zip(in_order(prepares).await) {
         match reply {
-            Reply::Prepared(Ok(p)) => runnable.push((def, p, statement.limit)),
+            Reply::Prepared(Ok(p)) if statement.reads_what_was_checked(&p) => {
+                runnable.push((def, p, statement.limit));
+            }
+            Reply::Prepared(Ok(_)) => {
+                // The name now resolves to another relation than the one checked: never run it.
+                tracing::warn!(collector = def.name, %endpoint, "the statement's relation changed after it was checked; not run");
+                outcomes.push(failed(
+                    def,
+                    FailureReason::Refused,
+                    "the relation changed after it was checked",
+                    endpoint,
+                    Duration::ZERO,
+                ));
+            }
             Reply::Prepared(Err(e)) if def.name == super::HEALTH => return Err(e),
             Reply::Prepared(Err(e)) => {
                 let (reason, detail) = failure(e, endpoint);

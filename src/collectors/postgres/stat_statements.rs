@@ -4,8 +4,9 @@
 //!
 //! The view lives in whatever schema the extension was installed in, which a database owner
 //! may control. Mesa reads it only when the view is a superuser-owned member of the extension
-//! (found in `pg_catalog`, see `STAT_STATEMENTS_SCHEMA`), which nobody else can drop or
-//! replace, and names it schema-qualified with a quoted identifier. Utility statements are
+//! in a schema a superuser controls (found in `pg_catalog`, see `STAT_STATEMENTS_VIEW`), so
+//! nobody else can drop, rename or replace either; it names the view schema-qualified with a
+//! quoted identifier, and the prepared statement must read the view's OID before it runs. Utility statements are
 //! not normalised by the extension (`ALTER ROLE ... PASSWORD '...'`), so texts pass the same
 //! redaction as the admin API's session list.
 
@@ -55,13 +56,14 @@ pub const COLLECTOR: Definition = Definition {
         if server.version < super::MIN_VERSION {
             return Plan::Unsupported;
         }
-        match &server.stat_statements_schema {
-            Some(schema) => Plan::Run(Statement {
-                sql: Cow::Owned(sql(server.version, schema)),
+        match &server.stat_statements {
+            Some(view) => Plan::Run(Statement {
+                sql: Cow::Owned(sql(server.version, &view.schema)),
                 limit: Some(i64::from(options.max_statements)),
+                reads: Some(view.oid),
             }),
             None => Plan::Unavailable(
-                "pg_stat_statements is not installed in the target's database (or its view is not a superuser-owned member of the extension); CREATE EXTENSION pg_stat_statements as a superuser, with it in shared_preload_libraries",
+                "pg_stat_statements is not installed in the target's database, or not where only a superuser controls it (its view must be a superuser-owned member of the extension, in a schema a superuser owns); CREATE EXTENSION pg_stat_statements as a superuser, in a superuser's schema (e.g. CREATE SCHEMA monitoring AUTHORIZATION postgres; CREATE EXTENSION pg_stat_statements SCHEMA monitoring), with it in shared_preload_libraries",
             ),
         }
     },

@@ -33,6 +33,7 @@ pub const COLLECTOR: Definition = Definition {
         Plan::Run(Statement {
             sql: SQL.into(),
             limit: Some(i64::from(options.max_tables)),
+            reads: None,
         })
     },
     labels: &["datname", "schemaname", "relname"],
