@@ -28,6 +28,7 @@ mod search_path;
 mod sharding;
 mod support;
 mod tenant_race;
+mod tenant_settings;
 #[path = "../common/venv.rs"]
 mod venv;
 mod webconfig;

@@ -60,6 +60,39 @@ const KEEPALIVE_RETRIES: u32 = 3;
 /// temporary schema last (PostgreSQL never searches it for functions or operators). No schema
 /// a database user can create objects in is ever on it.
 pub const SAFE_SEARCH_PATH: &str = "pg_catalog,pg_temp";
+/// Settings every Mesa session starts with, whatever a database owner attached to its database
+/// (`ALTER DATABASE ... SET`) or an administrator to a role: each one changes how Mesa's
+/// statements behave. Values are written for the startup packet's `options` (a space is
+/// escaped with a backslash). Beside these: `search_path`, the timeouts and
+/// `default_transaction_read_only` (see `startup_options`). Not here:
+/// `session_replication_role` (only a superuser may set it, and it acts on triggers of
+/// writes, which Mesa's sessions never fire: CREATE ROLE fires none).
+pub const PINNED_SETTINGS: &[(&str, &str)] = &[
+    // A failed collector's statement would end the whole session (pg_up 0).
+    ("exit_on_error", "off"),
+    // With zero costs, JIT made a collection 50 times slower.
+    ("jit", "off"),
+    // Would end Mesa's session between two statements.
+    ("idle_session_timeout", "0"),
+    // The collection names its own isolation level; admin statements expect the default.
+    ("default_transaction_isolation", "read\\ committed"),
+    ("default_transaction_deferrable", "off"),
+    // debug5 would stream server chatter at Mesa on every statement.
+    ("client_min_messages", "warning"),
+    // Text Mesa reads back (dates, intervals, floats) in one known form.
+    ("DateStyle", "ISO,\\ MDY"),
+    ("IntervalStyle", "postgres"),
+    ("TimeZone", "UTC"),
+    ("extra_float_digits", "1"),
+    // Off makes a query on a table with row security fail instead of filtering.
+    ("row_security", "on"),
+    // Mesa's literals (the SCRAM verifier, identifiers) are written for standard strings.
+    ("standard_conforming_strings", "on"),
+    ("transform_null_equals", "off"),
+    // Catalog reads need no parallel workers, and a tenant's value would spend the server's.
+    ("max_parallel_workers_per_gather", "0"),
+    ("plan_cache_mode", "auto"),
+];
 /// `application_name` on every connection, so DBAs can see (and filter) Mesa's sessions.
 pub const APPLICATION_NAME: &str = "mesa";
 
@@ -215,16 +248,25 @@ impl Connector {
         let ms = |d: Duration| d.as_millis().max(1);
         // search_path first: a startup parameter overrides `ALTER DATABASE/ROLE ... SET
         // search_path`, so a database owner's schema is never searched for the names Mesa
-        // sends (sql.rs explains the rule; this is its root).
+        // sends (sql.rs explains the rule; this is its root). The same holds for every setting
+        // after it: startup options win over what a tenant attached to its database or role,
+        // and they apply before any statement runs.
         let mut options = format!(
             "-c search_path={SAFE_SEARCH_PATH} -c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
             ms(self.limits.statement_timeout),
             ms(self.limits.lock_timeout),
             ms(self.limits.idle_in_transaction_timeout),
         );
-        if access == Access::ReadOnly {
-            options.push_str(" -c default_transaction_read_only=on");
+        for (name, value) in PINNED_SETTINGS {
+            options.push_str(" -c ");
+            options.push_str(name);
+            options.push('=');
+            options.push_str(value);
         }
+        options.push_str(match access {
+            Access::ReadOnly => " -c default_transaction_read_only=on",
+            Access::ReadWrite => " -c default_transaction_read_only=off",
+        });
         options
     }
 
