@@ -364,7 +364,7 @@ const MEASURED_PER_SCRAPE: [&str; 3] = [
 
 /// `text` without the samples of [`MEASURED_PER_SCRAPE`] (their HELP and TYPE lines stay),
 /// after checking that each of them is there.
-fn without_per_scrape_gauges(text: &str, path: &str) -> String {
+pub(crate) fn without_per_scrape_gauges(text: &str, path: &str) -> String {
     let per_scrape = |line: &str| {
         MEASURED_PER_SCRAPE.iter().any(|name| {
             line.strip_prefix(name)

@@ -239,7 +239,9 @@ async fn sessions_never_show_passwords_and_role_names_are_lower_case() {
     let secret_session = superuser("postgres").await;
     let (pid, _held) = background(
         secret_session,
-        "SELECT pg_sleep(60) WHERE 'SCRAM-SHA-256$4096:c2FsdA==$c3Q=:c2U=' <> ''; ALTER ROLE redact_victim PASSWORD 'leaked-secret-123'",
+        "SELECT pg_sleep(60) WHERE 'SCRAM-SHA-256$4096:c2FsdA==$c3Q=:c2U=' <> ''; ALTER ROLE redact_victim PASSWORD 'leaked-secret-123';
+         ALTER ROLE redact_victim PASSWORD /* issue 17 */ U&'leaked-secret-456';
+         SELECT 'postgresql://app:leaked-secret-789@db/x', 'EXECUTE ''ALTER ROLE x PASSWORD ''''leaked-secret-012''''''';",
     )
     .await;
     assert!(eventually(D, || is_active(pid)).await);
@@ -249,7 +251,9 @@ async fn sessions_never_show_passwords_and_role_names_are_lower_case() {
         query.contains("ALTER ROLE redact_victim PASSWORD [redacted]"),
         "{query}"
     );
-    assert!(!reply.body.contains("leaked-secret-123"), "{}", reply.body);
+    // The forms of issue 17 (a comment before a U& literal, a URI, a nested literal) too.
+    assert!(!reply.body.contains("leaked-secret"), "{}", reply.body);
+    assert!(query.contains("app:[redacted]@db"), "{query}");
     assert!(!reply.body.contains("SCRAM-SHA-256$4096"), "{}", reply.body);
     su.query_one("SELECT pg_cancel_backend($1)", &[&pid])
         .await
