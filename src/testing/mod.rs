@@ -7,4 +7,4 @@
 
 mod pg;
 
-pub use pg::{ClusterOptions, HarnessError, PgCluster};
+pub use pg::{ClusterOptions, HarnessError, PgCluster, find_bindir};

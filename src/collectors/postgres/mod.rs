@@ -47,7 +47,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row, Statement as Prepared};
 
 use super::{Collection, Family, Harvest, Kind, Options, Outcome, Value};
-use crate::gateway::postgres::{PostgresGateway, sql};
+use crate::gateway::postgres::{PostgresGateway, TextColumns, sql};
 use crate::gateway::{Deadline, FailureReason, GatewayError};
 
 /// The catalogue: every PostgreSQL collector, health first. Order is the run order.
@@ -288,7 +288,7 @@ pub fn shaped(def: &Definition, records: &[Record]) -> Vec<Family> {
 fn decode(def: &Definition, row: &Row) -> Result<Record, tokio_postgres::Error> {
     let n = def.labels.len();
     let labels = (0..n)
-        .map(|i| Ok(row.try_get::<_, Option<String>>(i)?.unwrap_or_default()))
+        .map(|i| Ok(row.opt_text(i)?.unwrap_or_default()))
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     let values = (n..row.len())
         .map(|i| {

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::Client;
 
+use super::text::TextColumns;
 use super::{redact, sql};
 use crate::gateway::{BackendRef, HealthStatus, NewUser, ServerHealth, Session, SessionFilter};
 use crate::secret::Secret;
@@ -18,7 +19,7 @@ pub(super) async fn server_health(client: &Client) -> Result<ServerHealth, tokio
     let sessions: i32 = row.try_get(4)?;
     Ok(ServerHealth {
         status: HealthStatus::Online,
-        version: row.try_get(0)?,
+        version: row.text(0)?,
         short_version: short_version(version_num),
         max_connections: non_negative(max_connections),
         superuser_reserved_connections: non_negative(reserved),
@@ -68,14 +69,14 @@ pub(super) async fn sessions(
             };
             Ok(Session {
                 pid: row.try_get(0)?,
-                user: row.try_get(1)?,
-                database: row.try_get(2)?,
-                application_name: row.try_get(3)?,
+                user: row.opt_text(1)?,
+                database: row.opt_text(2)?,
+                application_name: row.text(3)?,
                 client_addr: row.try_get(4)?,
-                state: row.try_get(5)?,
-                query: redact::query_text(row.try_get(6)?),
-                wait_event_type: row.try_get(7)?,
-                wait_event: row.try_get(8)?,
+                state: row.opt_text(5)?,
+                query: redact::query_text(row.text(6)?),
+                wait_event_type: row.opt_text(7)?,
+                wait_event: row.opt_text(8)?,
                 backend_start: row.try_get(9)?,
                 xact_start: time(10)?,
                 query_start: time(11)?,
@@ -124,10 +125,10 @@ pub(super) async fn signal(
         return Ok(None);
     };
     Ok(Some(SignalOutcome {
-        backend_type: row.try_get(0)?,
+        backend_type: row.opt_text(0)?,
         is_self: row.try_get(1)?,
         is_superuser: row.try_get(2)?,
-        role: row.try_get(3)?,
+        role: row.opt_text(3)?,
         same_backend: row.try_get(4)?,
         backend_start: row.try_get(5)?,
         signalled: row.try_get(6)?,

@@ -3,6 +3,7 @@
 use tokio_postgres::Client;
 
 use super::sql;
+use super::text::TextColumns;
 use crate::gateway::{Column, Database, Table, TableKind};
 
 /// `GetDatabases`.
@@ -12,9 +13,9 @@ pub(super) async fn databases(client: &Client) -> Result<Vec<Database>, tokio_po
         .map(|row| {
             let size: Option<i64> = row.try_get(3)?;
             Ok(Database {
-                name: row.try_get(0)?,
-                owner: row.try_get(1)?,
-                encoding: row.try_get(2)?,
+                name: row.text(0)?,
+                owner: row.text(1)?,
+                encoding: row.text(2)?,
                 // pg_database_size is never negative; a negative would be a server bug.
                 size_bytes: size.and_then(|s| u64::try_from(s).ok()),
             })
@@ -27,10 +28,10 @@ pub(super) async fn tables(client: &Client) -> Result<Vec<Table>, tokio_postgres
     let rows = client.query(sql::TABLES, &[]).await?;
     rows.iter()
         .map(|row| {
-            let kind: String = row.try_get(2)?;
+            let kind: String = row.text(2)?;
             Ok(Table {
-                schema: row.try_get(0)?,
-                name: row.try_get(1)?,
+                schema: row.text(0)?,
+                name: row.text(1)?,
                 // The statement selects exactly these relkinds.
                 kind: match kind.as_str() {
                     "p" => TableKind::PartitionedTable,
@@ -56,10 +57,10 @@ pub(super) async fn columns(
         .map(|row| {
             let position: i32 = row.try_get(4)?;
             Ok(Column {
-                name: row.try_get(0)?,
-                data_type: row.try_get(1)?,
+                name: row.text(0)?,
+                data_type: row.text(1)?,
                 nullable: row.try_get(2)?,
-                default: row.try_get(3)?,
+                default: row.opt_text(3)?,
                 position: u32::try_from(position).unwrap_or(0),
             })
         })

@@ -11,6 +11,7 @@ mod connect;
 mod inspect;
 mod redact;
 pub mod sql;
+mod text;
 mod tls;
 
 use tokio_postgres::Client;
@@ -21,6 +22,7 @@ pub use connect::{
 
 use self::admin::Signal;
 use self::connect::Connector;
+pub(crate) use self::text::TextColumns;
 use super::validate;
 use super::{
     Administrator, BackendRef, Column, CreatedUser, Database, Deadline, GatewayError, Inspector,

@@ -1,0 +1,183 @@
+//! Names and query text that are not UTF-8 (issue 17, item 5): a role with `CREATEDB` makes a
+//! `SQL_ASCII` database named with bytes that are not UTF-8, and a session there runs a
+//! statement holding such bytes. Every collector and admin read still answers, with the bytes
+//! escaped (`\xHH`), instead of failing for every target of the server.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use mesa::gateway::{Administrator, Deadline, Inspector, SessionFilter};
+
+use crate::support::*;
+
+/// How Mesa shows the database's name: `bytes_` and two bytes that are not UTF-8, escaped.
+const ESCAPED_NAME: &str = "bytes_\\xff\\xfe";
+
+/// `psql` as `bytes_tenant` on `bytes_base` with a command of raw bytes (a client that sends
+/// what it is given, as the server's SQL_ASCII encoding accepts).
+fn tenant_psql(sql: &[u8]) -> Command {
+    psql("bytes_tenant", ROLE_PASSWORD, "bytes_base", sql)
+}
+
+fn psql(user: &str, password: &str, database: &str, sql: &[u8]) -> Command {
+    let c = cluster();
+    let bindir = mesa::testing::find_bindir().expect("PostgreSQL binaries");
+    let mut cmd = Command::new(bindir.join("psql"));
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", c.host(), "-p"])
+        .arg(c.port().to_string())
+        .args(["-U", user, "-d", database, "-c"])
+        .arg(OsStr::from_bytes(sql))
+        .env("PGPASSWORD", password)
+        .env("PGCLIENTENCODING", "SQL_ASCII")
+        .env("PGSSLMODE", "disable")
+        .env("PGAPPNAME", "bytes-tenant")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Drops the database named with bytes, left by this or an earlier run (from `bytes_admin`,
+/// a SQL_ASCII database of the superuser's: a UTF-8 database refuses the name's bytes).
+fn drop_bytes_database() {
+    let c = cluster();
+    let out = psql(
+        c.superuser(),
+        c.password(),
+        "bytes_admin",
+        b"DROP DATABASE IF EXISTS \"bytes_\xff\xfe\" WITH (FORCE)",
+    )
+    .output()
+    .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_are_not_utf8_never_blind_a_collector_or_an_admin_read() {
+    let _serial = role_lock().await;
+    let su = superuser("postgres").await;
+    for sql in [
+        "DROP DATABASE IF EXISTS bytes_admin WITH (FORCE)",
+        "CREATE DATABASE bytes_admin ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    ] {
+        su.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    drop_bytes_database();
+    for sql in [
+        "DROP DATABASE IF EXISTS bytes_base WITH (FORCE)",
+        "DROP DATABASE IF EXISTS bytes_tmp WITH (FORCE)",
+        "DROP ROLE IF EXISTS bytes_tenant",
+    ] {
+        su.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    for sql in [
+        format!("CREATE ROLE bytes_tenant LOGIN CREATEDB PASSWORD '{ROLE_PASSWORD}'"),
+        "CREATE DATABASE bytes_base OWNER bytes_tenant ENCODING 'SQL_ASCII' LC_COLLATE 'C' \
+         LC_CTYPE 'C' TEMPLATE template0"
+            .to_owned(),
+    ] {
+        su.batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    // The tenant, with only CREATEDB: a SQL_ASCII database, renamed to bytes that are not UTF-8.
+    let out = tenant_psql(
+        b"CREATE DATABASE bytes_tmp ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    )
+    .output()
+    .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tenant_psql(b"ALTER DATABASE bytes_tmp RENAME TO \"bytes_\xff\xfe\"")
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A session there whose statement holds such bytes, running while Mesa reads.
+    let mut sleeper = tenant_psql(b"SELECT pg_sleep(30) /* \xff\xfe caf\xe9 */")
+        .spawn()
+        .expect("psql");
+    let active = eventually(Duration::from_secs(5), || async {
+        su.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bytes-tenant' AND state = 'active'",
+            &[],
+        )
+        .await
+        .is_ok_and(|r| r.get::<_, i64>(0) == 1)
+    })
+    .await;
+    assert!(active, "the tenant's statement runs");
+
+    // Every collector on a target of this server.
+    let (collection, text) = collect_text(&target("bytes", "mesa_monitor")).await;
+    let failed: Vec<_> = collection
+        .outcomes
+        .iter()
+        .filter(|o| o.result.is_err())
+        .map(|o| o.collector)
+        .collect();
+    assert!(failed.is_empty(), "collectors failed: {failed:?}");
+    // In the exposition, the escape's backslash is itself escaped.
+    let label = format!("datname=\"{}\"", ESCAPED_NAME.replace('\\', "\\\\"));
+    for family in [
+        "pg_database_size_bytes",
+        "pg_stat_database_xact_commit_total",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(family) && l.contains(&label)),
+            "{family} with {label}:\n{text}"
+        );
+    }
+
+    // The admin reads.
+    let g = gateway(&with_admin(target("bytes", "mesa_monitor"), "mesa_admin"));
+    let d = || Deadline::after(Duration::from_secs(5));
+    let databases = g.databases(d()).await.expect("databases answer");
+    assert!(
+        databases.iter().any(|db| db.name == ESCAPED_NAME),
+        "{databases:?}"
+    );
+    let filter = SessionFilter {
+        include_idle: true,
+        limit: limit(1000),
+    };
+    let sessions = g.sessions(filter, d()).await.expect("sessions answer");
+    let tenant = sessions
+        .iter()
+        .find(|s| s.application_name == "bytes-tenant")
+        .expect("the tenant's session is listed");
+    assert!(
+        tenant.query.contains("\\xff\\xfe caf\\xe9"),
+        "{}",
+        tenant.query
+    );
+
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    drop_bytes_database();
+    su.batch_execute("DROP DATABASE bytes_base WITH (FORCE)")
+        .await
+        .expect("cleanup");
+    su.batch_execute("DROP DATABASE bytes_admin WITH (FORCE)")
+        .await
+        .expect("cleanup");
+    su.batch_execute("DROP ROLE bytes_tenant")
+        .await
+        .expect("cleanup");
+}
