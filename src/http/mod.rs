@@ -3,10 +3,15 @@
 //! Connections are served by hyper directly (not `axum::serve`) so every listener gets a
 //! cap on concurrent connections (a permit is taken *before* `accept`, so a flood waits in the
 //! kernel's backlog and never takes the descriptors collections need), a header-read timeout
-//! (a slowloris client is dropped), optional TLS with a handshake deadline, the client address
-//! on every request, and a graceful drain at shutdown. Routing is axum's.
+//! (a slowloris client is dropped), a write deadline with a minimum send rate, a total lifetime,
+//! and eviction of stalled connections when the cap is reached (a client that never reads its
+//! responses is dropped: `conn.rs`), at most [`MAX_BUFFERED_REQUEST_BYTES`] of pipelined
+//! requests buffered (hyper answers one request at a time), optional TLS with a handshake
+//! deadline, the client address on every request, and a graceful drain at shutdown. Routing is
+//! axum's.
 
 pub mod admin;
+mod conn;
 pub mod metrics;
 pub mod webconfig;
 
@@ -16,7 +21,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +35,17 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// At shutdown, requests in progress get this long to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pipelined request bytes read ahead of the request being answered (hyper's minimum is 8 KiB;
+/// its default, ~400 KiB, let a client queue hundreds of requests per connection).
+pub const MAX_BUFFERED_REQUEST_BYTES: usize = 16 * 1024;
+/// Unsent bytes a connection's socket may hold (`TCP_NOTSENT_LOWAT`); what is in flight to
+/// the client is not limited, so throughput is not either.
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+/// How often a full listener looks for stalled connections to close.
+const EVICT_CHECK: Duration = Duration::from_millis(100);
+pub use conn::{
+    EVICT_STALLED_AFTER, MAX_CONNECTION_LIFETIME, MIN_SEND_PROGRESS, WRITE_STALL_TIMEOUT,
+};
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -57,12 +73,13 @@ pub async fn serve(
     cap: ConnectionCap,
 ) {
     let slots = Arc::new(Semaphore::new(cap.max));
+    let registry = Arc::new(conn::Registry::default());
     let mut warned = false;
-    let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUFFERED_REQUEST_BYTES);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let permit = match slots.clone().try_acquire_owned() {
@@ -73,15 +90,21 @@ pub async fn serve(
                     tracing::warn!(
                         listener = cap.listener,
                         max_connections = cap.max,
-                        "connection cap reached; further connections wait in the kernel's backlog until one closes (logged once)"
+                        "connection cap reached; stalled connections are closed to make room, others wait in the kernel's backlog until one closes (logged once)"
                     );
                 }
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    permit = slots.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
+                // Full: connections whose clients stopped reading make room first.
+                let permit = loop {
+                    registry.evict_stalled(EVICT_STALLED_AFTER);
+                    tokio::select! {
+                        () = shutdown.cancelled() => break None,
+                        permit = slots.clone().acquire_owned() => break permit.ok(),
+                        () = tokio::time::sleep(EVICT_CHECK) => {}
+                    }
+                };
+                match permit {
+                    Some(permit) => permit,
+                    None => break,
                 }
             }
         };
@@ -95,42 +118,28 @@ pub async fn serve(
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "TCP_NODELAY not set");
                     }
-                    let service = hyper::service::service_fn({
-                        let router = router.clone();
-                        move |mut request: hyper::Request<Incoming>| {
-                            request.extensions_mut().insert(ClientAddr(peer));
-                            let response = router.clone().call(request);
-                            async move {
-                                match tokio::time::timeout(REQUEST_TIMEOUT, response).await {
-                                    Ok(response) => response,
-                                    Err(_) => Ok(timed_out()),
-                                }
-                            }
-                        }
-                    });
-                    let (builder, watcher, acceptor) = (builder.clone(), graceful.watcher(), acceptor.clone());
+                    // At most this much of a response waits unsent in the kernel: a client that
+                    // does not read stalls Mesa's write after a few responses (then the write
+                    // deadline and eviction apply), instead of after megabytes of autotuned
+                    // send buffer, each pipelined response costing an encoding.
+                    if let Err(e) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+                        tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
+                    }
+                    let registered = registry.register();
+                    let (builder, router, acceptor, shutdown) =
+                        (builder.clone(), router.clone(), acceptor.clone(), shutdown.clone());
                     tokio::spawn(async move {
                         // Held until the connection is closed.
                         let _permit = permit;
-                        let result = match acceptor {
-                            None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                        match acceptor {
+                            None => drive(stream, peer, builder, router, registered, shutdown).await,
                             Some(acceptor) => {
-                                let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls)) => tls,
-                                    Ok(Err(e)) => {
-                                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                        return;
-                                    }
-                                    Err(_) => {
-                                        tracing::debug!(%peer, "TLS handshake timed out");
-                                        return;
-                                    }
-                                };
-                                watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await
+                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => drive(tls, peer, builder, router, registered, shutdown).await,
+                                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                }
                             }
-                        };
-                        if let Err(e) = result {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                     });
                 }
@@ -142,11 +151,61 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    // Every connection holds a slot until it closes: all slots back means all drained.
+    let all = u32::try_from(cap.max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("HTTP connections did not drain in time; closing them");
+    }
+}
+
+/// Serves one connection until it ends, its client stalls past the write deadline, it is
+/// evicted, its lifetime ends (then gracefully), or shutdown (gracefully, within the drain).
+async fn drive<S>(
+    stream: S,
+    peer: SocketAddr,
+    builder: hyper::server::conn::http1::Builder,
+    router: axum::Router,
+    registered: conn::Registered,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ClientAddr(peer));
+        let response = router.clone().call(request);
+        async move {
+            match tokio::time::timeout(REQUEST_TIMEOUT, response).await {
+                Ok(response) => response,
+                Err(_) => Ok(timed_out()),
+            }
+        }
+    });
+    let io = TokioIo::new(conn::Guarded::new(stream, registered.conn.clone()));
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let evict = registered.conn.evict.clone();
+    let lifetime = tokio::time::sleep(MAX_CONNECTION_LIFETIME);
+    tokio::pin!(lifetime);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = evict.cancelled() => {
+            tracing::debug!(%peer, "stalled connection closed to make room");
+            return;
+        }
+        () = &mut lifetime => {
+            connection.as_mut().graceful_shutdown();
+            tokio::time::timeout(REQUEST_TIMEOUT, connection.as_mut()).await.unwrap_or(Ok(()))
+        }
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            tokio::time::timeout(DRAIN_TIMEOUT, connection.as_mut()).await.unwrap_or(Ok(()))
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 

@@ -19,6 +19,7 @@ mod gateway_inspect;
 mod golden;
 mod hardening;
 mod lifecycle;
+mod non_readers;
 mod non_utf8;
 mod prometheus;
 mod reload_race;
