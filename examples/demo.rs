@@ -44,18 +44,31 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     println!("starting a throwaway PostgreSQL ...");
     let cluster = PgCluster::start(ClusterOptions {
         parent: Some(dir.clone()),
+        // DDL is logged, so the check below can show no password reached the server's log.
+        extra_conf: vec!["log_statement = 'ddl'".to_owned()],
         ..ClusterOptions::default()
     })?;
     let password = mesa::token::generate()?.sha256_hex;
     let admin_password = mesa::token::generate()?.sha256_hex;
+    // Only SCRAM verifiers go over the wire, as the admin API sends them (psql's \password
+    // does the same): the passwords never reach the server's logs or statistics.
+    let verifier = |p: &str| postgres_protocol::password::scram_sha_256(p.as_bytes());
     cluster.psql(
         "postgres",
         &format!(
-            "CREATE ROLE mesa_monitor LOGIN PASSWORD '{password}' IN ROLE pg_monitor;
-             CREATE ROLE mesa_admin LOGIN CREATEROLE PASSWORD '{admin_password}'
-               IN ROLE pg_signal_backend, pg_read_all_stats;"
+            "CREATE ROLE mesa_monitor LOGIN PASSWORD '{}' IN ROLE pg_monitor;
+             CREATE ROLE mesa_admin LOGIN CREATEROLE PASSWORD '{}'
+               IN ROLE pg_signal_backend, pg_read_all_stats;",
+            verifier(&password),
+            verifier(&admin_password)
         ),
     )?;
+    let log = cluster.server_log();
+    if !log.contains("CREATE ROLE mesa_monitor") || log.contains(&password) {
+        return Err(
+            "the demo's roles were not created with verifiers only (see the server log)".into(),
+        );
+    }
     let token = mesa::token::generate()?;
     cluster.psql("postgres", "CREATE DATABASE shop")?;
     cluster.psql(

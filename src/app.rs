@@ -82,10 +82,15 @@ impl ListenerFiles {
             None => None,
         };
         let metrics_tls = match web.as_ref().and_then(|w| w.tls.as_ref()) {
-            Some(tls) => Some(server_config(tls).map_err(|source| AppError::Tls {
-                listener: "web.config_file",
-                source,
-            })?),
+            Some(tls) => Some({
+                if let Some(warning) = crate::tls::server::loose_key_warning(&tls.key_file) {
+                    tracing::warn!("web.config_file tls_server_config.key_file: {warning}");
+                }
+                server_config(tls).map_err(|source| AppError::Tls {
+                    listener: "web.config_file",
+                    source,
+                })?
+            }),
             None => None,
         };
         let admin_tls = match config.admin.tls.as_ref().filter(|_| config.admin.enabled()) {
@@ -107,7 +112,12 @@ impl ListenerFiles {
             .as_ref()
             .filter(|_| config.admin.enabled())
         {
-            Some(path) => Some(Arc::new(AuditLog::open(path.clone())?)),
+            Some(path) => {
+                if let Some(warning) = crate::http::admin::audit::folder_warning(path) {
+                    tracing::warn!("{warning}");
+                }
+                Some(Arc::new(AuditLog::open(path.clone())?))
+            }
             None => None,
         };
         Ok(Self {

@@ -639,6 +639,12 @@ fn admin(
             if key.is_none() {
                 p.add(t.path_of("key_file"), "is required when tls is set");
             }
+            if let Some(warning) = key
+                .as_deref()
+                .and_then(crate::tls::server::loose_key_warning)
+            {
+                p.warn(t.path_of("key_file"), warning);
+            }
             Some(TlsFiles {
                 cert_file: cert?,
                 key_file: key?,

@@ -447,3 +447,34 @@ fn unknown_collectors_and_bad_guards_are_config_errors() {
         "{all}"
     );
 }
+
+#[test]
+fn a_tls_key_others_can_read_is_a_warning_naming_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("mesa-keyperm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = dir.join("admin.key");
+    std::fs::write(&key, "not read at parse time\n").expect("write");
+    std::fs::write(dir.join("admin.crt"), "x\n").expect("write");
+    let text = format!(
+        "{MINIMAL}admin:
+  audit_log: audit.jsonl
+  tls: {{cert_file: admin.crt, key_file: admin.key}}
+  tokens:
+    - {{name: ops, sha256: '{}', scopes: [read], targets: ['*']}}
+",
+        "a".repeat(64)
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let c = parse_str(&text, &dir, &env).expect("loads with a warning");
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!(c.warnings[0].path, "admin.tls.key_file");
+    assert!(
+        c.warnings[0].message.contains("admin.key"),
+        "{}",
+        c.warnings[0]
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let c = parse_str(&text, &dir, &env).expect("loads");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}

@@ -36,6 +36,20 @@ pub enum ClientAuth {
     Require,
 }
 
+/// A warning when a TLS private key can be read (or changed) by users other than its owner,
+/// as for password files: `--check-config` and the start log it.
+pub fn loose_key_warning(key_file: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(key_file).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} can be read or changed by users other than its owner (mode {:o}): anyone who reads it can impersonate this listener; chmod 600 it",
+            key_file.display(),
+            mode & 0o7777
+        )
+    })
+}
+
 /// What a TLS listener needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerTls {

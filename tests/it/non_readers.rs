@@ -108,7 +108,10 @@ targets:
         assert_eq!(status, 200);
         // Served from the last collection (a collection may fail under this load: its
         // deadline is the daemon's, not this test's concern).
-        assert!(value(&body, "pg_up", &[("server", "main")]).is_some(), "{body}");
+        assert!(
+            value(&body, "pg_up", &[("server", "main")]).is_some(),
+            "{body}"
+        );
         let scrape_took = started.elapsed();
         let started = Instant::now();
         let headers = [(

@@ -38,6 +38,12 @@ pub enum AuditError {
         /// The path.
         path: PathBuf,
     },
+    /// The path is not a regular file (a FIFO, socket, device or folder).
+    #[error("audit log {path} is not a regular file; point admin.audit_log at a file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// Group or others may write the file.
     #[error(
         "audit log {path} is writable by group or others (mode {mode:o}); anyone who can write it can forge or erase records: chmod 600 it"
@@ -158,6 +164,23 @@ struct Line<'a> {
     record: &'a AuditRecord,
 }
 
+/// A warning when the audit log's folder may be written by others (without the sticky bit):
+/// anyone who can write the folder can replace the file between two records.
+pub fn folder_warning(path: &Path) -> Option<String> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mode = std::fs::metadata(folder).ok()?.mode();
+    (mode & 0o002 != 0 && mode & 0o1000 == 0).then(|| {
+        format!(
+            "the audit log's folder {} is writable by others (mode {:o}): anyone can replace the log; chmod o-w it",
+            folder.display(),
+            mode & 0o7777
+        )
+    })
+}
+
 impl AuditLog {
     /// Audits to `path` (created 0600 on first write). An existing file must be a file, not a
     /// symbolic link, and must not be writable by group or others.
@@ -179,12 +202,21 @@ impl AuditLog {
         let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
         text.push('\n');
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        // O_NONBLOCK: a FIFO planted at the path would block the open until a reader came
+        // (mutations hung 30 s); it fails at once instead, and fstat refuses anything but a
+        // regular file.
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&self.path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::other(format!(
+                "audit log {} is not a regular file",
+                self.path.display()
+            )));
+        }
         append_whole(&mut file, text.as_bytes())
     }
 }
@@ -248,6 +280,11 @@ fn check_existing(path: &Path) -> Result<(), AuditError> {
             path: path.to_owned(),
         });
     }
+    if !meta.is_file() {
+        return Err(AuditError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
     let mode = meta.mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(AuditError::Writable {
@@ -303,6 +340,35 @@ mod tests {
             reason: None,
             sqlstate: None,
         }
+    }
+
+    #[test]
+    fn a_fifo_at_the_path_is_refused_at_once_and_never_blocks_a_write() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let d = dir("fifo");
+        let path = d.join("audit.jsonl");
+        let log = AuditLog::open(path.clone()).expect("absent file is fine");
+        // Planted after start, with no reader: opening it for writing would block.
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let started = std::time::Instant::now();
+        let err = log.write(&record()).expect_err("a FIFO is refused");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(!err.to_string().is_empty());
+        assert!(matches!(
+            AuditLog::open(path.clone()),
+            Err(AuditError::NotAFile { .. })
+        ));
+        // A folder anyone may write is a warning; with the sticky bit (/tmp) it is not.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(folder_warning(&path).is_some_and(|w| w.contains("writable by others")));
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        assert_eq!(folder_warning(&path), None);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        assert_eq!(folder_warning(&path), None);
     }
 
     #[test]
