@@ -217,8 +217,8 @@ impl App {
         let metrics_router = match &web {
             None => router(state.clone()),
             Some(web) => router(state.clone()).layer(axum::middleware::from_fn_with_state(
-                crate::http::webconfig::Guard::new(web),
-                crate::http::webconfig::guard,
+                crate::http::basic_auth::Guard::new(web),
+                crate::http::basic_auth::guard,
             )),
         };
         let metrics_tls_on = metrics_tls.is_some();

@@ -11,6 +11,7 @@
 //! axum's.
 
 pub mod admin;
+pub mod basic_auth;
 mod conn;
 pub mod metrics;
 pub mod webconfig;

@@ -14,24 +14,13 @@
 //!   prometheus: $2y$10$...                         # bcrypt
 //! ```
 //!
-//! Unknown keys are errors. Passwords are checked with bcrypt off the async threads, one check
-//! at a time (as exporter-toolkit), and each outcome is remembered (by SHA-256 of user,
-//! password and hash) so scrapes stay cheap. An unknown user is checked against a decoy hash
-//! of the configured cost, so answers take as long for unknown users as for wrong passwords.
-//! Hashes costlier than [`MAX_BCRYPT_COST`] are refused at load.
+//! Unknown keys are errors. Hashes costlier than [`MAX_BCRYPT_COST`] are refused at load. The
+//! basic-auth check itself (bcrypt queue, caches, decoys) is `basic_auth.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
-use tokio::sync::Semaphore;
-
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
+use axum::http::HeaderValue;
 use serde_json::Value;
 
 use crate::config::reader::{Fields, Problems};
@@ -298,183 +287,14 @@ fn tls(t: &mut Fields, base: &Path, p: &mut Problems) -> Option<ServerTls> {
     (cert.is_some() && key.is_some()).then_some(out)
 }
 
-/// Basic auth and extra headers for the metrics router.
-#[derive(Debug, Clone)]
-pub struct Guard {
-    users: Arc<BTreeMap<String, String>>,
-    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
-    /// Outcomes of checks already made, by SHA-256 of user, password and hash.
-    checked: Arc<Mutex<HashMap<[u8; 32], bool>>>,
-    /// The hash an unknown user's password is checked against, at the configured cost, so
-    /// an unknown user takes as long as a wrong password (no timing oracle for user names).
-    decoy: Arc<str>,
-    /// At most [`BCRYPT_CONCURRENCY`] bcrypt checks at once.
-    bcrypt_slots: Arc<Semaphore>,
-    stats: Arc<BcryptStats>,
-}
-
-/// How many bcrypt checks run at once. exporter-toolkit serialises them behind one mutex;
-/// Mesa does the same, so a flood of wrong passwords costs at most one core and one thread
-/// of the blocking pool (which DNS lookups and audit writes share), and cached logins, like
-/// Prometheus' scrapes, never wait for it.
-pub const BCRYPT_CONCURRENCY: usize = 1;
-/// Remembered check outcomes before the cache is cleared (bounds memory under attack).
-const CHECKED_CACHE_MAX: usize = 1024;
-
-/// Counters of the bcrypt checks a guard ran, for tests and diagnosis.
-#[derive(Debug, Default)]
-pub struct BcryptStats {
-    checks: AtomicU64,
-    running: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-impl BcryptStats {
-    /// bcrypt checks run so far (cache hits excluded).
-    pub fn checks(&self) -> u64 {
-        self.checks.load(Ordering::Relaxed)
-    }
-
-    /// The most checks that ever ran at once.
-    pub fn peak(&self) -> usize {
-        self.peak.load(Ordering::Relaxed)
-    }
-}
-
-impl Guard {
-    /// A guard for `config`. With basic auth configured, this computes the decoy hash (one
-    /// bcrypt run at the highest configured cost).
-    pub fn new(config: &WebConfig) -> Self {
-        let headers = config
-            .headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    HeaderName::try_from(k.as_str()).ok()?,
-                    HeaderValue::from_str(v).ok()?,
-                ))
-            })
-            .collect();
-        let cost = config
-            .basic_auth_users
-            .values()
-            .filter_map(|h| bcrypt_cost(h))
-            .max();
-        let decoy = cost
-            .and_then(|cost| {
-                let mut junk = [0u8; 18];
-                getrandom::fill(&mut junk).ok()?;
-                bcrypt::hash(junk, cost).ok()
-            })
-            .unwrap_or_else(|| DECOY_FALLBACK.to_owned());
-        Self {
-            users: Arc::new(config.basic_auth_users.clone()),
-            headers: Arc::new(headers),
-            checked: Arc::default(),
-            decoy: decoy.into(),
-            bcrypt_slots: Arc::new(Semaphore::new(BCRYPT_CONCURRENCY)),
-            stats: Arc::default(),
-        }
-    }
-
-    /// The bcrypt counters.
-    pub fn stats(&self) -> &BcryptStats {
-        &self.stats
-    }
-
-    async fn allowed(&self, credentials: Option<(String, String)>) -> bool {
-        if self.users.is_empty() {
-            return true;
-        }
-        let Some((user, password)) = credentials else {
-            return false;
-        };
-        let (hash, known) = match self.users.get(&user) {
-            Some(hash) => (hash.clone(), true),
-            None => (self.decoy.to_string(), false),
-        };
-        let key = crate::token::digest(&format!("{user}\u{0}{password}\u{0}{hash}"));
-        let cached = self
-            .checked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .copied();
-        if let Some(ok) = cached {
-            return ok;
-        }
-        let Ok(_slot) = self.bcrypt_slots.acquire().await else {
-            return false;
-        };
-        let stats = self.stats.clone();
-        let running = stats.running.fetch_add(1, Ordering::SeqCst) + 1;
-        stats.peak.fetch_max(running, Ordering::SeqCst);
-        stats.checks.fetch_add(1, Ordering::Relaxed);
-        let matched = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(false);
-        stats.running.fetch_sub(1, Ordering::SeqCst);
-        let ok = known && matched;
-        let mut cache = self.checked.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CHECKED_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(key, ok);
-        ok
-    }
-}
-
-/// Used as the decoy only if generating one failed (no OS randomness): a cost-10 hash of a
-/// random string nobody knows.
-const DECOY_FALLBACK: &str = "$2b$10$3euPcmQFCiblsZeEu5s7p.9OVHgeHWFDk9nhMqZ0m/3pd/lhwZgES";
-
 /// The highest bcrypt cost accepted. Each step doubles the work: at cost 14 one check takes
 /// about a second of CPU here, so a higher cost turns every scrape's first login (and every
 /// wrong password) into a denial of service on the exporter itself.
 pub const MAX_BCRYPT_COST: u32 = 14;
 
 /// The cost field of a `$2?$NN$...` hash.
-fn bcrypt_cost(hash: &str) -> Option<u32> {
+pub(super) fn bcrypt_cost(hash: &str) -> Option<u32> {
     hash.get(4..6)?.parse().ok()
-}
-
-fn basic_credentials(request: &Request) -> Option<(String, String)> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
-}
-
-/// The middleware: basic auth when users are configured, then the extra headers.
-pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    // Extracted first: a request body is not `Sync`, so no reference to it may cross an await.
-    let credentials = basic_credentials(&request);
-    if !guard.allowed(credentials).await {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"mesa\"")],
-            "unauthorized\n",
-        )
-            .into_response();
-    }
-    let mut response = next.run(request).await;
-    for (name, value) in guard.headers.iter() {
-        response.headers_mut().insert(name.clone(), value.clone());
-    }
-    response
 }
 
 #[cfg(test)]
@@ -533,49 +353,5 @@ mod tests {
             e[0].starts_with("basic_auth_users.u: bcrypt cost must be from 4 to 14"),
             "{e:?}"
         );
-    }
-
-    fn guard_for(user: &str, password: &str) -> Guard {
-        let mut config = WebConfig::default();
-        config
-            .basic_auth_users
-            .insert(user.to_owned(), bcrypt::hash(password, 4).expect("hash"));
-        Guard::new(&config)
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn unknown_users_cost_a_bcrypt_check_and_checks_run_one_at_a_time() {
-        let guard = guard_for("prometheus", "right-password");
-        let creds = |u: &str, p: &str| Some((u.to_owned(), p.to_owned()));
-        // An unknown user is checked against the decoy, like a wrong password.
-        assert!(!guard.allowed(creds("nobody", "x")).await);
-        assert_eq!(
-            guard.stats().checks(),
-            1,
-            "an unknown user must cost a bcrypt check"
-        );
-        assert!(!guard.allowed(creds("prometheus", "wrong")).await);
-        assert_eq!(guard.stats().checks(), 2);
-        // A flood of distinct wrong passwords: every one is checked, never two at once.
-        let tasks: Vec<_> = (0..16)
-            .map(|i| {
-                let guard = guard.clone();
-                tokio::spawn(async move {
-                    guard
-                        .allowed(Some(("prometheus".to_owned(), format!("guess-{i}"))))
-                        .await
-                })
-            })
-            .collect();
-        for t in tasks {
-            assert!(!t.await.expect("task"));
-        }
-        assert_eq!(guard.stats().checks(), 18);
-        assert_eq!(guard.stats().peak(), BCRYPT_CONCURRENCY);
-        // The right password passes, once by bcrypt and then from the cache.
-        assert!(guard.allowed(creds("prometheus", "right-password")).await);
-        assert!(guard.allowed(creds("prometheus", "right-password")).await);
-        assert_eq!(guard.stats().checks(), 19);
-        assert!(!guard.allowed(None).await);
     }
 }

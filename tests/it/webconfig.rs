@@ -225,3 +225,114 @@ targets:
     );
     app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
 }
+
+/// One plain GET of `/metrics` with basic credentials on a new connection; the status, or
+/// `None` if the exchange failed or took longer than `limit`.
+async fn basic_get(
+    addr: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+    limit: std::time::Duration,
+) -> Option<u16> {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let headers = [(hyper::header::AUTHORIZATION, format!("Basic {auth}"))];
+    tokio::time::timeout(limit, exchange(addr, "GET", "/metrics", &headers, None))
+        .await
+        .ok()
+        .flatten()
+        .map(|(status, ..)| status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_flood_never_fails_a_cached_scrape() {
+    // Issue 17, item 4: with basic auth, wrong passwords used to queue for bcrypt without
+    // bound, each holding a connection slot, until legitimate scrapes could not get one.
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("mesa-web-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // Cost 10, as htpasswd makes them: each wrong password costs tens of milliseconds.
+    let hash = bcrypt::hash("scrape-password-2", 10).expect("bcrypt");
+    let web = write(
+        &dir,
+        "web.yml",
+        &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
+    );
+    let mut config = daemon_config(
+        "collection: {interval: 2s, timeout: 1500ms}\nweb: {listen_address: '127.0.0.1:0', max_connections: 64}\ntargets:\n  - {name: local, driver: postgres, host: '{host}', port: {port}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}\n",
+    );
+    config.web.config_file = Some(web);
+    let app = App::start(config).await.expect("daemon starts");
+    let addr = app.metrics_addr();
+    // Prometheus logs in once; its login is cached from then on.
+    assert_eq!(
+        basic_get(
+            addr,
+            "prometheus",
+            "scrape-password-2",
+            Duration::from_secs(10)
+        )
+        .await,
+        Some(200)
+    );
+    // 200 attackers, each a new connection per wrong password, for 6 s.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..200)
+        .map(|i| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let status = basic_get(
+                        addr,
+                        "prometheus",
+                        &format!("guess-{i}-{n}"),
+                        Duration::from_secs(20),
+                    )
+                    .await;
+                    statuses.push(status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut scrapes = Vec::new();
+    for _ in 0..10 {
+        scrapes.push(
+            basic_get(
+                addr,
+                "prometheus",
+                "scrape-password-2",
+                Duration::from_secs(5),
+            )
+            .await,
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut refused = 0;
+    let mut denied = 0;
+    for a in attackers {
+        for status in a.await.expect("attacker") {
+            match status {
+                Some(429) => refused += 1,
+                Some(401) => denied += 1,
+                _ => {}
+            }
+        }
+    }
+    eprintln!(
+        "attackers: {denied} answered 401 after a check, {refused} refused with 429; scrapes: {scrapes:?}"
+    );
+    assert!(
+        scrapes.iter().all(|s| *s == Some(200)),
+        "a cached scrape failed during the flood: {scrapes:?}"
+    );
+    assert!(refused > 0, "the queue never filled: {denied} checks");
+    app.shutdown(mesa::app::DEFAULT_GRACE_PERIOD)
+        .await
+        .expect("shutdown");
+}
