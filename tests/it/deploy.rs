@@ -318,3 +318,58 @@ fn the_sharded_statefulset_derives_its_index_from_the_pod_ordinal() {
         "the Service and ServiceMonitor select both"
     );
 }
+
+#[test]
+fn every_python_tool_is_installed_from_a_hash_pinned_lock() {
+    // Issue 17, item 7: `cargo xtask test` installs requirements.lock with --require-hashes;
+    // every package the two requirement files name must be pinned there with a hash.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lock = std::fs::read_to_string(root.join("requirements.lock")).expect("lock");
+    let mut pinned = std::collections::HashMap::new();
+    let mut current: Option<String> = None;
+    for line in lock.lines() {
+        let line = line.trim();
+        if let Some((name, version)) = line.split_once("==") {
+            let name = name.trim().to_lowercase().replace('_', "-");
+            let version = version.trim_end_matches(" \\").to_owned();
+            pinned.insert(name.clone(), (version, 0usize));
+            current = Some(name);
+        } else if line.starts_with("--hash=sha256:")
+            && let Some(entry) = current.as_ref().and_then(|n| pinned.get_mut(n))
+        {
+            entry.1 += 1;
+        }
+    }
+    assert!(pinned.len() >= 10, "{pinned:?}");
+    for (name, (version, hashes)) in &pinned {
+        assert!(*hashes >= 1, "{name}=={version} has no hash");
+        assert!(!version.is_empty(), "{name} is not pinned");
+    }
+    for file in ["requirements-dev.txt", "grafana/requirements.txt"] {
+        let text = std::fs::read_to_string(root.join(file)).expect("requirements");
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let name: String = line
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .collect::<String>()
+                .to_lowercase()
+                .replace('_', "-");
+            assert!(
+                pinned.contains_key(&name),
+                "{file}: {name} is not in requirements.lock"
+            );
+        }
+    }
+    let xtask = std::fs::read_to_string(root.join("xtask/src/python.rs")).expect("xtask");
+    assert!(
+        xtask.contains("\"--require-hashes\""),
+        "xtask installs without hashes"
+    );
+    assert!(
+        xtask.contains("\"requirements.lock\""),
+        "xtask installs something else"
+    );
+}

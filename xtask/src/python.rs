@@ -6,8 +6,12 @@ use std::process::Command;
 
 use crate::{Failure, Result, fail, root, status, target_dir};
 
-/// The requirement files, in install order.
-const REQUIREMENTS: [&str; 2] = ["requirements-dev.txt", "grafana/requirements.txt"];
+/// What is installed: every package of `requirements-dev.txt` and `grafana/requirements.txt`
+/// and their dependencies, each pinned with its hashes (`pip install --require-hashes`), so a
+/// package replaced on the index is refused. Regenerated from those two files with pip-tools:
+/// `pip-compile --generate-hashes --allow-unsafe --strip-extras --no-header
+/// --output-file requirements.lock requirements-dev.txt grafana/requirements.txt`.
+const LOCK: &str = "requirements.lock";
 
 /// Where the environment lives.
 pub fn venv_dir() -> PathBuf {
@@ -35,12 +39,8 @@ pub fn ensure() -> Result<PathBuf> {
             ));
         }
     }
-    let mut wanted = String::new();
-    for file in REQUIREMENTS {
-        let text = std::fs::read_to_string(root().join(file))
-            .map_err(|e| Failure(format!("{file}: {e}")))?;
-        wanted.push_str(&text);
-    }
+    let wanted =
+        std::fs::read_to_string(root().join(LOCK)).map_err(|e| Failure(format!("{LOCK}: {e}")))?;
     let stamp = venv.join(".mesa-requirements");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(venv);
@@ -53,11 +53,11 @@ pub fn ensure() -> Result<PathBuf> {
         "install",
         "--quiet",
         "--disable-pip-version-check",
+        "--require-hashes",
+        "-r",
+        LOCK,
     ])
     .current_dir(root());
-    for file in REQUIREMENTS {
-        cmd.args(["-r", file]);
-    }
     if !status(&mut cmd, "pip install")? {
         return fail("pip install failed (is PyPI reachable?)");
     }
