@@ -59,6 +59,7 @@ fn open_descriptors(pid: u32) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_on_both_listeners_never_fails_a_collection() {
+    let _loud = loud().await;
     // This process holds 3000 sockets: lift its own soft limit first.
     let (_, hard) = rlimit::Resource::NOFILE.get().expect("getrlimit");
     // Root (as in CI) may raise the hard limit too; anyone may raise the soft one to it.

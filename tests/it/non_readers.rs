@@ -58,6 +58,7 @@ async fn non_readers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_listeners_serve_readers_while_500_non_readers_are_connected() {
+    let _loud = loud().await;
     let token = mesa::token::generate().expect("token");
     let config = daemon_config(&format!(
         "collection: {{interval: 5s, timeout: 4s}}

@@ -52,6 +52,21 @@ pub async fn role_lock() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
+/// Tests that time their daemon's answers (the fault suite's scrape p99) hold this shared;
+/// tests that flood a daemon on purpose (hundreds of connections, bcrypt floods) hold it
+/// exclusively, so one test's flood never counts against another's latency figures.
+static LOAD: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Shared: this test's timing must not share the machine with a flood.
+pub async fn quiet() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    LOAD.read().await
+}
+
+/// Exclusive: this test floods a daemon.
+pub async fn loud() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    LOAD.write().await
+}
+
 /// A plain client (no TLS) as `user` on the shared cluster ([`PgCluster::connect`]).
 pub async fn client_as(
     user: &str,

@@ -246,6 +246,7 @@ async fn basic_get(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_flood_never_fails_a_cached_scrape() {
+    let _loud = loud().await;
     // Issue 17, item 4: with basic auth, wrong passwords used to queue for bcrypt without
     // bound, each holding a connection slot, until legitimate scrapes could not get one.
     use std::time::Duration;

@@ -117,6 +117,8 @@ where
     I: AsyncFnOnce(&FaultProxy, &str),
     C: AsyncFnOnce(&FaultProxy, &str),
 {
+    // Its scrape p99 is a figure of this daemon alone, not of a flood next door.
+    let _quiet = quiet().await;
     monitor_role(server, role).await;
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.cluster().port()));
     let proxy = FaultProxy::start(upstream).await;
