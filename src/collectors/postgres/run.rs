@@ -1,0 +1,333 @@
+//! The run: one collection's statements on one connection (see the parent module's docs for
+//! the steps), with each collector failing alone.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Row, Statement as Prepared};
+
+use super::{
+    ALL, Definition, MIN_VERSION, Plan, Record, Server, Statement, TrustedRelation, stat_statements,
+};
+use crate::collectors::{Collection, HEALTH, Options, Outcome, Value};
+use crate::gateway::postgres::{PostgresGateway, TextColumns, sql};
+use crate::gateway::{Deadline, FailureReason, GatewayError};
+
+/// Decodes a row: label columns as text, the rest as numbers (booleans as 0/1).
+fn decode(def: &Definition, row: &Row) -> Result<Record, tokio_postgres::Error> {
+    let n = def.labels.len();
+    let labels = (0..n)
+        .map(|i| Ok(row.opt_text(i)?.unwrap_or_default()))
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    let values = (n..row.len())
+        .map(|i| {
+            let ty = row.columns()[i].type_();
+            Ok(if *ty == Type::INT8 {
+                row.try_get::<_, Option<i64>>(i)?.map(Value::Int)
+            } else if *ty == Type::INT4 {
+                row.try_get::<_, Option<i32>>(i)?
+                    .map(|v| Value::Int(i64::from(v)))
+            } else if *ty == Type::BOOL {
+                row.try_get::<_, Option<bool>>(i)?
+                    .map(|v| Value::Int(i64::from(v)))
+            } else {
+                row.try_get::<_, Option<f64>>(i)?.map(Value::Float)
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    Ok(Record { labels, values })
+}
+
+/// Finds a trusted `pg_stat_statements` view (see [`Server::stat_statements`]): its schema
+/// and OID.
+///
+/// Trusted means that no role but a superuser can change what the name resolves to: the view
+/// is a superuser-owned member of the extension, and its schema is owned by a superuser (or,
+/// for `public` since PostgreSQL 14, by `pg_database_owner` in a database a superuser owns).
+/// A schema's owner can drop it with the extension inside, even in an open transaction while
+/// Mesa waits for the lock, and put a counterfeit under the same name (issue 17).
+pub const STAT_STATEMENTS_VIEW: &str = "\
+SELECT n.nspname::pg_catalog.text, c.oid
+  FROM pg_catalog.pg_extension e
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+  JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid
+  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
+  JOIN pg_catalog.pg_roles so ON so.oid OPERATOR(pg_catalog.=) n.nspowner
+ WHERE e.extname OPERATOR(pg_catalog.=) 'pg_stat_statements'
+   AND c.relname OPERATOR(pg_catalog.=) 'pg_stat_statements'
+   AND r.rolsuper
+   AND (so.rolsuper
+        OR (so.rolname OPERATOR(pg_catalog.=) 'pg_database_owner'
+            AND EXISTS (SELECT 1 FROM pg_catalog.pg_database db
+                          JOIN pg_catalog.pg_roles dbo ON dbo.oid OPERATOR(pg_catalog.=) db.datdba
+                         WHERE db.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+                           AND dbo.rolsuper)))
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                  AND d.objid OPERATOR(pg_catalog.=) c.oid
+                  AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                  AND d.refobjid OPERATOR(pg_catalog.=) e.oid
+                  AND d.deptype OPERATOR(pg_catalog.=) 'e')";
+
+/// Runs one collection on `gateway` (one connection, one snapshot).
+pub async fn collect(
+    gateway: &PostgresGateway,
+    options: &Options,
+    deadline: Deadline,
+) -> Result<Collection, GatewayError> {
+    let endpoint = gateway.endpoint();
+    let (collection, hidden) = gateway
+        .collection_session(deadline, async |client, version| {
+            run(client, version, options, &endpoint).await
+        })
+        .await?;
+    // A role without pg_read_all_stats (pg_monitor) sees other roles' sessions without
+    // their type: connection counts and utilisation would read low, and a saturation alert
+    // would stay silent. That is a monitoring outage, said as one.
+    if hidden > 0 {
+        tracing::warn!(%endpoint, hidden, "pg_stat_activity hides sessions from the monitoring role");
+        return Err(GatewayError::PermissionDenied {
+            action: format!(
+                "see every session: pg_stat_activity hides {hidden} from the monitoring role (grant it pg_monitor)"
+            ),
+        });
+    }
+    Ok(collection)
+}
+
+/// A collector's failure before or during its statement.
+fn failed(
+    def: &Definition,
+    reason: FailureReason,
+    detail: &str,
+    endpoint: &str,
+    duration: Duration,
+) -> Outcome {
+    tracing::debug!(collector = def.name, %endpoint, %reason, detail, "collector failed");
+    Outcome {
+        collector: def.name,
+        duration,
+        result: Err(reason),
+    }
+}
+
+fn failure(e: tokio_postgres::Error, endpoint: &str) -> (FailureReason, String) {
+    let e = crate::gateway::postgres::classify_error(e, endpoint);
+    (e.reason(), e.to_string())
+}
+
+/// What a pipelined step answered.
+enum Reply {
+    Prepared(Result<Prepared, tokio_postgres::Error>),
+    Done(Result<(), tokio_postgres::Error>),
+    Rows(Result<Vec<Row>, tokio_postgres::Error>, Instant),
+}
+
+type Step<'a> = Pin<Box<dyn Future<Output = Reply> + Send + 'a>>;
+
+/// Polls `steps` to completion, each first polled in order, so their messages reach the
+/// server in that order (tokio-postgres sends a request on its first poll).
+async fn in_order(mut steps: Vec<Step<'_>>) -> Vec<Reply> {
+    let mut done: Vec<Option<Reply>> = steps.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (step, slot) in steps.iter_mut().zip(done.iter_mut()) {
+            if slot.is_some() {
+                continue;
+            }
+            match step.as_mut().poll(cx) {
+                Poll::Ready(reply) => *slot = Some(reply),
+                Poll::Pending => pending = true,
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
+fn query<'a>(client: &'a Client, statement: &'a Prepared, limit: Option<i64>) -> Step<'a> {
+    Box::pin(async move {
+        let rows = match &limit {
+            Some(limit) => client.query(statement, &[limit]).await,
+            None => client.query(statement, &[]).await,
+        };
+        Reply::Rows(rows, Instant::now())
+    })
+}
+
+fn simple<'a>(client: &'a Client, sql: String) -> Step<'a> {
+    Box::pin(async move { Reply::Done(client.batch_execute(&sql).await) })
+}
+
+async fn run(
+    client: &Client,
+    version: u32,
+    options: &Options,
+    endpoint: &str,
+) -> Result<(Collection, u64), tokio_postgres::Error> {
+    let mut server = Server {
+        version,
+        stat_statements: None,
+    };
+    if options.selection.contains(stat_statements::COLLECTOR.name) && version >= MIN_VERSION {
+        // A failed lookup leaves the view unknown; the collector then reports it missing.
+        if let Ok(Some(row)) = client.query_opt(STAT_STATEMENTS_VIEW, &[]).await {
+            server.stat_statements = match (row.try_get(0), row.try_get(1)) {
+                (Ok(schema), Ok(oid)) => Some(TrustedRelation { schema, oid }),
+                _ => None,
+            };
+        }
+    }
+
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    // (definition, statement) in run order; health first.
+    let mut planned: Vec<(&'static Definition, Statement)> = Vec::new();
+    for def in ALL.iter().filter(|d| options.selection.contains(d.name)) {
+        match (def.plan)(&server, options) {
+            Plan::Run(statement) => planned.push((def, statement)),
+            Plan::Unsupported => {}
+            Plan::Unavailable(detail) => outcomes.push(failed(
+                def,
+                FailureReason::NotFound,
+                detail,
+                endpoint,
+                Duration::ZERO,
+            )),
+        }
+    }
+
+    // Prepare everything in one round trip; outside a transaction, so one failure is alone.
+    let prepares: Vec<Step<'_>> = planned
+        .iter()
+        .map(|(_, s)| -> Step<'_> {
+            Box::pin(async move { Reply::Prepared(client.prepare(&s.sql).await) })
+        })
+        .collect();
+    let mut runnable: Vec<(&'static Definition, Prepared, Option<i64>)> = Vec::new();
+    for ((def, statement), reply) in planned.iter().zip(in_order(prepares).await) {
+        match reply {
+            Reply::Prepared(Ok(p)) if statement.reads_what_was_checked(&p) => {
+                runnable.push((def, p, statement.limit));
+            }
+            Reply::Prepared(Ok(_)) => {
+                // The name now resolves to another relation than the one checked: never run it.
+                tracing::warn!(collector = def.name, %endpoint, "the statement's relation changed after it was checked; not run");
+                outcomes.push(failed(
+                    def,
+                    FailureReason::Refused,
+                    "the relation changed after it was checked",
+                    endpoint,
+                    Duration::ZERO,
+                ));
+            }
+            Reply::Prepared(Err(e)) if def.name == HEALTH => return Err(e),
+            Reply::Prepared(Err(e)) => {
+                let (reason, detail) = failure(e, endpoint);
+                outcomes.push(failed(def, reason, &detail, endpoint, Duration::ZERO));
+            }
+            Reply::Done(_) | Reply::Rows(..) => unreachable!("prepare steps answer Prepared"),
+        }
+    }
+    let mut results: Vec<Option<Outcome>> = runnable.iter().map(|_| None).collect();
+    // Sessions pg_stat_activity hides from the role (see `Definition::counts_hidden`).
+    let mut hidden = 0u64;
+    let mut start = 0;
+    let mut sent_at = Instant::now();
+    let mut begin = Some(sql::COLLECTION_BEGIN);
+    while start < runnable.len() {
+        let mut steps: Vec<Step<'_>> = Vec::new();
+        if let Some(begin) = begin.take() {
+            steps.push(simple(client, begin.to_owned()));
+        }
+        for (i, (def, statement, limit)) in runnable.iter().enumerate().skip(start) {
+            if def.name != HEALTH {
+                steps.push(simple(client, format!("SAVEPOINT mesa_{i}")));
+            }
+            steps.push(query(client, statement, *limit));
+        }
+        let replies = in_order(steps).await;
+        let mut rows_seen = 0;
+        let mut failed_at = None;
+        for reply in replies {
+            match reply {
+                Reply::Done(Ok(())) | Reply::Prepared(_) => {}
+                Reply::Done(Err(e)) => {
+                    // BEGIN or a SAVEPOINT: either the transaction is already aborted (its
+                    // collector's answer says why) or the session is broken.
+                    if e.code() != Some(&SqlState::IN_FAILED_SQL_TRANSACTION) {
+                        return Err(e);
+                    }
+                }
+                Reply::Rows(result, finished) => {
+                    let i = start + rows_seen;
+                    rows_seen += 1;
+                    if failed_at.is_some() {
+                        continue;
+                    }
+                    let (def, ..) = &runnable[i];
+                    let duration = finished.saturating_duration_since(sent_at);
+                    sent_at = sent_at.max(finished);
+                    // Only a statement the server failed aborts the transaction (and makes the
+                    // collectors after it run again); rows Mesa cannot decode fail their
+                    // collector alone.
+                    let aborted = result.is_err();
+                    let decoded = result.and_then(|rows| {
+                        rows.iter()
+                            .map(|row| decode(def, row))
+                            .collect::<Result<Vec<_>, _>>()
+                    });
+                    if let Ok(records) = &decoded {
+                        hidden = hidden.max(def.hidden_sessions(records));
+                    }
+                    results[i] = Some(match decoded {
+                        Ok(records) => Outcome {
+                            collector: def.name,
+                            duration,
+                            result: Ok(def.harvest(&records)),
+                        },
+                        Err(e) if def.name == HEALTH => return Err(e),
+                        Err(e) => {
+                            let (reason, detail) = failure(e, endpoint);
+                            failed(def, reason, &detail, endpoint, duration)
+                        }
+                    });
+                    if aborted {
+                        failed_at = Some(i);
+                    }
+                }
+            }
+        }
+        match failed_at {
+            None => break,
+            Some(i) => {
+                // Back to the failed collector's savepoint: the snapshot stays, the rest run again.
+                client
+                    .batch_execute(&format!("ROLLBACK TO SAVEPOINT mesa_{i}"))
+                    .await?;
+                start = i + 1;
+                sent_at = Instant::now();
+            }
+        }
+    }
+    client.batch_execute("COMMIT").await?;
+    outcomes.extend(results.into_iter().flatten());
+    // Run order, health first, whatever failed where.
+    outcomes.sort_by_key(|o| ALL.iter().position(|d| d.name == o.collector));
+    Ok((
+        Collection {
+            server_version: version,
+            outcomes,
+        },
+        hidden,
+    ))
+}
