@@ -160,6 +160,8 @@ pub struct App {
     tracker: TaskTracker,
     scheduler: Scheduler,
     state: MetricsState,
+    /// The admin API's audit log, when enabled (tests stall it to play a slow disk).
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl App {
@@ -242,7 +244,7 @@ impl App {
                     tokens: admin_tokens.clone(),
                     registry,
                     store,
-                    audit,
+                    audit: audit.clone(),
                     limiter: Arc::new(crate::http::admin::auth::RateLimiter::new(admin.rate_limit)),
                     metrics: metrics.exporter().clone(),
                     tracker: tracker.clone(),
@@ -279,12 +281,19 @@ impl App {
             tracker,
             scheduler,
             state,
+            audit,
         })
     }
 
     /// Where `/metrics` is served.
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_addr
+    }
+
+    /// The admin API's audit log (test harness only: the fault tests stall its writes).
+    #[cfg(feature = "harness")]
+    pub fn audit_log(&self) -> Option<&Arc<AuditLog>> {
+        self.audit.as_ref()
     }
 
     /// Where the admin API is served, when it is enabled.

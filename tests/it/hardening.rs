@@ -322,18 +322,21 @@ async fn a_mutation_whose_audit_intent_comes_late_is_never_started() {
     let _serial = role_lock().await;
     let dir = std::env::temp_dir().join(format!("mesa-it-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    // A FIFO blocks the intent write until someone reads it: a stalled audit disk.
-    let fifo = dir.join("audit-stalled.fifo");
-    let _ = std::fs::remove_file(&fifo);
-    let made = std::process::Command::new("mkfifo")
-        .arg("-m")
-        .arg("600")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success());
+    let path = dir.join("audit-stalled.jsonl");
+    let _ = std::fs::remove_file(&path);
     let (app, admin, token) =
-        admin_daemon("interval: 2s, timeout: 1s", "audit-stalled.fifo", MAIN).await;
+        admin_daemon("interval: 2s, timeout: 1s", "audit-stalled.jsonl", MAIN).await;
+    // The audit disk stops answering (a FIFO used to play it; only regular files are audit
+    // logs now): every write waits until it comes back.
+    let log = app.audit_log().expect("audit log").clone();
+    let (stalled_tx, stalled_rx) = std::sync::mpsc::channel::<()>();
+    let disk = std::thread::spawn(move || {
+        let _stalled = log.stall();
+        let _ = stalled_tx.send(());
+        // Past the request's 1 s deadline, the disk comes back.
+        std::thread::sleep(Duration::from_millis(1500));
+    });
+    stalled_rx.recv().expect("the disk stalls");
     let call = tokio::spawn(async move {
         request(
             admin,
@@ -344,17 +347,10 @@ async fn a_mutation_whose_audit_intent_comes_late_is_never_started() {
         )
         .await
     });
-    // Past the 1 s deadline, the disk comes back: read the records.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Mesa opens the file once per record: read the intent, then the outcome.
-    let reader = tokio::task::spawn_blocking(move || {
-        let intent = std::fs::read_to_string(&fifo).expect("read the intent");
-        let outcome = std::fs::read_to_string(&fifo).expect("read the outcome");
-        intent + &outcome
-    });
     let reply = call.await.expect("call");
     assert_eq!(reply.status, 504, "{}", reply.body);
-    let records = reader.await.expect("reader");
+    disk.join().expect("disk");
+    let records = std::fs::read_to_string(&path).expect("the records");
     assert!(
         !role_exists("late_intent_user").await,
         "the role was created"

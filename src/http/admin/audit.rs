@@ -221,10 +221,19 @@ impl AuditLog {
     }
 }
 
+#[cfg(feature = "harness")]
+impl AuditLog {
+    /// Stalls every write until the guard is dropped, as a disk that stopped answering would
+    /// (test harness only: the late-intent test needs a slow audit write on a regular file).
+    pub fn stall(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Where a record is appended: the audit file, or a fake in tests.
 trait Append {
-    /// The current length of a regular file; `None` for a pipe (a FIFO to a log shipper),
-    /// which can neither be synced nor truncated.
+    /// The current length of a regular file; `None` for what cannot be synced or truncated
+    /// (the audit file is always regular now, but a fake in the tests is not).
     fn len_if_file(&self) -> std::io::Result<Option<u64>>;
     /// Appends all of `bytes`, and with `sync` makes them durable.
     fn append(&mut self, bytes: &[u8], sync: bool) -> std::io::Result<()>;
