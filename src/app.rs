@@ -161,6 +161,7 @@ pub struct App {
     scheduler: Scheduler,
     state: MetricsState,
     /// The admin API's audit log, when enabled (tests stall it to play a slow disk).
+    #[cfg(feature = "harness")]
     audit: Option<Arc<AuditLog>>,
 }
 
@@ -281,6 +282,7 @@ impl App {
             tracker,
             scheduler,
             state,
+            #[cfg(feature = "harness")]
             audit,
         })
     }

@@ -754,20 +754,25 @@ async fn the_sql_for_every_version_up_to_the_installed_one_runs_here() {
             let Plan::Run(statement) = (def.plan)(&server, &Options::default()) else {
                 continue;
             };
-            let rows = match statement.limit {
-                Some(limit) => monitor.query(statement.sql.as_ref(), &[&limit]).await,
-                None => monitor.query(statement.sql.as_ref(), &[]).await,
-            };
-            let rows = rows.unwrap_or_else(|e| panic!("{} for {version}: {e}", def.name));
-            for row in &rows {
-                // Label columns, one value column per metric, then the trailing ones (the
-                // guard's total, health's count of sessions hidden from the role).
-                assert_eq!(
-                    row.len(),
-                    def.labels.len() + def.metrics.len() + def.trailing_columns(),
-                    "{} for {version}",
-                    def.name
-                );
+            // The statement and its fallback (stat_statements' without texts) return the
+            // same columns.
+            let fallback = statement.fallback.as_ref().map(|f| f.sql.as_ref());
+            for sql in std::iter::once(statement.sql.as_ref()).chain(fallback) {
+                let rows = match statement.limit {
+                    Some(limit) => monitor.query(sql, &[&limit]).await,
+                    None => monitor.query(sql, &[]).await,
+                };
+                let rows = rows.unwrap_or_else(|e| panic!("{} for {version}: {e}", def.name));
+                for row in &rows {
+                    // Label columns, one value column per metric, then the trailing ones (the
+                    // guard's total, health's count of sessions hidden from the role).
+                    assert_eq!(
+                        row.len(),
+                        def.labels.len() + def.metrics.len() + def.trailing_columns(),
+                        "{} for {version}",
+                        def.name
+                    );
+                }
             }
         }
     }

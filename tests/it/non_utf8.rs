@@ -123,8 +123,30 @@ async fn bytes_that_are_not_utf8_never_blind_a_collector_or_an_admin_read() {
     .await;
     assert!(active, "the tenant's statement runs");
 
-    // Every collector on a target of this server.
-    let (collection, text) = collect_text(&target("bytes", "mesa_monitor")).await;
+    // Every collector on a target of this server, stat_statements too: the extension fails
+    // to return texts in a UTF-8 database once it holds this statement's bytes.
+    su.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .expect("extension");
+    let mut t = target("bytes", "mesa_monitor");
+    t.collection
+        .collectors
+        .selection
+        .set("stat_statements", true)
+        .expect("known collector");
+    t.collection.collectors.max_statements = 10_000;
+    let with_texts = su
+        .query("SELECT query FROM pg_stat_statements LIMIT 1", &[])
+        .await;
+    assert!(
+        with_texts
+            .as_ref()
+            .err()
+            .and_then(|e| e.code())
+            .is_some_and(|c| *c == tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE),
+        "the extension fails on the tenant's text: {with_texts:?}"
+    );
+    let (collection, text) = collect_text(&t).await;
     let failed: Vec<_> = collection
         .outcomes
         .iter()
@@ -132,6 +154,13 @@ async fn bytes_that_are_not_utf8_never_blind_a_collector_or_an_admin_read() {
         .map(|o| o.collector)
         .collect();
     assert!(failed.is_empty(), "collectors failed: {failed:?}");
+    // Statements still exported (without texts), among them the tenant's sleep.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("pg_stat_statements_calls_total{") && l.contains("query=\"\"")),
+        "no statements without text:\n{text}"
+    );
+
     // In the exposition, the escape's backslash is itself escaped.
     let label = format!("datname=\"{}\"", ESCAPED_NAME.replace('\\', "\\\\"));
     for family in [
@@ -168,9 +197,39 @@ async fn bytes_that_are_not_utf8_never_blind_a_collector_or_an_admin_read() {
         tenant.query
     );
 
+    // The tenant's session ends (before its statement completes, which would store the text
+    // again), then the extension forgets that database's statements, so other tests read
+    // texts again; the rest of its entries stay.
+    su.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bytes-tenant'",
+    )
+    .await
+    .expect("terminate");
     let _ = sleeper.kill();
     let _ = sleeper.wait();
+    let gone = eventually(Duration::from_secs(5), || async {
+        su.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bytes-tenant'",
+            &[],
+        )
+        .await
+        .is_ok_and(|r| r.get::<_, i64>(0) == 0)
+    })
+    .await;
+    assert!(gone, "the tenant's session ends");
+
     drop_bytes_database();
+    // Statements with the name's bytes ran in bytes_base and bytes_admin.
+    su.batch_execute(
+        "SELECT pg_stat_statements_reset(0, oid, 0) FROM pg_database
+          WHERE datname IN ('bytes_base', 'bytes_admin')",
+    )
+    .await
+    .expect("reset the tenant's statements");
+    let texts = su
+        .query("SELECT query FROM pg_stat_statements LIMIT 1", &[])
+        .await;
+    assert!(texts.is_ok(), "texts read again: {texts:?}");
     su.batch_execute("DROP DATABASE bytes_base WITH (FORCE)")
         .await
         .expect("cleanup");

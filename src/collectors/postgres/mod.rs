@@ -105,6 +105,18 @@ pub struct Statement {
     /// it, or the statement never runs. A name is looked up again when the server retries
     /// after a lock wait or re-plans; the OID is what was checked.
     pub reads: Option<u32>,
+    /// Run instead, in the same snapshot, when the statement fails with its SQLSTATE.
+    pub fallback: Option<Fallback>,
+}
+
+/// A second statement for a collector whose first fails in a known way; it returns the same
+/// columns.
+#[derive(Debug, Clone)]
+pub struct Fallback {
+    /// The SQL.
+    pub sql: Cow<'static, str>,
+    /// The SQLSTATE of the first statement's failure that calls for it.
+    pub when: tokio_postgres::error::SqlState,
 }
 
 impl Statement {
@@ -114,6 +126,7 @@ impl Statement {
             sql: Cow::Borrowed(sql),
             limit: None,
             reads: None,
+            fallback: None,
         }
     }
 

@@ -12,7 +12,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row, Statement as Prepared};
 
 use super::{
-    ALL, Definition, MIN_VERSION, Plan, Record, Server, Statement, TrustedRelation, stat_statements,
+    ALL, Definition, Fallback, MIN_VERSION, Plan, Record, Server, Statement, TrustedRelation,
+    stat_statements,
 };
 use crate::collectors::{Collection, HEALTH, Options, Outcome, Value};
 use crate::gateway::postgres::{PostgresGateway, TextColumns, sql};
@@ -213,11 +214,12 @@ async fn run(
             Box::pin(async move { Reply::Prepared(client.prepare(&s.sql).await) })
         })
         .collect();
-    let mut runnable: Vec<(&'static Definition, Prepared, Option<i64>)> = Vec::new();
+    let mut runnable: Vec<(&'static Definition, Prepared, Option<i64>, Option<Fallback>)> =
+        Vec::new();
     for ((def, statement), reply) in planned.iter().zip(in_order(prepares).await) {
         match reply {
             Reply::Prepared(Ok(p)) if statement.reads_what_was_checked(&p) => {
-                runnable.push((def, p, statement.limit));
+                runnable.push((def, p, statement.limit, statement.fallback.clone()));
             }
             Reply::Prepared(Ok(_)) => {
                 // The name now resolves to another relation than the one checked: never run it.
@@ -244,12 +246,14 @@ async fn run(
     let mut start = 0;
     let mut sent_at = Instant::now();
     let mut begin = Some(sql::COLLECTION_BEGIN);
+    // Collectors whose statement failed in the way their fallback is for.
+    let mut retries: Vec<usize> = Vec::new();
     while start < runnable.len() {
         let mut steps: Vec<Step<'_>> = Vec::new();
         if let Some(begin) = begin.take() {
             steps.push(simple(client, begin.to_owned()));
         }
-        for (i, (def, statement, limit)) in runnable.iter().enumerate().skip(start) {
+        for (i, (def, statement, limit, _)) in runnable.iter().enumerate().skip(start) {
             if def.name != HEALTH {
                 steps.push(simple(client, format!("SAVEPOINT mesa_{i}")));
             }
@@ -281,6 +285,11 @@ async fn run(
                     // collectors after it run again); rows Mesa cannot decode fail their
                     // collector alone.
                     let aborted = result.is_err();
+                    if let (Err(e), Some(fallback)) = (&result, &runnable[i].3)
+                        && e.code() == Some(&fallback.when)
+                    {
+                        retries.push(i);
+                    }
                     let decoded = result.and_then(|rows| {
                         rows.iter()
                             .map(|row| decode(def, row))
@@ -319,6 +328,14 @@ async fn run(
             }
         }
     }
+    for i in retries {
+        let (def, _, limit, Some(fallback)) = &runnable[i] else {
+            continue;
+        };
+        if let Some(outcome) = run_fallback(client, def, fallback, *limit, i, endpoint).await? {
+            results[i] = Some(outcome);
+        }
+    }
     client.batch_execute("COMMIT").await?;
     outcomes.extend(results.into_iter().flatten());
     // Run order, health first, whatever failed where.
@@ -330,4 +347,50 @@ async fn run(
         },
         hidden,
     ))
+}
+
+/// Runs collector `i`'s fallback in the collection's transaction, under a savepoint of its
+/// own: its outcome, or `None` (the first failure stands) when it fails too. An error only
+/// when the session itself broke.
+async fn run_fallback(
+    client: &Client,
+    def: &'static Definition,
+    fallback: &Fallback,
+    limit: Option<i64>,
+    i: usize,
+    endpoint: &str,
+) -> Result<Option<Outcome>, tokio_postgres::Error> {
+    let started = Instant::now();
+    client
+        .batch_execute(&format!("SAVEPOINT mesa_fallback_{i}"))
+        .await?;
+    let rows = match client.prepare(&fallback.sql).await {
+        Ok(prepared) => match &limit {
+            Some(limit) => client.query(&prepared, &[limit]).await,
+            None => client.query(&prepared, &[]).await,
+        },
+        Err(e) => Err(e),
+    };
+    let decoded = rows.and_then(|rows| {
+        rows.iter()
+            .map(|row| decode(def, row))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match decoded {
+        Ok(records) => {
+            tracing::debug!(collector = def.name, %endpoint, "the collector's fallback ran");
+            Ok(Some(Outcome {
+                collector: def.name,
+                duration: started.elapsed(),
+                result: Ok(def.harvest(&records)),
+            }))
+        }
+        Err(e) => {
+            tracing::debug!(collector = def.name, %endpoint, error = %e, "the collector's fallback failed too");
+            client
+                .batch_execute(&format!("ROLLBACK TO SAVEPOINT mesa_fallback_{i}"))
+                .await?;
+            Ok(None)
+        }
+    }
 }

@@ -20,8 +20,8 @@ use crate::collectors::Family;
 /// Longest query text exported, in characters.
 pub const MAX_QUERY_TEXT: usize = 120;
 
-/// `{schema}` is replaced by the quoted schema; `{read}`/`{write}` by the I/O time columns,
-/// which PostgreSQL 17 renamed.
+/// `{source}` is replaced by the view (or the extension's function, see [`fallback_sql`]);
+/// `{read}`/`{write}` by the I/O time columns, which PostgreSQL 17 renamed.
 const SQL: &str = "\
 SELECT s.queryid::pg_catalog.text, coalesce(d.datname::pg_catalog.text, ''),
        coalesce(r.rolname::pg_catalog.text, ''), s.query,
@@ -29,7 +29,7 @@ SELECT s.queryid::pg_catalog.text, coalesce(d.datname::pg_catalog.text, ''),
        (s.{read} OPERATOR(pg_catalog./) 1000)::pg_catalog.float8,
        (s.{write} OPERATOR(pg_catalog./) 1000)::pg_catalog.float8,
        pg_catalog.count(*) OVER ()
-  FROM {schema}.pg_stat_statements s
+  FROM {source} s
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid
   LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.userid
  WHERE s.queryid IS NOT NULL
@@ -38,12 +38,38 @@ SELECT s.queryid::pg_catalog.text, coalesce(d.datname::pg_catalog.text, ''),
 
 /// The statement for `version` against the view in `schema`.
 pub(super) fn sql(version: u32, schema: &str) -> String {
+    with_source(
+        version,
+        &format!("{}.pg_stat_statements", escape_identifier(schema)),
+    )
+}
+
+/// The same columns without the texts: the extension's function with `showtext => false`.
+///
+/// With texts, the extension converts every statement's text to this database's encoding
+/// and fails the whole call on one it cannot: a statement holding bytes that are not UTF-8,
+/// run in a `SQL_ASCII` database, makes it fail in every UTF-8 database (SQLSTATE 22021)
+/// until the entry is evicted or reset. Then the statements are still exported, with an
+/// empty `query` label. The function is named in the same schema, which a superuser
+/// controls (see `STAT_STATEMENTS_VIEW`), with a boolean argument that only the extension's
+/// own `pg_stat_statements(boolean)` matches exactly.
+pub(super) fn fallback_sql(version: u32, schema: &str) -> String {
+    with_source(
+        version,
+        &format!(
+            "{}.pg_stat_statements(false::pg_catalog.bool)",
+            escape_identifier(schema)
+        ),
+    )
+}
+
+fn with_source(version: u32, source: &str) -> String {
     let (read, write) = if version >= 170_000 {
         ("shared_blk_read_time", "shared_blk_write_time")
     } else {
         ("blk_read_time", "blk_write_time")
     };
-    SQL.replace("{schema}", &escape_identifier(schema))
+    SQL.replace("{source}", source)
         .replace("{read}", read)
         .replace("{write}", write)
 }
@@ -61,6 +87,10 @@ pub const COLLECTOR: Definition = Definition {
                 sql: Cow::Owned(sql(server.version, &view.schema)),
                 limit: Some(i64::from(options.max_statements)),
                 reads: Some(view.oid),
+                fallback: Some(super::Fallback {
+                    sql: Cow::Owned(fallback_sql(server.version, &view.schema)),
+                    when: tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+                }),
             }),
             None => Plan::Unavailable(
                 "pg_stat_statements is not installed in the target's database, or not where only a superuser controls it (its view must be a superuser-owned member of the extension, in a schema a superuser owns); CREATE EXTENSION pg_stat_statements as a superuser, in a superuser's schema (e.g. CREATE SCHEMA monitoring AUTHORIZATION postgres; CREATE EXTENSION pg_stat_statements SCHEMA monitoring), with it in shared_preload_libraries",
@@ -130,6 +160,11 @@ mod tests {
         assert!(s.contains("s.blk_read_time"), "{s}");
         let s = sql(170_000, "public");
         assert!(s.contains("s.shared_blk_read_time"), "{s}");
+        let f = fallback_sql(160_004, "odd\"schema");
+        assert!(
+            f.contains("FROM \"odd\"\"schema\".pg_stat_statements(false::pg_catalog.bool) s"),
+            "{f}"
+        );
     }
 
     #[test]

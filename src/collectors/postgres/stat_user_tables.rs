@@ -34,6 +34,7 @@ pub const COLLECTOR: Definition = Definition {
             sql: SQL.into(),
             limit: Some(i64::from(options.max_tables)),
             reads: None,
+            fallback: None,
         })
     },
     labels: &["datname", "schemaname", "relname"],
