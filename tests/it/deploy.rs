@@ -372,4 +372,26 @@ fn every_python_tool_is_installed_from_a_hash_pinned_lock() {
         xtask.contains("\"requirements.lock\""),
         "xtask installs something else"
     );
+    // The other tools CI installs: cargo-fuzz at a pinned version, and the image's build
+    // stage on a Rust release rather than a moving major tag.
+    let fuzz = std::fs::read_to_string(root.join(".ci/fuzz")).expect(".ci/fuzz");
+    let install = fuzz
+        .lines()
+        .find(|l| l.contains("cargo install cargo-fuzz"))
+        .expect("cargo-fuzz is installed");
+    assert!(
+        install.contains("--version 0.") && install.contains("--locked"),
+        "{install}"
+    );
+    let dockerfile = std::fs::read_to_string(root.join("deploy/Dockerfile")).expect("Dockerfile");
+    let build = dockerfile
+        .lines()
+        .find(|l| l.starts_with("FROM rust:"))
+        .expect("a Rust build stage");
+    let version = build
+        .trim_start_matches("FROM rust:")
+        .split(['-', '@', ' '])
+        .next()
+        .unwrap_or("");
+    assert!(version.contains('.'), "the build image floats: {build}");
 }
