@@ -233,6 +233,7 @@ impl App {
             crate::http::ConnectionCap {
                 listener: "metrics",
                 max: config.web.max_connections,
+                max_lifetime: crate::http::MAX_CONNECTION_LIFETIME,
             },
         ));
 
@@ -261,6 +262,7 @@ impl App {
                     crate::http::ConnectionCap {
                         listener: "admin",
                         max: admin.max_connections,
+                        max_lifetime: crate::http::MAX_CONNECTION_LIFETIME,
                     },
                 ));
                 Some(bound)

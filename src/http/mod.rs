@@ -61,6 +61,8 @@ pub struct ConnectionCap {
     pub listener: &'static str,
     /// Connections served at once.
     pub max: usize,
+    /// How long one connection may live ([`MAX_CONNECTION_LIFETIME`] for both listeners).
+    pub max_lifetime: Duration,
 }
 
 /// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` fires, then
@@ -129,14 +131,15 @@ pub async fn serve(
                     let registered = registry.register();
                     let (builder, router, acceptor, shutdown) =
                         (builder.clone(), router.clone(), acceptor.clone(), shutdown.clone());
+                    let lifetime = cap.max_lifetime;
                     tokio::spawn(async move {
                         // Held until the connection is closed.
                         let _permit = permit;
                         match acceptor {
-                            None => drive(stream, peer, builder, router, registered, shutdown).await,
+                            None => drive(stream, peer, builder, router, registered, shutdown, lifetime).await,
                             Some(acceptor) => {
                                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls)) => drive(tls, peer, builder, router, registered, shutdown).await,
+                                    Ok(Ok(tls)) => drive(tls, peer, builder, router, registered, shutdown, lifetime).await,
                                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                                 }
@@ -171,6 +174,7 @@ async fn drive<S>(
     router: axum::Router,
     registered: conn::Registered,
     shutdown: CancellationToken,
+    max_lifetime: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -188,7 +192,7 @@ async fn drive<S>(
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let evict = registered.conn.evict.clone();
-    let lifetime = tokio::time::sleep(MAX_CONNECTION_LIFETIME);
+    let lifetime = tokio::time::sleep(max_lifetime);
     tokio::pin!(lifetime);
     let result = tokio::select! {
         result = connection.as_mut() => result,
@@ -221,4 +225,74 @@ fn timed_out() -> axum::response::Response {
         "the request took too long\n",
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Sends one keep-alive request on `stream` and reads its whole answer; false once the
+    /// server has closed the connection.
+    async fn exchange(stream: &mut tokio::net::TcpStream) -> bool {
+        if stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        // The answer is small: headers and "ok".
+        while !got.ends_with(b"ok") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    }
+
+    #[tokio::test]
+    async fn a_busy_keep_alive_connection_is_closed_after_its_lifetime() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            router,
+            None,
+            shutdown.clone(),
+            ConnectionCap {
+                listener: "test",
+                max: 4,
+                max_lifetime: Duration::from_millis(800),
+            },
+        ));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // A request every 100 ms keeps the connection busy (no idle timeout applies): only
+        // its lifetime can end it.
+        let started = std::time::Instant::now();
+        let mut served = 0;
+        while started.elapsed() < Duration::from_secs(4) {
+            if !exchange(&mut stream).await {
+                break;
+            }
+            served += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let lived = started.elapsed();
+        assert!(served >= 2, "served {served}");
+        assert!(
+            lived < Duration::from_secs(4),
+            "the connection outlived its lifetime: {lived:?}, {served} requests"
+        );
+        // A new connection is served as usual.
+        let mut again = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        assert!(exchange(&mut again).await);
+        shutdown.cancel();
+        server.await.expect("server");
+    }
 }
