@@ -72,11 +72,19 @@ pub struct ListenerFiles {
     metrics_tls: Option<Arc<rustls::ServerConfig>>,
     admin_tls: Option<Arc<rustls::ServerConfig>>,
     audit: Option<Arc<AuditLog>>,
+    warnings: Vec<String>,
 }
 
 impl ListenerFiles {
+    /// What loads but deserves attention (a TLS key others can read, an audit folder others
+    /// can write): printed by `--check-config`, logged at start.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
     /// Loads and checks every file the listener settings name.
     pub fn load(config: &Config) -> Result<Self, AppError> {
+        let mut warnings = Vec::new();
         let web = match &config.web.config_file {
             Some(path) => Some(crate::http::webconfig::load(path)?),
             None => None,
@@ -84,7 +92,9 @@ impl ListenerFiles {
         let metrics_tls = match web.as_ref().and_then(|w| w.tls.as_ref()) {
             Some(tls) => Some({
                 if let Some(warning) = crate::tls::server::loose_key_warning(&tls.key_file) {
-                    tracing::warn!("web.config_file tls_server_config.key_file: {warning}");
+                    warnings.push(format!(
+                        "web.config_file tls_server_config.key_file: {warning}"
+                    ));
                 }
                 server_config(tls).map_err(|source| AppError::Tls {
                     listener: "web.config_file",
@@ -114,7 +124,7 @@ impl ListenerFiles {
         {
             Some(path) => {
                 if let Some(warning) = crate::http::admin::audit::folder_warning(path) {
-                    tracing::warn!("{warning}");
+                    warnings.push(format!("admin.audit_log: {warning}"));
                 }
                 Some(Arc::new(AuditLog::open(path.clone())?))
             }
@@ -125,6 +135,7 @@ impl ListenerFiles {
             metrics_tls,
             admin_tls,
             audit,
+            warnings,
         })
     }
 }
@@ -178,6 +189,9 @@ impl App {
             Ok::<_, AppError>((listener, bound))
         };
         let files = ListenerFiles::load(&config)?;
+        for warning in files.warnings() {
+            tracing::warn!(problem = %warning, "listener file warning");
+        }
         crate::fdlimit::ensure(&crate::fdlimit::Budget::of(&config));
         let (metrics_listener, metrics_addr) = bind(config.web.listen_address).await?;
         let admin = &config.admin;
@@ -191,6 +205,7 @@ impl App {
             metrics_tls,
             admin_tls,
             audit,
+            warnings: _,
         } = files;
 
         let store = Arc::new(SnapshotStore::new());

@@ -57,12 +57,18 @@ fn main() -> ExitCode {
     overrides.apply(&mut config);
     // The web config and the TLS material are checked here too, so --check-config catches
     // what would otherwise fail only at startup.
-    if let Err(e) = mesa::app::ListenerFiles::load(&config) {
-        eprintln!("mesa: {e}");
-        return ExitCode::from(EXIT_INVALID_CONFIG);
-    }
+    let files = match mesa::app::ListenerFiles::load(&config) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("mesa: {e}");
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
     if cli.check_config {
         for warning in &config.warnings {
+            eprintln!("mesa: warning: {warning}");
+        }
+        for warning in files.warnings() {
             eprintln!("mesa: warning: {warning}");
         }
         println!(

@@ -253,3 +253,54 @@ fn a_shard_out_of_range_exits_64_naming_the_range() {
         .expect("mesa runs");
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
 }
+
+#[test]
+fn tls_keys_others_can_read_are_named_in_warnings() {
+    // Issue 17, item 7: both listeners' keys, from --check-config (as password files are).
+    use std::os::unix::fs::PermissionsExt as _;
+    let cluster = crate::support::cluster();
+    let path = write_config("loose-keys.yaml", "");
+    let dir = path.parent().expect("dir").to_owned();
+    for name in ["server.crt", "server.key"] {
+        std::fs::copy(cluster.dir().join(name), dir.join(format!("loose-{name}"))).expect("copy");
+    }
+    let key = dir.join("loose-server.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    std::fs::write(
+        dir.join("loose-web.yml"),
+        "tls_server_config: {cert_file: loose-server.crt, key_file: loose-server.key}\n",
+    )
+    .expect("web.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "web: {{config_file: loose-web.yml}}
+admin:
+  audit_log: loose-audit.jsonl
+  tls: {{cert_file: loose-server.crt, key_file: loose-server.key}}
+  tokens:
+    - {{name: t, sha256: '{}', scopes: [read], targets: ['*']}}
+targets:
+  - {{name: a, driver: postgres, host: h, username: u}}
+",
+            "ab".repeat(32)
+        ),
+    )
+    .expect("config");
+    let out = check_config(&path).output().expect("run mesa");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    for key in [
+        "warning: admin.tls.key_file:",
+        "warning: web.config_file tls_server_config.key_file:",
+    ] {
+        assert!(
+            err.contains(key) && err.contains("loose-server.key"),
+            "{key} missing from:\n{err}"
+        );
+    }
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = check_config(&path).output().expect("run mesa");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
