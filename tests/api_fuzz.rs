@@ -2,6 +2,9 @@
 //! on a disposable target: a PostgreSQL cluster of its own, since the fuzzer creates
 //! superusers and signals random pids. Any 5xx other than the documented 503/504, or a
 //! response that breaks the schema, fails the test.
+//!
+//! It takes about three minutes, so it runs in the fuzz lane of `.ci/run` (still in every CI
+//! run), not in `cargo xtask test`: `cargo xtask test --test api_fuzz -- --ignored`.
 
 use std::time::Duration;
 
@@ -9,6 +12,7 @@ use mesa::app::{App, DEFAULT_GRACE_PERIOD};
 use mesa::testing::{ClusterOptions, PgCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the fuzz lane runs it: cargo xtask test --test api_fuzz -- --ignored"]
 async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let cluster = PgCluster::start(ClusterOptions::default()).expect("disposable cluster");
     let password = "fuzz-password-0123456789";
