@@ -1,0 +1,273 @@
+//! The `targets` list: each target's endpoint, driver settings and credentials, with the
+//! secrets read from an environment variable or a file (never inline).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::reader::{Fields, Problems};
+use super::*;
+
+pub(super) const TARGET_KEYS: &[&str] = &[
+    "name",
+    "driver",
+    "host",
+    "port",
+    "database",
+    "username",
+    "password",
+    "password_env",
+    "password_file",
+    "sslmode",
+    "sslrootcert",
+    "channel_binding",
+    "interval",
+    "timeout",
+    "connect_timeout",
+    "statement_timeout",
+    "lock_timeout",
+    "collectors",
+    "max_tables",
+    "max_statements",
+    "admin",
+];
+pub(super) const LOGIN_KEYS: &[&str] = &["username", "password", "password_env", "password_file"];
+
+fn valid_target_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+pub(super) fn target(
+    item: Value,
+    path: &str,
+    defaults: &CollectionSettings,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<TargetConfig> {
+    let mut f = Fields::new(item, path, TARGET_KEYS, p)?;
+    let name = f.required_string("name", p);
+    if let Some(n) = name.as_deref().filter(|n| !valid_target_name(n)) {
+        p.add(
+            f.path_of("name"),
+            format!("invalid name {n:?}; use lowercase letters, digits, '_' and '-' (it becomes the `server` label)"),
+        );
+    }
+    let driver = f
+        .required_string("driver", p)
+        .and_then(|d| match d.parse::<Driver>() {
+            Ok(driver) => Some(driver),
+            Err(e) => {
+                p.add(f.path_of("driver"), e.to_string());
+                None
+            }
+        });
+    let host = f.required_string("host", p);
+    if host.as_deref().is_some_and(str::is_empty) {
+        p.add(f.path_of("host"), "must not be empty");
+    }
+    let port = if f.has("port") {
+        f.port("port", p)
+    } else {
+        Some(DEFAULT_PORT)
+    };
+    let database = f
+        .string("database", p)
+        .unwrap_or_else(|| "postgres".to_owned());
+    let username = f.required_string("username", p);
+    let password = read_password(&mut f, env, base, p);
+    let sslmode = match f.string("sslmode", p) {
+        None => Some(SslMode::Prefer),
+        Some(s) => match s.parse() {
+            Ok(mode) => Some(mode),
+            Err(()) => {
+                p.add(
+                    f.path_of("sslmode"),
+                    format!("unknown sslmode {s:?}; expected one of: {}", SslMode::NAMES),
+                );
+                None
+            }
+        },
+    };
+    let sslrootcert = f.path("sslrootcert", base, p);
+    if let Some(cert) = sslrootcert.as_deref().filter(|c| !c.is_file()) {
+        p.add(
+            f.path_of("sslrootcert"),
+            format!("{} is not a readable file", cert.display()),
+        );
+    }
+    // libpq refuses the system store below verify-full: with any public CA trusted and no
+    // host name check, anyone's certificate for any host would pass.
+    if sslmode == Some(SslMode::VerifyCa) && sslrootcert.is_none() {
+        p.add(
+            f.path_of("sslmode"),
+            "verify-ca needs sslrootcert (the CA that signs this server's certificate); without it any certificate from any public CA for any host would be accepted. Set sslrootcert, or use verify-full to check the host name against the system's CAs",
+        );
+    }
+    let channel_binding = match f.string("channel_binding", p) {
+        None => sslmode.map(|m| ChannelBinding::default_for(m, sslrootcert.is_some())),
+        Some(s) => match s.parse() {
+            Ok(ChannelBinding::Require) if sslmode == Some(SslMode::Disable) => {
+                p.add(
+                    f.path_of("channel_binding"),
+                    "require needs TLS, but sslmode is disable",
+                );
+                None
+            }
+            Ok(cb) => Some(cb),
+            Err(()) => {
+                p.add(
+                    f.path_of("channel_binding"),
+                    format!(
+                        "unknown channel_binding {s:?}; expected one of: {}",
+                        ChannelBinding::NAMES
+                    ),
+                );
+                None
+            }
+        },
+    };
+    // Inherited values were checked under `collection`; recheck only what this target changes.
+    let overrides = COLLECTION_KEYS.iter().any(|k| f.has(k));
+    let collection = collection(&mut f, *defaults, p);
+    if overrides {
+        check_collection(&collection, path, p);
+    }
+    let admin = if f.has("admin") {
+        f.section("admin", LOGIN_KEYS, p).and_then(|mut a| {
+            let username = a.required_string("username", p);
+            let password = read_password(&mut a, env, base, p);
+            Some(AdminLogin {
+                username: username?,
+                password,
+            })
+        })
+    } else {
+        None
+    };
+    Some(TargetConfig {
+        name: name?,
+        driver: driver?,
+        host: host?,
+        port: port?,
+        database,
+        username: username?,
+        password,
+        sslmode: sslmode?,
+        sslrootcert,
+        channel_binding: channel_binding?,
+        collection,
+        admin,
+    })
+}
+
+/// Reads `password_env` or `password_file`; an inline `password` is an error with a hint.
+fn read_password(
+    f: &mut Fields,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<Secret> {
+    if f.take("password").is_some() {
+        p.add(
+            f.path_of("password"),
+            "inline passwords are not allowed; use password_env: VARIABLE or password_file: PATH",
+        );
+    }
+    let from_env = f.string("password_env", p);
+    let from_file = f.path("password_file", base, p);
+    match (from_env, from_file) {
+        (Some(_), Some(_)) => {
+            p.add(
+                f.path_of("password_env"),
+                "set password_env or password_file, not both",
+            );
+            None
+        }
+        (Some(var), None) => match env(&var) {
+            Some(value) if !value.is_empty() => Some(Secret::new(value)),
+            _ => {
+                p.add(
+                    f.path_of("password_env"),
+                    format!("environment variable {var} is not set or empty"),
+                );
+                None
+            }
+        },
+        (None, Some(file)) => match read_secret_file(&file) {
+            Ok(secret) => {
+                if secret.loose {
+                    p.warn(
+                        f.path_of("password_file"),
+                        format!(
+                            "{} can be read or changed by users other than its owner (group or other permission bits are set); chmod 600 it",
+                            file.display()
+                        ),
+                    );
+                }
+                password_from_file(secret.text, &file, f, p)
+            }
+            Err(e) => {
+                p.add(
+                    f.path_of("password_file"),
+                    format!("cannot read {}: {e}", file.display()),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// The longest password file read: far above any password, and a bound on what a mistaken
+/// path (a log file, a device) can make Mesa read.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// A secret file's text, and whether anyone but its owner may read or change it.
+struct SecretFile {
+    text: String,
+    /// Group or other permission bits are set (`0o077`).
+    loose: bool,
+}
+
+/// Reads a secret file: a regular file (not a device or FIFO, which could block or never
+/// end) of at most [`MAX_SECRET_FILE_BYTES`], as UTF-8. The permissions come from the same
+/// open file, so they are the ones of the file that was read.
+fn read_secret_file(path: &Path) -> std::io::Result<SecretFile> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_SECRET_FILE_BYTES} bytes; is this really a password file?"
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE_BYTES).read_to_string(&mut text)?;
+    Ok(SecretFile {
+        text,
+        loose: meta.permissions().mode() & 0o077 != 0,
+    })
+}
+
+/// A password from a file's text. A trailing newline is an artefact of `echo` or editors,
+/// never part of a password.
+fn password_from_file(text: String, file: &Path, f: &Fields, p: &mut Problems) -> Option<Secret> {
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        p.add(
+            f.path_of("password_file"),
+            format!("{} is empty", file.display()),
+        );
+        None
+    } else {
+        Some(Secret::new(value))
+    }
+}
