@@ -10,6 +10,7 @@
 //! read keep being served while non-reading ones come and go.
 
 use std::collections::HashMap;
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -174,8 +175,29 @@ impl<S> Guarded<S> {
                 return;
             }
         }
+        self.unstalled();
+    }
+
+    /// No write waits for the client any more.
+    fn unstalled(&mut self) {
         self.deadline = None;
         self.conn.stalled_since.store(0, Ordering::Relaxed);
+    }
+
+    /// What a write of the inner stream answered, with its progress or its stall noted.
+    fn written(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        match poll {
+            Poll::Ready(Ok(n)) => {
+                self.moved(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Ready(Err(ready!(self.waiting(cx)))),
+        }
     }
 }
 
@@ -189,22 +211,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     }
 }
 
-use std::future::Future as _;
-
 impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                self.moved(n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Ready(Err(ready!(self.waiting(cx)))),
-        }
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.written(cx, poll)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -212,8 +226,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
             Poll::Pending => Poll::Ready(Err(ready!(self.waiting(cx)))),
             // Everything written so far is with the client (or the kernel): no stall.
             Poll::Ready(Ok(())) => {
-                self.deadline = None;
-                self.conn.stalled_since.store(0, Ordering::Relaxed);
+                self.unstalled();
                 Poll::Ready(Ok(()))
             }
             done => done,
@@ -229,14 +242,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                self.moved(n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Ready(Err(ready!(self.waiting(cx)))),
-        }
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.written(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {

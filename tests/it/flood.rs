@@ -29,30 +29,6 @@ impl Drop for Daemon {
     }
 }
 
-/// Opens up to `n` connections to `addr`, 100 at a time, each with a 1 s connect deadline;
-/// returns those that connected (beyond the listener's cap they wait in its backlog, which
-/// completes the handshake without Mesa accepting them).
-async fn hold(addr: SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
-    let mut held = Vec::with_capacity(n);
-    for chunk in 0..n.div_ceil(100) {
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..100.min(n - chunk * 100) {
-            set.spawn(async move {
-                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            });
-        }
-        while let Some(stream) = set.join_next().await {
-            if let Some(stream) = stream.expect("join") {
-                held.push(stream);
-            }
-        }
-    }
-    held
-}
-
 fn open_descriptors(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }

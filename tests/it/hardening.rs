@@ -92,31 +92,6 @@ async fn an_authenticated_server_gets_no_password_without_channel_binding() {
     );
 }
 
-/// A daemon with the admin API on `targets` (YAML list items) and one all-scopes token.
-async fn admin_daemon(
-    collection: &str,
-    audit: &str,
-    targets: &str,
-) -> (mesa::app::App, std::net::SocketAddr, String) {
-    let token = mesa::token::generate().expect("token");
-    let config = daemon_config(&format!(
-        "collection: {{{collection}}}
-web: {{listen_address: '127.0.0.1:0'}}
-admin:
-  listen_address: '127.0.0.1:0'
-  audit_log: {audit}
-  rate_limit: {{burst: 1000, per_second: 1000}}
-  tokens:
-    - {{name: ops, sha256: '{}', scopes: [read, terminate, create_user], targets: ['*']}}
-targets:
-{targets}",
-        token.sha256_hex
-    ));
-    let app = mesa::app::App::start(config).await.expect("daemon starts");
-    let addr = app.admin_addr().expect("admin API");
-    (app, addr, token.token.expose().to_owned())
-}
-
 /// `GET .../sessions` on `main`: the whole reply, and the entry of backend `pid`.
 async fn listed_session(
     admin: std::net::SocketAddr,

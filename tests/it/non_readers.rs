@@ -13,44 +13,23 @@ const NON_READERS: usize = 500;
 /// a liveness bound (before the fix it waited for ever), not a speed figure.
 const SERVED_WITHIN: Duration = Duration::from_secs(30);
 
-/// A client that sends `request` back to back as far as its socket takes them, then never
-/// reads. The stream is returned so it stays open.
-async fn non_reader(addr: SocketAddr, request: &[u8]) -> Option<tokio::net::TcpStream> {
-    let stream = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
-        .await
-        .ok()?
-        .ok()?;
-    // Pipelined requests: 64 KiB of them, as far as the socket takes them without blocking.
+/// `n` clients connected to `addr` (100 at a time, [`hold`]), each of which sends `request`
+/// back to back, 64 KiB of them as far as its socket takes them, and never reads.
+async fn non_readers(addr: SocketAddr, request: &[u8], n: usize) -> Vec<tokio::net::TcpStream> {
     let burst: Vec<u8> = request
         .iter()
         .copied()
         .cycle()
         .take(64 * 1024 / request.len() * request.len())
         .collect();
-    let mut sent = 0;
-    while sent < burst.len() {
-        match stream.try_write(&burst[sent..]) {
-            Ok(n) => sent += n,
-            Err(_) => break,
-        }
-    }
-    Some(stream)
-}
-
-/// Opens `n` non-readers to `addr`, 50 at a time.
-async fn non_readers(
-    addr: SocketAddr,
-    request: &'static [u8],
-    n: usize,
-) -> Vec<tokio::net::TcpStream> {
-    let mut held = Vec::with_capacity(n);
-    for chunk in 0..n.div_ceil(50) {
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..50.min(n - chunk * 50) {
-            set.spawn(non_reader(addr, request));
-        }
-        while let Some(r) = set.join_next().await {
-            held.extend(r.ok().flatten());
+    let held = hold(addr, n).await;
+    for stream in &held {
+        let mut sent = 0;
+        while sent < burst.len() {
+            match stream.try_write(&burst[sent..]) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
         }
     }
     held

@@ -14,6 +14,8 @@ use crate::support::*;
 
 /// How Mesa shows the database's name: `bytes_` and two bytes that are not UTF-8, escaped.
 const ESCAPED_NAME: &str = "bytes_\\xff\\xfe";
+/// `CREATE DATABASE` options of a database that stores bytes unchecked.
+const SQL_ASCII: &str = "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'";
 
 /// `psql` as `bytes_tenant` on `bytes_base` with a command of raw bytes (a client that sends
 /// what it is given, as the server's SQL_ASCII encoding accepts).
@@ -38,18 +40,9 @@ fn psql(user: &str, password: &str, database: &str, sql: &[u8]) -> Command {
     cmd
 }
 
-/// Drops the database named with bytes, left by this or an earlier run (from `bytes_admin`,
-/// a SQL_ASCII database of the superuser's: a UTF-8 database refuses the name's bytes).
-fn drop_bytes_database() {
-    let c = cluster();
-    let out = psql(
-        c.superuser(),
-        c.password(),
-        "bytes_admin",
-        b"DROP DATABASE IF EXISTS \"bytes_\xff\xfe\" WITH (FORCE)",
-    )
-    .output()
-    .expect("psql");
+/// Runs `cmd` (a [`psql`]) and requires it to succeed.
+fn run_ok(mut cmd: Command) {
+    let out = cmd.output().expect("psql");
     assert!(
         out.status.success(),
         "{}",
@@ -57,68 +50,61 @@ fn drop_bytes_database() {
     );
 }
 
+/// The tenant's sessions (its psql), those in `state` when given.
+async fn tenant_sessions(su: &tokio_postgres::Client, state: Option<&str>) -> Option<i64> {
+    su.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bytes-tenant'
+            AND ($1::text IS NULL OR state = $1)",
+        &[&state],
+    )
+    .await
+    .ok()
+    .map(|r| r.get(0))
+}
+
+/// Drops the database named with bytes, left by this or an earlier run (from `bytes_admin`,
+/// a SQL_ASCII database of the superuser's: a UTF-8 database refuses the name's bytes).
+fn drop_bytes_database() {
+    let c = cluster();
+    run_ok(psql(
+        c.superuser(),
+        c.password(),
+        "bytes_admin",
+        b"DROP DATABASE IF EXISTS \"bytes_\xff\xfe\" WITH (FORCE)",
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_that_are_not_utf8_never_blind_a_collector_or_an_admin_read() {
     let _serial = role_lock().await;
     let su = superuser("postgres").await;
     for sql in [
-        "DROP DATABASE IF EXISTS bytes_admin WITH (FORCE)",
-        "CREATE DATABASE bytes_admin ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
-    ] {
-        su.batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    drop_bytes_database();
-    for sql in [
-        "DROP DATABASE IF EXISTS bytes_base WITH (FORCE)",
-        "DROP DATABASE IF EXISTS bytes_tmp WITH (FORCE)",
-        "DROP ROLE IF EXISTS bytes_tenant",
-    ] {
-        su.batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    for sql in [
-        format!("CREATE ROLE bytes_tenant LOGIN CREATEDB PASSWORD '{ROLE_PASSWORD}'"),
-        "CREATE DATABASE bytes_base OWNER bytes_tenant ENCODING 'SQL_ASCII' LC_COLLATE 'C' \
-         LC_CTYPE 'C' TEMPLATE template0"
-            .to_owned(),
+        "DROP DATABASE IF EXISTS bytes_admin WITH (FORCE)".to_owned(),
+        format!("CREATE DATABASE bytes_admin {SQL_ASCII} TEMPLATE template0"),
+        "DROP DATABASE IF EXISTS bytes_tmp WITH (FORCE)".to_owned(),
     ] {
         su.batch_execute(&sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
+    drop_bytes_database();
+    tenant_database(&su, "bytes_base", "bytes_tenant", SQL_ASCII).await;
+    su.batch_execute("ALTER ROLE bytes_tenant CREATEDB")
+        .await
+        .expect("CREATEDB");
     // The tenant, with only CREATEDB: a SQL_ASCII database, renamed to bytes that are not UTF-8.
-    let out = tenant_psql(
-        b"CREATE DATABASE bytes_tmp ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
-    )
-    .output()
-    .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = tenant_psql(b"ALTER DATABASE bytes_tmp RENAME TO \"bytes_\xff\xfe\"")
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(tenant_psql(
+        format!("CREATE DATABASE bytes_tmp {SQL_ASCII} TEMPLATE template0").as_bytes(),
+    ));
+    run_ok(tenant_psql(
+        b"ALTER DATABASE bytes_tmp RENAME TO \"bytes_\xff\xfe\"",
+    ));
     // A session there whose statement holds such bytes, running while Mesa reads.
     let mut sleeper = tenant_psql(b"SELECT pg_sleep(30) /* \xff\xfe caf\xe9 */")
         .spawn()
         .expect("psql");
     let active = eventually(Duration::from_secs(5), || async {
-        su.query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bytes-tenant' AND state = 'active'",
-            &[],
-        )
-        .await
-        .is_ok_and(|r| r.get::<_, i64>(0) == 1)
+        tenant_sessions(&su, Some("active")).await == Some(1)
     })
     .await;
     assert!(active, "the tenant's statement runs");
@@ -128,13 +114,7 @@ async fn bytes_that_are_not_utf8_never_blind_a_collector_or_an_admin_read() {
     su.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .await
         .expect("extension");
-    let mut t = target("bytes", "mesa_monitor");
-    t.collection
-        .collectors
-        .selection
-        .set("stat_statements", true)
-        .expect("known collector");
-    t.collection.collectors.max_statements = 10_000;
+    let t = with_stat_statements(target("bytes", "mesa_monitor"));
     let with_texts = su
         .query("SELECT query FROM pg_stat_statements LIMIT 1", &[])
         .await;
@@ -208,12 +188,7 @@ async fn bytes_that_are_not_utf8_never_blind_a_collector_or_an_admin_read() {
     let _ = sleeper.kill();
     let _ = sleeper.wait();
     let gone = eventually(Duration::from_secs(5), || async {
-        su.query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bytes-tenant'",
-            &[],
-        )
-        .await
-        .is_ok_and(|r| r.get::<_, i64>(0) == 0)
+        tenant_sessions(&su, None).await == Some(0)
     })
     .await;
     assert!(gone, "the tenant's session ends");
@@ -230,13 +205,8 @@ async fn bytes_that_are_not_utf8_never_blind_a_collector_or_an_admin_read() {
         .query("SELECT query FROM pg_stat_statements LIMIT 1", &[])
         .await;
     assert!(texts.is_ok(), "texts read again: {texts:?}");
-    su.batch_execute("DROP DATABASE bytes_base WITH (FORCE)")
-        .await
-        .expect("cleanup");
+    drop_tenant(&su, "bytes_base", "bytes_tenant").await;
     su.batch_execute("DROP DATABASE bytes_admin WITH (FORCE)")
-        .await
-        .expect("cleanup");
-    su.batch_execute("DROP ROLE bytes_tenant")
         .await
         .expect("cleanup");
 }

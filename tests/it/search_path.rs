@@ -93,13 +93,7 @@ GRANT SELECT ON public.ledger TO PUBLIC;
 
 /// `TROJAN ... ran as <role>` lines of the server log after byte `from`.
 fn trojan_runs(from: usize) -> Vec<String> {
-    let log = cluster().server_log();
-    log.get(from..)
-        .unwrap_or("")
-        .lines()
-        .filter(|l| l.contains("TROJAN"))
-        .map(str::to_owned)
-        .collect()
+    log_lines_since(from, "TROJAN")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

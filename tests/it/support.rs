@@ -582,3 +582,116 @@ pub async fn fresh_database(name: &str) -> Client {
     }
     superuser(name).await
 }
+
+/// The value of the sample `name{labels}` in `text`; panics naming it when there is none.
+pub fn must(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    value(text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in:\n{text}"))
+}
+
+/// Lines of the server log after byte `from` that contain `marker` (a trojan's `RAISE LOG`).
+pub fn log_lines_since(from: usize, marker: &str) -> Vec<String> {
+    cluster()
+        .server_log()
+        .get(from..)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.contains(marker))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A fresh database `db` owned by a fresh login role `role` with the fixture password,
+/// created from template0 with `options` (e.g. an encoding); leftovers of an earlier run are
+/// dropped first.
+pub async fn tenant_database(su: &Client, db: &str, role: &str, options: &str) {
+    drop_tenant(su, db, role).await;
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}'"),
+        format!("CREATE DATABASE {db} OWNER {role} TEMPLATE template0 {options}"),
+    ] {
+        su.batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// Drops `db` and `role` if they exist.
+pub async fn drop_tenant(su: &Client, db: &str, role: &str) {
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        format!("DROP ROLE IF EXISTS {role}"),
+    ] {
+        su.batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// `t` with the stat_statements collector on, and room for every test's statements (they
+/// share the server's one pg_stat_statements).
+pub fn with_stat_statements(mut t: TargetConfig) -> TargetConfig {
+    t.collection
+        .collectors
+        .selection
+        .set("stat_statements", true)
+        .expect("known collector");
+    t.collection.collectors.max_statements = 10_000;
+    t
+}
+
+/// A daemon with the admin API on `targets` (YAML list items) and one all-scopes token;
+/// returns it, the admin address and the token.
+pub async fn admin_daemon(
+    collection: &str,
+    audit: &str,
+    targets: &str,
+) -> (mesa::app::App, std::net::SocketAddr, String) {
+    let token = mesa::token::generate().expect("token");
+    let config = daemon_config(&format!(
+        "collection: {{{collection}}}
+web: {{listen_address: '127.0.0.1:0'}}
+admin:
+  listen_address: '127.0.0.1:0'
+  audit_log: {audit}
+  rate_limit: {{burst: 1000, per_second: 1000}}
+  tokens:
+    - {{name: ops, sha256: '{}', scopes: [read, terminate, create_user], targets: ['*']}}
+targets:
+{targets}",
+        token.sha256_hex
+    ));
+    let app = mesa::app::App::start(config).await.expect("daemon starts");
+    let addr = app.admin_addr().expect("admin API");
+    (app, addr, token.token.expose().to_owned())
+}
+
+/// Opens up to `n` connections to `addr`, 100 at a time, each with a 1 s connect deadline;
+/// returns those that connected (beyond a listener's cap they wait in its backlog, which
+/// completes the handshake without Mesa accepting them).
+pub async fn hold(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for chunk in 0..n.div_ceil(100) {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..100.min(n - chunk * 100) {
+            set.spawn(async move {
+                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            });
+        }
+        while let Some(stream) = set.join_next().await {
+            if let Some(stream) = stream.expect("join") {
+                held.push(stream);
+            }
+        }
+    }
+    held
+}
+
+/// Asserts that every collector of `collection` but `except` succeeded.
+pub fn assert_the_rest_succeeded(collection: &mesa::collectors::Collection, except: &str) {
+    for o in collection.outcomes.iter().filter(|o| o.collector != except) {
+        assert!(o.result.is_ok(), "{}: {:?}", o.collector, o.result);
+    }
+}

@@ -25,18 +25,6 @@ CREATE VIEW public.pg_stat_statements AS
 GRANT SELECT ON public.pg_stat_statements TO PUBLIC;
 "#;
 
-/// `RACE_TROJAN ran as <role>` lines of the server log after byte `from`.
-fn trojan_runs(from: usize) -> Vec<String> {
-    cluster()
-        .server_log()
-        .get(from..)
-        .unwrap_or("")
-        .lines()
-        .filter(|l| l.contains("RACE_TROJAN"))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Polls until a session of `user` in `database` waits for a lock; false after `limit`.
 async fn waits_for_lock(watcher: &tokio_postgres::Client, database: &str, user: &str) -> bool {
     eventually(Duration::from_secs(5), || async {
@@ -53,36 +41,11 @@ async fn waits_for_lock(watcher: &tokio_postgres::Client, database: &str, user: 
     .await
 }
 
-/// A fresh database `db` owned by a fresh role `role` (dropping leftovers of an earlier run).
-async fn tenant_database(su: &tokio_postgres::Client, db: &str, role: &str) {
-    drop_tenant(su, db, role).await;
-    for sql in [
-        format!("CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}'"),
-        format!("CREATE DATABASE {db} OWNER {role} TEMPLATE template0"),
-    ] {
-        su.batch_execute(&sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-}
-
-/// Drops `db` and `role` if they exist.
-async fn drop_tenant(su: &tokio_postgres::Client, db: &str, role: &str) {
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-        format!("DROP ROLE IF EXISTS {role}"),
-    ] {
-        su.batch_execute(&sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counterfeit_pg_stat_statements_swapped_in_during_a_lock_wait_never_runs() {
     let _serial = role_lock().await;
     let su = superuser("postgres").await;
-    tenant_database(&su, "race_db", "race_tenant").await;
+    tenant_database(&su, "race_db", "race_tenant", "").await;
     // The extension as a DBA installs it: by a superuser, into the database's public schema.
     superuser("race_db")
         .await
@@ -111,11 +74,7 @@ async fn a_counterfeit_pg_stat_statements_swapped_in_during_a_lock_wait_never_ru
         .expect("the tenant drops its schema");
     let mut t = target("race", "mesa_monitor");
     t.database = "race_db".to_owned();
-    t.collection
-        .collectors
-        .selection
-        .set("stat_statements", true)
-        .expect("known collector");
+    t = with_stat_statements(t);
     // A lock wait long enough for the tenant to act.
     t.collection.lock_timeout = Duration::from_secs(4);
     let collection = tokio::spawn(async move { collect_text(&t).await });
@@ -129,7 +88,7 @@ async fn a_counterfeit_pg_stat_statements_swapped_in_during_a_lock_wait_never_ru
     tenant.batch_execute("COMMIT").await.expect("commit");
     let (collection, text) = collection.await.expect("collection task");
 
-    let runs = trojan_runs(log_start);
+    let runs = log_lines_since(log_start, "RACE_TROJAN");
     assert!(
         runs.is_empty(),
         "the tenant's function ran in Mesa's session (Mesa waited on the lock: {waited}):\n{}",
@@ -143,15 +102,7 @@ async fn a_counterfeit_pg_stat_statements_swapped_in_during_a_lock_wait_never_ru
         outcome.result.is_err(),
         "waited on the lock: {waited}; {outcome:?}"
     );
-    assert!(
-        collection
-            .outcomes
-            .iter()
-            .filter(|o| o.collector != "stat_statements")
-            .all(|o| o.result.is_ok()),
-        "{:?}",
-        collection.outcomes
-    );
+    assert_the_rest_succeeded(&collection, "stat_statements");
     drop(tenant);
     drop_tenant(&su, "race_db", "race_tenant").await;
 }
@@ -160,7 +111,7 @@ async fn a_counterfeit_pg_stat_statements_swapped_in_during_a_lock_wait_never_ru
 async fn the_extension_in_a_superuser_owned_schema_of_a_tenant_database_is_read() {
     let _serial = role_lock().await;
     let su = superuser("postgres").await;
-    tenant_database(&su, "race_ok_db", "race_ok_tenant").await;
+    tenant_database(&su, "race_ok_db", "race_ok_tenant", "").await;
     // What the collector's error tells a DBA to do: a schema only a superuser controls.
     superuser("race_ok_db")
         .await
@@ -174,12 +125,7 @@ async fn the_extension_in_a_superuser_owned_schema_of_a_tenant_database_is_read(
         .expect("extension in a superuser's schema");
     let mut t = target("race_ok", "mesa_monitor");
     t.database = "race_ok_db".to_owned();
-    t.collection
-        .collectors
-        .selection
-        .set("stat_statements", true)
-        .expect("known collector");
-    t.collection.collectors.max_statements = 10_000;
+    t = with_stat_statements(t);
     let (collection, text) = collect_text(&t).await;
     let outcome = collection.outcome("stat_statements").expect("ran");
     assert!(outcome.result.is_ok(), "{outcome:?}");

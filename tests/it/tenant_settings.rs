@@ -9,10 +9,6 @@ use mesa::gateway::{Deadline, Gateway, NewUser};
 
 use crate::support::*;
 
-fn must(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    value(text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in:\n{text}"))
-}
-
 /// (setting, the tenant's value, what Mesa's session must have): every parameter Mesa pins
 /// that a database owner may set.
 const HOSTILE: &[(&str, &str, &str)] = &[
@@ -44,17 +40,7 @@ const HOSTILE: &[(&str, &str, &str)] = &[
 
 /// A database `db` owned by role `role` that sets every [`HOSTILE`] value on itself.
 async fn hostile_database(db: &str, role: &str) {
-    let su = superuser("postgres").await;
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-        format!("DROP ROLE IF EXISTS {role}"),
-        format!("CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}'"),
-        format!("CREATE DATABASE {db} OWNER {role} TEMPLATE template0"),
-    ] {
-        su.batch_execute(&sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
+    tenant_database(&superuser("postgres").await, db, role, "").await;
     // As the tenant: a database owner needs no other privilege for these.
     let tenant = client_as(role, ROLE_PASSWORD, db)
         .await
@@ -144,11 +130,7 @@ async fn exit_on_error_set_by_a_tenant_fails_one_collector_not_the_target() {
         .expect("lock");
     let mut t = target("hostile_exit", "mesa_monitor");
     t.database = "hostile_exit_db".to_owned();
-    t.collection
-        .collectors
-        .selection
-        .set("stat_statements", true)
-        .expect("known collector");
+    t = with_stat_statements(t);
     t.collection.lock_timeout = Duration::from_millis(200);
     let (collection, text) = collect_text(&t).await;
     su.batch_execute("ROLLBACK").await.expect("unlock");
@@ -159,15 +141,7 @@ async fn exit_on_error_set_by_a_tenant_fails_one_collector_not_the_target() {
         Some(&mesa::gateway::FailureReason::Timeout),
         "{blocked:?}"
     );
-    assert!(
-        collection
-            .outcomes
-            .iter()
-            .filter(|o| o.collector != "stat_statements")
-            .all(|o| o.result.is_ok()),
-        "{:?}",
-        collection.outcomes
-    );
+    assert_the_rest_succeeded(&collection, "stat_statements");
 }
 
 #[tokio::test]

@@ -156,14 +156,25 @@ async fn in_order(mut steps: Vec<Step<'_>>) -> Vec<Reply> {
     done.into_iter().flatten().collect()
 }
 
+/// Runs `statement` with its row limit bound as `$1`, if it has one.
+async fn rows(
+    client: &Client,
+    statement: &Prepared,
+    limit: Option<i64>,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    match &limit {
+        Some(limit) => client.query(statement, &[limit]).await,
+        None => client.query(statement, &[]).await,
+    }
+}
+
+/// Decodes every row of `def`'s statement.
+fn decode_all(def: &Definition, rows: &[Row]) -> Result<Vec<Record>, tokio_postgres::Error> {
+    rows.iter().map(|row| decode(def, row)).collect()
+}
+
 fn query<'a>(client: &'a Client, statement: &'a Prepared, limit: Option<i64>) -> Step<'a> {
-    Box::pin(async move {
-        let rows = match &limit {
-            Some(limit) => client.query(statement, &[limit]).await,
-            None => client.query(statement, &[]).await,
-        };
-        Reply::Rows(rows, Instant::now())
-    })
+    Box::pin(async move { Reply::Rows(rows(client, statement, limit).await, Instant::now()) })
 }
 
 fn simple<'a>(client: &'a Client, sql: String) -> Step<'a> {
@@ -290,11 +301,7 @@ async fn run(
                     {
                         retries.push(i);
                     }
-                    let decoded = result.and_then(|rows| {
-                        rows.iter()
-                            .map(|row| decode(def, row))
-                            .collect::<Result<Vec<_>, _>>()
-                    });
+                    let decoded = result.and_then(|rows| decode_all(def, &rows));
                     if let Ok(records) = &decoded {
                         hidden = hidden.max(def.hidden_sessions(records));
                     }
@@ -364,18 +371,12 @@ async fn run_fallback(
     client
         .batch_execute(&format!("SAVEPOINT mesa_fallback_{i}"))
         .await?;
-    let rows = match client.prepare(&fallback.sql).await {
-        Ok(prepared) => match &limit {
-            Some(limit) => client.query(&prepared, &[limit]).await,
-            None => client.query(&prepared, &[]).await,
-        },
+    let decoded = match client.prepare(&fallback.sql).await {
+        Ok(prepared) => rows(client, &prepared, limit)
+            .await
+            .and_then(|rows| decode_all(def, &rows)),
         Err(e) => Err(e),
     };
-    let decoded = rows.and_then(|rows| {
-        rows.iter()
-            .map(|row| decode(def, row))
-            .collect::<Result<Vec<_>, _>>()
-    });
     match decoded {
         Ok(records) => {
             tracing::debug!(collector = def.name, %endpoint, "the collector's fallback ran");

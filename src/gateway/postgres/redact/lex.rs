@@ -112,20 +112,15 @@ pub(super) fn token_at(text: &str, i: usize, escapes: Escapes) -> Token {
             ),
             None => unterminated,
         },
-        b'$' => match dollar_tag(b, i) {
-            Some(tag_end) => {
-                let tag = &b[i..tag_end];
-                match b[tag_end..].windows(tag.len()).position(|w| w == tag) {
-                    Some(p) => at(
-                        Kind::Literal {
-                            body: (tag_end, tag_end + p),
-                            quoting: Quoting::Dollar,
-                        },
-                        tag_end + p + tag.len(),
-                    ),
-                    None => unterminated,
-                }
-            }
+        b'$' => match dollar_quote(b, i) {
+            Some((body, Some(close))) => at(
+                Kind::Literal {
+                    body: (body, close),
+                    quoting: Quoting::Dollar,
+                },
+                close + (body - i),
+            ),
+            Some((_, None)) => unterminated,
             // `$1` or a lone `$`.
             None => {
                 let end = (i + 1..b.len())
@@ -222,6 +217,19 @@ fn block_comment_end(b: &[u8], mut i: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// A dollar quote at `i` (`$$..$$` or `$tag$..$tag$`, the tag not starting with a digit):
+/// where its body starts, and where its closing tag starts (`None`: it never ends). `None`
+/// when no dollar quote starts at `i`.
+pub(super) fn dollar_quote(b: &[u8], i: usize) -> Option<(usize, Option<usize>)> {
+    let body = dollar_tag(b, i)?;
+    let tag = &b[i..body];
+    let close = b[body..]
+        .windows(tag.len())
+        .position(|w| w == tag)
+        .map(|p| body + p);
+    Some((body, close))
 }
 
 /// The end of a dollar-quote tag at `i` (`$$` or `$tag$`, the tag not starting with a digit).

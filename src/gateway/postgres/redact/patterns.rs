@@ -10,6 +10,7 @@
 //! A value cut off by the end of the text is redacted to the end.
 
 use super::MASK;
+use super::lex::dollar_quote;
 
 const SCRAM_PREFIX: &[u8] = b"SCRAM-SHA-256$";
 
@@ -110,27 +111,14 @@ fn password_value(bytes: &[u8], after: usize) -> Option<(usize, usize)> {
         b'U' | b'u' if bytes.get(i + 1) == Some(&b'&') && bytes.get(i + 2) == Some(&b'\'') => {
             Some((i, quoted_run_end(bytes, i + 2)))
         }
-        b'$' if dollar_end(bytes, i).is_some() => dollar_end(bytes, i).map(|end| (i, end)),
+        // A dollar quote: to its closing tag, or to the end of the text.
+        b'$' if let Some((body, close)) = dollar_quote(bytes, i) => {
+            Some((i, close.map_or(bytes.len(), |c| c + (body - i))))
+        }
         // `password=value` in a connection string.
         _ if assigned => Some((i, token_end(bytes, i))),
         _ => None,
     }
-}
-
-/// The end of a dollar quote at `i` (`$$..$$`, `$tag$..$tag$`); unterminated: the text's end.
-fn dollar_end(bytes: &[u8], i: usize) -> Option<usize> {
-    let tag_end = (i + 1..bytes.len()).find(|&j| !is_ident(bytes[j]) || bytes[j] == b'$')?;
-    if bytes[tag_end] != b'$' {
-        return None;
-    }
-    let tag = &bytes[i..=tag_end];
-    let body = tag_end + 1;
-    Some(
-        bytes[body..]
-            .windows(tag.len())
-            .position(|w| w == tag)
-            .map_or(bytes.len(), |p| body + p + tag.len()),
-    )
 }
 
 /// The end of a quoted value at `start`, whose opening run of `n` quotes says how deep it is
