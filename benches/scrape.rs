@@ -32,6 +32,7 @@ mod scram;
 fn snapshot(name: &str) -> TargetSnapshot {
     TargetSnapshot {
         target: name.to_owned(),
+        driver: mesa::gateway::Driver::Postgres,
         finished_at: SystemTime::now(),
         duration: Duration::from_millis(20),
         result: Ok(sample::collection()),

@@ -7,7 +7,6 @@
 //! with the numbers, instead of failing collections later with "too many open files".
 
 use crate::config::Config;
-use crate::gateway::postgres::MAX_CONNECTIONS_PER_TARGET;
 
 /// Descriptors for everything that is not a listener's connection or a target's connection:
 /// stdio, the two listening sockets, the audit file, config and secret reads, DNS lookups,
@@ -28,7 +27,6 @@ pub struct Budget {
 impl Budget {
     /// The budget of `config`.
     pub fn of(config: &Config) -> Self {
-        let per_target = MAX_CONNECTIONS_PER_TARGET as u64 + 1;
         Self {
             metrics: config.web.max_connections as u64,
             admin: if config.admin.enabled() {
@@ -36,7 +34,12 @@ impl Budget {
             } else {
                 0
             },
-            targets: config.targets.len() as u64 * per_target,
+            // Each target's driver says how many connections its gateway opens at once.
+            targets: config
+                .targets
+                .iter()
+                .map(|t| t.spec.driver.driver().max_connections_per_target() as u64 + 1)
+                .sum(),
         }
     }
 
@@ -114,7 +117,8 @@ mod tests {
         let budget = Budget {
             metrics: crate::config::DEFAULT_WEB_MAX_CONNECTIONS as u64,
             admin: crate::config::DEFAULT_ADMIN_MAX_CONNECTIONS as u64,
-            targets: 20_000 * (MAX_CONNECTIONS_PER_TARGET as u64 + 1),
+            targets: 20_000
+                * (crate::gateway::Driver::Postgres.max_connections_per_target() as u64 + 1),
         };
         assert!(budget.total() <= limit, "{} > {limit}", budget.total());
     }

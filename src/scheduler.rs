@@ -162,6 +162,7 @@ pub async fn run_target<C: Collect + Send + Sync + 'static>(
                 }
                 sinks.encodings.store(&sinks.store, TargetSnapshot {
                     target: name.clone(),
+                    driver: collector.driver(),
                     finished_at: done.finished_at,
                     duration: done.duration,
                     result: done.result.map_err(|e| e.reason()),
@@ -389,7 +390,8 @@ impl Scheduler {
         let (sinks, token, gone) = (self.sinks.clone(), cancel.clone(), removed.clone());
         let name = config.name.clone();
         let settings = config.collection;
-        let built = Gateway::for_target(&config.spec()).map(Arc::new);
+        let driver = config.spec.driver.driver();
+        let built = Gateway::for_target(&config.spec).map(Arc::new);
         self.registry.insert(TargetHandle {
             config: config.clone(),
             gateway: built.as_ref().ok().cloned(),
@@ -416,6 +418,7 @@ impl Scheduler {
                     sinks.metrics.collect_failed(&name, e.reason(), HEALTH);
                     sinks.store.put(TargetSnapshot {
                         target: name.clone(),
+                        driver,
                         finished_at: SystemTime::now(),
                         duration: Duration::ZERO,
                         result: Err(e.reason()),

@@ -10,13 +10,15 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::collectors::Collection;
-use crate::gateway::FailureReason;
+use crate::gateway::{Driver, FailureReason};
 
 /// The outcome of a target's most recent collection attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetSnapshot {
     /// Target name (the `server` label).
     pub target: String,
+    /// Its driver (which names its up and scrape-error families).
+    pub driver: Driver,
     /// When the attempt finished.
     pub finished_at: SystemTime,
     /// How long it took.

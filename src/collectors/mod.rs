@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::gateway::{Deadline, FailureReason, Gateway, GatewayError};
+use crate::gateway::{Deadline, Driver, FailureReason, Gateway, GatewayError};
 
 /// The core collector: its failure is the collection's (`pg_up 0`).
 pub const HEALTH: &str = "health";
@@ -131,46 +131,107 @@ impl Collection {
     }
 }
 
-/// Which collectors run: one bit per entry of the driver's catalogue, in catalogue order.
-/// `Copy` and comparable, so a target's settings stay a plain value.
+/// What the neutral layers know of one driver's collectors: their names and defaults, and the
+/// names of the two families Mesa derives for every target of that driver.
+#[derive(Debug)]
+pub struct Catalogue {
+    /// The driver.
+    pub driver: Driver,
+    /// Its collectors, health first, in run order.
+    pub collectors: &'static [Entry],
+    /// The family that says whether the last collection ran (`pg_up`).
+    pub up: &'static str,
+    /// The family that says whether anything in it failed (`pg_exporter_last_scrape_error`).
+    pub last_scrape_error: &'static str,
+}
+
+/// One collector as the neutral layers see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// Its name (the config key and the `collector` label).
+    pub name: &'static str,
+    /// Whether it runs when the config does not say.
+    pub enabled_by_default: bool,
+}
+
+/// The catalogue of `driver`.
+pub fn catalogue(driver: Driver) -> &'static Catalogue {
+    match driver {
+        Driver::Postgres => &postgres::CATALOGUE,
+    }
+}
+
+impl Catalogue {
+    fn position(&self, name: &str) -> Option<usize> {
+        self.collectors.iter().position(|c| c.name == name)
+    }
+}
+
+/// Which collectors run: for each driver, one bit per entry of its catalogue, in catalogue
+/// order. `Copy` and comparable, so a target's settings stay a plain value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Selection(u64);
+pub struct Selection([u64; Driver::ALL.len()]);
 
 impl Selection {
     /// The documented defaults.
     pub fn defaults() -> Self {
-        let mut bits = 0;
-        for (i, c) in postgres::ALL.iter().enumerate() {
-            if c.enabled_by_default || c.name == HEALTH {
-                bits |= 1 << i;
+        let mut bits = [0; Driver::ALL.len()];
+        for driver in Driver::ALL {
+            for (i, c) in catalogue(driver).collectors.iter().enumerate() {
+                if c.enabled_by_default || c.name == HEALTH {
+                    bits[driver.index()] |= 1 << i;
+                }
             }
         }
         Self(bits)
     }
 
-    /// Switches `name` on or off. `Err` for an unknown name, and for turning off `health`,
-    /// which `pg_up` depends on.
-    pub fn set(&mut self, name: &str, on: bool) -> Result<(), SelectionError> {
-        let Some(i) = postgres::ALL.iter().position(|c| c.name == name) else {
-            return Err(SelectionError::Unknown);
-        };
+    /// Switches `name` on or off for `driver` (a target's block), or, with `None`, for every
+    /// driver whose catalogue has it (the `collection` section shared by all targets). `Err`
+    /// for a name no catalogue in scope has, and for turning off `health`, which the up family
+    /// depends on.
+    pub fn set(
+        &mut self,
+        driver: Option<Driver>,
+        name: &str,
+        on: bool,
+    ) -> Result<(), SelectionError> {
         if name == HEALTH && !on {
             return Err(SelectionError::Required);
         }
-        if on {
-            self.0 |= 1 << i;
-        } else {
-            self.0 &= !(1 << i);
+        let mut found = false;
+        for d in Driver::ALL
+            .into_iter()
+            .filter(|d| driver.is_none_or(|x| x == *d))
+        {
+            let Some(i) = catalogue(d).position(name) else {
+                continue;
+            };
+            found = true;
+            let bits = &mut self.0[d.index()];
+            if on {
+                *bits |= 1 << i;
+            } else {
+                *bits &= !(1 << i);
+            }
         }
-        Ok(())
+        if found {
+            Ok(())
+        } else {
+            Err(SelectionError::Unknown)
+        }
     }
 
-    /// Whether `name` runs.
+    /// Whether `name` runs on targets of `driver`.
+    pub fn runs(&self, driver: Driver, name: &str) -> bool {
+        catalogue(driver)
+            .position(name)
+            .is_some_and(|i| self.0[driver.index()] & (1 << i) != 0)
+    }
+
+    /// Whether `name` runs on targets of any driver that has it.
     pub fn contains(&self, name: &str) -> bool {
-        postgres::ALL
-            .iter()
-            .position(|c| c.name == name)
-            .is_some_and(|i| self.0 & (1 << i) != 0)
+        Driver::ALL.into_iter().any(|d| self.runs(d, name))
     }
 }
 
@@ -183,9 +244,20 @@ pub enum SelectionError {
     Required,
 }
 
-/// Every collector's name, in catalogue order.
-pub fn names() -> Vec<&'static str> {
-    postgres::ALL.iter().map(|c| c.name).collect()
+/// Every collector's name of `driver`, or of every driver, in catalogue order.
+pub fn names(driver: Option<Driver>) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for d in Driver::ALL
+        .into_iter()
+        .filter(|d| driver.is_none_or(|x| x == *d))
+    {
+        for c in catalogue(d).collectors {
+            if !out.contains(&c.name) {
+                out.push(c.name);
+            }
+        }
+    }
+    out
 }
 
 /// A target's collector settings.
@@ -211,6 +283,9 @@ impl Default for Options {
 
 /// A scheduled collection, as the scheduler sees it (a fake stands in for timing tests).
 pub trait Collect {
+    /// The driver of the target (it names the target's up and scrape-error families).
+    fn driver(&self) -> Driver;
+
     /// Runs one collection.
     fn collect(
         &self,
@@ -239,6 +314,10 @@ async fn collect_with(
 }
 
 impl Collect for TargetCollector {
+    fn driver(&self) -> Driver {
+        self.gateway.driver()
+    }
+
     async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
         collect_with(&self.gateway, &self.options, deadline).await
     }
@@ -246,6 +325,10 @@ impl Collect for TargetCollector {
 
 /// A gateway alone collects with the default collectors.
 impl Collect for Gateway {
+    fn driver(&self) -> Driver {
+        Gateway::driver(self)
+    }
+
     async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
         collect_with(self, &Options::default(), deadline).await
     }

@@ -6,6 +6,7 @@
 //! variable or a file, never inline) and wrapped in [`Secret`].
 
 mod admin;
+mod drivers;
 pub(crate) mod reader;
 mod targets;
 mod types;
@@ -27,7 +28,7 @@ use reader::{Fields, Problems};
 
 use crate::collectors::{Options as CollectorOptions, SelectionError};
 use crate::gateway::Driver;
-pub use crate::gateway::spec::{ChannelBinding, SslMode};
+pub use crate::gateway::postgres::{ChannelBinding, SslMode};
 use crate::secret::Secret;
 
 /// Why a config could not be loaded.
@@ -143,7 +144,7 @@ fn validate(
 ) -> Option<Config> {
     let mut top = Fields::new(tree, "", TOP_KEYS, p)?;
     let defaults = match top.section("collection", COLLECTION_KEYS, p) {
-        Some(mut f) => collection(&mut f, CollectionSettings::default(), p),
+        Some(mut f) => collection(&mut f, CollectionSettings::default(), None, p),
         None => CollectionSettings::default(),
     };
     check_collection(&defaults, "collection", p);
@@ -183,7 +184,14 @@ fn validate(
     })
 }
 
-fn collection(f: &mut Fields, inherit: CollectionSettings, p: &mut Problems) -> CollectionSettings {
+/// The collection keys of `f` over `inherit`; `driver` is the target's (its collector names are
+/// checked against that driver's catalogue), `None` for the shared `collection` section.
+fn collection(
+    f: &mut Fields,
+    inherit: CollectionSettings,
+    driver: Option<Driver>,
+    p: &mut Problems,
+) -> CollectionSettings {
     CollectionSettings {
         interval: f.duration("interval", p).unwrap_or(inherit.interval),
         timeout: f.duration("timeout", p).unwrap_or(inherit.timeout),
@@ -196,7 +204,7 @@ fn collection(f: &mut Fields, inherit: CollectionSettings, p: &mut Problems) -> 
         lock_timeout: f
             .duration("lock_timeout", p)
             .unwrap_or(inherit.lock_timeout),
-        collectors: collectors(f, inherit.collectors, p),
+        collectors: collectors(f, inherit.collectors, driver, p),
     }
 }
 
@@ -205,7 +213,12 @@ fn collection(f: &mut Fields, inherit: CollectionSettings, p: &mut Problems) -> 
 pub const MAX_GUARD: u32 = 10_000;
 
 /// `collectors: {name: bool}` merged over `inherit`, and the size guards.
-fn collectors(f: &mut Fields, inherit: CollectorOptions, p: &mut Problems) -> CollectorOptions {
+fn collectors(
+    f: &mut Fields,
+    inherit: CollectorOptions,
+    driver: Option<Driver>,
+    p: &mut Problems,
+) -> CollectorOptions {
     let mut options = inherit;
     if let Some(value) = f.take("collectors") {
         let path = f.path_of("collectors");
@@ -217,13 +230,13 @@ fn collectors(f: &mut Fields, inherit: CollectorOptions, p: &mut Problems) -> Co
                         p.add(key, "expected true or false");
                         continue;
                     };
-                    match options.selection.set(&name, on) {
+                    match options.selection.set(driver, &name, on) {
                         Ok(()) => {}
                         Err(SelectionError::Unknown) => p.add(
                             key,
                             format!(
                                 "unknown collector; expected one of: {}",
-                                crate::collectors::names().join(", ")
+                                crate::collectors::names(driver).join(", ")
                             ),
                         ),
                         Err(SelectionError::Required) => p.add(

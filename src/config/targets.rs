@@ -5,10 +5,14 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::drivers;
 use super::reader::{Fields, Problems};
 use super::*;
+use crate::gateway::{CommonSpec, Credentials, TargetSpec};
 
-pub(super) const TARGET_KEYS: &[&str] = &[
+/// The keys every driver's target block has; the driver's parser adds its own
+/// (`drivers::keys`).
+pub(super) const COMMON_KEYS: &[&str] = &[
     "name",
     "driver",
     "host",
@@ -18,9 +22,6 @@ pub(super) const TARGET_KEYS: &[&str] = &[
     "password",
     "password_env",
     "password_file",
-    "sslmode",
-    "sslrootcert",
-    "channel_binding",
     "interval",
     "timeout",
     "connect_timeout",
@@ -48,7 +49,25 @@ pub(super) fn target(
     env: &dyn Fn(&str) -> Option<String>,
     p: &mut Problems,
 ) -> Option<TargetConfig> {
-    let mut f = Fields::new(item, path, TARGET_KEYS, p)?;
+    // The driver decides which keys the block may have, so it is read first; a block without
+    // a known driver may have any driver's keys (its one error is the driver).
+    let named = item
+        .get("driver")
+        .and_then(Value::as_str)
+        .and_then(|d| d.parse::<Driver>().ok());
+    let allowed: Vec<&str> = match named {
+        Some(d) => COMMON_KEYS
+            .iter()
+            .chain(drivers::keys(d).keys)
+            .copied()
+            .collect(),
+        None => COMMON_KEYS
+            .iter()
+            .copied()
+            .chain(drivers::any_keys())
+            .collect(),
+    };
+    let mut f = Fields::new(item, path, &allowed, p)?;
     let name = f.required_string("name", p);
     if let Some(n) = name.as_deref().filter(|n| !valid_target_name(n)) {
         p.add(
@@ -69,70 +88,21 @@ pub(super) fn target(
     if host.as_deref().is_some_and(str::is_empty) {
         p.add(f.path_of("host"), "must not be empty");
     }
+    let driver_keys = driver.map(drivers::keys);
     let port = if f.has("port") {
         f.port("port", p)
     } else {
-        Some(DEFAULT_PORT)
+        driver_keys.map(|k| k.default_port)
     };
     let database = f
         .string("database", p)
-        .unwrap_or_else(|| "postgres".to_owned());
+        .or_else(|| driver_keys.map(|k| k.default_database.to_owned()));
     let username = f.required_string("username", p);
     let password = read_password(&mut f, env, base, p);
-    let sslmode = match f.string("sslmode", p) {
-        None => Some(SslMode::Prefer),
-        Some(s) => match s.parse() {
-            Ok(mode) => Some(mode),
-            Err(()) => {
-                p.add(
-                    f.path_of("sslmode"),
-                    format!("unknown sslmode {s:?}; expected one of: {}", SslMode::NAMES),
-                );
-                None
-            }
-        },
-    };
-    let sslrootcert = f.path("sslrootcert", base, p);
-    if let Some(cert) = sslrootcert.as_deref().filter(|c| !c.is_file()) {
-        p.add(
-            f.path_of("sslrootcert"),
-            format!("{} is not a readable file", cert.display()),
-        );
-    }
-    // libpq refuses the system store below verify-full: with any public CA trusted and no
-    // host name check, anyone's certificate for any host would pass.
-    if sslmode == Some(SslMode::VerifyCa) && sslrootcert.is_none() {
-        p.add(
-            f.path_of("sslmode"),
-            "verify-ca needs sslrootcert (the CA that signs this server's certificate); without it any certificate from any public CA for any host would be accepted. Set sslrootcert, or use verify-full to check the host name against the system's CAs",
-        );
-    }
-    let channel_binding = match f.string("channel_binding", p) {
-        None => sslmode.map(|m| ChannelBinding::default_for(m, sslrootcert.is_some())),
-        Some(s) => match s.parse() {
-            Ok(ChannelBinding::Require) if sslmode == Some(SslMode::Disable) => {
-                p.add(
-                    f.path_of("channel_binding"),
-                    "require needs TLS, but sslmode is disable",
-                );
-                None
-            }
-            Ok(cb) => Some(cb),
-            Err(()) => {
-                p.add(
-                    f.path_of("channel_binding"),
-                    format!(
-                        "unknown channel_binding {s:?}; expected one of: {}",
-                        ChannelBinding::NAMES
-                    ),
-                );
-                None
-            }
-        },
-    };
+    let own = driver.and_then(|d| drivers::parse(d, &mut f, base, p));
     // Inherited values were checked under `collection`; recheck only what this target changes.
     let overrides = COLLECTION_KEYS.iter().any(|k| f.has(k));
-    let collection = collection(&mut f, *defaults, p);
+    let collection = collection(&mut f, *defaults, driver, p);
     if overrides {
         check_collection(&collection, path, p);
     }
@@ -140,8 +110,8 @@ pub(super) fn target(
         f.section("admin", LOGIN_KEYS, p).and_then(|mut a| {
             let username = a.required_string("username", p);
             let password = read_password(&mut a, env, base, p);
-            Some(AdminLogin {
-                username: username?,
+            Some(Credentials {
+                user: username?,
                 password,
             })
         })
@@ -150,17 +120,21 @@ pub(super) fn target(
     };
     Some(TargetConfig {
         name: name?,
-        driver: driver?,
-        host: host?,
-        port: port?,
-        database,
-        username: username?,
-        password,
-        sslmode: sslmode?,
-        sslrootcert,
-        channel_binding: channel_binding?,
+        spec: TargetSpec {
+            common: CommonSpec {
+                host: host?,
+                port: port?,
+                database: database?,
+                monitor: Credentials {
+                    user: username?,
+                    password,
+                },
+                admin,
+                limits: collection.limits(),
+            },
+            driver: own?,
+        },
         collection,
-        admin,
     })
 }
 

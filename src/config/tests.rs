@@ -30,15 +30,22 @@ targets:
     password_env: PW
 ";
 
+/// The PostgreSQL part of a parsed target.
+fn pg(t: &TargetConfig) -> &crate::gateway::postgres::PostgresSpec {
+    match &t.spec.driver {
+        crate::gateway::DriverSpec::Postgres(pg) => pg,
+    }
+}
+
 #[test]
 fn minimal_config_gets_the_defaults() {
     let c = parse(MINIMAL).expect("valid");
     let t = &c.targets[0];
-    assert_eq!(t.port, 5432);
-    assert_eq!(t.database, "postgres");
-    assert_eq!(t.sslmode, SslMode::Prefer);
+    assert_eq!(t.spec.common.port, 5432);
+    assert_eq!(t.spec.common.database, "postgres");
+    assert_eq!(pg(t).sslmode, SslMode::Prefer);
     assert_eq!(
-        t.password.as_ref().map(Secret::expose),
+        t.spec.common.monitor.password.as_ref().map(Secret::expose),
         Some("secret-from-env")
     );
     assert_eq!(t.collection, CollectionSettings::default());
@@ -253,7 +260,7 @@ fn verify_ca_needs_a_root_certificate_and_verify_full_may_use_the_system_store()
         "{p:#?}"
     );
     let c = parse(&format!("{MINIMAL}    sslmode: verify-full\n")).expect("valid");
-    assert_eq!(c.targets[0].channel_binding, ChannelBinding::Require);
+    assert_eq!(pg(&c.targets[0]).channel_binding, ChannelBinding::Require);
 }
 
 #[test]
@@ -262,7 +269,8 @@ fn channel_binding_is_required_when_the_server_is_authenticated() {
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("ca.pem"), "not read at load").expect("ca");
     let with = |extra: &str| {
-        parse_str(&format!("{MINIMAL}{extra}"), &dir, &env).map(|c| c.targets[0].channel_binding)
+        parse_str(&format!("{MINIMAL}{extra}"), &dir, &env)
+            .map(|c| pg(&c.targets[0]).channel_binding)
     };
     assert_eq!(with(""), Ok(ChannelBinding::Prefer));
     assert_eq!(with("    sslmode: require\n"), Ok(ChannelBinding::Prefer));
@@ -409,7 +417,7 @@ fn collectors_are_switched_globally_and_per_target() {
     assert!(!global.selection.contains("locks"));
     // Defaults: everything but stat_statements.
     let d = crate::collectors::Options::default();
-    for name in crate::collectors::names() {
+    for name in crate::collectors::names(None) {
         assert_eq!(
             d.selection.contains(name),
             name != "stat_statements",

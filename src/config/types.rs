@@ -7,11 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::collectors::Options as CollectorOptions;
-use crate::gateway::Driver;
-use crate::gateway::spec::{
-    ChannelBinding, Credentials, Limits, MIN_IDLE_IN_TRANSACTION_TIMEOUT, SslMode, TargetSpec,
-};
-use crate::secret::Secret;
+use crate::gateway::spec::{Limits, MIN_IDLE_IN_TRANSACTION_TIMEOUT, TargetSpec};
 
 use super::reader::Problem;
 
@@ -29,8 +25,6 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_WEB_LISTEN: &str = "0.0.0.0:9930";
 /// Default admin listener: loopback only.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9931";
-/// Default PostgreSQL port.
-pub const DEFAULT_PORT: u16 = 5432;
 /// Default cap on concurrent connections to the metrics listener. Prometheus keeps one
 /// connection per scraper; 256 leaves room for HA pairs, federation and people, and keeps the
 /// daemon far inside systemd's default 1024 descriptors with every target's connections.
@@ -218,70 +212,26 @@ pub struct TokenConfig {
     pub targets: TargetSelector,
 }
 
-/// Separate login for admin actions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminLogin {
-    /// Role name.
-    pub username: String,
-    /// Password.
-    pub password: Option<Secret>,
-}
-
 /// One database server to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetConfig {
     /// `[a-z0-9_-]+`, unique; the `server` label.
     pub name: String,
-    /// Driver.
-    pub driver: Driver,
-    /// Host name or IP address.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Database for server-wide queries.
-    pub database: String,
-    /// Monitoring role.
-    pub username: String,
-    /// Its password.
-    pub password: Option<Secret>,
-    /// TLS mode.
-    pub sslmode: SslMode,
-    /// CA bundle for verification.
-    pub sslrootcert: Option<PathBuf>,
-    /// SCRAM channel binding.
-    pub channel_binding: ChannelBinding,
+    /// What the gateway needs to reach it: endpoint, logins and session limits (built from
+    /// `collection`'s timeouts), and its driver's own settings.
+    pub spec: TargetSpec,
     /// Effective collection settings (defaults plus this target's overrides).
     pub collection: CollectionSettings,
-    /// Admin login, when different from the monitoring role.
-    pub admin: Option<AdminLogin>,
 }
 
-impl TargetConfig {
-    /// What the gateway needs to reach this target.
-    pub fn spec(&self) -> TargetSpec {
-        let c = &self.collection;
-        TargetSpec {
-            driver: self.driver,
-            host: self.host.clone(),
-            port: self.port,
-            database: self.database.clone(),
-            monitor: Credentials {
-                user: self.username.clone(),
-                password: self.password.clone(),
-            },
-            admin: self.admin.as_ref().map(|a| Credentials {
-                user: a.username.clone(),
-                password: a.password.clone(),
-            }),
-            sslmode: self.sslmode,
-            sslrootcert: self.sslrootcert.clone(),
-            channel_binding: self.channel_binding,
-            limits: Limits {
-                connect_timeout: c.connect_timeout,
-                statement_timeout: c.statement_timeout,
-                lock_timeout: c.lock_timeout,
-                idle_in_transaction_timeout: c.timeout.max(MIN_IDLE_IN_TRANSACTION_TIMEOUT),
-            },
+impl CollectionSettings {
+    /// The session limits these settings give every connection of a target.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            connect_timeout: self.connect_timeout,
+            statement_timeout: self.statement_timeout,
+            lock_timeout: self.lock_timeout,
+            idle_in_transaction_timeout: self.timeout.max(MIN_IDLE_IN_TRANSACTION_TIMEOUT),
         }
     }
 }

@@ -21,9 +21,9 @@ pub enum FailureReason {
     Timeout,
     /// The server rejected the credentials.
     AuthFailed,
-    /// SQLSTATE 53300: the server or role connection limit is reached.
+    /// The server or role connection limit is reached.
     TooManyConnections,
-    /// SQLSTATE 42501 or a refused signal: the role lacks a privilege.
+    /// The role lacks a privilege (or a signal was refused).
     PermissionDenied,
     /// TLS could not be negotiated or the certificate was not trusted.
     Tls,
@@ -69,25 +69,6 @@ impl FailureReason {
             Self::AlreadyExists => "already_exists",
             Self::InvalidInput => "invalid_input",
             Self::QueryFailed => "query_failed",
-        }
-    }
-
-    /// Classifies a SQLSTATE the server sent.
-    pub fn from_sqlstate(code: &str) -> Self {
-        match code {
-            // invalid_authorization_specification, invalid_password
-            "28000" | "28P01" => Self::AuthFailed,
-            "53300" => Self::TooManyConnections,
-            "42501" => Self::PermissionDenied,
-            // query_canceled (statement_timeout, cancel request), lock_not_available
-            // (lock_timeout), idle_in_transaction_session_timeout
-            "57014" | "55P03" | "25P03" => Self::Timeout,
-            // invalid_catalog_name (no such database), undefined_table, undefined_object
-            "3D000" | "42P01" | "42704" => Self::NotFound,
-            "42710" => Self::AlreadyExists,
-            // admin_shutdown, crash_shutdown, cannot_connect_now: the server is going away
-            "57P01" | "57P02" | "57P03" => Self::Unreachable,
-            _ => Self::QueryFailed,
         }
     }
 }
@@ -229,7 +210,7 @@ impl GatewayError {
         }
     }
 
-    /// The SQLSTATE, when the server sent one.
+    /// The server's error code (PostgreSQL's SQLSTATE), when the server sent one.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             Self::Server { code, .. } => Some(code),
@@ -241,34 +222,6 @@ impl GatewayError {
 #[cfg(test)]
 mod tests {
     use super::FailureReason;
-
-    #[test]
-    fn sqlstates_classify() {
-        assert_eq!(
-            FailureReason::from_sqlstate("28P01"),
-            FailureReason::AuthFailed
-        );
-        assert_eq!(
-            FailureReason::from_sqlstate("53300"),
-            FailureReason::TooManyConnections
-        );
-        assert_eq!(
-            FailureReason::from_sqlstate("42501"),
-            FailureReason::PermissionDenied
-        );
-        assert_eq!(
-            FailureReason::from_sqlstate("57014"),
-            FailureReason::Timeout
-        );
-        assert_eq!(
-            FailureReason::from_sqlstate("42710"),
-            FailureReason::AlreadyExists
-        );
-        assert_eq!(
-            FailureReason::from_sqlstate("XX000"),
-            FailureReason::QueryFailed
-        );
-    }
 
     #[test]
     fn labels_are_unique_snake_case() {

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{FailureReason, GatewayError};
 pub use model::*;
-pub use spec::{ChannelBinding, Credentials, Limits, SslMode, TargetSpec};
+pub use spec::{CommonSpec, Credentials, DriverSpec, Limits, TargetSpec};
 pub use validate::{ObjectName, Pid, SessionLimit};
 
 /// A point in time by which a call must finish, with the budget it was created from (for
@@ -123,6 +123,9 @@ pub enum Driver {
 }
 
 impl Driver {
+    /// Every driver, in the order of their index (see [`Driver::index`]).
+    pub const ALL: [Driver; 1] = [Self::Postgres];
+
     /// Names accepted in the config's `driver` key.
     pub const SUPPORTED: &'static [&'static str] = &["postgres"];
 
@@ -130,6 +133,21 @@ impl Driver {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Postgres => "postgres",
+        }
+    }
+
+    /// Its position in [`Driver::ALL`], for per-driver tables.
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Postgres => 0,
+        }
+    }
+
+    /// The most connections its gateway opens to one target at once (collection and admin
+    /// calls together); what the descriptor budget plans for.
+    pub fn max_connections_per_target(self) -> usize {
+        match self {
+            Self::Postgres => postgres::MAX_CONNECTIONS_PER_TARGET,
         }
     }
 }
@@ -269,20 +287,39 @@ pub enum Gateway {
     Postgres(postgres::PostgresGateway),
 }
 
+/// Binds `$g` to the driver's gateway inside `$gateway` and evaluates `$body`: the one place
+/// every delegated call learns a new driver's variant (the `match` is exhaustive, so the
+/// compiler points here).
+macro_rules! each_driver {
+    ($gateway:expr, $g:ident => $body:expr) => {
+        match $gateway {
+            Gateway::Postgres($g) => $body,
+        }
+    };
+}
+
 impl Gateway {
     /// The factory: builds the driver the target's spec names.
     pub fn for_target(target: &TargetSpec) -> Result<Self, GatewayError> {
-        match target.driver {
-            Driver::Postgres => Ok(Self::Postgres(postgres::PostgresGateway::new(target)?)),
+        match &target.driver {
+            DriverSpec::Postgres(spec) => Ok(Self::Postgres(postgres::PostgresGateway::new(
+                &target.common,
+                spec,
+            )?)),
+        }
+    }
+
+    /// Which driver speaks to the server.
+    pub fn driver(&self) -> Driver {
+        match self {
+            Self::Postgres(_) => Driver::Postgres,
         }
     }
 }
 
 impl Inspector for Gateway {
     async fn databases(&self, deadline: Deadline) -> Result<Vec<Database>, GatewayError> {
-        match self {
-            Self::Postgres(g) => g.databases(deadline).await,
-        }
+        each_driver!(self, g => g.databases(deadline).await)
     }
 
     async fn tables(
@@ -290,9 +327,7 @@ impl Inspector for Gateway {
         database: &ObjectName,
         deadline: Deadline,
     ) -> Result<Vec<Table>, GatewayError> {
-        match self {
-            Self::Postgres(g) => g.tables(database, deadline).await,
-        }
+        each_driver!(self, g => g.tables(database, deadline).await)
     }
 
     async fn columns(
@@ -302,17 +337,13 @@ impl Inspector for Gateway {
         table: &ObjectName,
         deadline: Deadline,
     ) -> Result<Vec<Column>, GatewayError> {
-        match self {
-            Self::Postgres(g) => g.columns(database, schema, table, deadline).await,
-        }
+        each_driver!(self, g => g.columns(database, schema, table, deadline).await)
     }
 }
 
 impl Administrator for Gateway {
     async fn server_health(&self, deadline: Deadline) -> Result<ServerHealth, GatewayError> {
-        match self {
-            Self::Postgres(g) => g.server_health(deadline).await,
-        }
+        each_driver!(self, g => g.server_health(deadline).await)
     }
 
     async fn sessions(
@@ -320,21 +351,15 @@ impl Administrator for Gateway {
         filter: SessionFilter,
         deadline: Deadline,
     ) -> Result<Vec<Session>, GatewayError> {
-        match self {
-            Self::Postgres(g) => g.sessions(filter, deadline).await,
-        }
+        each_driver!(self, g => g.sessions(filter, deadline).await)
     }
 
     async fn terminate(&self, backend: BackendRef, deadline: Deadline) -> Result<(), GatewayError> {
-        match self {
-            Self::Postgres(g) => g.terminate(backend, deadline).await,
-        }
+        each_driver!(self, g => g.terminate(backend, deadline).await)
     }
 
     async fn cancel(&self, backend: BackendRef, deadline: Deadline) -> Result<(), GatewayError> {
-        match self {
-            Self::Postgres(g) => g.cancel(backend, deadline).await,
-        }
+        each_driver!(self, g => g.cancel(backend, deadline).await)
     }
 
     async fn create_user(
@@ -342,9 +367,7 @@ impl Administrator for Gateway {
         user: NewUser,
         deadline: Deadline,
     ) -> Result<CreatedUser, GatewayError> {
-        match self {
-            Self::Postgres(g) => g.create_user(user, deadline).await,
-        }
+        each_driver!(self, g => g.create_user(user, deadline).await)
     }
 }
 

@@ -1,10 +1,10 @@
 //! What the gateway needs to reach one server, independent of where it came from: the
-//! [`TargetSpec`]. The config layer builds it (`TargetConfig::spec`); the gateway never reads
-//! the config, so the dependency runs one way (config -> gateway) and the gateway stays the
-//! bottom layer a MySQL driver will share.
+//! [`TargetSpec`], a part every driver shares ([`CommonSpec`]: endpoint, database, logins,
+//! limits) and a driver's own part ([`DriverSpec`], one variant per driver, each defined in
+//! its driver's folder). The config layer builds it (the target's driver keys go to that
+//! driver's parser, `config/drivers/`); the gateway never reads the config, so the dependency
+//! runs one way (config -> gateway) and the gateway stays the bottom layer every driver shares.
 
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use super::Driver;
@@ -37,11 +37,9 @@ pub struct Limits {
     pub idle_in_transaction_timeout: Duration,
 }
 
-/// One server as the gateway reaches it.
+/// The part of a target every driver has.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetSpec {
-    /// Which driver speaks to it.
-    pub driver: Driver,
+pub struct CommonSpec {
     /// Host name or IP address.
     pub host: String,
     /// TCP port.
@@ -52,89 +50,31 @@ pub struct TargetSpec {
     pub monitor: Credentials,
     /// A separate login for mutations, if any.
     pub admin: Option<Credentials>,
-    /// TLS mode.
-    pub sslmode: SslMode,
-    /// CA bundle for verification.
-    pub sslrootcert: Option<PathBuf>,
-    /// SCRAM channel binding.
-    pub channel_binding: ChannelBinding,
     /// Timeouts of every session.
     pub limits: Limits,
 }
 
-/// libpq's `sslmode` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    /// Plaintext only; for local development.
-    Disable,
-    /// TLS when the server offers it, unverified.
-    Prefer,
-    /// TLS required; verified against `sslrootcert` only when one is given.
-    Require,
-    /// TLS with a trusted chain.
-    VerifyCa,
-    /// TLS with a trusted chain and matching host name.
-    VerifyFull,
+/// A driver's own settings for a target; the variant names the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverSpec {
+    /// PostgreSQL: TLS and channel binding as libpq spells them.
+    Postgres(super::postgres::PostgresSpec),
 }
 
-impl SslMode {
-    /// The accepted spellings, for messages.
-    pub const NAMES: &'static str = "disable, prefer, require, verify-ca, verify-full";
-}
-
-/// libpq's `channel_binding`: whether SCRAM must bind the login to the TLS channel
-/// (`SCRAM-SHA-256-PLUS`), so a man in the middle cannot relay the authentication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChannelBinding {
-    /// Never bind.
-    Disable,
-    /// Bind when the server offers it (libpq's default).
-    Prefer,
-    /// Refuse to log in without binding.
-    Require,
-}
-
-impl ChannelBinding {
-    /// The accepted spellings, for messages.
-    pub const NAMES: &'static str = "disable, prefer, require";
-
-    /// Mesa's default: `require` whenever the server is authenticated by its certificate
-    /// (`verify-ca`, `verify-full`, or `require` with `sslrootcert`), because then binding is
-    /// what stops an active attacker from downgrading the login and relaying it; `prefer`
-    /// otherwise, as libpq.
-    pub fn default_for(sslmode: SslMode, has_rootcert: bool) -> Self {
-        match sslmode {
-            SslMode::VerifyCa | SslMode::VerifyFull => Self::Require,
-            SslMode::Require if has_rootcert => Self::Require,
-            SslMode::Require | SslMode::Prefer | SslMode::Disable => Self::Prefer,
+impl DriverSpec {
+    /// The driver this spec is for.
+    pub fn driver(&self) -> Driver {
+        match self {
+            Self::Postgres(_) => Driver::Postgres,
         }
     }
 }
 
-impl FromStr for ChannelBinding {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "disable" => Ok(Self::Disable),
-            "prefer" => Ok(Self::Prefer),
-            "require" => Ok(Self::Require),
-            _ => Err(()),
-        }
-    }
-}
-
-impl FromStr for SslMode {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "disable" => Ok(Self::Disable),
-            "prefer" => Ok(Self::Prefer),
-            "require" => Ok(Self::Require),
-            "verify-ca" => Ok(Self::VerifyCa),
-            "verify-full" => Ok(Self::VerifyFull),
-            _ => Err(()),
-        }
-    }
+/// One server as the gateway reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    /// What every driver has.
+    pub common: CommonSpec,
+    /// The driver and its own settings.
+    pub driver: DriverSpec,
 }

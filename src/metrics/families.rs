@@ -84,7 +84,8 @@ fn header(family: &Family) -> (Arc<str>, Arc<str>) {
         Kind::Gauge => "gauge",
         Kind::Counter => "counter",
     };
-    let cached = if family.name.starts_with("pg_") {
+    // Every family is a database fact, collected on a schedule, except Mesa's own (`mesa_`).
+    let cached = if !family.name.starts_with("mesa_") {
         format!(" {CACHED}")
     } else {
         String::new()
@@ -157,8 +158,9 @@ impl EncodedTarget {
     /// Per-target families Mesa derives from each snapshot: `pg_up`, collection timing, and
     /// each collector's success, duration and size-guard omissions.
     pub fn derived(snapshot: &TargetSnapshot) -> Vec<Family> {
+        let names = crate::collectors::catalogue(snapshot.driver);
         let mut up = Family::new(
-            "pg_up",
+            names.up,
             "1 if the last collection connected and the core health statement ran, else 0.",
             Kind::Gauge,
         );
@@ -193,7 +195,7 @@ impl EncodedTarget {
             Kind::Gauge,
         );
         let mut scrape_error = Family::new(
-            "pg_exporter_last_scrape_error",
+            names.last_scrape_error,
             "1 if the last collection failed or any collector in it failed, else 0 (postgres_exporter's name).",
             Kind::Gauge,
         );

@@ -120,7 +120,7 @@ impl ExporterMetrics {
     /// Drops a target's series (it left the config).
     pub fn forget_target(&self, target: &str) {
         for reason in FailureReason::ALL {
-            for collector in crate::collectors::names() {
+            for collector in crate::collectors::names(None) {
                 self.failures
                     .remove(&failure_labels(target, reason, collector));
             }

@@ -269,6 +269,7 @@ mod tests {
             }
             let snapshot = TargetSnapshot {
                 target: name.to_owned(),
+                driver: crate::gateway::Driver::Postgres,
                 finished_at: std::time::SystemTime::now(),
                 duration: std::time::Duration::ZERO,
                 result: Ok(crate::collectors::Collection {

@@ -61,6 +61,7 @@ async fn cost_of_a_collection_with_the_default_collectors() {
     println!("cost: per collector (last collection):{per_collector}");
     let snapshot = Arc::new(TargetSnapshot {
         target: "cost".to_owned(),
+        driver: mesa::gateway::Driver::Postgres,
         finished_at: SystemTime::now(),
         duration: wall,
         result: Ok(collection),

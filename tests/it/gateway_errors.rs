@@ -16,7 +16,7 @@ const D: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn wrong_password_is_auth_failed() {
     let mut t = target("badpw", "mesa_monitor");
-    t.password = Some(Secret::new("not-the-password-at-all"));
+    t.spec.common.monitor.password = Some(Secret::new("not-the-password-at-all"));
     let err = gateway(&t)
         .server_health(Deadline::after(D))
         .await
@@ -70,8 +70,8 @@ async fn server_and_client_timeouts_are_timeout() {
 
     // statement_timeout fires first.
     let mut t = base.clone();
-    t.collection.statement_timeout = Duration::from_millis(300);
-    t.collection.lock_timeout = Duration::from_secs(60);
+    t.spec.common.limits.statement_timeout = Duration::from_millis(300);
+    t.spec.common.limits.lock_timeout = Duration::from_secs(60);
     let user = NewUser::new("timeout_user_1", None, false, true).expect("valid");
     let err = gateway(&t)
         .create_user(user, Deadline::after(D))
@@ -82,8 +82,8 @@ async fn server_and_client_timeouts_are_timeout() {
 
     // lock_timeout fires first.
     let mut t = base.clone();
-    t.collection.statement_timeout = Duration::from_secs(60);
-    t.collection.lock_timeout = Duration::from_millis(300);
+    t.spec.common.limits.statement_timeout = Duration::from_secs(60);
+    t.spec.common.limits.lock_timeout = Duration::from_millis(300);
     let user = NewUser::new("timeout_user_2", None, false, true).expect("valid");
     let err = gateway(&t)
         .create_user(user, Deadline::after(D))
@@ -94,8 +94,8 @@ async fn server_and_client_timeouts_are_timeout() {
 
     // Our own deadline fires first: a cancel request stops the server-side statement.
     let mut t = base.clone();
-    t.collection.statement_timeout = Duration::from_secs(60);
-    t.collection.lock_timeout = Duration::from_secs(60);
+    t.spec.common.limits.statement_timeout = Duration::from_secs(60);
+    t.spec.common.limits.lock_timeout = Duration::from_secs(60);
     let user = NewUser::new("timeout_user_3", None, false, true).expect("valid");
     let started = Instant::now();
     let err = gateway(&t)
@@ -130,8 +130,8 @@ async fn a_listener_that_never_answers_is_a_timeout_within_the_connect_timeout()
         .await
         .expect("bind");
     let mut t = target("silent", "mesa_monitor");
-    t.port = silent.local_addr().expect("addr").port();
-    t.collection.connect_timeout = Duration::from_secs(1);
+    t.spec.common.port = silent.local_addr().expect("addr").port();
+    t.spec.common.limits.connect_timeout = Duration::from_secs(1);
     let started = Instant::now();
     let err = gateway(&t)
         .collect(Deadline::after(D))
@@ -173,9 +173,9 @@ async fn tls_modes_follow_libpq() {
     let c = cluster();
     let ok = |mode: SslMode, host: &str, root: Option<std::path::PathBuf>| {
         let mut t = target("tls", "mesa_monitor");
-        t.sslmode = mode;
-        t.host = host.to_owned();
-        t.sslrootcert = root;
+        pg(&mut t).sslmode = mode;
+        t.spec.common.host = host.to_owned();
+        pg(&mut t).sslrootcert = root;
         t
     };
     for (mode, host) in [
@@ -219,7 +219,7 @@ async fn no_connection_leaks_and_never_more_than_two() {
     let t = with_admin(target("leak", "leak_user"), "leak_user");
     let g = Arc::new(gateway(&t));
     let mut bad = t.clone();
-    bad.password = Some(Secret::new("wrong-password-for-leak-test"));
+    bad.spec.common.monitor.password = Some(Secret::new("wrong-password-for-leak-test"));
     let bad = Arc::new(gateway(&bad));
 
     let peak = Arc::new(AtomicI64::new(0));
@@ -300,8 +300,8 @@ async fn cancellation_stops_the_statement_on_the_server() {
     let _serial = role_lock().await;
     let lock = block_role_creation().await;
     let mut t = with_admin(target("shutdown", "mesa_monitor"), "mesa_admin");
-    t.collection.statement_timeout = Duration::from_secs(60);
-    t.collection.lock_timeout = Duration::from_secs(60);
+    t.spec.common.limits.statement_timeout = Duration::from_secs(60);
+    t.spec.common.limits.lock_timeout = Duration::from_secs(60);
     let token = tokio_util::sync::CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {

@@ -58,7 +58,7 @@ async fn health_matches_the_server() {
 #[tokio::test]
 async fn unreachable_target_fails_fast_with_reason() {
     let mut t = target("closed", "mesa_monitor");
-    t.port = closed_port();
+    t.spec.common.port = closed_port();
     let started = Instant::now();
     let err = gateway(&t)
         .server_health(Deadline::after(D))

@@ -16,6 +16,7 @@ fn snapshots() -> Vec<Arc<TargetSnapshot>> {
     vec![
         Arc::new(TargetSnapshot {
             target: "orders-primary".to_owned(),
+            driver: mesa::gateway::Driver::Postgres,
             finished_at: at,
             duration: Duration::from_millis(42),
             result: Ok(crate::sample::collection()),
@@ -23,6 +24,7 @@ fn snapshots() -> Vec<Arc<TargetSnapshot>> {
         }),
         Arc::new(TargetSnapshot {
             target: "orders-replica".to_owned(),
+            driver: mesa::gateway::Driver::Postgres,
             finished_at: at,
             duration: Duration::from_millis(17),
             result: Ok({
@@ -39,6 +41,7 @@ fn snapshots() -> Vec<Arc<TargetSnapshot>> {
         }),
         Arc::new(TargetSnapshot {
             target: "reports".to_owned(),
+            driver: mesa::gateway::Driver::Postgres,
             finished_at: at,
             duration: Duration::from_millis(3001),
             result: Err(FailureReason::Unreachable),

@@ -60,8 +60,8 @@ async fn an_authenticated_server_gets_no_password_without_channel_binding() {
         "targets:\n  - {{name: cb, driver: postgres, host: localhost, port: {{port}}, username: mesa_monitor, password_file: fixture.pw, sslmode: verify-full, sslrootcert: {}}}\n",
         c.ca_cert().display()
     ));
-    let real = config.targets[0].clone();
-    assert_eq!(real.channel_binding, ChannelBinding::Require);
+    let mut real = config.targets[0].clone();
+    assert_eq!(pg(&mut real).channel_binding, ChannelBinding::Require);
     // Against the real server, SCRAM-SHA-256-PLUS binds the login to the TLS channel.
     gateway(&real)
         .server_health(Deadline::after(D))
@@ -71,7 +71,7 @@ async fn an_authenticated_server_gets_no_password_without_channel_binding() {
     // A relay holding a trusted certificate asks for the password in cleartext: refused.
     let (port, phisher) = password_phisher().await;
     let mut relayed = real.clone();
-    relayed.port = port;
+    relayed.spec.common.port = port;
     let err = gateway(&relayed)
         .server_health(Deadline::after(D))
         .await
@@ -82,8 +82,8 @@ async fn an_authenticated_server_gets_no_password_without_channel_binding() {
     // With binding only preferred (libpq's default), the same relay gets the password: this
     // is what the default prevents.
     let (port, phisher) = password_phisher().await;
-    relayed.port = port;
-    relayed.channel_binding = ChannelBinding::Prefer;
+    relayed.spec.common.port = port;
+    pg(&mut relayed).channel_binding = ChannelBinding::Prefer;
     let _ = gateway(&relayed).server_health(Deadline::after(D)).await;
     assert_eq!(
         phisher.await.expect("phisher").as_deref(),

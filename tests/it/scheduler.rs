@@ -49,6 +49,10 @@ impl Fake {
 }
 
 impl Collect for Fake {
+    fn driver(&self) -> mesa::gateway::Driver {
+        mesa::gateway::Driver::Postgres
+    }
+
     fn collect(
         &self,
         deadline: Deadline,

@@ -3,8 +3,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use mesa::config::{AdminLogin, ChannelBinding, CollectionSettings, SslMode, TargetConfig};
-use mesa::gateway::{Driver, Gateway};
+use mesa::config::{ChannelBinding, CollectionSettings, SslMode, TargetConfig};
+use mesa::gateway::postgres::PostgresSpec;
+use mesa::gateway::{CommonSpec, Credentials, DriverSpec, Gateway, TargetSpec};
 use mesa::secret::Secret;
 use mesa::testing::{ClusterOptions, PgCluster};
 use tokio_postgres::Client;
@@ -101,19 +102,35 @@ pub fn target(name: &str, user: &str) -> TargetConfig {
     } else {
         ROLE_PASSWORD
     };
+    let collection = CollectionSettings::default();
     TargetConfig {
         name: name.to_owned(),
-        driver: Driver::Postgres,
-        host: c.host().to_owned(),
-        port: c.port(),
-        database: "postgres".to_owned(),
-        username: user.to_owned(),
-        password: Some(Secret::new(password)),
-        sslmode: SslMode::Disable,
-        sslrootcert: None,
-        channel_binding: ChannelBinding::Prefer,
-        collection: CollectionSettings::default(),
-        admin: None,
+        spec: TargetSpec {
+            common: CommonSpec {
+                host: c.host().to_owned(),
+                port: c.port(),
+                database: "postgres".to_owned(),
+                monitor: Credentials {
+                    user: user.to_owned(),
+                    password: Some(Secret::new(password)),
+                },
+                admin: None,
+                limits: collection.limits(),
+            },
+            driver: DriverSpec::Postgres(PostgresSpec {
+                sslmode: SslMode::Disable,
+                sslrootcert: None,
+                channel_binding: ChannelBinding::Prefer,
+            }),
+        },
+        collection,
+    }
+}
+
+/// The PostgreSQL settings of a test target.
+pub fn pg(t: &mut TargetConfig) -> &mut PostgresSpec {
+    match &mut t.spec.driver {
+        DriverSpec::Postgres(pg) => pg,
     }
 }
 
@@ -125,8 +142,8 @@ pub fn with_admin(mut t: TargetConfig, user: &str) -> TargetConfig {
     } else {
         ROLE_PASSWORD
     };
-    t.admin = Some(AdminLogin {
-        username: user.to_owned(),
+    t.spec.common.admin = Some(Credentials {
+        user: user.to_owned(),
         password: Some(Secret::new(password)),
     });
     t
@@ -134,7 +151,7 @@ pub fn with_admin(mut t: TargetConfig, user: &str) -> TargetConfig {
 
 /// A gateway for `target`.
 pub fn gateway(t: &TargetConfig) -> Gateway {
-    Gateway::for_target(&t.spec()).expect("gateway builds")
+    Gateway::for_target(&t.spec).expect("gateway builds")
 }
 
 /// A loopback port nothing listens on.
@@ -556,6 +573,7 @@ pub async fn collect_text(t: &TargetConfig) -> (mesa::collectors::Collection, St
         .expect("the collection runs");
     let snapshot = std::sync::Arc::new(mesa::snapshot::TargetSnapshot {
         target: t.name.clone(),
+        driver: mesa::gateway::Driver::Postgres,
         finished_at: std::time::SystemTime::now(),
         duration: Duration::ZERO,
         result: Ok(collection.clone()),
@@ -633,7 +651,11 @@ pub fn with_stat_statements(mut t: TargetConfig) -> TargetConfig {
     t.collection
         .collectors
         .selection
-        .set("stat_statements", true)
+        .set(
+            Some(mesa::gateway::Driver::Postgres),
+            "stat_statements",
+            true,
+        )
         .expect("known collector");
     t.collection.collectors.max_statements = 10_000;
     t

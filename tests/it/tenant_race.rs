@@ -73,10 +73,10 @@ async fn a_counterfeit_pg_stat_statements_swapped_in_during_a_lock_wait_never_ru
         .await
         .expect("the tenant drops its schema");
     let mut t = target("race", "mesa_monitor");
-    t.database = "race_db".to_owned();
+    t.spec.common.database = "race_db".to_owned();
     t = with_stat_statements(t);
     // A lock wait long enough for the tenant to act.
-    t.collection.lock_timeout = Duration::from_secs(4);
+    t.spec.common.limits.lock_timeout = Duration::from_secs(4);
     let collection = tokio::spawn(async move { collect_text(&t).await });
     // Mesa queues behind the tenant's lock (before the fix it always did); the tenant then
     // swaps in the counterfeit and commits, which wakes Mesa up.
@@ -124,7 +124,7 @@ async fn the_extension_in_a_superuser_owned_schema_of_a_tenant_database_is_read(
         .await
         .expect("extension in a superuser's schema");
     let mut t = target("race_ok", "mesa_monitor");
-    t.database = "race_ok_db".to_owned();
+    t.spec.common.database = "race_ok_db".to_owned();
     t = with_stat_statements(t);
     let (collection, text) = collect_text(&t).await;
     let outcome = collection.outcome("stat_statements").expect("ran");

@@ -78,7 +78,7 @@ async fn a_tenant_database_s_settings_never_reach_mesa_sessions() {
     );
 
     let mut t = target("hostile", "mesa_monitor");
-    t.database = "hostile_db".to_owned();
+    t.spec.common.database = "hostile_db".to_owned();
     let Gateway::Postgres(gateway) = gateway(&t);
     let names: Vec<String> = HOSTILE.iter().map(|(n, ..)| n.to_string()).collect();
     let seen: Vec<(String, String)> = gateway
@@ -129,9 +129,9 @@ async fn exit_on_error_set_by_a_tenant_fails_one_collector_not_the_target() {
         .await
         .expect("lock");
     let mut t = target("hostile_exit", "mesa_monitor");
-    t.database = "hostile_exit_db".to_owned();
+    t.spec.common.database = "hostile_exit_db".to_owned();
     t = with_stat_statements(t);
-    t.collection.lock_timeout = Duration::from_millis(200);
+    t.spec.common.limits.lock_timeout = Duration::from_millis(200);
     let (collection, text) = collect_text(&t).await;
     su.batch_execute("ROLLBACK").await.expect("unlock");
     assert_eq!(must(&text, "pg_up", &[]), 1.0, "{text}");
@@ -153,7 +153,7 @@ async fn a_tenant_s_read_only_default_does_not_stop_create_user() {
         .await
         .expect("read-only default");
     let mut t = with_admin(target("hostile_rw", "mesa_monitor"), "mesa_admin");
-    t.database = "hostile_rw_db".to_owned();
+    t.spec.common.database = "hostile_rw_db".to_owned();
     let _ = su
         .batch_execute("DROP ROLE IF EXISTS hostile_rw_made")
         .await;

@@ -40,7 +40,8 @@ use std::borrow::Cow;
 
 use tokio_postgres::Statement as Prepared;
 
-use super::{Family, Harvest, Kind, Options, Value};
+use super::{Catalogue, Entry, Family, Harvest, Kind, Options, Value};
+use crate::gateway::Driver;
 
 pub use run::{STAT_STATEMENTS_VIEW, collect};
 
@@ -60,6 +61,31 @@ pub const ALL: &[Definition] = &[
     stat_user_tables::COLLECTOR,
     stat_statements::COLLECTOR,
 ];
+
+/// The catalogue the neutral layers see: [`ALL`]'s names and defaults, and PostgreSQL's up and
+/// scrape-error family names (postgres_exporter's).
+pub static CATALOGUE: Catalogue = Catalogue {
+    driver: Driver::Postgres,
+    collectors: &ENTRIES,
+    up: "pg_up",
+    last_scrape_error: "pg_exporter_last_scrape_error",
+};
+
+const ENTRIES: [Entry; ALL.len()] = {
+    let mut out = [Entry {
+        name: "",
+        enabled_by_default: false,
+    }; ALL.len()];
+    let mut i = 0;
+    while i < ALL.len() {
+        out[i] = Entry {
+            name: ALL[i].name,
+            enabled_by_default: ALL[i].enabled_by_default,
+        };
+        i += 1;
+    }
+    out
+};
 
 /// Oldest `server_version_num` the collectors beyond health are written for.
 pub const MIN_VERSION: u32 = 130_000;

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::collectors::{Collection, HEALTH, Options, Outcome, Value};
 use crate::gateway::postgres::{PostgresGateway, TextColumns, sql};
-use crate::gateway::{Deadline, FailureReason, GatewayError};
+use crate::gateway::{Deadline, Driver, FailureReason, GatewayError};
 
 /// Decodes a row: label columns as text, the rest as numbers (booleans as 0/1).
 fn decode(def: &Definition, row: &Row) -> Result<Record, tokio_postgres::Error> {
@@ -191,7 +191,11 @@ async fn run(
         version,
         stat_statements: None,
     };
-    if options.selection.contains(stat_statements::COLLECTOR.name) && version >= MIN_VERSION {
+    if options
+        .selection
+        .runs(Driver::Postgres, stat_statements::COLLECTOR.name)
+        && version >= MIN_VERSION
+    {
         // A failed lookup leaves the view unknown; the collector then reports it missing.
         if let Ok(Some(row)) = client.query_opt(STAT_STATEMENTS_VIEW, &[]).await {
             server.stat_statements = match (row.try_get(0), row.try_get(1)) {
@@ -204,7 +208,10 @@ async fn run(
     let mut outcomes: Vec<Outcome> = Vec::new();
     // (definition, statement) in run order; health first.
     let mut planned: Vec<(&'static Definition, Statement)> = Vec::new();
-    for def in ALL.iter().filter(|d| options.selection.contains(d.name)) {
+    for def in ALL
+        .iter()
+        .filter(|d| options.selection.runs(Driver::Postgres, d.name))
+    {
         match (def.plan)(&server, options) {
             Plan::Run(statement) => planned.push((def, statement)),
             Plan::Unsupported => {}

@@ -1,6 +1,7 @@
 //! Turns a tokio-postgres error into a [`GatewayError`] with the right [`FailureReason`].
 //!
-//! Server errors are classified by SQLSTATE. tokio-postgres keeps its other error kinds
+//! Server errors are classified by SQLSTATE ([`reason_of_sqlstate`], PostgreSQL's table: the
+//! neutral [`FailureReason`] knows no driver's codes). tokio-postgres keeps its other error kinds
 //! private, so TLS and client-side authentication failures are recognised by the kind's fixed
 //! text, which this module's tests pin.
 
@@ -11,12 +12,32 @@ const TLS_PREFIX: &str = "error performing TLS handshake";
 /// Prefix tokio-postgres prints for `Kind::Authentication`.
 const AUTH_PREFIX: &str = "authentication error";
 
+/// Classifies a SQLSTATE the server sent.
+pub(crate) fn reason_of_sqlstate(code: &str) -> FailureReason {
+    match code {
+        // invalid_authorization_specification, invalid_password
+        "28000" | "28P01" => FailureReason::AuthFailed,
+        // too_many_connections (server or role limit)
+        "53300" => FailureReason::TooManyConnections,
+        "42501" => FailureReason::PermissionDenied,
+        // query_canceled (statement_timeout, cancel request), lock_not_available
+        // (lock_timeout), idle_in_transaction_session_timeout
+        "57014" | "55P03" | "25P03" => FailureReason::Timeout,
+        // invalid_catalog_name (no such database), undefined_table, undefined_object
+        "3D000" | "42P01" | "42704" => FailureReason::NotFound,
+        "42710" => FailureReason::AlreadyExists,
+        // admin_shutdown, crash_shutdown, cannot_connect_now: the server is going away
+        "57P01" | "57P02" | "57P03" => FailureReason::Unreachable,
+        _ => FailureReason::QueryFailed,
+    }
+}
+
 /// Classifies `err` from a connection to `endpoint`.
 pub(crate) fn classify(err: tokio_postgres::Error, endpoint: &str) -> GatewayError {
     if let Some(db) = err.as_db_error() {
         let code = db.code().code().to_owned();
         return GatewayError::Server {
-            reason: FailureReason::from_sqlstate(&code),
+            reason: reason_of_sqlstate(&code),
             message: db.message().to_owned(),
             code,
             source: Box::new(err),
@@ -56,5 +77,24 @@ pub(crate) fn classify(err: tokio_postgres::Error, endpoint: &str) -> GatewayErr
     GatewayError::Driver {
         detail: text,
         source: Box::new(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_of_sqlstate;
+    use crate::gateway::FailureReason;
+
+    #[test]
+    fn sqlstates_classify() {
+        assert_eq!(reason_of_sqlstate("28P01"), FailureReason::AuthFailed);
+        assert_eq!(
+            reason_of_sqlstate("53300"),
+            FailureReason::TooManyConnections
+        );
+        assert_eq!(reason_of_sqlstate("42501"), FailureReason::PermissionDenied);
+        assert_eq!(reason_of_sqlstate("57014"), FailureReason::Timeout);
+        assert_eq!(reason_of_sqlstate("42710"), FailureReason::AlreadyExists);
+        assert_eq!(reason_of_sqlstate("XX000"), FailureReason::QueryFailed);
     }
 }

@@ -10,6 +10,7 @@ mod classify;
 mod connect;
 mod inspect;
 mod redact;
+mod spec;
 pub mod sql;
 mod text;
 mod tls;
@@ -22,13 +23,14 @@ pub use connect::{
 
 use self::admin::Signal;
 use self::connect::Connector;
+pub use self::spec::{ChannelBinding, PostgresSpec, SslMode};
 pub(crate) use self::text::TextColumns;
 use super::validate;
 use super::{
     Administrator, BackendRef, Column, CreatedUser, Database, Deadline, GatewayError, Inspector,
     NewUser, ObjectName, ServerHealth, Session, SessionFilter, Table,
 };
-use super::{ChannelBinding, Credentials, TargetSpec};
+use super::{CommonSpec, Credentials};
 
 /// tokio-postgres' spelling of the config's channel binding.
 fn channel_binding(cb: ChannelBinding) -> tokio_postgres::config::ChannelBinding {
@@ -50,8 +52,8 @@ pub struct PostgresGateway {
 
 impl PostgresGateway {
     /// Builds the gateway for a target; loads its TLS roots.
-    pub fn new(target: &TargetSpec) -> Result<Self, GatewayError> {
-        let (tls, ssl_mode) = tls::connector(target.sslmode, target.sslrootcert.as_deref())?;
+    pub fn new(target: &CommonSpec, pg: &PostgresSpec) -> Result<Self, GatewayError> {
+        let (tls, ssl_mode) = tls::connector(pg.sslmode, pg.sslrootcert.as_deref())?;
         Ok(Self {
             connector: Connector::new(
                 target.host.clone(),
@@ -59,7 +61,7 @@ impl PostgresGateway {
                 target.limits,
                 tls,
                 ssl_mode,
-                channel_binding(target.channel_binding),
+                channel_binding(pg.channel_binding),
             ),
             database: target.database.clone(),
             monitor: target.monitor.clone(),

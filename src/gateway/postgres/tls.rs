@@ -16,7 +16,8 @@ use std::path::Path;
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::gateway::{GatewayError, SslMode};
+use super::SslMode;
+use crate::gateway::GatewayError;
 use crate::tls::{ServerVerification, TlsError, client_config};
 
 /// The connector and the protocol-level mode tokio-postgres should use.

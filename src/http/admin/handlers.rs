@@ -69,8 +69,8 @@ pub(super) async fn list_targets(State(state): State<AdminState>, auth: Authoriz
             };
             json!({
                 "name": c.name,
-                "driver": c.driver.as_str(),
-                "endpoint": format!("{}:{}", c.host, c.port),
+                "driver": c.spec.driver.driver().as_str(),
+                "endpoint": format!("{}:{}", c.spec.common.host, c.spec.common.port),
                 "status": status,
                 "reason": reason,
                 "last_collection": snapshot.as_ref().map(|s| rfc3339(s.finished_at)),

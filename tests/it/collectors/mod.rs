@@ -12,7 +12,7 @@ mod run;
 /// A target for database `db` as the least-privilege monitoring role.
 fn monitor_of(db: &str) -> mesa::config::TargetConfig {
     let mut t = target(db, "mesa_monitor");
-    t.database = db.to_owned();
+    t.spec.common.database = db.to_owned();
     t
 }
 
@@ -250,7 +250,7 @@ async fn a_streaming_standby_is_seen_from_both_sides() {
     .expect("write on the primary");
 
     let mut replica = target("replica", "mesa_monitor");
-    replica.port = standby.port();
+    replica.spec.common.port = standby.port();
     let (seen, text) = poll_until(
         Duration::from_secs(20),
         || async {
