@@ -17,6 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
@@ -118,7 +119,13 @@ pub struct Connector {
     channel_binding: PgChannelBinding,
     slots: Arc<Semaphore>,
     admin_slots: Arc<Semaphore>,
+    /// The server refused `idle_session_timeout` at startup (PostgreSQL 13 has no such
+    /// setting, so neither can a tenant set it): later sessions leave it out.
+    without_idle_session_timeout: AtomicBool,
 }
+
+/// The pinned setting PostgreSQL 13 does not have.
+const IDLE_SESSION_TIMEOUT: &str = "idle_session_timeout";
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,6 +157,7 @@ impl Connector {
             channel_binding,
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS_PER_TARGET)),
             admin_slots: Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS_PER_TARGET)),
+            without_idle_session_timeout: AtomicBool::new(false),
         }
     }
 
@@ -192,8 +200,50 @@ impl Connector {
                 reason: "the gateway is shutting down".to_owned(),
             })?;
         let connect_deadline = deadline.capped(self.limits.connect_timeout);
+        let (client, connection, addr) = match self
+            .start_session(creds, dbname, access, deadline, &connect_deadline)
+            .await
+        {
+            // PostgreSQL 13 refuses the whole startup over a setting it lacks: once, say so
+            // and start again without it.
+            Err(GatewayError::Server { code, message, .. })
+                if code == "42704"
+                    && message.contains(IDLE_SESSION_TIMEOUT)
+                    && !self
+                        .without_idle_session_timeout
+                        .swap(true, Ordering::Relaxed) =>
+            {
+                self.start_session(creds, dbname, access, deadline, &connect_deadline)
+                    .await?
+            }
+            other => other?,
+        };
+        Ok(Conn {
+            driver: Driver {
+                cancel: client.cancel_token(),
+                connection: Some(Box::pin(connection)),
+                addr,
+                host: self.host.clone(),
+                tls: self.tls.clone(),
+                endpoint: self.endpoint(),
+                _permit: permit,
+                _admin_permit: admin_permit,
+            },
+            client,
+        })
+    }
+
+    /// TCP, TLS, startup and authentication of one session.
+    async fn start_session(
+        &self,
+        creds: &Credentials,
+        dbname: &str,
+        access: Access,
+        deadline: &Deadline,
+        connect_deadline: &Deadline,
+    ) -> Result<(Client, Connection, SocketAddr), GatewayError> {
         let (stream, addr) = self
-            .tcp(&connect_deadline, connect_deadline.at() == deadline.at())
+            .tcp(connect_deadline, connect_deadline.at() == deadline.at())
             .await?;
 
         let mut config = PgConfig::new();
@@ -222,26 +272,10 @@ impl Connector {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(classify(e, &self.endpoint())),
             Err(why) => {
-                return Err(expired(
-                    why,
-                    "startup and authentication",
-                    &connect_deadline,
-                ));
+                return Err(expired(why, "startup and authentication", connect_deadline));
             }
         };
-        Ok(Conn {
-            driver: Driver {
-                cancel: client.cancel_token(),
-                connection: Some(Box::pin(connection)),
-                addr,
-                host: self.host.clone(),
-                tls: self.tls.clone(),
-                endpoint: self.endpoint(),
-                _permit: permit,
-                _admin_permit: admin_permit,
-            },
-            client,
-        })
+        Ok((client, connection, addr))
     }
 
     fn startup_options(&self, access: Access) -> String {
@@ -257,7 +291,11 @@ impl Connector {
             ms(self.limits.lock_timeout),
             ms(self.limits.idle_in_transaction_timeout),
         );
+        let skip_idle = self.without_idle_session_timeout.load(Ordering::Relaxed);
         for (name, value) in PINNED_SETTINGS {
+            if skip_idle && *name == IDLE_SESSION_TIMEOUT {
+                continue;
+            }
             options.push_str(" -c ");
             options.push_str(name);
             options.push('=');
