@@ -24,10 +24,7 @@ use mesa::metrics::families::EncodedTarget;
 use mesa::snapshot::{SnapshotStore, TargetSnapshot};
 
 #[allow(dead_code)]
-#[path = "../tests/it/sample.rs"]
-mod sample;
-#[path = "common/scram.rs"]
-mod scram;
+use mesa_testkit::{sample, scram};
 
 fn snapshot(name: &str) -> TargetSnapshot {
     TargetSnapshot {

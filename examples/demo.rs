@@ -18,7 +18,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mesa::testing::{ClusterOptions, PgCluster};
+use mesa_testkit::{ClusterOptions, PgCluster};
 
 fn demo_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -171,9 +171,6 @@ pub struct App {
     tracker: TaskTracker,
     scheduler: Scheduler,
     state: MetricsState,
-    /// The admin API's audit log, when enabled (tests stall it to play a slow disk).
-    #[cfg(feature = "harness")]
-    audit: Option<Arc<AuditLog>>,
 }
 
 impl App {
@@ -299,20 +296,12 @@ impl App {
             tracker,
             scheduler,
             state,
-            #[cfg(feature = "harness")]
-            audit,
         })
     }
 
     /// Where `/metrics` is served.
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_addr
-    }
-
-    /// The admin API's audit log (test harness only: the fault tests stall its writes).
-    #[cfg(feature = "harness")]
-    pub fn audit_log(&self) -> Option<&Arc<AuditLog>> {
-        self.audit.as_ref()
     }
 
     /// Where the admin API is served, when it is enabled.

@@ -29,7 +29,9 @@
 //! * [`secret`]: a string type that never prints itself.
 //! * [`tls`]: TLS for both sides (PEM material, the listeners' and the database clients' rustls
 //!   configurations).
-//! * `testing` (feature `harness`): a throwaway PostgreSQL cluster for tests and the demo.
+//!
+//! Test support (throwaway PostgreSQL servers, the fault proxy) is the dev-only workspace
+//! crate `testkit/`, never compiled into the daemon.
 
 pub mod app;
 pub mod cli;
@@ -46,9 +48,6 @@ pub mod shard;
 pub mod snapshot;
 pub mod tls;
 pub mod token;
-
-#[cfg(feature = "harness")]
-pub mod testing;
 
 /// Mesa's version, from Cargo.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use mesa::app::{App, DEFAULT_GRACE_PERIOD};
-use mesa::testing::{ClusterOptions, PgCluster};
+use mesa_testkit::{ClusterOptions, PgCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the fuzz lane runs it: cargo xtask test --test api_fuzz -- --ignored"]
@@ -115,5 +115,4 @@ async fn schemathesis(url: &str, header: &str, phases: &str, max_time: &str) -> 
     (output.status.success(), report)
 }
 
-#[path = "common/venv.rs"]
-mod venv;
+use mesa_testkit::venv;

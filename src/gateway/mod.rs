@@ -123,11 +123,14 @@ pub enum Driver {
 }
 
 impl Driver {
-    /// Every driver, in the order of their index (see [`Driver::index`]).
+    /// Every driver, each at its [`Driver::index`] (checked below, at compile time). The
+    /// accepted names and parsing come from this list.
     pub const ALL: [Driver; 1] = [Self::Postgres];
 
     /// Names accepted in the config's `driver` key.
-    pub const SUPPORTED: &'static [&'static str] = &["postgres"];
+    pub fn supported() -> Vec<&'static str> {
+        Self::ALL.iter().map(|d| d.as_str()).collect()
+    }
 
     /// The config name of this driver.
     pub fn as_str(self) -> &'static str {
@@ -158,9 +161,21 @@ impl fmt::Display for Driver {
     }
 }
 
+// Each driver of `Driver::ALL` sits at its index, so per-driver tables index it directly.
+const _: () = {
+    let mut i = 0;
+    while i < Driver::ALL.len() {
+        assert!(
+            Driver::ALL[i].index() == i,
+            "Driver::ALL out of index order"
+        );
+        i += 1;
+    }
+};
+
 /// An unknown driver name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid driver {given:?}; supported drivers: {}", Driver::SUPPORTED.join(", "))]
+#[error("invalid driver {given:?}; supported drivers: {}", Driver::supported().join(", "))]
 pub struct InvalidDriver {
     /// The name that was given.
     pub given: String,
@@ -170,12 +185,12 @@ impl FromStr for Driver {
     type Err = InvalidDriver;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "postgres" => Ok(Self::Postgres),
-            other => Err(InvalidDriver {
-                given: other.to_owned(),
-            }),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| InvalidDriver {
+                given: s.to_owned(),
+            })
     }
 }
 

@@ -1,6 +1,6 @@
 //! The client side of one SCRAM-SHA-256 login (4096 rounds of HMAC-SHA-256), with the crate
 //! Mesa's driver uses, against a made-up server-first message: no server needed. Shared by
-//! `benches/scrape.rs` and `examples/fleet_bench.rs`.
+//! `benches/scrape.rs` and `examples/fleet_bench/`.
 
 use base64::Engine as _;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use mesa::app::{App, DEFAULT_GRACE_PERIOD};
-use mesa::testing::{ClusterOptions, PgCluster};
+use mesa_testkit::{ClusterOptions, PgCluster};
 
 use crate::prometheus::start_prometheus;
 use crate::support::*;

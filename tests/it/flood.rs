@@ -13,13 +13,6 @@ const FLOOD: usize = 1500;
 /// How long they are held.
 const HOLD: Duration = Duration::from_secs(6);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -51,7 +44,7 @@ async fn a_connection_flood_on_both_listeners_never_fails_a_collection() {
         "the test needs 4096 descriptors; the limit is {soft} (run it as root or raise ulimit -n)"
     );
 
-    let (web, admin) = (free_port(), free_port());
+    let (web, admin) = (closed_port(), closed_port());
     let token = mesa::token::generate().expect("token");
     let c = cluster();
     let dir = std::env::temp_dir().join(format!("mesa-it-flood-{}", std::process::id()));

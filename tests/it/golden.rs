@@ -19,7 +19,7 @@ fn snapshots() -> Vec<Arc<TargetSnapshot>> {
             driver: mesa::gateway::Driver::Postgres,
             finished_at: at,
             duration: Duration::from_millis(42),
-            result: Ok(crate::sample::collection()),
+            result: Ok(mesa_testkit::sample::collection()),
             last_success: Some(at),
         }),
         Arc::new(TargetSnapshot {
@@ -29,7 +29,7 @@ fn snapshots() -> Vec<Arc<TargetSnapshot>> {
             duration: Duration::from_millis(17),
             result: Ok({
                 // One collector failed alone: its families are absent, the rest are there.
-                let mut c = crate::sample::collection();
+                let mut c = mesa_testkit::sample::collection();
                 for o in &mut c.outcomes {
                     if o.collector == "stat_statements" {
                         o.result = Err(FailureReason::PermissionDenied);

@@ -292,8 +292,21 @@ targets:
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mutation_whose_audit_intent_comes_late_is_never_started() {
+/// The daemon appends audit records on tokio's blocking pool. This test runs it on a runtime
+/// whose pool has one thread and keeps that thread busy: every audit write waits, as it would
+/// behind a disk that stopped answering, with no seam in the daemon.
+#[test]
+fn a_mutation_whose_audit_intent_comes_late_is_never_started() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(late_audit_intent());
+}
+
+async fn late_audit_intent() {
     let _serial = role_lock().await;
     let dir = std::env::temp_dir().join(format!("mesa-it-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -301,14 +314,11 @@ async fn a_mutation_whose_audit_intent_comes_late_is_never_started() {
     let _ = std::fs::remove_file(&path);
     let (app, admin, token) =
         admin_daemon("interval: 2s, timeout: 1s", "audit-stalled.jsonl", MAIN).await;
-    // The audit disk stops answering (a FIFO used to play it; only regular files are audit
-    // logs now): every write waits until it comes back.
-    let log = app.audit_log().expect("audit log").clone();
+    // The audit disk stops answering: the one blocking thread, where audit writes run, is
+    // held until past the request's 1 s deadline.
     let (stalled_tx, stalled_rx) = std::sync::mpsc::channel::<()>();
-    let disk = std::thread::spawn(move || {
-        let _stalled = log.stall();
+    let disk = tokio::task::spawn_blocking(move || {
         let _ = stalled_tx.send(());
-        // Past the request's 1 s deadline, the disk comes back.
         std::thread::sleep(Duration::from_millis(1500));
     });
     stalled_rx.recv().expect("the disk stalls");
@@ -324,7 +334,7 @@ async fn a_mutation_whose_audit_intent_comes_late_is_never_started() {
     });
     let reply = call.await.expect("call");
     assert_eq!(reply.status, 504, "{}", reply.body);
-    disk.join().expect("disk");
+    disk.await.expect("disk");
     let records = std::fs::read_to_string(&path).expect("the records");
     assert!(
         !role_exists("late_intent_user").await,

@@ -88,7 +88,7 @@ fn config_file(name: &str, targets: &str) -> PathBuf {
     path
 }
 
-fn write_targets(path: &Path, targets: &str, c: &mesa::testing::PgCluster) {
+fn write_targets(path: &Path, targets: &str, c: &mesa_testkit::PgCluster) {
     let text = format!(
         "collection: {{interval: 1s, timeout: 800ms, connect_timeout: 500ms}}\ntargets:\n{}",
         targets

@@ -24,13 +24,10 @@ mod non_utf8;
 mod prometheus;
 mod reload_race;
 mod role_names;
-mod sample;
 mod scheduler;
 mod search_path;
 mod sharding;
 mod support;
 mod tenant_race;
 mod tenant_settings;
-#[path = "../common/venv.rs"]
-mod venv;
 mod webconfig;

@@ -25,7 +25,7 @@ fn tenant_psql(sql: &[u8]) -> Command {
 
 fn psql(user: &str, password: &str, database: &str, sql: &[u8]) -> Command {
     let c = cluster();
-    let bindir = mesa::testing::find_bindir().expect("PostgreSQL binaries");
+    let bindir = mesa_testkit::find_bindir().expect("PostgreSQL binaries");
     let mut cmd = Command::new(bindir.join("psql"));
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", c.host(), "-p"])
         .arg(c.port().to_string())

@@ -61,7 +61,7 @@ impl Collect for Fake {
         self.started.notify_one();
         async move {
             match self.script {
-                Script::Succeed => Ok(crate::sample::collection()),
+                Script::Succeed => Ok(mesa_testkit::sample::collection()),
                 Script::Fail => Err(GatewayError::Unreachable {
                     endpoint: "fake:5432".to_owned(),
                     detail: "scripted".to_owned(),

@@ -7,7 +7,7 @@ use mesa::config::{ChannelBinding, CollectionSettings, SslMode, TargetConfig};
 use mesa::gateway::postgres::PostgresSpec;
 use mesa::gateway::{CommonSpec, Credentials, DriverSpec, Gateway, TargetSpec};
 use mesa::secret::Secret;
-use mesa::testing::{ClusterOptions, PgCluster};
+use mesa_testkit::{ClusterOptions, PgCluster};
 use tokio_postgres::Client;
 
 /// Password of every role the fixtures create (except the superuser's).
@@ -154,10 +154,18 @@ pub fn gateway(t: &TargetConfig) -> Gateway {
     Gateway::for_target(&t.spec).expect("gateway builds")
 }
 
-/// A loopback port nothing listens on.
+/// A loopback port nothing listens on, reserved for the rest of this test process (see
+/// `mesa_testkit::ports`): no other test, process or ephemeral bind takes it, so it stays
+/// closed, or free for the one server a test starts on it.
 pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    static HELD: std::sync::Mutex<Vec<mesa_testkit::ports::Reserved>> =
+        std::sync::Mutex::new(Vec::new());
+    let reserved = mesa_testkit::ports::reserve().expect("a loopback port");
+    let port = reserved.port();
+    HELD.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(reserved);
+    port
 }
 
 /// Polls `probe` every 50 ms until it returns true or `limit` passes; returns the last answer.
@@ -382,7 +390,7 @@ pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// A Python tool from the environment `cargo xtask test` sets up.
-pub use crate::venv::tool as venv_tool;
+pub use mesa_testkit::venv::tool as venv_tool;
 
 /// Fails unless PyPI's `prometheus-client` strict OpenMetrics parser accepts `text`.
 pub fn assert_openmetrics_valid(text: &str) {

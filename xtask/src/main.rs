@@ -8,6 +8,8 @@
 //!   checks that the committed Grafana dashboard is what `grafana/dashboard.py` builds, then
 //!   runs `cargo test` with that environment first on `PATH`.
 //!
+//! - `cargo xtask matrix [-- 13 17 ...]`: the collector and search_path tests against every
+//!   PostgreSQL major from 13 to 18 (pinned builds fetched once into `target/pg-dist`).
 //! - `cargo xtask bench [-- --smoke]`: Mesa and postgres_exporter side by side.
 //! - `cargo xtask soak [-- --duration 30m] [--seed N] [--fault-every 30s] [--smoke]`
 //!   (`scripts/soak`): Mesa under random faults, then the plot of its figures over time.
@@ -63,7 +65,7 @@ fn status(cmd: &mut Command, what: &str) -> Result<bool> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  cargo xtask demo [-- --check]        Mesa against a throwaway PostgreSQL\n  cargo xtask test [-- <cargo test args>]   the whole test suite\n  cargo xtask setup                     install what both need, then stop\n  cargo xtask bench [-- --smoke]        Mesa and postgres_exporter side by side (docs/BENCHMARKS.md)\n  cargo xtask soak [-- --duration 30m] [--seed N] [--smoke]   faults for as long as asked (docs/RELIABILITY.md)"
+        "usage:\n  cargo xtask demo [-- --check]        Mesa against a throwaway PostgreSQL\n  cargo xtask test [-- <cargo test args>]   the whole test suite\n  cargo xtask setup                     install what both need, then stop\n  cargo xtask matrix [-- 13 18]         collector and search_path tests on PostgreSQL 13 to 18\n  cargo xtask bench [-- --smoke]        Mesa and postgres_exporter side by side (docs/BENCHMARKS.md)\n  cargo xtask soak [-- --duration 30m] [--seed N] [--smoke]   faults for as long as asked (docs/RELIABILITY.md)"
     );
     ExitCode::from(64)
 }
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "demo" => demo(&args),
         "test" => test(&args),
+        "matrix" => matrix(&args),
         "bench" => bench(&args),
         "soak" => soak(&args),
         "setup" => system::ensure(system::Need::Tests)
@@ -127,6 +130,46 @@ fn test(args: &[String]) -> Result<bool> {
         .env("PATH", path)
         .env("MESA_VENV", &venv);
     status(&mut cmd, "cargo test")
+}
+
+/// The majors of the server-version matrix (their pinned builds: `testkit/src/pg/dist.rs`).
+const MAJORS: [&str; 6] = ["13", "14", "15", "16", "17", "18"];
+
+/// The tests the matrix runs on every major: every collector (on a primary and a standby,
+/// version gating, failure isolation) and the tenant `search_path` attack.
+const MATRIX_TESTS: [&str; 2] = ["collectors::", "search_path::"];
+
+/// `cargo xtask matrix`: the matrix tests once per major (`MESA_TEST_PG`), each major with a
+/// server of its own; stops at the first major that fails.
+fn matrix(args: &[String]) -> Result<bool> {
+    let majors: Vec<&str> = if args.is_empty() {
+        MAJORS.to_vec()
+    } else {
+        args.iter().map(String::as_str).collect()
+    };
+    if let Some(bad) = majors.iter().find(|m| !MAJORS.contains(m)) {
+        return fail(format!(
+            "no pinned PostgreSQL {bad}; the matrix has {}",
+            MAJORS.join(", ")
+        ));
+    }
+    system::ensure(system::Need::Tests)?;
+    for major in majors {
+        println!(
+            "== PostgreSQL {major}: cargo test --test it -- {}",
+            MATRIX_TESTS.join(" ")
+        );
+        let mut cmd = cargo();
+        cmd.current_dir(root())
+            .args(["test", "--test", "it", "--"])
+            .args(MATRIX_TESTS)
+            .env("MESA_TEST_PG", major);
+        if !status(&mut cmd, "cargo test")? {
+            eprintln!("xtask: the matrix failed on PostgreSQL {major}");
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Builds Mesa and `example` in release (`what` names the example in the log); the release

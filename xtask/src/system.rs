@@ -87,6 +87,10 @@ pub fn missing(need: Need) -> Vec<&'static str> {
         if !on_path("python3") {
             out.push("python3");
         }
+        // The server-version matrix fetches pinned PostgreSQL builds from the npm registry.
+        if !on_path("curl") {
+            out.push("curl");
+        }
         // Debian splits venv's pip bootstrap into its own package.
         if !succeeds("python3", &["-c", "import ensurepip, venv"]) {
             out.push("python3-venv");

@@ -221,15 +221,6 @@ impl AuditLog {
     }
 }
 
-#[cfg(feature = "harness")]
-impl AuditLog {
-    /// Stalls every write until the guard is dropped, as a disk that stopped answering would
-    /// (test harness only: the late-intent test needs a slow audit write on a regular file).
-    pub fn stall(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// Where a record is appended: the audit file, or a fake in tests.
 trait Append {
     /// The current length of a regular file; `None` for what cannot be synced or truncated

@@ -16,12 +16,43 @@ fn monitor_of(db: &str) -> mesa::config::TargetConfig {
     t
 }
 
+/// Lets `session`'s backend send its pending statistics. From 15 an idle backend flushes
+/// them within a second by itself; before 15 (the stats collector) only when it goes idle
+/// again at least half a second after its last report, so a statement is sent here.
+async fn flush_stats_of(session: &tokio_postgres::Client) {
+    session
+        .simple_query("SELECT 1")
+        .await
+        .expect("the session answers");
+}
+
 async fn scalar_f64(client: &tokio_postgres::Client, sql: &str) -> f64 {
     client
         .query_one(sql, &[])
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .get::<_, f64>(0)
+}
+
+#[tokio::test]
+async fn the_server_is_the_major_the_matrix_asked_for() {
+    // `cargo xtask matrix` sets MESA_TEST_PG per run; without it the harness starts the
+    // distribution's server (15 on Debian 12). Either way, Mesa's health collector must see the
+    // major the harness says it started.
+    let collection = mesa::collectors::Collect::collect(
+        &gateway(&monitor_of("postgres")),
+        mesa::gateway::Deadline::after(Duration::from_secs(10)),
+    )
+    .await
+    .expect("collection");
+    assert_eq!(collection.server_version / 10_000, cluster().major());
+    if let Ok(asked) = std::env::var("MESA_TEST_PG") {
+        assert_eq!(
+            cluster().major().to_string(),
+            asked,
+            "the harness ignored MESA_TEST_PG"
+        );
+    }
 }
 
 #[tokio::test]
@@ -46,13 +77,18 @@ async fn stat_database_counts_scripted_commits_rollbacks_and_deadlock_free_work(
             .await
             .expect("rollback");
     }
-    // Backends flush their statistics when idle, at most once a second.
+    // Backends flush their statistics when idle, at most once a second; before 15 only when
+    // they next go idle after that, so the polling nudges this one.
     let (moved, after) = poll_until(
         Duration::from_secs(15),
-        || async { collect_text(&t).await.1 },
+        || async {
+            flush_stats_of(&db).await;
+            collect_text(&t).await.1
+        },
         |after| {
             must(after, "pg_stat_database_xact_commit_total", &labels) >= commits0 + 25.0
                 && must(after, "pg_stat_database_xact_rollback_total", &labels) >= rollbacks0 + 4.0
+                && must(after, "pg_stat_database_tup_inserted_total", &labels) >= inserted0 + 25.0
         },
     )
     .await;
@@ -82,11 +118,20 @@ async fn stat_database_counts_scripted_commits_rollbacks_and_deadlock_free_work(
         "pg_stat_database_conflicts_total",
         "pg_stat_database_temp_bytes_total",
         "pg_stat_database_blk_read_time_total",
-        // PostgreSQL 14 and later.
+    ] {
+        must(&after, family, &labels);
+    }
+    // PostgreSQL 14 added the session counters: present from 14, absent before.
+    for family in [
         "pg_stat_database_sessions_total",
         "pg_stat_database_active_time_seconds_total",
     ] {
-        must(&after, family, &labels);
+        assert_eq!(
+            value(&after, family, &labels).is_some(),
+            cluster().major() >= 14,
+            "{family} on {}",
+            cluster().major()
+        );
     }
 }
 
@@ -422,7 +467,10 @@ async fn stat_user_tables_reports_tuples_and_the_size_guard_keeps_the_largest() 
     t.collection.collectors.max_tables = 5;
     let (flushed, text) = poll_until(
         Duration::from_secs(15),
-        || async { collect_text(&t).await.1 },
+        || async {
+            flush_stats_of(&db).await;
+            collect_text(&t).await.1
+        },
         |text| {
             value(
                 text,

@@ -52,10 +52,7 @@ async fn a_hundred_faults_injected_and_cleared_leak_nothing() {
     std::fs::write(&pw, ROLE_PASSWORD).expect("pw");
     std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .expect("chmod");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = crate::support::closed_port();
     let c = cluster();
     let yaml = format!(
         "collection: {{interval: 150ms, timeout: 120ms, connect_timeout: 100ms, statement_timeout: 100ms, lock_timeout: 50ms}}

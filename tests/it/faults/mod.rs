@@ -1,5 +1,5 @@
 //! The faults a fleet really has, each with one healthy and one faulty target on one daemon
-//! (issue 11). Network faults go through [`proxy::FaultProxy`]; server faults are made on the
+//! (issue 11). Network faults go through [`FaultProxy`]; server faults are made on the
 //! shared cluster with a role of the scenario's own (so nothing else is touched).
 //!
 //! Every scenario checks, while the fault lasts and after it clears:
@@ -13,13 +13,12 @@
 
 mod admin;
 mod leaks;
-mod proxy;
 mod server;
 
 use std::time::{Duration, Instant};
 
 use mesa::app::{App, DEFAULT_GRACE_PERIOD};
-use proxy::{FaultProxy, Mode};
+use mesa_testkit::proxy::{FaultProxy, Mode};
 
 use crate::support::*;
 
@@ -50,11 +49,11 @@ struct Figures {
 #[derive(Clone, Copy)]
 enum Server {
     Shared,
-    Own(&'static mesa::testing::PgCluster),
+    Own(&'static mesa_testkit::PgCluster),
 }
 
 impl Server {
-    fn cluster(self) -> &'static mesa::testing::PgCluster {
+    fn cluster(self) -> &'static mesa_testkit::PgCluster {
         match self {
             Server::Shared => cluster(),
             Server::Own(c) => c,

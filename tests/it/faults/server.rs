@@ -5,10 +5,10 @@
 use super::*;
 
 /// A cluster of the scenario's own (the fault would disturb every other test).
-fn own_cluster(extra_conf: &[&str]) -> &'static mesa::testing::PgCluster {
-    let cluster = mesa::testing::PgCluster::start(mesa::testing::ClusterOptions {
+fn own_cluster(extra_conf: &[&str]) -> &'static mesa_testkit::PgCluster {
+    let cluster = mesa_testkit::PgCluster::start(mesa_testkit::ClusterOptions {
         extra_conf: extra_conf.iter().map(|s| (*s).to_owned()).collect(),
-        ..mesa::testing::ClusterOptions::default()
+        ..mesa_testkit::ClusterOptions::default()
     })
     .unwrap_or_else(|e| panic!("a scenario's PostgreSQL did not start: {e}"));
     // Lives until the test binary exits (the harness' watchdog removes it then).

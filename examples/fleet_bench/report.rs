@@ -1,0 +1,376 @@
+//! The report: `BENCHMARKS.md` and `scale.csv` from the phases' figures.
+
+use super::*;
+
+// ---- the report ------------------------------------------------------------------------------
+
+pub(crate) fn version(cmd: &Path, arg: &str) -> String {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            all.lines().next().unwrap_or("").trim().to_owned()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) fn ratio(mesa: f64, other: f64) -> String {
+    if other > 0.0 && mesa.is_finite() {
+        format!("{:.2}", mesa / other)
+    } else {
+        "n/a".to_owned()
+    }
+}
+
+pub(crate) fn run() -> Result<(), Error> {
+    let args = parse_args()?;
+    let plan = args.plan.clone();
+    std::fs::create_dir_all(&args.out)?;
+    let work = std::env::temp_dir().join(format!("mesa-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let started = Instant::now();
+    eprintln!("bench: starting PostgreSQL");
+    let cluster = PgCluster::start(ClusterOptions {
+        extra_conf: vec![
+            "shared_preload_libraries = 'pg_stat_statements'".to_owned(),
+            "max_connections = 200".to_owned(),
+        ],
+        ..ClusterOptions::default()
+    })?;
+    cluster.psql(
+        "postgres",
+        &format!(
+            "CREATE EXTENSION pg_stat_statements;
+             CREATE ROLE bench_monitor LOGIN PASSWORD '{PASSWORD}' IN ROLE pg_monitor;"
+        ),
+    )?;
+    cluster.psql("postgres", "CREATE DATABASE bench_mesa")?;
+    cluster.psql("postgres", "CREATE DATABASE bench_pge")?;
+    for db in ["bench_mesa", "bench_pge"] {
+        cluster.psql(
+            db,
+            "CREATE TABLE orders (id bigserial PRIMARY KEY, total numeric);
+             INSERT INTO orders (total) SELECT g FROM generate_series(1, 10000) g;
+             ANALYZE orders;",
+        )?;
+    }
+    let postmaster = postmaster_pid(&cluster)?;
+
+    eprintln!("bench: server idle for {:?}", plan.idle);
+    let (s0, t0) = (server_cpu(postmaster), Instant::now());
+    std::thread::sleep(plan.idle);
+    let idle_per_s = (server_cpu(postmaster) - s0) / t0.elapsed().as_secs_f64();
+
+    eprintln!("bench: {} logins", plan.logins);
+    let login = logins(&cluster, postmaster, plan.logins, idle_per_s)?;
+
+    eprintln!(
+        "bench: Mesa, one target, every second, for {:?}",
+        plan.per_collection
+    );
+    let second = Duration::from_secs(1);
+    let mesa1 = start_mesa(&args, &work, &cluster, 1, second)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let server = Server {
+        cluster: &cluster,
+        postmaster,
+        idle_per_s,
+    };
+    let mesa = one_target(&server, &mesa1, "bench_mesa", plan.per_collection, false)?;
+    eprintln!(
+        "bench: postgres_exporter, scraped every second, for {:?}",
+        plan.per_collection
+    );
+    let pge = start_exporter(&args, &work, &cluster)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let exporter = one_target(&server, &pge, "bench_pge", plan.per_collection, true)?;
+
+    eprintln!("bench: latency with wrk");
+    let hundred = if plan.smoke { 10 } else { 100 };
+    let mesa100 = start_mesa(&args, &work, &cluster, hundred, Duration::from_secs(15))?;
+    let mut latency: Vec<(String, u32, bool, Latency)> = Vec::new();
+    let endpoints: Vec<(String, SocketAddr, &str)> = vec![
+        (
+            "Mesa, 1 target: /metrics".to_owned(),
+            mesa1.addr,
+            "/metrics",
+        ),
+        (
+            format!("Mesa, {hundred} targets: /metrics"),
+            mesa100.addr,
+            "/metrics",
+        ),
+        (
+            format!("Mesa, {hundred} targets: /probe"),
+            mesa100.addr,
+            "/probe?target=t0001",
+        ),
+        (
+            "postgres_exporter, 1 target: /metrics".to_owned(),
+            pge.addr,
+            "/metrics",
+        ),
+    ];
+    let hundred_size = get(mesa100.addr, "/metrics")?.1.len();
+    for (label, addr, path) in &endpoints {
+        for conns in [1, 10] {
+            for gzip in [false, true] {
+                latency.push((
+                    label.clone(),
+                    conns,
+                    gzip,
+                    wrk(*addr, path, conns, gzip, plan.wrk)?,
+                ));
+            }
+        }
+    }
+    let rss_pge = rss_mib(pge.pid());
+    drop((mesa1, mesa100, pge));
+
+    let mut scales = Vec::new();
+    for n in plan.scale.clone() {
+        eprintln!("bench: Mesa at {n} targets every {:?}", plan.scale_interval);
+        scales.push(scale(&args, &work, &cluster, n)?);
+    }
+    let total = started.elapsed();
+
+    // ---- write the report ----
+    let mut csv = String::from("targets,cpu_percent,rss_mib\n");
+    for s in &scales {
+        writeln!(csv, "{},{:.3},{:.2}", s.targets, s.cpu_percent, s.rss_mib)?;
+    }
+    std::fs::write(args.out.join("scale.csv"), csv)?;
+
+    let mut md = String::new();
+    writeln!(
+        md,
+        "# Benchmarks: Mesa and postgres_exporter side by side\n"
+    )?;
+    writeln!(
+        md,
+        "Written by `{}` ({}). Do not edit by hand: run the command again.\n",
+        args.command,
+        if plan.smoke {
+            "smoke run: short windows, small scale; the figures only show each is measured"
+        } else {
+            "full run"
+        }
+    )?;
+    writeln!(md, "- Machine: {}", machine())?;
+    writeln!(
+        md,
+        "- PostgreSQL: {}",
+        cluster.psql("postgres", "SHOW server_version")?.trim()
+    )?;
+    writeln!(
+        md,
+        "- Mesa: {} (release build)",
+        version(&args.mesa, "--version")
+    )?;
+    writeln!(
+        md,
+        "- postgres_exporter: {}",
+        version(&args.exporter, "--version")
+    )?;
+    writeln!(
+        md,
+        "- One throwaway cluster (the test harness), `pg_stat_statements` loaded; both exporters log in as a `pg_monitor` member with SCRAM-SHA-256, without TLS, each to its own database with one 10 000-row table. Every phase runs alone; the server's idle CPU ({:.2} ms/s) is subtracted from its figures.",
+        idle_per_s * 1000.0
+    )?;
+    writeln!(md, "- Run time: {:.0} s.\n", total.as_secs_f64())?;
+
+    writeln!(md, "## One target, default collectors of each\n")?;
+    writeln!(
+        md,
+        "Mesa collects on its schedule (every second here) and is scraped once per collection; postgres_exporter collects on each scrape (every second here). CPU is the exporter process's user + system time over the window ({:.0} s) divided by collections.\n",
+        plan.per_collection.as_secs_f64()
+    )?;
+    writeln!(
+        md,
+        "| figure | Mesa | postgres_exporter | Mesa / postgres_exporter |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|")?;
+    let m_per_series = mesa.cpu_per_collection_ms * 1000.0 / mesa.series as f64;
+    let e_per_series = exporter.cpu_per_collection_ms * 1000.0 / exporter.series as f64;
+    let rows: Vec<(&str, f64, f64, usize)> = vec![
+        (
+            "exporter CPU per collection (ms)",
+            mesa.cpu_per_collection_ms,
+            exporter.cpu_per_collection_ms,
+            2,
+        ),
+        (
+            "series exported (whole /metrics)",
+            mesa.series as f64,
+            exporter.series as f64,
+            0,
+        ),
+        (
+            "exporter CPU per exported series (µs)",
+            m_per_series,
+            e_per_series,
+            2,
+        ),
+        (
+            "connections opened per collection",
+            mesa.connections_per_collection,
+            exporter.connections_per_collection,
+            2,
+        ),
+        (
+            "statements per collection (pg_stat_statements calls)",
+            mesa.statements_per_collection,
+            exporter.statements_per_collection,
+            1,
+        ),
+        (
+            "server CPU per collection (ms)",
+            mesa.server_cpu_per_collection_ms,
+            exporter.server_cpu_per_collection_ms,
+            2,
+        ),
+        (
+            "resident memory (MiB)",
+            mesa.rss_mib,
+            exporter.rss_mib.max(rss_pge),
+            1,
+        ),
+        (
+            "collections in the window",
+            mesa.collections,
+            exporter.collections,
+            0,
+        ),
+    ];
+    for (name, m, e, digits) in rows {
+        writeln!(
+            md,
+            "| {name} | {m:.digits$} | {e:.digits$} | {} |",
+            ratio(m, e)
+        )?;
+    }
+    writeln!(md, "\n### Authentication\n")?;
+    writeln!(
+        md,
+        "Mesa opens one connection per collection (the design: no idle sessions on the fleet), so each collection pays one SCRAM-SHA-256 login; postgres_exporter keeps its connection. Measured alone, {} logins in a row with Mesa's driver (tokio-postgres):\n",
+        plan.logins
+    )?;
+    writeln!(
+        md,
+        "| per login | CPU (ms) | share of Mesa's per-collection figure |"
+    )?;
+    writeln!(md, "|---|---:|---:|")?;
+    writeln!(
+        md,
+        "| client: SCRAM hashing alone (PBKDF2, 4096 rounds) | {:.2} | {:.0}% of exporter CPU |",
+        login.hashing_ms,
+        100.0 * login.hashing_ms / mesa.cpu_per_collection_ms
+    )?;
+    writeln!(
+        md,
+        "| client: whole connect and close | {:.2} | {:.0}% of exporter CPU |",
+        login.client_ms,
+        100.0 * login.client_ms / mesa.cpu_per_collection_ms
+    )?;
+    writeln!(
+        md,
+        "| server: backend start, authentication and exit | {:.2} | {:.0}% of server CPU |\n",
+        login.server_ms,
+        100.0 * login.server_ms / mesa.server_cpu_per_collection_ms.max(f64::MIN_POSITIVE)
+    )?;
+
+    writeln!(
+        md,
+        "## Scrape latency (wrk, {:.0} s per row)\n",
+        plan.wrk.as_secs_f64()
+    )?;
+    writeln!(
+        md,
+        "wrk runs on the same 2 cores as the exporter. Mesa's `/metrics` at {hundred} targets is {:.1} MB of text. postgres_exporter queries the server on every scrape, so its rows are collections, not cache reads.\n",
+        hundred_size as f64 / 1e6
+    )?;
+    writeln!(
+        md,
+        "| endpoint | connections | gzip | p50 (ms) | p99 (ms) | requests/s | errors |"
+    )?;
+    writeln!(md, "|---|---:|---|---:|---:|---:|---:|")?;
+    for (label, conns, gzip, l) in &latency {
+        writeln!(
+            md,
+            "| {label} | {conns} | {} | {:.2} | {:.2} | {:.0} | {} |",
+            if *gzip { "yes" } else { "no" },
+            l.p50_ms,
+            l.p99_ms,
+            l.rps,
+            l.errors
+        )?;
+    }
+    writeln!(
+        md,
+        "\nMesa / postgres_exporter at one target, `/metrics`:\n"
+    )?;
+    writeln!(md, "| connections | gzip | p99 ratio | throughput ratio |")?;
+    writeln!(md, "|---:|---|---:|---:|")?;
+    for conns in [1, 10] {
+        for gzip in [false, true] {
+            let find = |prefix: &str| {
+                latency
+                    .iter()
+                    .find(|(l, c, g, _)| l.starts_with(prefix) && *c == conns && *g == gzip)
+                    .map(|r| r.3.clone())
+                    .unwrap_or_default()
+            };
+            let (m, e) = (find("Mesa, 1 target"), find("postgres_exporter"));
+            writeln!(
+                md,
+                "| {conns} | {} | {} | {} |",
+                if gzip { "yes" } else { "no" },
+                ratio(m.p99_ms, e.p99_ms),
+                ratio(m.rps, e.rps)
+            )?;
+        }
+    }
+
+    writeln!(
+        md,
+        "\n## Mesa at scale: every target every {:.0} s\n",
+        plan.scale_interval.as_secs_f64()
+    )?;
+    writeln!(
+        md,
+        "Targets share the one cluster. Measured over {:.0} s after one full interval of warm-up, with one `/metrics` scrape per interval. Start delay is how late a collection started after its tick (`mesa_collect_start_delay_seconds`, read as the smallest bucket bound that holds the quantile).\n",
+        plan.scale_window.as_secs_f64()
+    )?;
+    writeln!(
+        md,
+        "| targets | mean CPU (% of one core) | start delay p50 | start delay p99 | skipped ticks | collections | pg_up | resident memory (MiB) |"
+    )?;
+    writeln!(md, "|---:|---:|---|---|---:|---:|---:|---:|")?;
+    for s in &scales {
+        writeln!(
+            md,
+            "| {} | {:.2} | {} | {} | {:.0} | {:.0} | {:.0} | {:.1} |",
+            s.targets,
+            s.cpu_percent,
+            s.delay_p50,
+            s.delay_p99,
+            s.skipped,
+            s.collections,
+            s.up,
+            s.rss_mib
+        )?;
+    }
+    writeln!(
+        md,
+        "\n![Mesa's CPU and memory against target count](benchmarks.png)"
+    )?;
+    std::fs::write(args.out.join("BENCHMARKS.md"), &md)?;
+    println!("{md}");
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
