@@ -404,10 +404,7 @@ impl Scheduler {
             }
             match built {
                 Ok(gateway) => {
-                    let collector = Arc::new(TargetCollector {
-                        gateway,
-                        options: settings.collectors,
-                    });
+                    let collector = Arc::new(TargetCollector::new(gateway, settings.collectors));
                     run_target(name.clone(), collector, settings, sinks.clone(), token).await;
                 }
                 Err(e) => {

@@ -15,11 +15,14 @@
 //! Families are built once per collection, not per scrape: a scrape only encodes them.
 
 pub mod postgres;
+mod tiers;
+
+pub use tiers::Tiers;
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::gateway::{Deadline, Driver, FailureReason, Gateway, GatewayError};
 
@@ -113,6 +116,9 @@ pub struct Outcome {
     pub duration: Duration,
     /// Its families, or why there are none.
     pub result: Result<Harvest, FailureReason>,
+    /// When the collection that produced a successful result finished (a collector that is
+    /// not due serves the result of an earlier collection); `None` for a failure.
+    pub collected_at: Option<SystemTime>,
 }
 
 /// Everything one successful collection gathered (the core health statement ran).
@@ -120,8 +126,13 @@ pub struct Outcome {
 pub struct Collection {
     /// `server_version_num`, e.g. 150018.
     pub server_version: u32,
-    /// One outcome per collector that ran, health first.
+    /// One outcome per collector that ran or served a kept result, in catalogue order
+    /// (health first).
     pub outcomes: Vec<Outcome>,
+    /// What the server says changes when its configuration does (PostgreSQL: the load time
+    /// of its configuration files and the postmaster's start), when it was read: the key of
+    /// the [`Schedule::OnChange`] collectors' results.
+    pub change_key: Option<String>,
 }
 
 impl Collection {
@@ -152,6 +163,104 @@ pub struct Entry {
     pub name: &'static str,
     /// Whether it runs when the config does not say.
     pub enabled_by_default: bool,
+    /// When it runs when the config does not say.
+    pub schedule: Schedule,
+}
+
+/// When a collector runs (its tier). Health runs at every collection whatever it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Schedule {
+    /// At every collection.
+    Every,
+    /// Once its last result is this old; in between, that result is served.
+    Interval(Duration),
+    /// When the server's configuration changed since its last result (a reload, a restart),
+    /// and at least once every `refresh`.
+    OnChange {
+        /// The longest a result is served without reading it again.
+        refresh: Duration,
+    },
+}
+
+impl Schedule {
+    /// How long a result stays current; `None` for [`Schedule::Every`].
+    pub fn period(self) -> Option<Duration> {
+        match self {
+            Self::Every => None,
+            Self::Interval(d) | Self::OnChange { refresh: d } => Some(d),
+        }
+    }
+
+    /// This schedule with the configured `interval`: the period of an interval collector, the
+    /// refresh of an on-change one.
+    pub fn with_interval(self, interval: Duration) -> Self {
+        match self {
+            Self::Every | Self::Interval(_) => Self::Interval(interval),
+            Self::OnChange { .. } => Self::OnChange { refresh: interval },
+        }
+    }
+}
+
+/// The most collectors one driver's catalogue may have (a [`Selection`] bit and an
+/// [`Intervals`] slot each).
+pub const MAX_COLLECTORS: usize = 32;
+
+/// Configured intervals (`collectors.<name>.interval`), per driver and collector; a collector
+/// without one keeps its catalogue schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Intervals([[Option<Duration>; MAX_COLLECTORS]; Driver::ALL.len()]);
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Self([[None; MAX_COLLECTORS]; Driver::ALL.len()])
+    }
+}
+
+impl Intervals {
+    /// Sets `name`'s interval for `driver`, or with `None` for every driver that has it.
+    /// `Err` for a name no catalogue in scope has, and for `health`, which runs at every
+    /// collection.
+    pub fn set(
+        &mut self,
+        driver: Option<Driver>,
+        name: &str,
+        interval: Duration,
+    ) -> Result<(), SelectionError> {
+        if name == HEALTH {
+            return Err(SelectionError::Required);
+        }
+        let mut found = false;
+        for d in Driver::ALL
+            .into_iter()
+            .filter(|d| driver.is_none_or(|x| x == *d))
+        {
+            if let Some(i) = catalogue(d).position(name) {
+                self.0[d.index()][i] = Some(interval);
+                found = true;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(SelectionError::Unknown)
+        }
+    }
+
+    /// The schedule of `name` on targets of `driver`.
+    pub fn schedule(&self, driver: Driver, name: &str) -> Schedule {
+        let catalogue = catalogue(driver);
+        let Some(i) = catalogue.position(name) else {
+            return Schedule::Every;
+        };
+        if name == HEALTH {
+            return Schedule::Every;
+        }
+        let default = catalogue.collectors[i].schedule;
+        match self.0[driver.index()][i] {
+            Some(interval) => default.with_interval(interval),
+            None => default,
+        }
+    }
 }
 
 /// The catalogue of `driver`.
@@ -265,6 +374,8 @@ pub fn names(driver: Option<Driver>) -> Vec<&'static str> {
 pub struct Options {
     /// Collectors that run.
     pub selection: Selection,
+    /// Their configured intervals.
+    pub intervals: Intervals,
     /// Size guard of `stat_user_tables`.
     pub max_tables: u32,
     /// Size guard of `stat_statements`.
@@ -275,6 +386,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             selection: Selection::defaults(),
+            intervals: Intervals::default(),
             max_tables: DEFAULT_MAX_TABLES,
             max_statements: DEFAULT_MAX_STATEMENTS,
         }
@@ -293,23 +405,38 @@ pub trait Collect {
     ) -> impl Future<Output = Result<Collection, GatewayError>> + Send;
 }
 
-/// A target's gateway with its collector options.
-#[derive(Debug, Clone)]
+/// A target's gateway with its collector options, and the results its collectors that are
+/// not due serve ([`Tiers`]).
+#[derive(Debug)]
 pub struct TargetCollector {
     /// The gateway (shared with the admin API, so both count against one connection cap).
     pub gateway: Arc<Gateway>,
     /// What to collect.
     pub options: Options,
+    tiers: std::sync::Mutex<Tiers>,
 }
 
-/// One collection on `gateway` with `options`: the driver's collectors.
+impl TargetCollector {
+    /// Collects from `gateway` with `options`, nothing kept yet.
+    pub fn new(gateway: Arc<Gateway>, options: Options) -> Self {
+        Self {
+            gateway,
+            options,
+            tiers: std::sync::Mutex::new(Tiers::default()),
+        }
+    }
+}
+
+/// One collection on `gateway`: the driver's collectors `options` selects, an on-change
+/// collector only if the server's change key is not `unless_unchanged`.
 async fn collect_with(
     gateway: &Gateway,
     options: &Options,
+    unless_unchanged: Option<&str>,
     deadline: Deadline,
 ) -> Result<Collection, GatewayError> {
     match gateway {
-        Gateway::Postgres(g) => postgres::collect(g, options, deadline).await,
+        Gateway::Postgres(g) => postgres::collect(g, options, unless_unchanged, deadline).await,
     }
 }
 
@@ -319,7 +446,29 @@ impl Collect for TargetCollector {
     }
 
     async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
-        collect_with(&self.gateway, &self.options, deadline).await
+        let driver = self.driver();
+        let started = tokio::time::Instant::now();
+        let plan = self.tiers.lock().unwrap_or_else(|p| p.into_inner()).plan(
+            driver,
+            &self.options,
+            started,
+        );
+        let mut options = self.options;
+        options.selection = plan.due;
+        let mut collection = collect_with(
+            &self.gateway,
+            &options,
+            plan.unless_unchanged.as_deref(),
+            deadline,
+        )
+        .await?;
+        self.tiers.lock().unwrap_or_else(|p| p.into_inner()).merge(
+            driver,
+            &self.options,
+            &mut collection,
+            started,
+        );
+        Ok(collection)
     }
 }
 
@@ -330,6 +479,6 @@ impl Collect for Gateway {
     }
 
     async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
-        collect_with(self, &Options::default(), deadline).await
+        collect_with(self, &Options::default(), None, deadline).await
     }
 }

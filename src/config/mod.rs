@@ -192,8 +192,9 @@ fn collection(
     driver: Option<Driver>,
     p: &mut Problems,
 ) -> CollectionSettings {
+    let interval = f.duration("interval", p).unwrap_or(inherit.interval);
     CollectionSettings {
-        interval: f.duration("interval", p).unwrap_or(inherit.interval),
+        interval,
         timeout: f.duration("timeout", p).unwrap_or(inherit.timeout),
         connect_timeout: f
             .duration("connect_timeout", p)
@@ -204,7 +205,7 @@ fn collection(
         lock_timeout: f
             .duration("lock_timeout", p)
             .unwrap_or(inherit.lock_timeout),
-        collectors: collectors(f, inherit.collectors, driver, p),
+        collectors: collectors(f, inherit.collectors, driver, interval, p),
     }
 }
 
@@ -212,11 +213,17 @@ fn collection(
 /// of hundreds of thousands of series.
 pub const MAX_GUARD: u32 = 10_000;
 
-/// `collectors: {name: bool}` merged over `inherit`, and the size guards.
+/// The keys of a collector given as a mapping.
+const COLLECTOR_KEYS: &[&str] = &["enabled", "interval"];
+
+/// `collectors: {name: bool | {enabled: bool, interval: duration}}` merged over `inherit`,
+/// and the size guards. A collector's interval is at least the block's collection
+/// `interval`.
 fn collectors(
     f: &mut Fields,
     inherit: CollectorOptions,
     driver: Option<Driver>,
+    interval: std::time::Duration,
     p: &mut Problems,
 ) -> CollectorOptions {
     let mut options = inherit;
@@ -224,12 +231,51 @@ fn collectors(
         let path = f.path_of("collectors");
         match value {
             Value::Object(map) => {
-                for (name, on) in map {
+                for (name, given) in map {
                     let key = reader::join(&path, &name);
-                    let Value::Bool(on) = on else {
-                        p.add(key, "expected true or false");
-                        continue;
+                    let (on, every) = match given {
+                        Value::Bool(on) => (on, None),
+                        Value::Object(_) => {
+                            let Some(mut c) = Fields::new(given, &key, COLLECTOR_KEYS, p) else {
+                                continue;
+                            };
+                            let on = if c.has("enabled") {
+                                c.bool("enabled", p).unwrap_or(true)
+                            } else {
+                                true
+                            };
+                            let every = c.duration("interval", p);
+                            if let Some(every) = every.filter(|e| *e < interval) {
+                                p.add(
+                                    c.path_of("interval"),
+                                    format!(
+                                        "must be at least the collection interval ({} < {})",
+                                        humantime::format_duration(every),
+                                        humantime::format_duration(interval)
+                                    ),
+                                );
+                            }
+                            (on, every)
+                        }
+                        _ => {
+                            p.add(
+                                key,
+                                "expected true or false, or {enabled: true, interval: 5m}",
+                            );
+                            continue;
+                        }
                     };
+                    if every.is_some() && name == crate::collectors::HEALTH {
+                        p.add(
+                            reader::join(&key, "interval"),
+                            "health runs at every collection (pg_up, saturation); it takes no interval",
+                        );
+                        continue;
+                    }
+                    if let Some(every) = every {
+                        // An unknown name is reported once, by the switch below.
+                        let _ = options.intervals.set(driver, &name, every);
+                    }
                     match options.selection.set(driver, &name, on) {
                         Ok(()) => {}
                         Err(SelectionError::Unknown) => p.add(
@@ -248,7 +294,7 @@ fn collectors(
             }
             _ => p.add(
                 path,
-                "expected a mapping of collector names to true or false",
+                "expected a mapping of collector names to true or false (or {enabled, interval})",
             ),
         }
     }

@@ -428,6 +428,64 @@ fn collectors_are_switched_globally_and_per_target() {
 }
 
 #[test]
+fn a_collector_takes_an_interval_globally_and_per_target() {
+    use crate::collectors::Schedule;
+    use crate::gateway::Driver::Postgres;
+    let c = parse(&format!(
+        "collection: {{collectors: {{database: {{interval: 10m}}, stat_statements: {{enabled: true, interval: 1m}}}}}}\n{}    collectors: {{settings: {{interval: 2h}}, locks: {{enabled: false}}}}\n",
+        MINIMAL
+    ))
+    .expect("valid");
+    let o = c.targets[0].collection.collectors;
+    let m = |n: u64| std::time::Duration::from_secs(60 * n);
+    assert_eq!(
+        o.intervals.schedule(Postgres, "database"),
+        Schedule::Interval(m(10))
+    );
+    assert_eq!(
+        o.intervals.schedule(Postgres, "stat_statements"),
+        Schedule::Interval(m(1))
+    );
+    assert!(
+        o.selection.contains("stat_statements"),
+        "a mapping enables it"
+    );
+    assert_eq!(
+        o.intervals.schedule(Postgres, "settings"),
+        Schedule::OnChange { refresh: m(120) },
+        "an on-change collector's interval is its refresh"
+    );
+    assert!(!o.selection.contains("locks"));
+    // Defaults: sizes and wraparound every 5 minutes, settings on change (hourly refresh).
+    let d = crate::collectors::Options::default().intervals;
+    assert_eq!(d.schedule(Postgres, "database"), Schedule::Interval(m(5)));
+    assert_eq!(d.schedule(Postgres, "wraparound"), Schedule::Interval(m(5)));
+    assert_eq!(
+        d.schedule(Postgres, "settings"),
+        Schedule::OnChange { refresh: m(60) }
+    );
+    assert_eq!(d.schedule(Postgres, "activity"), Schedule::Every);
+    assert_eq!(d.schedule(Postgres, "health"), Schedule::Every);
+}
+
+#[test]
+fn collector_intervals_below_the_collection_interval_or_on_health_are_errors() {
+    let p = problems(&format!(
+        "collection: {{interval: 30s, timeout: 10s, collectors: {{database: {{interval: 10s}}, health: {{interval: 1m}}, settings: {{interval: soon}}, locks: {{every: 1m}}}}}}\n{}",
+        MINIMAL
+    ));
+    let all = p.join("\n");
+    for expected in [
+        "collection.collectors.database.interval: must be at least the collection interval (10s < 30s)",
+        "collection.collectors.health.interval: health runs at every collection",
+        "collection.collectors.settings.interval: ",
+        "collection.collectors.locks.every: unknown key",
+    ] {
+        assert!(all.contains(expected), "{expected}\n{all}");
+    }
+}
+
+#[test]
 fn unknown_collectors_and_bad_guards_are_config_errors() {
     let p = problems(&format!(
         "collection: {{collectors: {{stat_statement: true, health: false, locks: yes}}, max_tables: 0}}\n{}    max_statements: 100000\n",

@@ -189,6 +189,11 @@ impl EncodedTarget {
             "Server and decoding time of the collector in the target's last collection, in seconds.",
             Kind::Gauge,
         );
+        let mut collected = Family::new(
+            "mesa_collector_last_success_timestamp_seconds",
+            "When the result the collector serves was collected, as Unix seconds; a collector on a longer schedule (collectors.<name>.interval) serves an earlier collection's result in between.",
+            Kind::Gauge,
+        );
         let mut omitted = Family::new(
             "mesa_collector_rows_omitted",
             "Rows a collector's size guard (max_tables, max_statements) left out of the last collection.",
@@ -207,6 +212,9 @@ impl EncodedTarget {
                 took.push(label(), seconds(o.duration));
                 match &o.result {
                     Ok(h) => {
+                        if let Some(t) = o.collected_at {
+                            collected.push(label(), unix(t));
+                        }
                         if let Some(n) = h.omitted {
                             omitted.push(label(), Value::Int(i64::try_from(n).unwrap_or(i64::MAX)));
                         }
@@ -216,7 +224,16 @@ impl EncodedTarget {
             }
         }
         scrape_error.push(Vec::new(), Value::Int(i64::from(any_failed)));
-        vec![up, duration, last, success, took, omitted, scrape_error]
+        vec![
+            up,
+            duration,
+            last,
+            success,
+            took,
+            collected,
+            omitted,
+            scrape_error,
+        ]
     }
 
     /// Encodes `snapshot`'s families; with the `server` label for `/metrics`.

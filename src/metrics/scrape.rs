@@ -281,7 +281,9 @@ mod tests {
                             families: vec![f],
                             omitted: None,
                         }),
+                        collected_at: None,
                     }],
+                    change_key: None,
                 }),
                 last_success: None,
             };

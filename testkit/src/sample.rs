@@ -110,10 +110,13 @@ pub fn collection() -> Collection {
             collector: def.name,
             duration: Duration::from_micros(250 * (i as u64 + 1)),
             result: Ok(def.harvest(&records(def))),
+            // A fixed time, so golden files stay the same from run to run.
+            collected_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
         })
         .collect();
     Collection {
         server_version: 150_018,
         outcomes,
+        change_key: Some("2027-01-15 08:00:00+00 2027-01-15 07:59:58+00".to_owned()),
     }
 }

@@ -30,4 +30,5 @@ mod sharding;
 mod support;
 mod tenant_race;
 mod tenant_settings;
+mod tiers;
 mod webconfig;

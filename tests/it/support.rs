@@ -571,10 +571,7 @@ pub fn limit(n: u32) -> mesa::gateway::SessionLimit {
 /// (no `server` label), with the collection itself.
 pub async fn collect_text(t: &TargetConfig) -> (mesa::collectors::Collection, String) {
     use mesa::collectors::{Collect, TargetCollector};
-    let collector = TargetCollector {
-        gateway: std::sync::Arc::new(gateway(t)),
-        options: t.collection.collectors,
-    };
+    let collector = TargetCollector::new(std::sync::Arc::new(gateway(t)), t.collection.collectors);
     let collection = collector
         .collect(mesa::gateway::Deadline::after(Duration::from_secs(10)))
         .await

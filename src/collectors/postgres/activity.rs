@@ -42,6 +42,7 @@ SELECT d.datname::pg_catalog.text, ''::pg_catalog.text, s.state::pg_catalog.text
 pub const COLLECTOR: Definition = Definition {
     name: "activity",
     enabled_by_default: true,
+    schedule: crate::collectors::Schedule::Every,
     plan: |server, _| super::since_13(server, SQL),
     labels: &["datname", "usename", "state"],
     metrics: &[

@@ -36,6 +36,7 @@ pub(super) fn sql(version: u32) -> Option<&'static str> {
 pub const COLLECTOR: Definition = Definition {
     name: "bgwriter",
     enabled_by_default: true,
+    schedule: crate::collectors::Schedule::Every,
     plan: |server, _| match sql(server.version) {
         Some(sql) => Plan::Run(Statement::fixed(sql)),
         None => Plan::Unsupported,

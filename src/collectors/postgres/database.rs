@@ -23,6 +23,7 @@ SELECT d.datname::pg_catalog.text,
 pub const COLLECTOR: Definition = Definition {
     name: "database",
     enabled_by_default: true,
+    schedule: crate::collectors::Schedule::Interval(std::time::Duration::from_secs(300)),
     plan: |server, _| super::since_13(server, SQL),
     labels: &["datname", "owner", "encoding"],
     metrics: &[

@@ -41,6 +41,7 @@ SELECT s.version, s.short_version, 1::pg_catalog.int8 AS static, s.started, s.ma
 pub const COLLECTOR: Definition = Definition {
     name: super::super::HEALTH,
     enabled_by_default: true,
+    schedule: crate::collectors::Schedule::Every,
     plan: |_, _| Plan::Run(Statement::fixed(SQL)),
     labels: &["version", "short_version"],
     metrics: &[

@@ -23,6 +23,7 @@ SELECT d.datname::pg_catalog.text, m.mode::pg_catalog.text, coalesce(l.count, 0)
 pub const COLLECTOR: Definition = Definition {
     name: "locks",
     enabled_by_default: true,
+    schedule: crate::collectors::Schedule::Every,
     plan: |server, _| super::since_13(server, SQL),
     labels: &["datname", "mode"],
     metrics: &[Metric::gauge(

@@ -40,10 +40,10 @@ use std::borrow::Cow;
 
 use tokio_postgres::Statement as Prepared;
 
-use super::{Catalogue, Entry, Family, Harvest, Kind, Options, Value};
+use super::{Catalogue, Entry, Family, Harvest, Kind, Options, Schedule, Value};
 use crate::gateway::Driver;
 
-pub use run::{STAT_STATEMENTS_VIEW, collect};
+pub use run::{CHANGE_KEY, STAT_STATEMENTS_VIEW, collect};
 
 /// The catalogue: every PostgreSQL collector, health first. Order is the run order.
 pub const ALL: &[Definition] = &[
@@ -71,16 +71,20 @@ pub static CATALOGUE: Catalogue = Catalogue {
     last_scrape_error: "pg_exporter_last_scrape_error",
 };
 
+const _: () = assert!(ALL.len() <= super::MAX_COLLECTORS, "too many collectors");
+
 const ENTRIES: [Entry; ALL.len()] = {
     let mut out = [Entry {
         name: "",
         enabled_by_default: false,
+        schedule: Schedule::Every,
     }; ALL.len()];
     let mut i = 0;
     while i < ALL.len() {
         out[i] = Entry {
             name: ALL[i].name,
             enabled_by_default: ALL[i].enabled_by_default,
+            schedule: ALL[i].schedule,
         };
         i += 1;
     }
@@ -236,6 +240,8 @@ pub struct Definition {
     pub name: &'static str,
     /// On unless the config switches it off.
     pub enabled_by_default: bool,
+    /// When it runs unless the config says (`collectors.<name>.interval`).
+    pub schedule: Schedule,
     /// The statement for a server.
     pub plan: fn(&Server, &Options) -> Plan,
     /// Names of the label columns, which come first in each row.

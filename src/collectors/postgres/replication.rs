@@ -58,6 +58,7 @@ SELECT coalesce(r.application_name, ''), coalesce(pg_catalog.host(r.client_addr)
 pub const COLLECTOR: Definition = Definition {
     name: "replication",
     enabled_by_default: true,
+    schedule: crate::collectors::Schedule::Every,
     plan: |server, _| super::since_13(server, SQL),
     labels: &[],
     metrics: &[
@@ -87,6 +88,7 @@ pub const COLLECTOR: Definition = Definition {
 pub const SLOTS: Definition = Definition {
     name: "replication_slots",
     enabled_by_default: true,
+    schedule: crate::collectors::Schedule::Every,
     plan: |server, _| super::since_13(server, SLOTS_SQL),
     labels: &["slot_name", "slot_type", "database"],
     metrics: &[
@@ -112,6 +114,7 @@ pub const SLOTS: Definition = Definition {
 pub const STANDBYS: Definition = Definition {
     name: "stat_replication",
     enabled_by_default: true,
+    schedule: crate::collectors::Schedule::Every,
     plan: |server, _| super::since_13(server, STANDBYS_SQL),
     labels: &["application_name", "client_addr", "state", "sync_state"],
     metrics: &[

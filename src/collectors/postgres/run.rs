@@ -15,7 +15,7 @@ use super::{
     ALL, Definition, Fallback, MIN_VERSION, Plan, Record, Server, Statement, TrustedRelation,
     stat_statements,
 };
-use crate::collectors::{Collection, HEALTH, Options, Outcome, Value};
+use crate::collectors::{Collection, HEALTH, Options, Outcome, Schedule, Value};
 use crate::gateway::postgres::{PostgresGateway, TextColumns, sql};
 use crate::gateway::{Deadline, Driver, FailureReason, GatewayError};
 
@@ -75,18 +75,33 @@ SELECT n.nspname::pg_catalog.text, c.oid
                   AND d.refobjid OPERATOR(pg_catalog.=) e.oid
                   AND d.deptype OPERATOR(pg_catalog.=) 'e')";
 
-/// Runs one collection on `gateway` (one connection, one snapshot).
+/// The server's change key: when it last loaded its configuration files, and when the
+/// postmaster started (a restart can change settings a reload cannot).
+pub const CHANGE_KEY: &str = "\
+SELECT pg_catalog.pg_conf_load_time()::pg_catalog.text OPERATOR(pg_catalog.||) ' '
+       OPERATOR(pg_catalog.||) pg_catalog.pg_postmaster_start_time()::pg_catalog.text";
+
+/// Runs one collection on `gateway` (one connection, one snapshot): the collectors `options`
+/// selects; an on-change collector (settings) only when the server's change key is not
+/// `unless_unchanged`.
 pub async fn collect(
     gateway: &PostgresGateway,
     options: &Options,
+    unless_unchanged: Option<&str>,
     deadline: Deadline,
 ) -> Result<Collection, GatewayError> {
     let endpoint = gateway.endpoint();
-    let (collection, hidden) = gateway
+    let (mut collection, hidden) = gateway
         .collection_session(deadline, async |client, version| {
-            run(client, version, options, &endpoint).await
+            run(client, version, options, unless_unchanged, &endpoint).await
         })
         .await?;
+    let now = std::time::SystemTime::now();
+    for outcome in &mut collection.outcomes {
+        if outcome.result.is_ok() {
+            outcome.collected_at = Some(now);
+        }
+    }
     // A role without pg_read_all_stats (pg_monitor) sees other roles' sessions without
     // their type: connection counts and utilisation would read low, and a saturation alert
     // would stay silent. That is a monitoring outage, said as one.
@@ -114,6 +129,7 @@ fn failed(
         collector: def.name,
         duration,
         result: Err(reason),
+        collected_at: None,
     }
 }
 
@@ -185,6 +201,7 @@ async fn run(
     client: &Client,
     version: u32,
     options: &Options,
+    unless_unchanged: Option<&str>,
     endpoint: &str,
 ) -> Result<(Collection, u64), tokio_postgres::Error> {
     let mut server = Server {
@@ -226,15 +243,45 @@ async fn run(
     }
 
     // Prepare everything in one round trip; outside a transaction, so one failure is alone.
-    let prepares: Vec<Step<'_>> = planned
+    // When an on-change collector is planned, the server's change key is read in the same
+    // round trip.
+    let on_change = |def: &Definition| {
+        matches!(
+            options.intervals.schedule(Driver::Postgres, def.name),
+            Schedule::OnChange { .. }
+        )
+    };
+    let wants_key = planned.iter().any(|(def, _)| on_change(def));
+    let mut prepares: Vec<Step<'_>> = planned
         .iter()
         .map(|(_, s)| -> Step<'_> {
             Box::pin(async move { Reply::Prepared(client.prepare(&s.sql).await) })
         })
         .collect();
+    if wants_key {
+        prepares.push(Box::pin(async move {
+            Reply::Rows(client.query(CHANGE_KEY, &[]).await, Instant::now())
+        }));
+    }
+    let mut prepared = in_order(prepares).await;
+    let change_key = if wants_key {
+        match prepared.pop() {
+            Some(Reply::Rows(Ok(rows), _)) => {
+                rows.first().and_then(|r| r.opt_text(0).ok().flatten())
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+    // Unchanged since the kept result: the on-change collectors do not run.
+    let unchanged = unless_unchanged.is_some() && change_key.as_deref() == unless_unchanged;
     let mut runnable: Vec<(&'static Definition, Prepared, Option<i64>, Option<Fallback>)> =
         Vec::new();
-    for ((def, statement), reply) in planned.iter().zip(in_order(prepares).await) {
+    for ((def, statement), reply) in planned.iter().zip(prepared) {
+        if unchanged && on_change(def) {
+            continue;
+        }
         match reply {
             Reply::Prepared(Ok(p)) if statement.reads_what_was_checked(&p) => {
                 runnable.push((def, p, statement.limit, statement.fallback.clone()));
@@ -317,6 +364,7 @@ async fn run(
                             collector: def.name,
                             duration,
                             result: Ok(def.harvest(&records)),
+                            collected_at: None,
                         },
                         Err(e) if def.name == HEALTH => return Err(e),
                         Err(e) => {
@@ -358,6 +406,7 @@ async fn run(
         Collection {
             server_version: version,
             outcomes,
+            change_key,
         },
         hidden,
     ))
@@ -391,6 +440,7 @@ async fn run_fallback(
                 collector: def.name,
                 duration: started.elapsed(),
                 result: Ok(def.harvest(&records)),
+                collected_at: None,
             }))
         }
         Err(e) => {

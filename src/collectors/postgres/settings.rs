@@ -23,6 +23,9 @@ SELECT s.name::pg_catalog.text, coalesce(s.unit, ''), coalesce(s.short_desc, '')
 pub const COLLECTOR: Definition = Definition {
     name: "settings",
     enabled_by_default: true,
+    schedule: crate::collectors::Schedule::OnChange {
+        refresh: std::time::Duration::from_secs(3600),
+    },
     plan: |server, _| super::since_13(server, SQL),
     labels: &["name", "unit", "short_desc"],
     metrics: &[Metric::gauge("pg_settings_*", "One family per setting.")],

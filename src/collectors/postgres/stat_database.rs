@@ -52,6 +52,7 @@ pub(super) fn sql(version: u32) -> Option<&'static str> {
 pub const COLLECTOR: Definition = Definition {
     name: "stat_database",
     enabled_by_default: true,
+    schedule: crate::collectors::Schedule::Every,
     plan: |server, _| match sql(server.version) {
         Some(sql) => Plan::Run(Statement::fixed(sql)),
         None => Plan::Unsupported,

@@ -78,6 +78,7 @@ fn with_source(version: u32, source: &str) -> String {
 pub const COLLECTOR: Definition = Definition {
     name: "stat_statements",
     enabled_by_default: false,
+    schedule: crate::collectors::Schedule::Every,
     plan: |server, options| {
         if server.version < super::MIN_VERSION {
             return Plan::Unsupported;

@@ -26,6 +26,7 @@ SELECT pg_catalog.current_database()::pg_catalog.text, t.schemaname::pg_catalog.
 pub const COLLECTOR: Definition = Definition {
     name: "stat_user_tables",
     enabled_by_default: true,
+    schedule: crate::collectors::Schedule::Every,
     plan: |server, options| {
         if server.version < super::MIN_VERSION {
             return Plan::Unsupported;
