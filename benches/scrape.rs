@@ -20,8 +20,9 @@ use std::time::{Duration, SystemTime};
 use criterion::{Criterion, criterion_group, criterion_main};
 use mesa::collectors::postgres::ALL;
 use mesa::metrics::Metrics;
+use mesa::metrics::SnapshotStore;
 use mesa::metrics::families::EncodedTarget;
-use mesa::snapshot::{SnapshotStore, TargetSnapshot};
+use mesa::snapshot::TargetSnapshot;
 
 #[allow(dead_code)]
 use mesa_testkit::{sample, scram};
@@ -59,9 +60,7 @@ fn scrape_100(c: &mut Criterion) {
     let store = Arc::new(SnapshotStore::new());
     let metrics = Metrics::new(store.clone());
     for i in 0..100 {
-        metrics
-            .encodings()
-            .store(&store, snapshot(&format!("t{i:03}")));
+        store.put(snapshot(&format!("t{i:03}")));
     }
     let bytes = |chunks: Vec<bytes::Bytes>| chunks.iter().map(|c| c.len()).sum::<usize>();
     eprintln!(
@@ -79,13 +78,13 @@ fn scrape_100(c: &mut Criterion) {
     let changed = snapshot("t050");
     group.bench_function("plain_after_a_collection", |b| {
         b.iter(|| {
-            metrics.encodings().store(&store, changed.clone());
+            store.put(changed.clone());
             black_box(metrics.scrape().plain())
         })
     });
     group.bench_function("gzip_after_a_collection", |b| {
         b.iter(|| {
-            metrics.encodings().store(&store, changed.clone());
+            store.put(changed.clone());
             black_box(metrics.scrape().gzip())
         })
     });

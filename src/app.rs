@@ -21,9 +21,9 @@ use crate::config::{Config, ConfigError};
 use crate::http::admin::AdminState;
 use crate::http::admin::audit::AuditLog;
 use crate::http::metrics::{MetricsState, router};
+use crate::metrics::SnapshotStore;
 use crate::metrics::{ExporterMetrics, Metrics};
 use crate::scheduler::{Changes, Registry, Scheduler, Sinks};
-use crate::snapshot::SnapshotStore;
 use crate::tls::{ServerTls, server_config};
 
 /// How long shutdown waits for in-flight work before giving up.
@@ -213,7 +213,6 @@ impl App {
         let sinks = Sinks {
             store: store.clone(),
             metrics: metrics.exporter().clone(),
-            encodings: metrics.encodings().clone(),
         };
         let mut scheduler = Scheduler::new(sinks, tracker.clone(), root.clone(), registry.clone());
         // Targets are registered before the listeners open, so /readyz never sees an empty set.

@@ -25,9 +25,9 @@ use crate::collectors::{Collect, Collection, HEALTH, TargetCollector};
 use crate::config::{CollectionSettings, TargetConfig};
 use crate::gateway::{Deadline, Gateway, GatewayError};
 use crate::metrics::ExporterMetrics;
-use crate::metrics::families::EncodingCache;
+use crate::metrics::SnapshotStore;
 use crate::shard::Shard;
-use crate::snapshot::{SnapshotStore, TargetSnapshot};
+use crate::snapshot::TargetSnapshot;
 
 /// Backoff never waits more than this many intervals between attempts.
 pub const BACKOFF_CAP: u32 = 4;
@@ -38,13 +38,11 @@ pub const BACKOFF_JITTER: f64 = 0.25;
 /// Where a target's results go.
 #[derive(Debug, Clone)]
 pub struct Sinks {
-    /// Latest snapshot per target.
+    /// Latest snapshot per target with its encoding: storing encodes it, on the target's own
+    /// task, so scrapes only copy bytes.
     pub store: Arc<SnapshotStore>,
     /// The exporter's counters.
     pub metrics: Arc<ExporterMetrics>,
-    /// Each target's `/metrics` encoding, refreshed when its snapshot is stored, so scrapes
-    /// only copy bytes and the encoding work is spread over the targets' own tasks.
-    pub encodings: Arc<EncodingCache>,
 }
 
 /// A uniform random fraction in `[0, 1)`; 0 if the OS random source fails (jitter is only an
@@ -160,7 +158,7 @@ pub async fn run_target<C: Collect + Send + Sync + 'static>(
                         }
                     }
                 }
-                sinks.encodings.store(&sinks.store, TargetSnapshot {
+                sinks.store.put(TargetSnapshot {
                     target: name.clone(),
                     driver: collector.driver(),
                     finished_at: done.finished_at,

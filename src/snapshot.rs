@@ -1,12 +1,7 @@
-//! The snapshot store: the latest collection result of every target.
-//!
-//! The scheduler replaces a target's snapshot after each attempt; the metrics listener reads
-//! them. Snapshots are immutable and shared as `Arc`s: a scrape clones the pointers under a
-//! short read lock and encodes with no lock held, so a slow scrape never delays a collection
-//! and a collection never waits on an encoder.
+//! [`TargetSnapshot`]: the outcome of a target's latest collection attempt, immutable once
+//! made. The scheduler makes one after each attempt and puts it in the one store
+//! (`metrics::SnapshotStore`), which encodes it once and keeps it with its encoding.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::collectors::Collection;
@@ -47,56 +42,5 @@ impl TargetSnapshot {
             }
         }
         self
-    }
-}
-
-/// Latest snapshot per target, by name.
-#[derive(Debug, Default)]
-pub struct SnapshotStore {
-    inner: RwLock<BTreeMap<String, Arc<TargetSnapshot>>>,
-}
-
-impl SnapshotStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Replaces the target's snapshot; returns the stored one.
-    pub fn put(&self, snapshot: TargetSnapshot) -> Arc<TargetSnapshot> {
-        let snapshot = Arc::new(snapshot);
-        let mut map = self
-            .inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.insert(snapshot.target.clone(), snapshot.clone());
-        snapshot
-    }
-
-    /// Removes a target that left the config.
-    pub fn remove(&self, target: &str) {
-        let mut map = self
-            .inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.remove(target);
-    }
-
-    /// One target's snapshot.
-    pub fn get(&self, target: &str) -> Option<Arc<TargetSnapshot>> {
-        let map = self
-            .inner
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.get(target).cloned()
-    }
-
-    /// Every snapshot, ordered by target name.
-    pub fn all(&self) -> Vec<Arc<TargetSnapshot>> {
-        let map = self
-            .inner
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.values().cloned().collect()
     }
 }

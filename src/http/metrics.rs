@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
+use crate::metrics::SnapshotStore;
 use crate::metrics::{CONTENT_TYPE, Metrics, scrape};
 use crate::scheduler::Registry;
-use crate::snapshot::SnapshotStore;
 use body::Chunks;
 
 /// What the metrics routes read.

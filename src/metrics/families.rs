@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::collectors::{Family, Kind, Value};
-use crate::snapshot::{SnapshotStore, TargetSnapshot};
+use crate::snapshot::TargetSnapshot;
 
 /// Appended to every HELP text of database facts.
 const CACHED: &str =
@@ -319,102 +319,6 @@ pub fn render(snapshots: &[Arc<TargetSnapshot>], server_label: bool) -> String {
     write_merged(&mut out, &encoded);
     out.push_str("# EOF\n");
     out
-}
-
-/// A target's snapshot and its encoding.
-type Cached = (Arc<TargetSnapshot>, Arc<EncodedTarget>);
-
-/// Each target's encoding for `/metrics`, kept while its snapshot is the store's current one:
-/// a target is encoded once per collection, not once per scrape.
-#[derive(Debug, Default)]
-pub struct EncodingCache {
-    entries: std::sync::Mutex<Entries>,
-}
-
-/// The encodings by target, and a number that changes whenever any of them does.
-#[derive(Debug, Default)]
-struct Entries {
-    by_target: HashMap<String, Cached>,
-    generation: u64,
-}
-
-impl EncodingCache {
-    /// Encodes `snapshot` (the scheduler's fresh one), then stores it in `store` without its
-    /// families, with its encoding, in one step: a reader never sees the stored snapshot
-    /// without its encoding (it would have to encode a snapshot whose families are gone).
-    pub fn store(&self, store: &SnapshotStore, snapshot: TargetSnapshot) -> Arc<TargetSnapshot> {
-        let full = Arc::new(snapshot);
-        let encoded = Arc::new(EncodedTarget::new(&full, true));
-        // The encoder let go of its reference, so this does not copy.
-        let slim = Arc::try_unwrap(full)
-            .unwrap_or_else(|shared| (*shared).clone())
-            .without_families();
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let stored = store.put(slim);
-        entries
-            .by_target
-            .insert(stored.target.clone(), (stored.clone(), encoded));
-        entries.generation += 1;
-        stored
-    }
-
-    /// The encoding of `snapshot` under `entries`: the cached one if it was made from this
-    /// very snapshot, else made now (a snapshot stored directly: a target whose gateway could
-    /// not be built, or a test's).
-    fn encoding_of(
-        entries: &mut Entries,
-        snapshot: &Arc<TargetSnapshot>,
-    ) -> (Arc<EncodedTarget>, bool) {
-        match entries.by_target.get(&snapshot.target) {
-            Some((cached, encoded)) if Arc::ptr_eq(cached, snapshot) => (encoded.clone(), false),
-            _ => {
-                let encoded = Arc::new(EncodedTarget::new(snapshot, true));
-                entries
-                    .by_target
-                    .insert(snapshot.target.clone(), (snapshot.clone(), encoded.clone()));
-                (encoded, true)
-            }
-        }
-    }
-
-    /// The encodings of every snapshot in `store`, in its order (with the `server` label),
-    /// and the generation they belong to (equal generations mean equal encodings); entries
-    /// of targets gone from the store are dropped. The store is read under the cache's lock,
-    /// so [`EncodingCache::store`] is seen whole or not at all.
-    pub fn get(&self, store: &SnapshotStore) -> (u64, Vec<Arc<EncodedTarget>>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let snapshots = store.all();
-        let mut changed = false;
-        let out: Vec<Arc<EncodedTarget>> = snapshots
-            .iter()
-            .map(|s| {
-                let (encoded, fresh) = Self::encoding_of(&mut entries, s);
-                changed |= fresh;
-                encoded
-            })
-            .collect();
-        let before = entries.by_target.len();
-        entries
-            .by_target
-            .retain(|name, _| snapshots.iter().any(|s| &s.target == name));
-        if changed || entries.by_target.len() != before {
-            entries.generation += 1;
-        }
-        (entries.generation, out)
-    }
-
-    /// `/probe` of `target`: its encoding without the `server` label, or `None` before its
-    /// first collection.
-    pub fn probe(&self, store: &SnapshotStore, target: &str) -> Option<String> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let snapshot = store.get(target)?;
-        let (encoded, fresh) = Self::encoding_of(&mut entries, &snapshot);
-        if fresh {
-            entries.generation += 1;
-        }
-        drop(entries);
-        Some(encoded.probe_text(target))
-    }
 }
 
 #[cfg(test)]

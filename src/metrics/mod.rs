@@ -9,6 +9,7 @@
 pub mod families;
 mod lines;
 pub mod scrape;
+mod store;
 
 use std::sync::Arc;
 
@@ -21,9 +22,9 @@ use prometheus_client::registry::Registry;
 
 use crate::collectors::HEALTH;
 use crate::gateway::FailureReason;
-use crate::snapshot::{SnapshotStore, TargetSnapshot};
-use families::EncodingCache;
+use crate::snapshot::TargetSnapshot;
 use scrape::{Scrape, ScrapeCache};
+pub use store::SnapshotStore;
 
 /// The OpenMetrics content type of `/metrics` and `/probe`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -193,9 +194,8 @@ pub struct Metrics {
     /// The exporter's own instruments.
     registry: Registry,
     exporter: Arc<ExporterMetrics>,
+    /// Each target's snapshot and its encoding.
     store: Arc<SnapshotStore>,
-    /// Each target's families, encoded once per snapshot.
-    encoded: Arc<EncodingCache>,
     /// The targets' part, merged (and gzipped) once per change.
     scrapes: ScrapeCache,
 }
@@ -259,7 +259,6 @@ impl Metrics {
             registry,
             exporter,
             store,
-            encoded: Arc::new(EncodingCache::default()),
             scrapes: ScrapeCache::default(),
         }
     }
@@ -269,15 +268,10 @@ impl Metrics {
         &self.exporter
     }
 
-    /// The per-target encodings `/metrics` copies from (the scheduler refreshes them).
-    pub fn encodings(&self) -> &Arc<EncodingCache> {
-        &self.encoded
-    }
-
     /// One `/metrics` response: the targets' part (merged once per change of any target's
     /// encoding, shared between scrapes), then the exporter's own instruments, encoded now.
     pub fn scrape(&self) -> Scrape {
-        let targets = self.encoded.get(&self.store);
+        let targets = self.store.encodings();
         self.exporter.process.refresh();
         let mut tail = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail; a collector error would be a bug in this module.
@@ -290,7 +284,7 @@ impl Metrics {
     /// `/probe` of `target` (its families without the `server` label), or `None` before its
     /// first collection.
     pub fn probe(&self, target: &str) -> Option<String> {
-        self.encoded.probe(&self.store, target)
+        self.store.probe(target)
     }
 
     /// `/metrics` as one string.

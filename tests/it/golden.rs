@@ -169,11 +169,11 @@ fn statement_texts_are_redacted_in_labels() {
 #[test]
 fn metrics_copies_each_targets_encoding_and_never_serves_a_stale_one() {
     use mesa::metrics::Metrics;
-    use mesa::snapshot::SnapshotStore;
+    use mesa::metrics::SnapshotStore;
     let store = Arc::new(SnapshotStore::new());
     let metrics = Metrics::new(store.clone());
     for s in snapshots() {
-        metrics.encodings().store(&store, (*s).clone());
+        store.put((*s).clone());
     }
     // The store keeps only the outcomes; the families live on in the encodings.
     assert!(store.all().iter().all(|s| {

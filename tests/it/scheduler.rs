@@ -8,8 +8,8 @@ use mesa::collectors::{Collect, Collection};
 use mesa::config::CollectionSettings;
 use mesa::gateway::{Deadline, Expiry, FailureReason, GatewayError};
 use mesa::metrics::ExporterMetrics;
+use mesa::metrics::SnapshotStore;
 use mesa::scheduler::{BACKOFF_CAP, Sinks, run_target};
-use mesa::snapshot::SnapshotStore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -96,7 +96,6 @@ fn sinks() -> Sinks {
     Sinks {
         store: Arc::new(SnapshotStore::new()),
         metrics: Arc::new(ExporterMetrics::default()),
-        encodings: Arc::default(),
     }
 }
 

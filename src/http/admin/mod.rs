@@ -37,8 +37,8 @@ use self::problem::Problem;
 use crate::config::{Scope, TokenConfig};
 use crate::gateway::Deadline;
 use crate::metrics::ExporterMetrics;
+use crate::metrics::SnapshotStore;
 use crate::scheduler::Registry;
-use crate::snapshot::SnapshotStore;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

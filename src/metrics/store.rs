@@ -1,0 +1,117 @@
+//! The one store: for each target its latest [`TargetSnapshot`] (without its families) and
+//! that snapshot's encoding, written together by one call ([`SnapshotStore::put`]).
+//!
+//! The scheduler puts a snapshot after each attempt; the store encodes it (its families
+//! become sample lines once, here, not per scrape), drops the families from the snapshot it
+//! keeps, and swaps both in under one lock, so a reader never sees a snapshot without its
+//! encoding. Scrapes take the encodings (`/metrics` merges them, see `scrape`), `/probe`
+//! takes one, the admin API and the readiness check take snapshots: all clone `Arc`s under a
+//! short lock and work with no lock held, so a slow scrape never delays a collection.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use super::families::EncodedTarget;
+use crate::snapshot::TargetSnapshot;
+
+/// A target's stored snapshot and its encoding (with the `server` label).
+#[derive(Debug)]
+struct Entry {
+    snapshot: Arc<TargetSnapshot>,
+    encoded: Arc<EncodedTarget>,
+}
+
+/// The entries by target name, and a number that changes whenever any of them does.
+#[derive(Debug, Default)]
+struct Entries {
+    by_target: BTreeMap<String, Entry>,
+    generation: u64,
+}
+
+/// Latest snapshot and encoding per target, by name.
+#[derive(Debug, Default)]
+pub struct SnapshotStore {
+    inner: RwLock<Entries>,
+}
+
+impl SnapshotStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Encodes `snapshot` and stores it, without its families, with its encoding; returns
+    /// the stored snapshot. The only way anything is stored.
+    pub fn put(&self, snapshot: TargetSnapshot) -> Arc<TargetSnapshot> {
+        let full = Arc::new(snapshot);
+        let encoded = Arc::new(EncodedTarget::new(&full, true));
+        // The encoder let go of its reference, so this does not copy.
+        let slim = Arc::new(
+            Arc::try_unwrap(full)
+                .unwrap_or_else(|shared| (*shared).clone())
+                .without_families(),
+        );
+        let mut entries = self.write();
+        entries.by_target.insert(
+            slim.target.clone(),
+            Entry {
+                snapshot: slim.clone(),
+                encoded,
+            },
+        );
+        entries.generation += 1;
+        slim
+    }
+
+    /// Removes a target that left the config.
+    pub fn remove(&self, target: &str) {
+        let mut entries = self.write();
+        if entries.by_target.remove(target).is_some() {
+            entries.generation += 1;
+        }
+    }
+
+    /// One target's snapshot.
+    pub fn get(&self, target: &str) -> Option<Arc<TargetSnapshot>> {
+        self.read()
+            .by_target
+            .get(target)
+            .map(|e| e.snapshot.clone())
+    }
+
+    /// Every snapshot, ordered by target name.
+    pub fn all(&self) -> Vec<Arc<TargetSnapshot>> {
+        self.read()
+            .by_target
+            .values()
+            .map(|e| e.snapshot.clone())
+            .collect()
+    }
+
+    /// Every target's encoding, ordered by target name, and the generation they belong to
+    /// (equal generations mean equal encodings).
+    pub fn encodings(&self) -> (u64, Vec<Arc<EncodedTarget>>) {
+        let entries = self.read();
+        let out = entries
+            .by_target
+            .values()
+            .map(|e| e.encoded.clone())
+            .collect();
+        (entries.generation, out)
+    }
+
+    /// `/probe` of `target`: its encoding without the `server` label, or `None` before its
+    /// first collection.
+    pub fn probe(&self, target: &str) -> Option<String> {
+        let encoded = self.read().by_target.get(target)?.encoded.clone();
+        Some(encoded.probe_text(target))
+    }
+}
