@@ -136,8 +136,9 @@ fn test(args: &[String]) -> Result<bool> {
 const MAJORS: [&str; 6] = ["13", "14", "15", "16", "17", "18"];
 
 /// The tests the matrix runs on every major: every collector (on a primary and a standby,
-/// version gating, failure isolation) and the tenant `search_path` attack.
-const MATRIX_TESTS: [&str; 2] = ["collectors::", "search_path::"];
+/// version gating, failure isolation), their tiers (settings read on a configuration change)
+/// and the tenant `search_path` attack.
+const MATRIX_TESTS: [&str; 3] = ["collectors::", "tiers::", "search_path::"];
 
 /// `cargo xtask matrix`: the matrix tests once per major (`MESA_TEST_PG`), each major with a
 /// server of its own; stops at the first major that fails.
