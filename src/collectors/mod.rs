@@ -119,6 +119,9 @@ pub struct Outcome {
     /// When the collection that produced a successful result finished (a collector that is
     /// not due serves the result of an earlier collection); `None` for a failure.
     pub collected_at: Option<SystemTime>,
+    /// The result of an earlier collection, served again because the collector was not due:
+    /// its families are not here (the store reuses their encoding from that collection).
+    pub from_earlier: bool,
 }
 
 /// Everything one successful collection gathered (the core health statement ran).
@@ -455,13 +458,22 @@ impl Collect for TargetCollector {
         );
         let mut options = self.options;
         options.selection = plan.due;
-        let mut collection = collect_with(
+        let collection = collect_with(
             &self.gateway,
             &options,
             plan.unless_unchanged.as_deref(),
             deadline,
         )
-        .await?;
+        .await;
+        // A failed attempt serves no data, so the store's encoding has no earlier lines to
+        // reuse: after it, every collector runs again.
+        let mut collection = match collection {
+            Ok(c) => c,
+            Err(e) => {
+                *self.tiers.lock().unwrap_or_else(|p| p.into_inner()) = Tiers::default();
+                return Err(e);
+            }
+        };
         self.tiers.lock().unwrap_or_else(|p| p.into_inner()).merge(
             driver,
             &self.options,

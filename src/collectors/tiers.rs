@@ -5,7 +5,10 @@
 //! (`mesa_collector_last_success_timestamp_seconds`). A kept result older than twice its
 //! collector's period is dropped, never served forever; a collector that fails loses its kept
 //! result (its families are absent, as before tiers). Only the results of collectors that are
-//! not run at every collection are kept (their families, until the next run). An on-change collector (settings) is
+//! not run at every collection are kept, and without their families: a kept result is served
+//! as `from_earlier`, and the store takes its lines from the target's current encoding. A
+//! failed collection forgets every kept result (`TargetCollector`), since it leaves no lines
+//! to take. An on-change collector (settings) is
 //! sent to the driver as due but conditional: the driver reads the server's change key in the
 //! same round trip as its prepares and runs the collector only if the key moved, so a reload
 //! is served by the very collection that sees it.
@@ -18,7 +21,8 @@ use tokio::time::Instant;
 use super::{Collection, Options, Outcome, Schedule, Selection, catalogue};
 use crate::gateway::Driver;
 
-/// A collector's kept result.
+/// A collector's kept result: its outcome without families (served as `from_earlier`; the
+/// store has their encoding).
 #[derive(Debug, Clone)]
 struct Kept {
     outcome: Outcome,
@@ -100,11 +104,21 @@ impl Tiers {
             // would cost memory and time for nothing.
             let served_later =
                 options.intervals.schedule(driver, outcome.collector) != Schedule::Every;
-            if outcome.result.is_ok() && served_later {
+            if let (Ok(harvest), true) = (&outcome.result, served_later) {
+                let kept = Outcome {
+                    collector: outcome.collector,
+                    duration: outcome.duration,
+                    result: Ok(super::Harvest {
+                        families: Vec::new(),
+                        omitted: harvest.omitted,
+                    }),
+                    collected_at: outcome.collected_at,
+                    from_earlier: true,
+                };
                 self.kept.insert(
                     outcome.collector,
                     Kept {
-                        outcome: outcome.clone(),
+                        outcome: kept,
                         at: now,
                         key: collection.change_key.clone(),
                     },
@@ -164,6 +178,7 @@ mod tests {
                 Err(FailureReason::Timeout)
             },
             collected_at: ok.then(SystemTime::now),
+            from_earlier: false,
         }
     }
 

@@ -35,6 +35,9 @@ fn unix(t: SystemTime) -> Value {
 /// lines.
 #[derive(Debug, Clone)]
 struct EncodedFamily {
+    /// The collector that yielded it (`None` for Mesa's derived families), so a collector
+    /// that serves an earlier result can take its lines over.
+    collector: Option<&'static str>,
     /// Shared by every target (see [`header`]).
     name: Arc<str>,
     /// `# HELP` and `# TYPE` lines, shared by every target that has the same ones.
@@ -105,14 +108,13 @@ fn header(family: &Family) -> (Arc<str>, Arc<str>) {
     out
 }
 
-/// The families the collectors of a successful snapshot yielded, in run order.
-fn collected(snapshot: &TargetSnapshot) -> impl Iterator<Item = &Family> {
+/// The successful outcomes of a snapshot, in run order.
+fn collected(snapshot: &TargetSnapshot) -> impl Iterator<Item = &crate::collectors::Outcome> {
     snapshot
         .result
         .iter()
         .flat_map(|c| c.outcomes.iter())
-        .filter_map(|o| o.result.as_ref().ok())
-        .flat_map(|h| h.families.iter())
+        .filter(|o| o.result.is_ok())
 }
 
 impl EncodedTarget {
@@ -238,32 +240,67 @@ impl EncodedTarget {
 
     /// Encodes `snapshot`'s families; with the `server` label for `/metrics`.
     pub fn new(snapshot: &Arc<TargetSnapshot>, server_label: bool) -> Self {
+        Self::with_earlier(snapshot, server_label, None)
+    }
+
+    /// Encodes `snapshot`'s families, taking the lines of each collector that serves an
+    /// earlier collection's result (`Outcome::from_earlier`: its families are not in the
+    /// snapshot) from `earlier`, the target's previous encoding made with the same
+    /// `server_label`.
+    pub fn with_earlier(
+        snapshot: &Arc<TargetSnapshot>,
+        server_label: bool,
+        earlier: Option<&EncodedTarget>,
+    ) -> Self {
         let derived = Self::derived(snapshot);
         let server = server_label.then_some(snapshot.target.as_str());
         let mut text = String::new();
-        let mut entries = |families: &mut dyn Iterator<Item = &Family>| -> Vec<EncodedFamily> {
-            let mut out: Vec<EncodedFamily> = families
-                .map(|f| {
-                    let (name, header) = header(f);
-                    let start = text.len();
-                    super::lines::write_family(&mut text, f, server);
-                    // A target's text stays far below 4 GiB (the guards bound its rows).
-                    let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-                    EncodedFamily {
-                        name,
-                        header,
-                        lines: at(start)..at(text.len()),
-                    }
-                })
-                .collect();
-            out.shrink_to_fit();
-            out
+        // A target's text stays far below 4 GiB (the guards bound its rows).
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let encode = |text: &mut String, f: &Family, collector: Option<&'static str>| {
+            let (name, header) = header(f);
+            let start = text.len();
+            super::lines::write_family(text, f, server);
+            EncodedFamily {
+                collector,
+                name,
+                header,
+                lines: at(start)..at(text.len()),
+            }
         };
-        let phases = [
-            entries(&mut derived[..1].iter()),
-            entries(&mut collected(snapshot)),
-            entries(&mut derived[1..].iter()),
-        ];
+        let mut phases: [Vec<EncodedFamily>; 3] = Default::default();
+        phases[0] = derived[..1]
+            .iter()
+            .map(|f| encode(&mut text, f, None))
+            .collect();
+        for outcome in collected(snapshot) {
+            if outcome.from_earlier {
+                let Some(earlier) = earlier else { continue };
+                for family in earlier.phases[1]
+                    .iter()
+                    .filter(|f| f.collector == Some(outcome.collector))
+                {
+                    let start = text.len();
+                    text.push_str(earlier.lines(family));
+                    phases[1].push(EncodedFamily {
+                        lines: at(start)..at(text.len()),
+                        ..family.clone()
+                    });
+                }
+            } else if let Ok(harvest) = &outcome.result {
+                for f in &harvest.families {
+                    let encoded = encode(&mut text, f, Some(outcome.collector));
+                    phases[1].push(encoded);
+                }
+            }
+        }
+        phases[2] = derived[1..]
+            .iter()
+            .map(|f| encode(&mut text, f, None))
+            .collect();
+        for phase in &mut phases {
+            phase.shrink_to_fit();
+        }
         // Kept for a whole interval: no growth slack.
         text.shrink_to_fit();
         Self { text, phases }

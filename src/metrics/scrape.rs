@@ -282,6 +282,7 @@ mod tests {
                             omitted: None,
                         }),
                         collected_at: None,
+                        from_earlier: false,
                     }],
                     change_key: None,
                 }),

@@ -4,7 +4,9 @@
 //! The scheduler puts a snapshot after each attempt; the store encodes it (its families
 //! become sample lines once, here, not per scrape), drops the families from the snapshot it
 //! keeps, and swaps both in under one lock, so a reader never sees a snapshot without its
-//! encoding. Scrapes take the encodings (`/metrics` merges them, see `scrape`), `/probe`
+//! encoding. A collector that was not due (tiers) serves its earlier result: the snapshot
+//! says so, without the families, and the new encoding takes that collector's lines from the
+//! target's current one, so no copy of those families is kept anywhere. Scrapes take the encodings (`/metrics` merges them, see `scrape`), `/probe`
 //! takes one, the admin API and the readiness check take snapshots: all clone `Arc`s under a
 //! short lock and work with no lock held, so a slow scrape never delays a collection.
 
@@ -51,8 +53,15 @@ impl SnapshotStore {
     /// Encodes `snapshot` and stores it, without its families, with its encoding; returns
     /// the stored snapshot. The only way anything is stored.
     pub fn put(&self, snapshot: TargetSnapshot) -> Arc<TargetSnapshot> {
+        // Collectors that serve an earlier result take their lines from the target's
+        // current encoding (one task writes a target, so nothing replaces it meanwhile).
+        let earlier = self
+            .read()
+            .by_target
+            .get(&snapshot.target)
+            .map(|e| e.encoded.clone());
         let full = Arc::new(snapshot);
-        let encoded = Arc::new(EncodedTarget::new(&full, true));
+        let encoded = Arc::new(EncodedTarget::with_earlier(&full, true, earlier.as_deref()));
         // The encoder let go of its reference, so this does not copy.
         let slim = Arc::new(
             Arc::try_unwrap(full)

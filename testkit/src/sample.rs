@@ -112,6 +112,7 @@ pub fn collection() -> Collection {
             result: Ok(def.harvest(&records(def))),
             // A fixed time, so golden files stay the same from run to run.
             collected_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+            from_earlier: false,
         })
         .collect();
     Collection {

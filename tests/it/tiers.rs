@@ -145,16 +145,40 @@ async fn a_collector_on_an_interval_serves_its_first_result_with_its_time() {
         "health runs every time"
     );
     assert!(at(&second, "activity") > at(&first, "activity"));
-    // The exposition says how old each served result is.
-    let snapshot = std::sync::Arc::new(mesa::snapshot::TargetSnapshot {
+    // The kept result carries no families: the store takes its lines from the encoding of
+    // the collection that read it, so /probe still serves every database's size.
+    assert!(
+        second
+            .outcome("database")
+            .and_then(|o| o.result.as_ref().ok())
+            .is_some_and(|h| h.families.is_empty())
+    );
+    let store = mesa::metrics::SnapshotStore::new();
+    let snapshot = |c: &Collection| mesa::snapshot::TargetSnapshot {
         target: "tiers_interval".to_owned(),
         driver: Driver::Postgres,
         finished_at: std::time::SystemTime::now(),
         duration: Duration::ZERO,
-        result: Ok(second.clone()),
+        result: Ok(c.clone()),
         last_success: Some(std::time::SystemTime::now()),
-    });
-    let text = mesa::metrics::render_snapshots(vec![snapshot], false);
+    };
+    store.put(snapshot(&first));
+    let first_text = store.probe("tiers_interval").expect("stored");
+    store.put(snapshot(&second));
+    let text = store.probe("tiers_interval").expect("stored");
+    let sizes = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("pg_database_size_bytes{"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(!sizes(&first_text).is_empty(), "{first_text}");
+    assert_eq!(
+        sizes(&text),
+        sizes(&first_text),
+        "served from the first collection"
+    );
+    // The exposition says how old each served result is.
     let first_at = at(&first, "database")
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs_f64())

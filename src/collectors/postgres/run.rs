@@ -130,6 +130,7 @@ fn failed(
         duration,
         result: Err(reason),
         collected_at: None,
+        from_earlier: false,
     }
 }
 
@@ -365,6 +366,7 @@ async fn run(
                             duration,
                             result: Ok(def.harvest(&records)),
                             collected_at: None,
+                            from_earlier: false,
                         },
                         Err(e) if def.name == HEALTH => return Err(e),
                         Err(e) => {
@@ -441,6 +443,7 @@ async fn run_fallback(
                 duration: started.elapsed(),
                 result: Ok(def.harvest(&records)),
                 collected_at: None,
+                from_earlier: false,
             }))
         }
         Err(e) => {
