@@ -389,7 +389,7 @@ impl Scheduler {
         let name = config.name.clone();
         let settings = config.collection;
         let driver = config.spec.driver.driver();
-        let built = Gateway::for_target(&config.spec).map(Arc::new);
+        let built = Gateway::for_target(&config.spec, config.collection.limits()).map(Arc::new);
         self.registry.insert(TargetHandle {
             config: config.clone(),
             gateway: built.as_ref().ok().cloned(),

@@ -29,7 +29,7 @@ use mesa_testkit::scram;
 use mesa_testkit::measure::{machine, rss_mib, sum_of};
 use mesa_testkit::ports;
 
-use mesa_testkit::run_args::RunArgs;
+use mesa_testkit::run_args::{RunArgs, spawn_mesa};
 
 type Error = Box<dyn std::error::Error>;
 

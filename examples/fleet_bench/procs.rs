@@ -58,17 +58,7 @@ pub(crate) fn start_mesa(
             pw.display()
         )?;
     }
-    let config = dir.join(format!("mesa-{targets}.yaml"));
-    std::fs::write(&config, yaml)?;
-    let child = Command::new(&args.mesa)
-        .arg("--config.file")
-        .arg(&config)
-        .args(["--log.level", "warn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(
-            dir.join(format!("mesa-{targets}.log")),
-        )?))
-        .spawn()?;
+    let child = spawn_mesa(&args.mesa, dir, &format!("mesa-{targets}"), &yaml)?;
     let proc = Proc::on(child, reserved);
     wait_ready(proc.addr, "/readyz", interval * 2 + Duration::from_secs(10))?;
     Ok(proc)

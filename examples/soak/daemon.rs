@@ -62,15 +62,7 @@ targets:
             pw.display()
         )?;
     }
-    let config = dir.join("mesa.yaml");
-    std::fs::write(&config, yaml)?;
-    let child = Command::new(&args.mesa)
-        .arg("--config.file")
-        .arg(&config)
-        .args(["--log.level", "warn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(dir.join("mesa.log"))?))
-        .spawn()?;
+    let child = spawn_mesa(&args.mesa, dir, "mesa", &yaml)?;
     Ok(Mesa {
         child,
         metrics: SocketAddr::from(([127, 0, 0, 1], metrics)),

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ use mesa_testkit::proxy::{FaultProxy, Mode};
 use mesa_testkit::measure::{machine, rss_mib, sum_of};
 use mesa_testkit::ports;
 
-use mesa_testkit::run_args::RunArgs;
+use mesa_testkit::run_args::{RunArgs, spawn_mesa};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 

@@ -149,8 +149,6 @@ impl Collection {
 /// names of the two families Mesa derives for every target of that driver.
 #[derive(Debug)]
 pub struct Catalogue {
-    /// The driver.
-    pub driver: Driver,
     /// Its collectors, health first, in run order.
     pub collectors: &'static [Entry],
     /// The family that says whether the last collection ran (`pg_up`).
@@ -232,21 +230,10 @@ impl Intervals {
         if name == HEALTH {
             return Err(SelectionError::Required);
         }
-        let mut found = false;
-        for d in Driver::ALL
-            .into_iter()
-            .filter(|d| driver.is_none_or(|x| x == *d))
-        {
-            if let Some(i) = catalogue(d).position(name) {
-                self.0[d.index()][i] = Some(interval);
-                found = true;
-            }
+        for (d, i) in slots(driver, name)? {
+            self.0[d.index()][i] = Some(interval);
         }
-        if found {
-            Ok(())
-        } else {
-            Err(SelectionError::Unknown)
-        }
+        Ok(())
     }
 
     /// The schedule of `name` on targets of `driver`.
@@ -276,6 +263,27 @@ pub fn catalogue(driver: Driver) -> &'static Catalogue {
 impl Catalogue {
     fn position(&self, name: &str) -> Option<usize> {
         self.collectors.iter().position(|c| c.name == name)
+    }
+}
+
+/// The drivers a setting applies to: `driver` (a target's block), or with `None` every driver
+/// (the `collection` section shared by all targets).
+fn in_scope(driver: Option<Driver>) -> impl Iterator<Item = Driver> {
+    Driver::ALL
+        .into_iter()
+        .filter(move |d| driver.is_none_or(|x| x == *d))
+}
+
+/// Where `name` sits in the catalogues in scope, as (driver, position); `Unknown` when no
+/// catalogue in scope has it.
+fn slots(driver: Option<Driver>, name: &str) -> Result<Vec<(Driver, usize)>, SelectionError> {
+    let found: Vec<(Driver, usize)> = in_scope(driver)
+        .filter_map(|d| catalogue(d).position(name).map(|i| (d, i)))
+        .collect();
+    if found.is_empty() {
+        Err(SelectionError::Unknown)
+    } else {
+        Ok(found)
     }
 }
 
@@ -311,15 +319,7 @@ impl Selection {
         if name == HEALTH && !on {
             return Err(SelectionError::Required);
         }
-        let mut found = false;
-        for d in Driver::ALL
-            .into_iter()
-            .filter(|d| driver.is_none_or(|x| x == *d))
-        {
-            let Some(i) = catalogue(d).position(name) else {
-                continue;
-            };
-            found = true;
+        for (d, i) in slots(driver, name)? {
             let bits = &mut self.0[d.index()];
             if on {
                 *bits |= 1 << i;
@@ -327,11 +327,7 @@ impl Selection {
                 *bits &= !(1 << i);
             }
         }
-        if found {
-            Ok(())
-        } else {
-            Err(SelectionError::Unknown)
-        }
+        Ok(())
     }
 
     /// Whether `name` runs on targets of `driver`.
@@ -359,10 +355,7 @@ pub enum SelectionError {
 /// Every collector's name of `driver`, or of every driver, in catalogue order.
 pub fn names(driver: Option<Driver>) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for d in Driver::ALL
-        .into_iter()
-        .filter(|d| driver.is_none_or(|x| x == *d))
-    {
+    for d in in_scope(driver) {
         for c in catalogue(d).collectors {
             if !out.contains(&c.name) {
                 out.push(c.name);

@@ -71,8 +71,8 @@ impl Tiers {
                 Schedule::Every => {}
                 Schedule::Interval(period) => {
                     if age < nearly(period) {
-                        // Health is never kept from one collection to the next as not due:
-                        // its schedule is always `Every`.
+                        // Cannot fail: the name is the catalogue's, and health (the one
+                        // collector that cannot be switched off) is always `Every`.
                         let _ = due.set(Some(driver), entry.name, false);
                     }
                 }

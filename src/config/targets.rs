@@ -10,9 +10,9 @@ use super::reader::{Fields, Problems};
 use super::*;
 use crate::gateway::{CommonSpec, Credentials, TargetSpec};
 
-/// The keys every driver's target block has; the driver's parser adds its own
-/// (`drivers::keys`).
-pub(super) const COMMON_KEYS: &[&str] = &[
+/// The keys every driver's target block has besides the collection overrides
+/// (`COLLECTION_KEYS`) and `admin`; the driver's parser adds its own (`drivers::keys`).
+const ENDPOINT_KEYS: &[&str] = &[
     "name",
     "driver",
     "host",
@@ -22,15 +22,6 @@ pub(super) const COMMON_KEYS: &[&str] = &[
     "password",
     "password_env",
     "password_file",
-    "interval",
-    "timeout",
-    "connect_timeout",
-    "statement_timeout",
-    "lock_timeout",
-    "collectors",
-    "max_tables",
-    "max_statements",
-    "admin",
 ];
 pub(super) const LOGIN_KEYS: &[&str] = &["username", "password", "password_env", "password_file"];
 
@@ -55,17 +46,16 @@ pub(super) fn target(
         .get("driver")
         .and_then(Value::as_str)
         .and_then(|d| d.parse::<Driver>().ok());
+    let common = ENDPOINT_KEYS
+        .iter()
+        .chain(COLLECTION_KEYS)
+        .chain(&["admin"])
+        .copied();
     let allowed: Vec<&str> = match named {
-        Some(d) => COMMON_KEYS
-            .iter()
-            .chain(drivers::keys(d).keys)
-            .copied()
+        Some(d) => common
+            .chain(drivers::keys(d).keys.iter().copied())
             .collect(),
-        None => COMMON_KEYS
-            .iter()
-            .copied()
-            .chain(drivers::any_keys())
-            .collect(),
+        None => common.chain(drivers::any_keys()).collect(),
     };
     let mut f = Fields::new(item, path, &allowed, p)?;
     let name = f.required_string("name", p);
@@ -130,7 +120,6 @@ pub(super) fn target(
                     password,
                 },
                 admin,
-                limits: collection.limits(),
             },
             driver: own?,
         },

@@ -217,8 +217,8 @@ pub struct TokenConfig {
 pub struct TargetConfig {
     /// `[a-z0-9_-]+`, unique; the `server` label.
     pub name: String,
-    /// What the gateway needs to reach it: endpoint, logins and session limits (built from
-    /// `collection`'s timeouts), and its driver's own settings.
+    /// What the gateway needs to reach it: endpoint, logins and its driver's own settings
+    /// (its session limits come from `collection`, [`CollectionSettings::limits`]).
     pub spec: TargetSpec,
     /// Effective collection settings (defaults plus this target's overrides).
     pub collection: CollectionSettings,

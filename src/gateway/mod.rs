@@ -314,12 +314,14 @@ macro_rules! each_driver {
 }
 
 impl Gateway {
-    /// The factory: builds the driver the target's spec names.
-    pub fn for_target(target: &TargetSpec) -> Result<Self, GatewayError> {
+    /// The factory: builds the driver the target's spec names, every session of it under
+    /// `limits` (the target's collection settings give them: `CollectionSettings::limits`).
+    pub fn for_target(target: &TargetSpec, limits: Limits) -> Result<Self, GatewayError> {
         match &target.driver {
             DriverSpec::Postgres(spec) => Ok(Self::Postgres(postgres::PostgresGateway::new(
                 &target.common,
                 spec,
+                limits,
             )?)),
         }
     }

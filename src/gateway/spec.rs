@@ -1,6 +1,6 @@
 //! What the gateway needs to reach one server, independent of where it came from: the
-//! [`TargetSpec`], a part every driver shares ([`CommonSpec`]: endpoint, database, logins,
-//! limits) and a driver's own part ([`DriverSpec`], one variant per driver, each defined in
+//! [`TargetSpec`], a part every driver shares ([`CommonSpec`]: endpoint, database, logins)
+//! and a driver's own part ([`DriverSpec`], one variant per driver, each defined in
 //! its driver's folder). The config layer builds it (the target's driver keys go to that
 //! driver's parser, `config/drivers/`); the gateway never reads the config, so the dependency
 //! runs one way (config -> gateway) and the gateway stays the bottom layer every driver shares.
@@ -50,8 +50,6 @@ pub struct CommonSpec {
     pub monitor: Credentials,
     /// A separate login for mutations, if any.
     pub admin: Option<Credentials>,
-    /// Timeouts of every session.
-    pub limits: Limits,
 }
 
 /// A driver's own settings for a target; the variant names the driver.

@@ -1,6 +1,6 @@
 //! The arguments `cargo xtask` gives every measuring example (its `example_run`): the Mesa
 //! binary under test, the folder the report goes to and the command the report names. Each
-//! example reads its own flags besides these.
+//! example reads its own flags besides these; [`spawn_mesa`] starts that binary on a config.
 
 use std::path::PathBuf;
 
@@ -42,4 +42,25 @@ impl RunArgs {
             command,
         })
     }
+}
+
+/// Starts the Mesa binary `mesa` on `yaml`, written to `<dir>/<stem>.yaml`, logging warnings
+/// to `<dir>/<stem>.log`.
+pub fn spawn_mesa(
+    mesa: &std::path::Path,
+    dir: &std::path::Path,
+    stem: &str,
+    yaml: &str,
+) -> std::io::Result<std::process::Child> {
+    let config = dir.join(format!("{stem}.yaml"));
+    std::fs::write(&config, yaml)?;
+    std::process::Command::new(mesa)
+        .arg("--config.file")
+        .arg(&config)
+        .args(["--log.level", "warn"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(std::fs::File::create(
+            dir.join(format!("{stem}.log")),
+        )?))
+        .spawn()
 }

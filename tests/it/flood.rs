@@ -198,8 +198,8 @@ async fn slow_admin_reads_never_take_the_collections_connection_slot() {
         .await
         .expect("lock");
     let mut t = target("slots", "mesa_monitor");
-    t.spec.common.limits.connect_timeout = Duration::from_secs(5);
-    t.spec.common.limits.lock_timeout = Duration::from_secs(5);
+    t.collection.connect_timeout = Duration::from_secs(5);
+    t.collection.lock_timeout = Duration::from_secs(5);
     let g = std::sync::Arc::new(gateway(&t));
     // A burst of five slow reads, as a `read` token could send.
     let mut reads = tokio::task::JoinSet::new();

@@ -70,8 +70,8 @@ async fn server_and_client_timeouts_are_timeout() {
 
     // statement_timeout fires first.
     let mut t = base.clone();
-    t.spec.common.limits.statement_timeout = Duration::from_millis(300);
-    t.spec.common.limits.lock_timeout = Duration::from_secs(60);
+    t.collection.statement_timeout = Duration::from_millis(300);
+    t.collection.lock_timeout = Duration::from_secs(60);
     let user = NewUser::new("timeout_user_1", None, false, true).expect("valid");
     let err = gateway(&t)
         .create_user(user, Deadline::after(D))
@@ -82,8 +82,8 @@ async fn server_and_client_timeouts_are_timeout() {
 
     // lock_timeout fires first.
     let mut t = base.clone();
-    t.spec.common.limits.statement_timeout = Duration::from_secs(60);
-    t.spec.common.limits.lock_timeout = Duration::from_millis(300);
+    t.collection.statement_timeout = Duration::from_secs(60);
+    t.collection.lock_timeout = Duration::from_millis(300);
     let user = NewUser::new("timeout_user_2", None, false, true).expect("valid");
     let err = gateway(&t)
         .create_user(user, Deadline::after(D))
@@ -94,8 +94,8 @@ async fn server_and_client_timeouts_are_timeout() {
 
     // Our own deadline fires first: a cancel request stops the server-side statement.
     let mut t = base.clone();
-    t.spec.common.limits.statement_timeout = Duration::from_secs(60);
-    t.spec.common.limits.lock_timeout = Duration::from_secs(60);
+    t.collection.statement_timeout = Duration::from_secs(60);
+    t.collection.lock_timeout = Duration::from_secs(60);
     let user = NewUser::new("timeout_user_3", None, false, true).expect("valid");
     let started = Instant::now();
     let err = gateway(&t)
@@ -131,7 +131,7 @@ async fn a_listener_that_never_answers_is_a_timeout_within_the_connect_timeout()
         .expect("bind");
     let mut t = target("silent", "mesa_monitor");
     t.spec.common.port = silent.local_addr().expect("addr").port();
-    t.spec.common.limits.connect_timeout = Duration::from_secs(1);
+    t.collection.connect_timeout = Duration::from_secs(1);
     let started = Instant::now();
     let err = gateway(&t)
         .collect(Deadline::after(D))
@@ -300,8 +300,8 @@ async fn cancellation_stops_the_statement_on_the_server() {
     let _serial = role_lock().await;
     let lock = block_role_creation().await;
     let mut t = with_admin(target("shutdown", "mesa_monitor"), "mesa_admin");
-    t.spec.common.limits.statement_timeout = Duration::from_secs(60);
-    t.spec.common.limits.lock_timeout = Duration::from_secs(60);
+    t.collection.statement_timeout = Duration::from_secs(60);
+    t.collection.lock_timeout = Duration::from_secs(60);
     let token = tokio_util::sync::CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {

@@ -76,7 +76,7 @@ async fn a_counterfeit_pg_stat_statements_swapped_in_during_a_lock_wait_never_ru
     t.spec.common.database = "race_db".to_owned();
     t = with_stat_statements(t);
     // A lock wait long enough for the tenant to act.
-    t.spec.common.limits.lock_timeout = Duration::from_secs(4);
+    t.collection.lock_timeout = Duration::from_secs(4);
     let collection = tokio::spawn(async move { collect_text(&t).await });
     // Mesa queues behind the tenant's lock (before the fix it always did); the tenant then
     // swaps in the counterfeit and commits, which wakes Mesa up.

@@ -131,7 +131,7 @@ async fn exit_on_error_set_by_a_tenant_fails_one_collector_not_the_target() {
     let mut t = target("hostile_exit", "mesa_monitor");
     t.spec.common.database = "hostile_exit_db".to_owned();
     t = with_stat_statements(t);
-    t.spec.common.limits.lock_timeout = Duration::from_millis(200);
+    t.collection.lock_timeout = Duration::from_millis(200);
     let (collection, text) = collect_text(&t).await;
     su.batch_execute("ROLLBACK").await.expect("unlock");
     assert_eq!(must(&text, "pg_up", &[]), 1.0, "{text}");

@@ -41,7 +41,6 @@ use std::borrow::Cow;
 use tokio_postgres::Statement as Prepared;
 
 use super::{Catalogue, Entry, Family, Harvest, Kind, Options, Schedule, Value};
-use crate::gateway::Driver;
 
 pub use run::{CHANGE_KEY, STAT_STATEMENTS_VIEW, collect};
 
@@ -65,7 +64,6 @@ pub const ALL: &[Definition] = &[
 /// The catalogue the neutral layers see: [`ALL`]'s names and defaults, and PostgreSQL's up and
 /// scrape-error family names (postgres_exporter's).
 pub static CATALOGUE: Catalogue = Catalogue {
-    driver: Driver::Postgres,
     collectors: &ENTRIES,
     up: "pg_up",
     last_scrape_error: "pg_exporter_last_scrape_error",

@@ -194,6 +194,10 @@ fn query<'a>(client: &'a Client, statement: &'a Prepared, limit: Option<i64>) ->
     Box::pin(async move { Reply::Rows(rows(client, statement, limit).await, Instant::now()) })
 }
 
+fn prepare<'a>(client: &'a Client, statement: &'a Statement) -> Step<'a> {
+    Box::pin(async move { Reply::Prepared(client.prepare(&statement.sql).await) })
+}
+
 fn simple<'a>(client: &'a Client, sql: String) -> Step<'a> {
     Box::pin(async move { Reply::Done(client.batch_execute(&sql).await) })
 }
@@ -245,28 +249,32 @@ async fn run(
 
     // Prepare everything in one round trip; outside a transaction, so one failure is alone.
     // When an on-change collector is planned, the server's change key is read in the same
-    // round trip.
+    // round trip; one with a kept result (`unless_unchanged`) is prepared only once the key
+    // says the configuration changed (a second round trip, on a change only), so an
+    // unchanged server parses nothing for it.
     let on_change = |def: &Definition| {
         matches!(
             options.intervals.schedule(Driver::Postgres, def.name),
             Schedule::OnChange { .. }
         )
     };
+    let deferred = |def: &Definition| unless_unchanged.is_some() && on_change(def);
     let wants_key = planned.iter().any(|(def, _)| on_change(def));
-    let mut prepares: Vec<Step<'_>> = planned
+    let first: Vec<usize> = (0..planned.len())
+        .filter(|&i| !deferred(planned[i].0))
+        .collect();
+    let mut steps: Vec<Step<'_>> = first
         .iter()
-        .map(|(_, s)| -> Step<'_> {
-            Box::pin(async move { Reply::Prepared(client.prepare(&s.sql).await) })
-        })
+        .map(|&i| prepare(client, &planned[i].1))
         .collect();
     if wants_key {
-        prepares.push(Box::pin(async move {
+        steps.push(Box::pin(async move {
             Reply::Rows(client.query(CHANGE_KEY, &[]).await, Instant::now())
         }));
     }
-    let mut prepared = in_order(prepares).await;
+    let mut answers = in_order(steps).await;
     let change_key = if wants_key {
-        match prepared.pop() {
+        match answers.pop() {
             Some(Reply::Rows(Ok(rows), _)) => {
                 rows.first().and_then(|r| r.opt_text(0).ok().flatten())
             }
@@ -275,14 +283,30 @@ async fn run(
     } else {
         None
     };
-    // Unchanged since the kept result: the on-change collectors do not run.
-    let unchanged = unless_unchanged.is_some() && change_key.as_deref() == unless_unchanged;
+    let mut replies: Vec<Option<Reply>> = planned.iter().map(|_| None).collect();
+    for (i, answer) in first.into_iter().zip(answers) {
+        replies[i] = Some(answer);
+    }
+    // Changed (or the key unreadable): the deferred collectors run after all.
+    if change_key.is_none() || change_key.as_deref() != unless_unchanged {
+        let later: Vec<usize> = (0..planned.len())
+            .filter(|&i| deferred(planned[i].0))
+            .collect();
+        if !later.is_empty() {
+            let steps = later
+                .iter()
+                .map(|&i| prepare(client, &planned[i].1))
+                .collect();
+            for (i, answer) in later.into_iter().zip(in_order(steps).await) {
+                replies[i] = Some(answer);
+            }
+        }
+    }
     let mut runnable: Vec<(&'static Definition, Prepared, Option<i64>, Option<Fallback>)> =
         Vec::new();
-    for ((def, statement), reply) in planned.iter().zip(prepared) {
-        if unchanged && on_change(def) {
-            continue;
-        }
+    for ((def, statement), reply) in planned.iter().zip(replies) {
+        // Deferred and the configuration unchanged: its kept result stands.
+        let Some(reply) = reply else { continue };
         match reply {
             Reply::Prepared(Ok(p)) if statement.reads_what_was_checked(&p) => {
                 runnable.push((def, p, statement.limit, statement.fallback.clone()));

@@ -73,8 +73,6 @@ pub const PINNED_SETTINGS: &[(&str, &str)] = &[
     ("exit_on_error", "off"),
     // With zero costs, JIT made a collection 50 times slower.
     ("jit", "off"),
-    // Would end Mesa's session between two statements.
-    ("idle_session_timeout", "0"),
     // The collection names its own isolation level; admin statements expect the default.
     ("default_transaction_isolation", "read\\ committed"),
     ("default_transaction_deferrable", "off"),
@@ -93,6 +91,13 @@ pub const PINNED_SETTINGS: &[(&str, &str)] = &[
     // Catalog reads need no parallel workers, and a tenant's value would spend the server's.
     ("max_parallel_workers_per_gather", "0"),
     ("plan_cache_mode", "auto"),
+];
+/// Pinned settings that only newer servers have (and so only there can a tenant set them), as
+/// for [`PINNED_SETTINGS`]. A server that refuses one at startup (42704, naming it) gets a
+/// second startup without them, and the target's later sessions leave them out.
+pub const NEWER_PINNED_SETTINGS: &[(&str, &str)] = &[
+    // PostgreSQL 14 on. Would end Mesa's session between two statements.
+    ("idle_session_timeout", "0"),
 ];
 /// `application_name` on every connection, so DBAs can see (and filter) Mesa's sessions.
 pub const APPLICATION_NAME: &str = "mesa";
@@ -119,13 +124,10 @@ pub struct Connector {
     channel_binding: PgChannelBinding,
     slots: Arc<Semaphore>,
     admin_slots: Arc<Semaphore>,
-    /// The server refused `idle_session_timeout` at startup (PostgreSQL 13 has no such
-    /// setting, so neither can a tenant set it): later sessions leave it out.
-    without_idle_session_timeout: AtomicBool,
+    /// The server refused one of [`NEWER_PINNED_SETTINGS`] at startup: later sessions leave
+    /// them out.
+    older_server: AtomicBool,
 }
-
-/// The pinned setting PostgreSQL 13 does not have.
-const IDLE_SESSION_TIMEOUT: &str = "idle_session_timeout";
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -157,7 +159,7 @@ impl Connector {
             channel_binding,
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS_PER_TARGET)),
             admin_slots: Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS_PER_TARGET)),
-            without_idle_session_timeout: AtomicBool::new(false),
+            older_server: AtomicBool::new(false),
         }
     }
 
@@ -204,14 +206,14 @@ impl Connector {
             .start_session(creds, dbname, access, deadline, &connect_deadline)
             .await
         {
-            // PostgreSQL 13 refuses the whole startup over a setting it lacks: once, say so
-            // and start again without it.
+            // An older server refuses the whole startup over a setting it lacks (13 has no
+            // idle_session_timeout): once, note it and start again without the newer ones.
             Err(GatewayError::Server { code, message, .. })
                 if code == "42704"
-                    && message.contains(IDLE_SESSION_TIMEOUT)
-                    && !self
-                        .without_idle_session_timeout
-                        .swap(true, Ordering::Relaxed) =>
+                    && NEWER_PINNED_SETTINGS
+                        .iter()
+                        .any(|(name, _)| message.contains(name))
+                    && !self.older_server.swap(true, Ordering::Relaxed) =>
             {
                 self.start_session(creds, dbname, access, deadline, &connect_deadline)
                     .await?
@@ -291,11 +293,12 @@ impl Connector {
             ms(self.limits.lock_timeout),
             ms(self.limits.idle_in_transaction_timeout),
         );
-        let skip_idle = self.without_idle_session_timeout.load(Ordering::Relaxed);
-        for (name, value) in PINNED_SETTINGS {
-            if skip_idle && *name == IDLE_SESSION_TIMEOUT {
-                continue;
-            }
+        let newer: &[(&str, &str)] = if self.older_server.load(Ordering::Relaxed) {
+            &[]
+        } else {
+            NEWER_PINNED_SETTINGS
+        };
+        for (name, value) in PINNED_SETTINGS.iter().chain(newer) {
             options.push_str(" -c ");
             options.push_str(name);
             options.push('=');

@@ -30,7 +30,7 @@ use super::{
     Administrator, BackendRef, Column, CreatedUser, Database, Deadline, GatewayError, Inspector,
     NewUser, ObjectName, ServerHealth, Session, SessionFilter, Table,
 };
-use super::{CommonSpec, Credentials};
+use super::{CommonSpec, Credentials, Limits};
 
 /// tokio-postgres' spelling of the config's channel binding.
 fn channel_binding(cb: ChannelBinding) -> tokio_postgres::config::ChannelBinding {
@@ -52,13 +52,17 @@ pub struct PostgresGateway {
 
 impl PostgresGateway {
     /// Builds the gateway for a target; loads its TLS roots.
-    pub fn new(target: &CommonSpec, pg: &PostgresSpec) -> Result<Self, GatewayError> {
+    pub fn new(
+        target: &CommonSpec,
+        pg: &PostgresSpec,
+        limits: Limits,
+    ) -> Result<Self, GatewayError> {
         let (tls, ssl_mode) = tls::connector(pg.sslmode, pg.sslrootcert.as_deref())?;
         Ok(Self {
             connector: Connector::new(
                 target.host.clone(),
                 target.port,
-                target.limits,
+                limits,
                 tls,
                 ssl_mode,
                 channel_binding(pg.channel_binding),

@@ -261,8 +261,8 @@ async fn blocked_collector(database: &str, lock_timeout: Duration, statement_tim
         .await
         .expect("lock");
     let mut t = with_stat_statements(monitor_of(database));
-    t.spec.common.limits.lock_timeout = lock_timeout;
-    t.spec.common.limits.statement_timeout = statement_timeout;
+    t.collection.lock_timeout = lock_timeout;
+    t.collection.statement_timeout = statement_timeout;
     let started = std::time::Instant::now();
     let (collection, text) = collect_text(&t).await;
     let took = started.elapsed();

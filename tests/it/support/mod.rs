@@ -1,0 +1,393 @@
+//! Shared fixtures: one PostgreSQL cluster per test binary, roles, clients, target configs and
+//! what tests ask the server; `http` talks to daemons (real HTTP clients, daemon configs);
+//! `exposition` reads what they serve (samples, values, OpenMetrics validity).
+
+mod exposition;
+mod http;
+
+pub use exposition::*;
+pub use http::*;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use mesa::config::{ChannelBinding, CollectionSettings, SslMode, TargetConfig};
+use mesa::gateway::postgres::PostgresSpec;
+use mesa::gateway::{CommonSpec, Credentials, DriverSpec, Gateway, TargetSpec};
+use mesa::secret::Secret;
+use mesa_testkit::{ClusterOptions, PgCluster};
+use tokio_postgres::Client;
+
+/// Password of every role the fixtures create (except the superuser's).
+pub const ROLE_PASSWORD: &str = "fixture-password-0123456789";
+
+/// The cluster, started on first use with the fixture roles.
+pub fn cluster() -> &'static PgCluster {
+    static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let cluster = PgCluster::start(ClusterOptions {
+            // Wake autovacuum often so its launcher is always present.
+            extra_conf: vec![
+                "autovacuum_naptime = 1".to_owned(),
+                // For the stat_statements collector's test.
+                "shared_preload_libraries = 'pg_stat_statements'".to_owned(),
+            ],
+            ..ClusterOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("test PostgreSQL did not start: {e}"));
+        let p = ROLE_PASSWORD;
+        cluster
+            .psql(
+                "postgres",
+                &format!(
+                    "CREATE ROLE mesa_monitor LOGIN PASSWORD '{p}' IN ROLE pg_monitor;
+                     CREATE ROLE mesa_plain LOGIN PASSWORD '{p}';
+                     CREATE ROLE mesa_admin LOGIN CREATEROLE PASSWORD '{p}' IN ROLE pg_signal_backend, pg_read_all_stats;
+                     CREATE ROLE app_user LOGIN PASSWORD '{p}';
+                     CREATE ROLE sess_monitor LOGIN PASSWORD '{p}' IN ROLE pg_monitor;
+                     CREATE ROLE leak_user LOGIN PASSWORD '{p}' IN ROLE pg_monitor;
+                     CREATE ROLE no_slots LOGIN CONNECTION LIMIT 0 PASSWORD '{p}';"
+                ),
+            )
+            .unwrap_or_else(|e| panic!("fixture roles: {e}"));
+        cluster
+    })
+}
+
+/// Serialises tests that create roles or lock `pg_authid`, so a lock held by one test cannot
+/// make another time out.
+pub async fn role_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// Tests that time their daemon's answers (the fault suite's scrape p99) hold this shared;
+/// tests that flood a daemon on purpose (hundreds of connections, bcrypt floods) hold it
+/// exclusively, so one test's flood never counts against another's latency figures.
+static LOAD: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Shared: this test's timing must not share the machine with a flood.
+pub async fn quiet() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    LOAD.read().await
+}
+
+/// Exclusive: this test floods a daemon.
+pub async fn loud() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    LOAD.write().await
+}
+
+/// A plain client (no TLS) as `user` on the shared cluster ([`PgCluster::connect`]).
+pub async fn client_as(
+    user: &str,
+    password: &str,
+    database: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    cluster().connect(user, password, database).await
+}
+
+/// The backend process id of `client`'s session.
+pub async fn backend_pid(client: &Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pg_backend_pid()")
+        .get(0)
+}
+
+/// A superuser client on `database`.
+pub async fn superuser(database: &str) -> Client {
+    let c = cluster();
+    client_as(c.superuser(), c.password(), database)
+        .await
+        .expect("superuser connects")
+}
+
+/// A target for the test cluster as `user` with the fixture password.
+pub fn target(name: &str, user: &str) -> TargetConfig {
+    let c = cluster();
+    let password = if user == c.superuser() {
+        c.password()
+    } else {
+        ROLE_PASSWORD
+    };
+    TargetConfig {
+        name: name.to_owned(),
+        spec: TargetSpec {
+            common: CommonSpec {
+                host: c.host().to_owned(),
+                port: c.port(),
+                database: "postgres".to_owned(),
+                monitor: Credentials {
+                    user: user.to_owned(),
+                    password: Some(Secret::new(password)),
+                },
+                admin: None,
+            },
+            driver: DriverSpec::Postgres(PostgresSpec {
+                sslmode: SslMode::Disable,
+                sslrootcert: None,
+                channel_binding: ChannelBinding::Prefer,
+            }),
+        },
+        collection: CollectionSettings::default(),
+    }
+}
+
+/// The PostgreSQL settings of a test target.
+pub fn pg(t: &mut TargetConfig) -> &mut PostgresSpec {
+    match &mut t.spec.driver {
+        DriverSpec::Postgres(pg) => pg,
+    }
+}
+
+/// `target` with a separate admin login.
+pub fn with_admin(mut t: TargetConfig, user: &str) -> TargetConfig {
+    let c = cluster();
+    let password = if user == c.superuser() {
+        c.password()
+    } else {
+        ROLE_PASSWORD
+    };
+    t.spec.common.admin = Some(Credentials {
+        user: user.to_owned(),
+        password: Some(Secret::new(password)),
+    });
+    t
+}
+
+/// A gateway for `target`.
+pub fn gateway(t: &TargetConfig) -> Gateway {
+    Gateway::for_target(&t.spec, t.collection.limits()).expect("gateway builds")
+}
+
+/// A loopback port nothing listens on, reserved for the rest of this test process (see
+/// `mesa_testkit::ports`): no other test, process or ephemeral bind takes it, so it stays
+/// closed, or free for the one server a test starts on it.
+pub fn closed_port() -> u16 {
+    static HELD: std::sync::Mutex<Vec<mesa_testkit::ports::Reserved>> =
+        std::sync::Mutex::new(Vec::new());
+    let reserved = mesa_testkit::ports::reserve().expect("a loopback port");
+    let port = reserved.port();
+    HELD.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(reserved);
+    port
+}
+
+/// Polls `probe` every 50 ms until it returns true or `limit` passes; returns the last answer.
+pub async fn eventually<F, Fut>(limit: Duration, mut probe: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        if probe().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Fetches with `fetch` until `done` holds or `limit` passes; the last text and whether it held.
+pub async fn poll_until<F, Fut>(
+    limit: Duration,
+    mut fetch: F,
+    done: impl Fn(&str) -> bool,
+) -> (bool, String)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let text = fetch().await;
+        if done(&text) {
+            return (true, text);
+        }
+        if std::time::Instant::now() > until {
+            return (false, text);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A session on `client` that runs `sql` in the background; returns its backend pid.
+pub async fn background(
+    client: Client,
+    sql: &'static str,
+) -> (
+    i32,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    let pid = backend_pid(&client).await;
+    let handle = tokio::spawn(async move {
+        let r = client.batch_execute(sql).await;
+        drop(client);
+        r
+    });
+    (pid, handle)
+}
+
+/// A Python tool from the environment `cargo xtask test` sets up.
+pub use mesa_testkit::venv::tool as venv_tool;
+
+/// Sessions of `user` that Mesa opened (`application_name = 'mesa'`).
+pub async fn mesa_sessions_of(user: &str) -> i64 {
+    superuser("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mesa' AND usename = $1",
+            &[&user],
+        )
+        .await
+        .expect("count")
+        .get(0)
+}
+
+/// Sessions of `user`, whoever opened them.
+pub async fn sessions_of(user: &str) -> i64 {
+    superuser("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+            &[&user],
+        )
+        .await
+        .expect("count")
+        .get(0)
+}
+
+/// Whether a backend with `pid` exists.
+pub async fn pid_exists(pid: i32) -> bool {
+    superuser("postgres")
+        .await
+        .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .await
+        .expect("probe")
+        .is_some()
+}
+
+/// Whether a role named `name` exists.
+pub async fn role_exists(name: &str) -> bool {
+    superuser("postgres")
+        .await
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
+        .await
+        .expect("probe")
+        .is_some()
+}
+
+/// Whether backend `pid` is running a statement.
+pub async fn is_active(pid: i32) -> bool {
+    superuser("postgres")
+        .await
+        .query_opt(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+            &[&pid],
+        )
+        .await
+        .expect("probe")
+        .is_some()
+}
+
+/// How many roles exist.
+pub async fn role_count() -> i64 {
+    superuser("postgres")
+        .await
+        .query_one("SELECT count(*) FROM pg_roles", &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+/// A pid the tests know is valid (positive), as the gateway takes it.
+pub fn backend(pid: i32) -> mesa::gateway::BackendRef {
+    mesa::gateway::BackendRef::pid(mesa::gateway::Pid::new(pid).expect("a positive pid"))
+}
+
+/// A database, schema or table name, as the gateway takes it.
+pub fn object(name: &str) -> mesa::gateway::ObjectName {
+    mesa::gateway::ObjectName::parse("name", name).expect("a valid name")
+}
+
+/// A session page size, as the gateway takes it.
+pub fn limit(n: u32) -> mesa::gateway::SessionLimit {
+    mesa::gateway::SessionLimit::new(n).expect("a valid limit")
+}
+
+/// Creates database `name` (dropping a leftover of an earlier run) and returns a superuser
+/// client connected to it.
+pub async fn fresh_database(name: &str) -> Client {
+    // From template0, which nobody connects to (a copy of template1 fails while any session
+    // is connected to it).
+    let admin = superuser("postgres").await;
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name} TEMPLATE template0"),
+    ] {
+        admin
+            .batch_execute(&statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+    }
+    superuser(name).await
+}
+
+/// Lines of the server log after byte `from` that contain `marker` (a trojan's `RAISE LOG`).
+pub fn log_lines_since(from: usize, marker: &str) -> Vec<String> {
+    cluster()
+        .server_log()
+        .get(from..)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.contains(marker))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A fresh database `db` owned by a fresh login role `role` with the fixture password,
+/// created from template0 with `options` (e.g. an encoding); leftovers of an earlier run are
+/// dropped first.
+pub async fn tenant_database(su: &Client, db: &str, role: &str, options: &str) {
+    drop_tenant(su, db, role).await;
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}'"),
+        format!("CREATE DATABASE {db} OWNER {role} TEMPLATE template0 {options}"),
+    ] {
+        su.batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// Drops `db` and `role` if they exist.
+pub async fn drop_tenant(su: &Client, db: &str, role: &str) {
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        format!("DROP ROLE IF EXISTS {role}"),
+    ] {
+        su.batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// `t` with the stat_statements collector on, and room for every test's statements (they
+/// share the server's one pg_stat_statements).
+pub fn with_stat_statements(mut t: TargetConfig) -> TargetConfig {
+    t.collection
+        .collectors
+        .selection
+        .set(
+            Some(mesa::gateway::Driver::Postgres),
+            "stat_statements",
+            true,
+        )
+        .expect("known collector");
+    t.collection.collectors.max_statements = 10_000;
+    t
+}
