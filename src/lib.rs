@@ -48,6 +48,7 @@ pub mod shard;
 pub mod snapshot;
 pub mod tls;
 pub mod token;
+pub mod visits;
 
 /// Mesa's version, from Cargo.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -9,6 +9,11 @@
 //! another. The in-flight collection is polled inside the target's own task; on cancellation
 //! its deadline fires too, so the gateway sends the server a cancel request before the loop
 //! ends.
+//!
+//! The same task visits the target's databases (`visits::VisitPlan`): at most one visit in
+//! flight, on the spare connection slot, only while the server collection succeeds; each
+//! finished visit replaces its database's part in the store. When the target goes down, or a
+//! database leaves the chosen set, its parts go.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -21,13 +26,15 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::collectors::{Collect, Collection, HEALTH, TargetCollector};
+use crate::collectors::{Collect, Collection, HEALTH, TargetCollector, Visit};
 use crate::config::{CollectionSettings, TargetConfig};
 use crate::gateway::{Deadline, Gateway, GatewayError};
 use crate::metrics::ExporterMetrics;
 use crate::metrics::SnapshotStore;
+use crate::metrics::families::EncodedTarget;
 use crate::shard::Shard;
 use crate::snapshot::TargetSnapshot;
+use crate::visits::{VISIT, VisitPlan};
 
 /// Backoff never waits more than this many intervals between attempts.
 pub const BACKOFF_CAP: u32 = 4;
@@ -109,11 +116,34 @@ pub async fn run_target<C: Collect + Send + Sync + 'static>(
     // Collectors failing in the last collection, to log changes rather than every failure.
     let mut failing: Vec<&'static str> = Vec::new();
     sinks.metrics.init_target(&name);
+    // Database visits: at most one in flight, only while the server collection succeeds.
+    let visits_on = collector.visits();
+    let mut visits = VisitPlan::new(collector.visit_interval());
+    let mut visiting: Option<VisitInFlight> = None;
+    let mut server_up = false;
 
     loop {
+        let next_visit = visits
+            .next()
+            .filter(|_| visits_on && server_up && visiting.is_none());
+        let visit_at = next_visit.as_ref().map_or_else(Instant::now, |(_, at)| *at);
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
+            visit = async { visiting.as_mut().expect("guarded by is_some").await }, if visiting.is_some() => {
+                visiting = None;
+                if cancel.is_cancelled() {
+                    break;
+                }
+                visited(&name, &visit, &mut visits, server_up, &sinks);
+            }
+            () = tokio::time::sleep_until(visit_at), if next_visit.is_some() => {
+                let (datname, _) = next_visit.expect("guarded by is_some");
+                visits.started(&datname, Instant::now());
+                let deadline = Deadline::after(settings.timeout).with_cancel(cancel.clone());
+                let collector = collector.clone();
+                visiting = Some(Box::pin(async move { collector.visit(&datname, deadline).await }));
+            }
             done = async { in_flight.as_mut().expect("guarded by is_some").await }, if in_flight.is_some() => {
                 in_flight = None;
                 let cancelled = matches!(done.result, Err(GatewayError::Cancelled { .. }));
@@ -143,6 +173,11 @@ pub async fn run_target<C: Collect + Send + Sync + 'static>(
                             tracing::info!(target_name = %name, collector = recovered, "collector recovered");
                         }
                         failing = now_failing;
+                        server_up = true;
+                        if let Some(chosen) = &collection.visited {
+                            visits.set(&chosen.visited, Instant::now());
+                            sinks.store.retain_visits(&name, |d| visits.contains(d));
+                        }
                     }
                     Err(e) => {
                         failures = failures.saturating_add(1);
@@ -151,6 +186,10 @@ pub async fn run_target<C: Collect + Send + Sync + 'static>(
                         // a few microseconds of scheduling.
                         not_before = done.started + wait.saturating_sub(interval / 2);
                         sinks.metrics.collect_failed(&name, e.reason(), HEALTH);
+                        // A target that is down shows pg_up 0 and nothing else: its
+                        // databases' parts go too, and visits wait for it.
+                        server_up = false;
+                        sinks.store.retain_visits(&name, |_| false);
                         if failures == 1 {
                             tracing::warn!(target_name = %name, reason = %e.reason(), error = %e, "collection failed");
                         } else {
@@ -183,6 +222,43 @@ pub async fn run_target<C: Collect + Send + Sync + 'static>(
     // cancel the statement; the result of a cancelled attempt is not recorded.
     if let Some(rest) = in_flight {
         let _ = rest.await;
+    }
+    if let Some(rest) = visiting {
+        let _ = rest.await;
+    }
+}
+
+type VisitInFlight = Pin<Box<dyn Future<Output = Visit> + Send>>;
+
+/// Records a finished visit: its part in the store (while the database is still visited and
+/// the target up), its failures in the counters, a change of its state in the log.
+fn visited(name: &str, visit: &Visit, plan: &mut VisitPlan, server_up: bool, sinks: &Sinks) {
+    let (last_success, changed) = plan.finished(visit);
+    match &visit.result {
+        Ok(outcomes) => {
+            for o in outcomes {
+                if let Err(reason) = o.result {
+                    sinks.metrics.collect_failed(name, reason, o.collector);
+                }
+            }
+        }
+        Err(reason) => sinks.metrics.collect_failed(name, *reason, VISIT),
+    }
+    match (changed, &visit.result) {
+        (Some(true), Err(reason)) => {
+            tracing::warn!(target_name = %name, datname = %visit.datname, %reason, "database visit failed; its per-database families are left out until it recovers (mesa_database_up 0)");
+        }
+        (Some(false), _) => {
+            tracing::info!(target_name = %name, datname = %visit.datname, "database visit recovered");
+        }
+        _ => {}
+    }
+    if server_up && plan.contains(&visit.datname) {
+        sinks.store.put_visit(
+            name,
+            &visit.datname,
+            EncodedTarget::for_visit(name, visit, last_success),
+        );
     }
 }
 
@@ -387,7 +463,7 @@ impl Scheduler {
         let (done_tx, done) = tokio::sync::watch::channel(false);
         let (sinks, token, gone) = (self.sinks.clone(), cancel.clone(), removed.clone());
         let name = config.name.clone();
-        let settings = config.collection;
+        let settings = config.collection.clone();
         let driver = config.spec.driver.driver();
         let built = Gateway::for_target(&config.spec, config.collection.limits()).map(Arc::new);
         self.registry.insert(TargetHandle {
@@ -402,7 +478,12 @@ impl Scheduler {
             }
             match built {
                 Ok(gateway) => {
-                    let collector = Arc::new(TargetCollector::new(gateway, settings.collectors));
+                    let collector = Arc::new(TargetCollector::new(
+                        gateway,
+                        settings.collectors,
+                        settings.databases.clone(),
+                        settings.interval,
+                    ));
                     run_target(name.clone(), collector, settings, sinks.clone(), token).await;
                 }
                 Err(e) => {

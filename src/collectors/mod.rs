@@ -7,6 +7,12 @@
 //! fails alone (a revoked privilege, a timeout, a view missing on an older server): its families
 //! are dropped, its [`Outcome`] says why, and the rest keep flowing.
 //!
+//! Collectors have a [`Scope`]. Server-scoped ones run in that collection, in the target's
+//! `database`. Database-scoped ones (per-table and per-index views) run in each database
+//! discovery chose ([`databases`]), on a visit of their own: one connection to that database,
+//! the same snapshot discipline, one database at a time (the scheduler spreads visits over
+//! `databases.interval`).
+//!
 //! This file is driver-neutral: the model ([`Family`], [`Collection`], [`Outcome`]), the
 //! switches ([`Selection`], [`Options`]) and the [`Collect`] trait the scheduler drives. The
 //! PostgreSQL collectors live in [`postgres`], one file each; a MySQL driver would add its own
@@ -14,12 +20,15 @@
 //!
 //! Families are built once per collection, not per scrape: a scrape only encodes them.
 
+pub mod databases;
 pub mod postgres;
 mod tiers;
 
+pub use databases::{Budget, Chosen, Databases, Visit};
 pub use tiers::Tiers;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -32,6 +41,9 @@ pub const HEALTH: &str = "health";
 /// Default `max_tables`: how many tables `stat_user_tables` exports, largest first. 19
 /// families per table, so the default bounds that collector at about 5 700 series.
 pub const DEFAULT_MAX_TABLES: u32 = 300;
+/// Default `max_indexes`: how many indexes `stat_user_indexes` and `statio_user_indexes`
+/// export over all databases of a target, largest first.
+pub const DEFAULT_MAX_INDEXES: u32 = 300;
 /// Default `max_statements`: how many statements `stat_statements` exports, by total time.
 pub const DEFAULT_MAX_STATEMENTS: u32 = 100;
 
@@ -125,7 +137,7 @@ pub struct Outcome {
 }
 
 /// Everything one successful collection gathered (the core health statement ran).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Collection {
     /// `server_version_num`, e.g. 150018.
     pub server_version: u32,
@@ -136,6 +148,12 @@ pub struct Collection {
     /// of its configuration files and the postmaster's start), when it was read: the key of
     /// the [`Schedule::OnChange`] collectors' results.
     pub change_key: Option<String>,
+    /// Every database of the server that accepts connections, when discovery read them
+    /// (`None`: discovery is off or its statement failed).
+    pub databases: Option<Vec<String>>,
+    /// The databases to visit, chosen after the collection (`TargetCollector`); `None`
+    /// until then.
+    pub visited: Option<Chosen>,
 }
 
 impl Collection {
@@ -166,6 +184,17 @@ pub struct Entry {
     pub enabled_by_default: bool,
     /// When it runs when the config does not say.
     pub schedule: Schedule,
+    /// Where it runs.
+    pub scope: Scope,
+}
+
+/// Where a collector runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Once per collection, in the target's `database` (server-wide views).
+    Server,
+    /// In each visited database, on a visit of its own (per-database views).
+    Database,
 }
 
 /// When a collector runs (its tier). Health runs at every collection whatever it says.
@@ -337,6 +366,16 @@ impl Selection {
             .is_some_and(|i| self.0[driver.index()] & (1 << i) != 0)
     }
 
+    /// This selection with only `driver`'s collectors of `scope` (other drivers' unchanged).
+    pub fn within(mut self, driver: Driver, scope: Scope) -> Self {
+        for (i, c) in catalogue(driver).collectors.iter().enumerate() {
+            if c.scope != scope {
+                self.0[driver.index()] &= !(1 << i);
+            }
+        }
+        self
+    }
+
     /// Whether `name` runs on targets of any driver that has it.
     pub fn contains(&self, name: &str) -> bool {
         Driver::ALL.into_iter().any(|d| self.runs(d, name))
@@ -350,6 +389,16 @@ pub enum SelectionError {
     Unknown,
     /// `health` cannot be switched off.
     Required,
+}
+
+/// The scope of `name` in the catalogues in scope (`driver`, or every driver); `None` when
+/// none has it or they disagree.
+pub fn scope_of(driver: Option<Driver>, name: &str) -> Option<Scope> {
+    let mut scopes = in_scope(driver)
+        .filter_map(|d| catalogue(d).collectors.iter().find(|c| c.name == name))
+        .map(|c| c.scope);
+    let first = scopes.next()?;
+    scopes.all(|s| s == first).then_some(first)
 }
 
 /// Every collector's name of `driver`, or of every driver, in catalogue order.
@@ -372,8 +421,10 @@ pub struct Options {
     pub selection: Selection,
     /// Their configured intervals.
     pub intervals: Intervals,
-    /// Size guard of `stat_user_tables`.
+    /// Size guard of the table collectors, over all databases of a target.
     pub max_tables: u32,
+    /// Size guard of the index collectors, over all databases of a target.
+    pub max_indexes: u32,
     /// Size guard of `stat_statements`.
     pub max_statements: u32,
 }
@@ -384,6 +435,7 @@ impl Default for Options {
             selection: Selection::defaults(),
             intervals: Intervals::default(),
             max_tables: DEFAULT_MAX_TABLES,
+            max_indexes: DEFAULT_MAX_INDEXES,
             max_statements: DEFAULT_MAX_STATEMENTS,
         }
     }
@@ -394,45 +446,193 @@ pub trait Collect {
     /// The driver of the target (it names the target's up and scrape-error families).
     fn driver(&self) -> Driver;
 
-    /// Runs one collection.
+    /// Runs one collection. A successful one says which databases to visit
+    /// ([`Collection::visited`]).
     fn collect(
         &self,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Collection, GatewayError>> + Send;
+
+    /// Whether any collector runs in the visited databases (else the scheduler visits none).
+    fn visits(&self) -> bool {
+        false
+    }
+
+    /// How often each visited database is read.
+    fn visit_interval(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    /// Visits one database: runs the database-scoped collectors in it.
+    fn visit(&self, datname: &str, deadline: Deadline) -> impl Future<Output = Visit> + Send {
+        let datname = datname.to_owned();
+        async move {
+            let _ = deadline;
+            Visit {
+                datname,
+                finished_at: SystemTime::now(),
+                duration: Duration::ZERO,
+                result: Ok(Vec::new()),
+            }
+        }
+    }
 }
 
-/// A target's gateway with its collector options, and the results its collectors that are
-/// not due serve ([`Tiers`]).
+/// What the last discovery decided, and what it ranks databases by.
+#[derive(Debug, Default)]
+struct Discovery {
+    /// Database sizes in bytes, from the last `database` result that had them.
+    sizes: HashMap<String, i64>,
+    /// The databases visited after the last collection.
+    chosen: Option<Chosen>,
+    /// The log said once that databases are over `max`.
+    warned_over_max: bool,
+}
+
+/// A target's gateway with its collector options, the results its collectors that are not
+/// due serve ([`Tiers`]), and its databases ([`Databases`], [`Budget`]).
 #[derive(Debug)]
 pub struct TargetCollector {
     /// The gateway (shared with the admin API, so both count against one connection cap).
     pub gateway: Arc<Gateway>,
     /// What to collect.
     pub options: Options,
+    /// Which databases to visit, and how often.
+    pub databases: Databases,
+    /// The target's collection interval (`databases.interval` defaults to a multiple).
+    pub interval: Duration,
     tiers: std::sync::Mutex<Tiers>,
+    discovery: std::sync::Mutex<Discovery>,
+    budget: Budget,
 }
 
+/// The family whose series give each database's size (by `datname`), to rank databases over
+/// `databases.max`.
+const SIZE_FAMILY: &str = "pg_database_size_bytes";
+
 impl TargetCollector {
-    /// Collects from `gateway` with `options`, nothing kept yet.
-    pub fn new(gateway: Arc<Gateway>, options: Options) -> Self {
+    /// Collects from `gateway` with `options`, nothing kept yet, visiting databases as
+    /// `databases` says; `interval` is the target's collection interval.
+    pub fn new(
+        gateway: Arc<Gateway>,
+        options: Options,
+        databases: Databases,
+        interval: Duration,
+    ) -> Self {
         Self {
             gateway,
             options,
+            databases,
+            interval,
             tiers: std::sync::Mutex::new(Tiers::default()),
+            discovery: std::sync::Mutex::new(Discovery::default()),
+            budget: Budget::default(),
+        }
+    }
+
+    /// Only the collectors of `scope` of what `options` selects.
+    fn scoped(&self, selection: Selection, scope: Scope) -> Options {
+        let mut options = self.options;
+        options.selection = selection.within(self.driver(), scope);
+        options
+    }
+
+    /// After a collection: learns database sizes, chooses the databases to visit, filters the
+    /// fresh `datname`-labelled families to them, and says the choice in the collection.
+    fn discovered(&self, collection: &mut Collection) {
+        let mut state = self.discovery.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(found) = collection.databases.as_deref() else {
+            // Discovery off (the target's database alone) or its statement failed (the last
+            // choice stands).
+            if !self.databases.discover {
+                collection.visited = Some(Chosen {
+                    visited: vec![self.gateway.database().to_owned()],
+                    ..Chosen::default()
+                });
+                return;
+            }
+            collection.visited = state.chosen.clone();
+            if let Some(chosen) = &state.chosen {
+                filter_datname(collection, &self.databases, chosen);
+            }
+            return;
+        };
+        for outcome in &collection.outcomes {
+            let Ok(harvest) = &outcome.result else {
+                continue;
+            };
+            for family in harvest.families.iter().filter(|f| f.name == SIZE_FAMILY) {
+                state.sizes.clear();
+                for s in &family.series {
+                    let size = match s.value {
+                        Value::Int(n) => n,
+                        Value::Float(f) => f as i64,
+                    };
+                    if let Some((_, datname)) = s.labels.iter().find(|(k, _)| *k == "datname") {
+                        state.sizes.insert(datname.clone(), size);
+                    }
+                }
+            }
+        }
+        let chosen = self.databases.choose(found, &state.sizes);
+        if chosen.omitted > 0 && !state.warned_over_max {
+            state.warned_over_max = true;
+            tracing::warn!(
+                endpoint = %found.len(),
+                visited = chosen.visited.len(),
+                omitted = chosen.omitted,
+                "more databases pass databases.include/exclude than databases.max: the largest are visited, the rest counted in mesa_databases_omitted"
+            );
+        }
+        // A database that left: results kept from earlier collections still hold its series,
+        // so the next collection runs every collector afresh.
+        if let Some(before) = &state.chosen
+            && before.visited.iter().any(|d| !chosen.visited.contains(d))
+        {
+            *self.tiers.lock().unwrap_or_else(|p| p.into_inner()) = Tiers::default();
+        }
+        self.budget.retain(&chosen.visited);
+        filter_datname(collection, &self.databases, &chosen);
+        collection.visited = Some(chosen.clone());
+        state.chosen = Some(chosen);
+    }
+}
+
+/// Drops the series of the collection's fresh families whose `datname` is not exported
+/// ([`Databases::exports`]; series without one, or with an empty one, stay: background
+/// workers have none).
+fn filter_datname(collection: &mut Collection, databases: &Databases, chosen: &Chosen) {
+    let left_out: std::collections::HashSet<&str> =
+        chosen.left_out.iter().map(String::as_str).collect();
+    for outcome in &mut collection.outcomes {
+        let Ok(harvest) = &mut outcome.result else {
+            continue;
+        };
+        for family in &mut harvest.families {
+            family.series.retain(|s| {
+                s.labels
+                    .iter()
+                    .find(|(k, _)| *k == "datname")
+                    .is_none_or(|(_, v)| databases.exports(v, &left_out))
+            });
         }
     }
 }
 
 /// One collection on `gateway`: the driver's collectors `options` selects, an on-change
-/// collector only if the server's change key is not `unless_unchanged`.
+/// collector only if the server's change key is not `unless_unchanged`, the server's
+/// databases with `discover`.
 async fn collect_with(
     gateway: &Gateway,
     options: &Options,
     unless_unchanged: Option<&str>,
+    discover: bool,
     deadline: Deadline,
 ) -> Result<Collection, GatewayError> {
     match gateway {
-        Gateway::Postgres(g) => postgres::collect(g, options, unless_unchanged, deadline).await,
+        Gateway::Postgres(g) => {
+            postgres::collect(g, options, unless_unchanged, discover, deadline).await
+        }
     }
 }
 
@@ -449,12 +649,12 @@ impl Collect for TargetCollector {
             &self.options,
             started,
         );
-        let mut options = self.options;
-        options.selection = plan.due;
+        let options = self.scoped(plan.due, Scope::Server);
         let collection = collect_with(
             &self.gateway,
             &options,
             plan.unless_unchanged.as_deref(),
+            self.databases.discover,
             deadline,
         )
         .await;
@@ -473,17 +673,55 @@ impl Collect for TargetCollector {
             &mut collection,
             started,
         );
+        self.discovered(&mut collection);
         Ok(collection)
+    }
+
+    fn visits(&self) -> bool {
+        let driver = self.driver();
+        catalogue(driver)
+            .collectors
+            .iter()
+            .any(|c| c.scope == Scope::Database && self.options.selection.runs(driver, c.name))
+    }
+
+    fn visit_interval(&self) -> Duration {
+        self.databases.interval(self.interval)
+    }
+
+    async fn visit(&self, datname: &str, deadline: Deadline) -> Visit {
+        let started = tokio::time::Instant::now();
+        let options = self.scoped(self.options.selection, Scope::Database);
+        let result = match &*self.gateway {
+            Gateway::Postgres(g) => {
+                postgres::visit(g, datname, &options, &self.budget, deadline).await
+            }
+        };
+        if result.is_err() {
+            // It exports nothing now: its share of the size guards goes to the others.
+            self.budget.forget(datname);
+        }
+        Visit {
+            datname: datname.to_owned(),
+            finished_at: SystemTime::now(),
+            duration: started.elapsed(),
+            result: result.map_err(|e| {
+                tracing::debug!(datname, error = %e, "database visit failed");
+                e.reason()
+            }),
+        }
     }
 }
 
-/// A gateway alone collects with the default collectors.
+/// A gateway alone collects with the default collectors of the server scope.
 impl Collect for Gateway {
     fn driver(&self) -> Driver {
         Gateway::driver(self)
     }
 
     async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
-        collect_with(self, &Options::default(), None, deadline).await
+        let mut options = Options::default();
+        options.selection = options.selection.within(self.driver(), Scope::Server);
+        collect_with(self, &options, None, false, deadline).await
     }
 }

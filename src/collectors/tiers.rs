@@ -188,6 +188,7 @@ mod tests {
             server_version: 150_000,
             outcomes: names.iter().map(|n| outcome(n, true)).collect(),
             change_key: Some(key.to_owned()),
+            ..Collection::default()
         }
     }
 

@@ -6,6 +6,7 @@
 //! variable or a file, never inline) and wrapped in [`Secret`].
 
 mod admin;
+mod databases;
 mod drivers;
 pub(crate) mod reader;
 mod targets;
@@ -132,7 +133,9 @@ const COLLECTION_KEYS: &[&str] = &[
     "lock_timeout",
     "collectors",
     "max_tables",
+    "max_indexes",
     "max_statements",
+    "databases",
 ];
 const WEB_KEYS: &[&str] = &["listen_address", "config_file", "max_connections"];
 
@@ -144,7 +147,7 @@ fn validate(
 ) -> Option<Config> {
     let mut top = Fields::new(tree, "", TOP_KEYS, p)?;
     let defaults = match top.section("collection", COLLECTION_KEYS, p) {
-        Some(mut f) => collection(&mut f, CollectionSettings::default(), None, p),
+        Some(mut f) => collection(&mut f, &CollectionSettings::default(), None, p),
         None => CollectionSettings::default(),
     };
     check_collection(&defaults, "collection", p);
@@ -188,7 +191,7 @@ fn validate(
 /// checked against that driver's catalogue), `None` for the shared `collection` section.
 fn collection(
     f: &mut Fields,
-    inherit: CollectionSettings,
+    inherit: &CollectionSettings,
     driver: Option<Driver>,
     p: &mut Problems,
 ) -> CollectionSettings {
@@ -206,6 +209,7 @@ fn collection(
             .duration("lock_timeout", p)
             .unwrap_or(inherit.lock_timeout),
         collectors: collectors(f, inherit.collectors, driver, interval, p),
+        databases: databases::databases(f, &inherit.databases, p),
     }
 }
 
@@ -265,6 +269,16 @@ fn collectors(
                             continue;
                         }
                     };
+                    if every.is_some()
+                        && crate::collectors::scope_of(driver, &name)
+                            == Some(crate::collectors::Scope::Database)
+                    {
+                        p.add(
+                            reader::join(&key, "interval"),
+                            "runs in each visited database, every databases.interval; set that instead",
+                        );
+                        continue;
+                    }
                     if every.is_some() && name == crate::collectors::HEALTH {
                         p.add(
                             reader::join(&key, "interval"),
@@ -300,6 +314,7 @@ fn collectors(
     }
     for (key, slot) in [
         ("max_tables", &mut options.max_tables),
+        ("max_indexes", &mut options.max_indexes),
         ("max_statements", &mut options.max_statements),
     ] {
         if let Some(v) = f.take(key) {
@@ -320,6 +335,16 @@ fn collectors(
 }
 
 fn check_collection(c: &CollectionSettings, path: &str, p: &mut Problems) {
+    if let Some(every) = c.databases.interval.filter(|d| *d < c.interval) {
+        p.add(
+            reader::join(path, "databases.interval"),
+            format!(
+                "must be at least the collection interval ({} < {})",
+                humantime::format_duration(every),
+                humantime::format_duration(c.interval)
+            ),
+        );
+    }
     if c.timeout >= c.interval {
         p.add(
             reader::join(path, "timeout"),

@@ -544,3 +544,55 @@ fn a_tls_key_others_can_read_is_a_warning_naming_it() {
     let c = parse_str(&text, &dir, &env).expect("loads");
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
+
+#[test]
+fn databases_are_set_globally_and_per_target_key_by_key() {
+    let c = parse(&format!(
+        "collection: {{interval: 10s, timeout: 5s, databases: {{include: ['^app_'], exclude: ['^app_scratch'], max: 20}}}}\n{}    databases: {{interval: 2m, discover: true, max: 5}}\n",
+        MINIMAL
+    ))
+    .expect("valid");
+    let global = &c.collection.databases;
+    assert!(global.discover);
+    assert_eq!(global.max, 20);
+    assert_eq!(
+        global.interval(c.collection.interval),
+        Duration::from_secs(40)
+    );
+    assert!(global.admits("app_shop") && !global.admits("app_scratch_1"));
+    assert!(!global.admits("postgres"));
+    let d = &c.targets[0].collection.databases;
+    assert_eq!(d.max, 5, "the target's key wins");
+    assert_eq!(d.interval, Some(Duration::from_secs(120)));
+    assert!(
+        d.admits("app_shop") && !d.admits("app_scratch_1"),
+        "inherited"
+    );
+    // Defaults: discover, no filters, 100 at most, four intervals.
+    let plain = parse(MINIMAL).expect("valid");
+    let d = &plain.targets[0].collection.databases;
+    assert!(d.discover && d.include.is_empty() && d.exclude.is_empty());
+    assert_eq!(d.max, 100);
+    assert_eq!(d.interval(Duration::from_secs(15)), Duration::from_secs(60));
+}
+
+#[test]
+fn bad_database_settings_name_their_key() {
+    let all = problems(&format!(
+        "collection: {{interval: 30s, timeout: 10s, databases: {{include: ['(app', 'ok'], max: 0, interval: 10s, colour: blue}}}}\n{}    databases: {{exclude: ['[z-a]'], max: 10001, discover: maybe}}\n    collectors: {{stat_user_tables: {{interval: 5m}}}}\n",
+        MINIMAL
+    ))
+    .join("\n");
+    for want in [
+        "collection.databases.include[0]: invalid regular expression \"(app\"",
+        "collection.databases.max: expected a whole number from 1 to 10000",
+        "collection.databases.interval: must be at least the collection interval (10s < 30s)",
+        "collection.databases.colour: unknown key",
+        "targets[0].databases.exclude[0]: invalid regular expression \"[z-a]\"",
+        "targets[0].databases.max: expected a whole number from 1 to 10000",
+        "targets[0].databases.discover: expected true or false",
+        "targets[0].collectors.stat_user_tables.interval: runs in each visited database",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+}

@@ -65,7 +65,7 @@ impl Config {
 }
 
 /// Timing of collections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionSettings {
     /// Time between collection starts.
     pub interval: Duration,
@@ -79,6 +79,8 @@ pub struct CollectionSettings {
     pub lock_timeout: Duration,
     /// Which collectors run, and their size guards.
     pub collectors: CollectorOptions,
+    /// Which databases of the server are visited, and how often.
+    pub databases: crate::collectors::Databases,
 }
 
 impl Default for CollectionSettings {
@@ -90,6 +92,7 @@ impl Default for CollectionSettings {
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             collectors: CollectorOptions::default(),
+            databases: crate::collectors::Databases::default(),
         }
     }
 }

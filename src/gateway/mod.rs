@@ -332,6 +332,11 @@ impl Gateway {
             Self::Postgres(_) => Driver::Postgres,
         }
     }
+
+    /// The database the target's collections connect to (its `database`).
+    pub fn database(&self) -> &str {
+        each_driver!(self, g => g.database())
+    }
 }
 
 impl Inspector for Gateway {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::collectors::{Family, Kind, Value};
+use crate::collectors::{Family, Harvest, Kind, Value, Visit};
 use crate::snapshot::TargetSnapshot;
 
 /// Appended to every HELP text of database facts.
@@ -108,6 +108,35 @@ fn header(family: &Family) -> (Arc<str>, Arc<str>) {
     out
 }
 
+/// Help of `mesa_collector_success` (one text for the target's and the databases' series).
+const SUCCESS_HELP: &str = "1 if the collector ran in the target's last collection (with datname: the database's last visit), 0 if it failed (its families are then absent).";
+/// Help of `mesa_collector_rows_omitted`.
+const OMITTED_HELP: &str = "Rows a collector's size guard (max_tables, max_indexes, max_statements) left out of the last collection (with datname: of that database's last visit).";
+
+/// A target's text stays far below 4 GiB (the guards bound its rows).
+fn at(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Appends `f`'s sample lines to `text` (with `server` as the first label when given) and
+/// says where they are.
+fn encode_family(
+    text: &mut String,
+    f: &Family,
+    collector: Option<&'static str>,
+    server: Option<&str>,
+) -> EncodedFamily {
+    let (name, header) = header(f);
+    let start = text.len();
+    super::lines::write_family(text, f, server);
+    EncodedFamily {
+        collector,
+        name,
+        header,
+        lines: at(start)..at(text.len()),
+    }
+}
+
 /// The successful outcomes of a snapshot, in run order.
 fn collected(snapshot: &TargetSnapshot) -> impl Iterator<Item = &crate::collectors::Outcome> {
     snapshot
@@ -118,35 +147,6 @@ fn collected(snapshot: &TargetSnapshot) -> impl Iterator<Item = &crate::collecto
 }
 
 impl EncodedTarget {
-    /// Its families as `/probe` serves them: every family's header and lines, with the
-    /// `server` label (always the first label, see [`encode`]) taken out, and `# EOF`.
-    pub fn probe_text(&self, server: &str) -> String {
-        let with_more = format!("{{server=\"{server}\",");
-        let alone = format!("{{server=\"{server}\"}}");
-        let mut out = String::with_capacity(self.body_len() + self.header_len());
-        for family in self.phases.iter().flatten() {
-            let lines = self.lines(family);
-            if lines.is_empty() {
-                continue;
-            }
-            out.push_str(&family.header);
-            for line in lines.split_inclusive('\n') {
-                if let Some((name, rest)) = line.split_once(&with_more) {
-                    out.push_str(name);
-                    out.push('{');
-                    out.push_str(rest);
-                } else if let Some((name, rest)) = line.split_once(&alone) {
-                    out.push_str(name);
-                    out.push_str(rest);
-                } else {
-                    out.push_str(line);
-                }
-            }
-        }
-        out.push_str("# EOF\n");
-        out
-    }
-
     /// The bytes of its sample lines.
     pub fn body_len(&self) -> usize {
         self.text.len()
@@ -181,11 +181,7 @@ impl EncodedTarget {
         if let Some(t) = snapshot.last_success {
             last.push(Vec::new(), unix(t));
         }
-        let mut success = Family::new(
-            "mesa_collector_success",
-            "1 if the collector ran in the target's last collection, 0 if it failed (its families are then absent).",
-            Kind::Gauge,
-        );
+        let mut success = Family::new("mesa_collector_success", SUCCESS_HELP, Kind::Gauge);
         let mut took = Family::new(
             "mesa_collector_duration_seconds",
             "Server and decoding time of the collector in the target's last collection, in seconds.",
@@ -196,9 +192,10 @@ impl EncodedTarget {
             "When the result the collector serves was collected, as Unix seconds; a collector on a longer schedule (collectors.<name>.interval) serves an earlier collection's result in between.",
             Kind::Gauge,
         );
-        let mut omitted = Family::new(
-            "mesa_collector_rows_omitted",
-            "Rows a collector's size guard (max_tables, max_statements) left out of the last collection.",
+        let mut omitted = Family::new("mesa_collector_rows_omitted", OMITTED_HELP, Kind::Gauge);
+        let mut databases_omitted = Family::new(
+            "mesa_databases_omitted",
+            "Databases that pass databases.include/exclude but are not visited: over databases.max (the largest are visited).",
             Kind::Gauge,
         );
         let mut scrape_error = Family::new(
@@ -208,6 +205,12 @@ impl EncodedTarget {
         );
         let mut any_failed = !snapshot.up();
         if let Ok(collection) = &snapshot.result {
+            if let Some(chosen) = &collection.visited {
+                databases_omitted.push(
+                    Vec::new(),
+                    Value::Int(i64::try_from(chosen.omitted).unwrap_or(i64::MAX)),
+                );
+            }
             for o in &collection.outcomes {
                 let label = || vec![("collector", o.collector.to_owned())];
                 success.push(label(), Value::Int(i64::from(o.result.is_ok())));
@@ -234,8 +237,70 @@ impl EncodedTarget {
             took,
             collected,
             omitted,
+            databases_omitted,
             scrape_error,
         ]
+    }
+
+    /// Encodes one database visit of `server` (with the `server` label): the visit's
+    /// families, then `mesa_database_up`, the time of its last successful visit
+    /// (`last_success`), the visit's duration, and each collector's success and size-guard
+    /// omissions, all with `datname`. A failed visit has no other families: a database's
+    /// values are fresh or absent, as a target's are.
+    pub fn for_visit(server: &str, visit: &Visit, last_success: Option<SystemTime>) -> Self {
+        let db = || vec![("datname", visit.datname.clone())];
+        let mut up = Family::new(
+            "mesa_database_up",
+            "1 if the last visit to the database connected and ran its collectors, else 0.",
+            Kind::Gauge,
+        );
+        up.push(db(), Value::Int(i64::from(visit.up())));
+        let mut last = Family::new(
+            "mesa_database_last_visit_timestamp_seconds",
+            "When the last successful visit to the database finished, as Unix seconds; databases are visited one at a time, each every databases.interval.",
+            Kind::Gauge,
+        );
+        if let Some(t) = last_success {
+            last.push(db(), unix(t));
+        }
+        let mut took = Family::new(
+            "mesa_database_visit_duration_seconds",
+            "Duration of the last visit to the database, in seconds.",
+            Kind::Gauge,
+        );
+        took.push(db(), seconds(visit.duration));
+        let mut success = Family::new("mesa_collector_success", SUCCESS_HELP, Kind::Gauge);
+        let mut omitted = Family::new("mesa_collector_rows_omitted", OMITTED_HELP, Kind::Gauge);
+        let outcomes = visit.result.as_deref().unwrap_or_default();
+        for o in outcomes {
+            let labels = || {
+                vec![
+                    ("collector", o.collector.to_owned()),
+                    ("datname", visit.datname.clone()),
+                ]
+            };
+            success.push(labels(), Value::Int(i64::from(o.result.is_ok())));
+            if let Ok(Harvest {
+                omitted: Some(n), ..
+            }) = &o.result
+            {
+                omitted.push(labels(), Value::Int(i64::try_from(*n).unwrap_or(i64::MAX)));
+            }
+        }
+        let mut text = String::new();
+        let mut phases: [Vec<EncodedFamily>; 3] = Default::default();
+        for o in outcomes {
+            if let Ok(harvest) = &o.result {
+                for f in &harvest.families {
+                    phases[1].push(encode_family(&mut text, f, Some(o.collector), Some(server)));
+                }
+            }
+        }
+        for f in [up, last, took, success, omitted] {
+            phases[2].push(encode_family(&mut text, &f, None, Some(server)));
+        }
+        text.shrink_to_fit();
+        Self { text, phases }
     }
 
     /// Encodes `snapshot`'s families; with the `server` label for `/metrics`.
@@ -255,18 +320,8 @@ impl EncodedTarget {
         let derived = Self::derived(snapshot);
         let server = server_label.then_some(snapshot.target.as_str());
         let mut text = String::new();
-        // A target's text stays far below 4 GiB (the guards bound its rows).
-        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let encode = |text: &mut String, f: &Family, collector: Option<&'static str>| {
-            let (name, header) = header(f);
-            let start = text.len();
-            super::lines::write_family(text, f, server);
-            EncodedFamily {
-                collector,
-                name,
-                header,
-                lines: at(start)..at(text.len()),
-            }
+            encode_family(text, f, collector, server)
         };
         let mut phases: [Vec<EncodedFamily>; 3] = Default::default();
         phases[0] = derived[..1]
@@ -344,6 +399,34 @@ pub fn write_merged(out: &mut String, targets: &[Arc<EncodedTarget>]) {
             }
         }
     }
+}
+
+/// The families of a target's parts (its server encoding, then its databases') as `/probe`
+/// serves them: merged, with the `server` label (always the first label, see `lines`) taken
+/// out, and `# EOF`.
+pub fn probe_text(parts: &[Arc<EncodedTarget>], server: &str) -> String {
+    let with_more = format!("{{server=\"{server}\",");
+    let alone = format!("{{server=\"{server}\"}}");
+    let mut merged =
+        String::with_capacity(parts.iter().map(|p| p.body_len() + p.header_len()).sum());
+    write_merged(&mut merged, parts);
+    let mut out = String::with_capacity(merged.len() + 8);
+    for line in merged.split_inclusive('\n') {
+        if line.starts_with('#') {
+            out.push_str(line);
+        } else if let Some((name, rest)) = line.split_once(&with_more) {
+            out.push_str(name);
+            out.push('{');
+            out.push_str(rest);
+        } else if let Some((name, rest)) = line.split_once(&alone) {
+            out.push_str(name);
+            out.push_str(rest);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out.push_str("# EOF\n");
+    out
 }
 
 /// Encodes `snapshots` alone, each from scratch (golden tests, `/probe`).

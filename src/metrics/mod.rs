@@ -121,7 +121,10 @@ impl ExporterMetrics {
     /// Drops a target's series (it left the config).
     pub fn forget_target(&self, target: &str) {
         for reason in FailureReason::ALL {
-            for collector in crate::collectors::names(None) {
+            for collector in crate::collectors::names(None)
+                .into_iter()
+                .chain([crate::visits::VISIT])
+            {
                 self.failures
                     .remove(&failure_labels(target, reason, collector));
             }

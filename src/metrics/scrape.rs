@@ -285,6 +285,7 @@ mod tests {
                         from_earlier: false,
                     }],
                     change_key: None,
+                    ..Default::default()
                 }),
                 last_success: None,
             };

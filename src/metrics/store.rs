@@ -6,9 +6,15 @@
 //! keeps, and swaps both in under one lock, so a reader never sees a snapshot without its
 //! encoding. A collector that was not due (tiers) serves its earlier result: the snapshot
 //! says so, without the families, and the new encoding takes that collector's lines from the
-//! target's current one, so no copy of those families is kept anywhere. Scrapes take the encodings (`/metrics` merges them, see `scrape`), `/probe`
-//! takes one, the admin API and the readiness check take snapshots: all clone `Arc`s under a
-//! short lock and work with no lock held, so a slow scrape never delays a collection.
+//! target's current one, so no copy of those families is kept anywhere.
+//!
+//! Beside each target's snapshot, the store keeps one encoded part per visited database
+//! ([`SnapshotStore::put_visit`]): visits happen one database at a time, so a visit replaces
+//! its database's part alone. A target's parts follow its own encoding in every merge, which
+//! groups each family's lines under one header. Scrapes take the encodings (`/metrics` merges
+//! them, see `scrape`), `/probe` merges one target's, the admin API and the readiness check
+//! take snapshots: all clone `Arc`s under a short lock and work with no lock held, so a slow
+//! scrape never delays a collection.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -23,11 +29,27 @@ struct Entry {
     encoded: Arc<EncodedTarget>,
 }
 
-/// The entries by target name, and a number that changes whenever any of them does.
+/// The entries by target name, the database parts by target and database, and a number that
+/// changes whenever any of them does.
 #[derive(Debug, Default)]
 struct Entries {
     by_target: BTreeMap<String, Entry>,
+    visits: BTreeMap<String, BTreeMap<String, Arc<EncodedTarget>>>,
     generation: u64,
+}
+
+impl Entries {
+    /// A target's encoding, then its databases' parts.
+    fn parts(&self, target: &str) -> Vec<Arc<EncodedTarget>> {
+        let Some(entry) = self.by_target.get(target) else {
+            return Vec::new();
+        };
+        let mut out = vec![entry.encoded.clone()];
+        if let Some(visits) = self.visits.get(target) {
+            out.extend(visits.values().cloned());
+        }
+        out
+    }
 }
 
 /// Latest snapshot and encoding per target, by name.
@@ -80,12 +102,48 @@ impl SnapshotStore {
         slim
     }
 
-    /// Removes a target that left the config.
+    /// Removes a target that left the config, with its databases' parts.
     pub fn remove(&self, target: &str) {
         let mut entries = self.write();
-        if entries.by_target.remove(target).is_some() {
+        let visited = entries.visits.remove(target).is_some();
+        if entries.by_target.remove(target).is_some() || visited {
             entries.generation += 1;
         }
+    }
+
+    /// Stores the encoded visit of one of `target`'s databases (see
+    /// `EncodedTarget::for_visit`), replacing that database's earlier part.
+    pub fn put_visit(&self, target: &str, datname: &str, part: EncodedTarget) {
+        let mut entries = self.write();
+        entries
+            .visits
+            .entry(target.to_owned())
+            .or_default()
+            .insert(datname.to_owned(), Arc::new(part));
+        entries.generation += 1;
+    }
+
+    /// Drops the parts of `target`'s databases that `keep` refuses (no longer visited, or
+    /// all of them when the target is down).
+    pub fn retain_visits(&self, target: &str, keep: impl Fn(&str) -> bool) {
+        let mut entries = self.write();
+        let Some(visits) = entries.visits.get_mut(target) else {
+            return;
+        };
+        let before = visits.len();
+        visits.retain(|datname, _| keep(datname));
+        if visits.len() != before {
+            entries.generation += 1;
+        }
+    }
+
+    /// The databases of `target` that have a part, in name order.
+    pub fn visited(&self, target: &str) -> Vec<String> {
+        self.read()
+            .visits
+            .get(target)
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// One target's snapshot.
@@ -105,22 +163,25 @@ impl SnapshotStore {
             .collect()
     }
 
-    /// Every target's encoding, ordered by target name, and the generation they belong to
-    /// (equal generations mean equal encodings).
+    /// Every target's encoding followed by its databases' parts, ordered by target name, and
+    /// the generation they belong to (equal generations mean equal encodings).
     pub fn encodings(&self) -> (u64, Vec<Arc<EncodedTarget>>) {
         let entries = self.read();
         let out = entries
             .by_target
-            .values()
-            .map(|e| e.encoded.clone())
+            .keys()
+            .flat_map(|target| entries.parts(target))
             .collect();
         (entries.generation, out)
     }
 
-    /// `/probe` of `target`: its encoding without the `server` label, or `None` before its
-    /// first collection.
+    /// `/probe` of `target`: its encoding and its databases' parts without the `server`
+    /// label, or `None` before its first collection.
     pub fn probe(&self, target: &str) -> Option<String> {
-        let encoded = self.read().by_target.get(target)?.encoded.clone();
-        Some(encoded.probe_text(target))
+        let parts = self.read().parts(target);
+        if parts.is_empty() {
+            return None;
+        }
+        Some(super::families::probe_text(&parts, target))
     }
 }

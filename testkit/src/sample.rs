@@ -26,6 +26,7 @@ fn label(name: &str, row: usize) -> String {
         "sync_state" => &["async", "sync"],
         "schemaname" => &["public", "audit"],
         "relname" => &["orders", "order_lines"],
+        "indexrelname" => &["orders_pkey", "order_lines_order_id_idx"],
         "queryid" => &["-4157263125094571217", "8210551326912434337"],
         "query" => &[
             "SELECT * FROM orders WHERE id = $1",
@@ -93,6 +94,10 @@ pub fn records(def: &Definition) -> Vec<Record> {
                 // Five rows before the guard, two kept: three left out.
                 values.push(Some(Value::Int(5)));
             }
+            if def.ranked {
+                // Each row's size for the guard over databases, largest first.
+                values.push(Some(Value::Int(100 - row as i64)));
+            }
             Record {
                 labels: def.labels.iter().map(|l| label(l, row)).collect(),
                 values,
@@ -119,5 +124,7 @@ pub fn collection() -> Collection {
         server_version: 150_018,
         outcomes,
         change_key: Some("2027-01-15 08:00:00+00 2027-01-15 07:59:58+00".to_owned()),
+        databases: None,
+        visited: None,
     }
 }

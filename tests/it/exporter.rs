@@ -226,7 +226,7 @@ async fn scrapes_never_touch_the_database() {
     .await
     .expect("role");
     let config = daemon_config(
-        "collection: {interval: 2s, timeout: 1s}
+        "collection: {interval: 2s, timeout: 1s, collectors: {stat_user_tables: false, statio_user_tables: false, stat_user_indexes: false, statio_user_indexes: false}}
 web: {listen_address: '127.0.0.1:0'}
 targets:
   - {name: scraped, driver: postgres, host: '{host}', port: {port}, username: scrape_user, password_file: fixture.pw, sslmode: disable}

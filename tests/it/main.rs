@@ -9,6 +9,7 @@ mod collectors;
 mod compat;
 mod cost;
 mod dashboard;
+mod databases;
 mod deploy;
 mod exporter;
 mod faults;

@@ -129,6 +129,7 @@ admin:
     - {{name: ops, sha256: '{}', scopes: [read, terminate, create_user], targets: ['*']}}
 targets:
   - {{name: tenant, driver: postgres, host: '{{host}}', port: {{port}}, database: tenant_db, username: mesa_monitor, password_file: fixture.pw, sslmode: disable, collectors: {{stat_statements: true}}, admin: {{username: mesa_admin, password_file: fixture.pw}}}}
+  - {{name: found, driver: postgres, host: '{{host}}', port: {{port}}, database: postgres, username: mesa_monitor, password_file: fixture.pw, sslmode: disable, databases: {{include: ['^tenant_db$'], interval: 2s}}}}
 ",
         token.sha256_hex
     ));
@@ -149,6 +150,67 @@ targets:
     })
     .await;
     assert!(collected, "collections on the tenant database succeed");
+    // Discovery finds the tenant's database by itself and visits it: every database-scoped
+    // collector runs there (issue 19).
+    let (visited, body) = poll_until(
+        Duration::from_secs(10),
+        || async { http_get(app.metrics_addr(), "/metrics").await.2 },
+        |body| {
+            value(
+                body,
+                "pg_stat_user_tables_n_live_tup",
+                &[
+                    ("server", "found"),
+                    ("datname", "tenant_db"),
+                    ("relname", "ledger"),
+                ],
+            )
+            .is_some()
+        },
+    )
+    .await;
+    assert!(visited, "the tenant's database was never visited:\n{body}");
+    assert_eq!(
+        value(
+            &body,
+            "mesa_database_up",
+            &[("server", "found"), ("datname", "tenant_db")]
+        ),
+        Some(1.0)
+    );
+    for collector in [
+        "stat_user_tables",
+        "statio_user_tables",
+        "stat_user_indexes",
+        "statio_user_indexes",
+    ] {
+        assert_eq!(
+            value(
+                &body,
+                "mesa_collector_success",
+                &[
+                    ("server", "found"),
+                    ("datname", "tenant_db"),
+                    ("collector", collector)
+                ]
+            ),
+            Some(1.0),
+            "{collector}"
+        );
+    }
+    assert!(
+        value(
+            &body,
+            "pg_stat_user_indexes_idx_scan_total",
+            &[
+                ("server", "found"),
+                ("datname", "tenant_db"),
+                ("indexrelname", "ledger_pkey")
+            ]
+        )
+        .is_some(),
+        "{body}"
+    );
     // The counterfeit pg_stat_statements is not a superuser-owned member of the extension:
     // that collector fails alone instead of reading it.
     let (_, _, body) = http_get(app.metrics_addr(), "/metrics").await;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mesa::collectors::{Collect, Collection, Options, TargetCollector, Value};
+use mesa::collectors::{Collect, Collection, Databases, Options, TargetCollector, Value};
 use mesa::gateway::{Deadline, Driver};
 
 use crate::support::*;
@@ -63,6 +63,8 @@ async fn settings_are_read_once_until_a_reload_and_the_reload_is_served_at_once(
     let collector = TargetCollector::new(
         std::sync::Arc::new(gateway(&target("tiers", "tier_monitor"))),
         Options::default(),
+        Databases::default(),
+        Duration::from_secs(1),
     );
     let first = collect(&collector).await;
     let before = autovacuum_log_seconds(&first).expect("settings served");
@@ -133,6 +135,8 @@ async fn a_collector_on_an_interval_serves_its_first_result_with_its_time() {
     let collector = TargetCollector::new(
         std::sync::Arc::new(gateway(&target("tiers_interval", "mesa_monitor"))),
         options,
+        Databases::default(),
+        Duration::from_secs(1),
     );
     let first = collect(&collector).await;
     tokio::time::sleep(Duration::from_millis(20)).await;

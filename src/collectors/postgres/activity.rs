@@ -43,6 +43,7 @@ pub const COLLECTOR: Definition = Definition {
     name: "activity",
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
+    scope: crate::collectors::Scope::Server,
     plan: |server, _| super::since_13(server, SQL),
     labels: &["datname", "usename", "state"],
     metrics: &[
@@ -61,5 +62,6 @@ pub const COLLECTOR: Definition = Definition {
     ],
     guarded: false,
     counts_hidden: false,
+    ranked: false,
     build: shaped,
 };

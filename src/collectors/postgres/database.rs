@@ -24,6 +24,7 @@ pub const COLLECTOR: Definition = Definition {
     name: "database",
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Interval(std::time::Duration::from_secs(300)),
+    scope: crate::collectors::Scope::Server,
     plan: |server, _| super::since_13(server, SQL),
     labels: &["datname", "owner", "encoding"],
     metrics: &[
@@ -39,5 +40,6 @@ pub const COLLECTOR: Definition = Definition {
     ],
     guarded: false,
     counts_hidden: false,
+    ranked: false,
     build: shaped,
 };

@@ -42,6 +42,7 @@ pub const COLLECTOR: Definition = Definition {
     name: super::super::HEALTH,
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
+    scope: crate::collectors::Scope::Server,
     plan: |_, _| Plan::Run(Statement::fixed(SQL)),
     labels: &["version", "short_version"],
     metrics: &[
@@ -66,5 +67,6 @@ pub const COLLECTOR: Definition = Definition {
     ],
     guarded: false,
     counts_hidden: true,
+    ranked: false,
     build: shaped,
 };

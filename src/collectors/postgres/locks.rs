@@ -24,6 +24,7 @@ pub const COLLECTOR: Definition = Definition {
     name: "locks",
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
+    scope: crate::collectors::Scope::Server,
     plan: |server, _| super::since_13(server, SQL),
     labels: &["datname", "mode"],
     metrics: &[Metric::gauge(
@@ -32,5 +33,6 @@ pub const COLLECTOR: Definition = Definition {
     )],
     guarded: false,
     counts_hidden: false,
+    ranked: false,
     build: shaped,
 };

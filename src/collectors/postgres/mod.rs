@@ -33,16 +33,18 @@ mod run;
 mod settings;
 mod stat_database;
 mod stat_statements;
+mod stat_user_indexes;
 mod stat_user_tables;
+mod statio_user_tables;
 mod wraparound;
 
 use std::borrow::Cow;
 
 use tokio_postgres::Statement as Prepared;
 
-use super::{Catalogue, Entry, Family, Harvest, Kind, Options, Schedule, Value};
+use super::{Catalogue, Entry, Family, Harvest, Kind, Options, Schedule, Scope, Value};
 
-pub use run::{CHANGE_KEY, STAT_STATEMENTS_VIEW, collect};
+pub use run::{CHANGE_KEY, DISCOVER, STAT_STATEMENTS_VIEW, collect, visit};
 
 /// The catalogue: every PostgreSQL collector, health first. Order is the run order.
 pub const ALL: &[Definition] = &[
@@ -57,8 +59,11 @@ pub const ALL: &[Definition] = &[
     replication::STANDBYS,
     wraparound::COLLECTOR,
     settings::COLLECTOR,
-    stat_user_tables::COLLECTOR,
     stat_statements::COLLECTOR,
+    stat_user_tables::COLLECTOR,
+    statio_user_tables::COLLECTOR,
+    stat_user_indexes::STAT,
+    stat_user_indexes::STATIO,
 ];
 
 /// The catalogue the neutral layers see: [`ALL`]'s names and defaults, and PostgreSQL's up and
@@ -76,6 +81,7 @@ const ENTRIES: [Entry; ALL.len()] = {
         name: "",
         enabled_by_default: false,
         schedule: Schedule::Every,
+        scope: Scope::Server,
     }; ALL.len()];
     let mut i = 0;
     while i < ALL.len() {
@@ -83,6 +89,7 @@ const ENTRIES: [Entry; ALL.len()] = {
             name: ALL[i].name,
             enabled_by_default: ALL[i].enabled_by_default,
             schedule: ALL[i].schedule,
+            scope: ALL[i].scope,
         };
         i += 1;
     }
@@ -240,6 +247,8 @@ pub struct Definition {
     pub enabled_by_default: bool,
     /// When it runs unless the config says (`collectors.<name>.interval`).
     pub schedule: Schedule,
+    /// Where it runs: in the server collection, or in each visited database.
+    pub scope: Scope,
     /// The statement for a server.
     pub plan: fn(&Server, &Options) -> Plan,
     /// Names of the label columns, which come first in each row.
@@ -253,6 +262,10 @@ pub struct Definition {
     /// `pg_stat_activity` hides from the role. It is not exported; above 0 the collection
     /// fails with `permission_denied` (health's: the counts would read low).
     pub counts_hidden: bool,
+    /// When set, one more value column follows (the last): the row's size for the size
+    /// guard, which holds over all databases of a target (`databases::Budget`). Rows come
+    /// largest first.
+    pub ranked: bool,
     /// Builds the families; [`shaped`] unless the collector computes names (settings).
     pub build: fn(&Definition, &[Record]) -> Vec<Family>,
 }
@@ -260,7 +273,20 @@ pub struct Definition {
 impl Definition {
     /// Value columns after the exported ones: the guard's total, the hidden sessions.
     pub fn trailing_columns(&self) -> usize {
-        usize::from(self.guarded) + usize::from(self.counts_hidden)
+        usize::from(self.guarded) + usize::from(self.counts_hidden) + usize::from(self.ranked)
+    }
+
+    /// Each row's size for the guard over all databases (see [`Self::ranked`]).
+    fn sizes(&self, records: &[Record]) -> Vec<i64> {
+        let at = self.metrics.len() + self.trailing_columns() - 1;
+        records
+            .iter()
+            .map(|r| match r.values.get(at).copied().flatten() {
+                Some(Value::Int(n)) => n,
+                Some(Value::Float(f)) => f as i64,
+                None => 0,
+            })
+            .collect()
     }
 
     /// The first row's trailing column `k` (0: the first after the exported ones), as a count.

@@ -59,6 +59,7 @@ pub const COLLECTOR: Definition = Definition {
     name: "replication",
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
+    scope: crate::collectors::Scope::Server,
     plan: |server, _| super::since_13(server, SQL),
     labels: &[],
     metrics: &[
@@ -81,6 +82,7 @@ pub const COLLECTOR: Definition = Definition {
     ],
     guarded: false,
     counts_hidden: false,
+    ranked: false,
     build: shaped,
 };
 
@@ -89,6 +91,7 @@ pub const SLOTS: Definition = Definition {
     name: "replication_slots",
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
+    scope: crate::collectors::Scope::Server,
     plan: |server, _| super::since_13(server, SLOTS_SQL),
     labels: &["slot_name", "slot_type", "database"],
     metrics: &[
@@ -107,6 +110,7 @@ pub const SLOTS: Definition = Definition {
     ],
     guarded: false,
     counts_hidden: false,
+    ranked: false,
     build: shaped,
 };
 
@@ -115,6 +119,7 @@ pub const STANDBYS: Definition = Definition {
     name: "stat_replication",
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
+    scope: crate::collectors::Scope::Server,
     plan: |server, _| super::since_13(server, STANDBYS_SQL),
     labels: &["application_name", "client_addr", "state", "sync_state"],
     metrics: &[
@@ -137,5 +142,6 @@ pub const STANDBYS: Definition = Definition {
     ],
     guarded: false,
     counts_hidden: false,
+    ranked: false,
     build: shaped,
 };

@@ -15,7 +15,7 @@ use super::{
     ALL, Definition, Fallback, MIN_VERSION, Plan, Record, Server, Statement, TrustedRelation,
     stat_statements,
 };
-use crate::collectors::{Collection, HEALTH, Options, Outcome, Schedule, Value};
+use crate::collectors::{Budget, Collection, HEALTH, Options, Outcome, Schedule, Value};
 use crate::gateway::postgres::{PostgresGateway, TextColumns, sql};
 use crate::gateway::{Deadline, Driver, FailureReason, GatewayError};
 
@@ -81,19 +81,46 @@ pub const CHANGE_KEY: &str = "\
 SELECT pg_catalog.pg_conf_load_time()::pg_catalog.text OPERATOR(pg_catalog.||) ' '
        OPERATOR(pg_catalog.||) pg_catalog.pg_postmaster_start_time()::pg_catalog.text";
 
+/// Discovery: every database that accepts connections (not a template, not left invalid by
+/// an interrupted `DROP DATABASE`), by name.
+pub const DISCOVER: &str = "\
+SELECT d.datname::pg_catalog.text
+  FROM pg_catalog.pg_database d
+ WHERE d.datallowconn
+   AND NOT d.datistemplate
+   AND d.datconnlimit OPERATOR(pg_catalog.<>) -2
+ ORDER BY 1";
+
+/// What one run reads besides its collectors.
+#[derive(Clone, Copy)]
+struct Extras<'a> {
+    /// An on-change collector runs only when the server's change key is not this.
+    unless_unchanged: Option<&'a str>,
+    /// Read the server's databases ([`DISCOVER`]).
+    discover: bool,
+    /// The size guards over all databases (a visit), and the visited database's name.
+    budget: Option<(&'a Budget, &'a str)>,
+}
+
 /// Runs one collection on `gateway` (one connection, one snapshot): the collectors `options`
 /// selects; an on-change collector (settings) only when the server's change key is not
-/// `unless_unchanged`.
+/// `unless_unchanged`; with `discover`, the server's databases too.
 pub async fn collect(
     gateway: &PostgresGateway,
     options: &Options,
     unless_unchanged: Option<&str>,
+    discover: bool,
     deadline: Deadline,
 ) -> Result<Collection, GatewayError> {
     let endpoint = gateway.endpoint();
+    let extras = Extras {
+        unless_unchanged,
+        discover,
+        budget: None,
+    };
     let (mut collection, hidden) = gateway
         .collection_session(deadline, async |client, version| {
-            run(client, version, options, unless_unchanged, &endpoint).await
+            run(client, version, options, extras, &endpoint).await
         })
         .await?;
     let now = std::time::SystemTime::now();
@@ -114,6 +141,37 @@ pub async fn collect(
         });
     }
     Ok(collection)
+}
+
+/// Visits `datname` (one connection to it, one snapshot): the collectors `options` selects
+/// (the scheduler passes the database-scoped ones), their size guards shared through
+/// `budget` with the target's other databases. The outcomes, or why the visit failed.
+pub async fn visit(
+    gateway: &PostgresGateway,
+    datname: &str,
+    options: &Options,
+    budget: &Budget,
+    deadline: Deadline,
+) -> Result<Vec<Outcome>, GatewayError> {
+    let endpoint = gateway.endpoint();
+    let extras = Extras {
+        unless_unchanged: None,
+        discover: false,
+        budget: Some((budget, datname)),
+    };
+    let (collection, _) = gateway
+        .visit_session(datname, deadline, async |client, version| {
+            run(client, version, options, extras, &endpoint).await
+        })
+        .await?;
+    let now = std::time::SystemTime::now();
+    let mut outcomes = collection.outcomes;
+    for outcome in &mut outcomes {
+        if outcome.result.is_ok() {
+            outcome.collected_at = Some(now);
+        }
+    }
+    Ok(outcomes)
 }
 
 /// A collector's failure before or during its statement.
@@ -206,9 +264,10 @@ async fn run(
     client: &Client,
     version: u32,
     options: &Options,
-    unless_unchanged: Option<&str>,
+    extras: Extras<'_>,
     endpoint: &str,
 ) -> Result<(Collection, u64), tokio_postgres::Error> {
+    let unless_unchanged = extras.unless_unchanged;
     let mut server = Server {
         version,
         stat_statements: None,
@@ -272,7 +331,25 @@ async fn run(
             Reply::Rows(client.query(CHANGE_KEY, &[]).await, Instant::now())
         }));
     }
+    if extras.discover {
+        steps.push(Box::pin(async move {
+            Reply::Rows(client.query(DISCOVER, &[]).await, Instant::now())
+        }));
+    }
     let mut answers = in_order(steps).await;
+    // A failed discovery leaves the databases unknown: the last ones found stay visited.
+    let databases = if extras.discover {
+        match answers.pop() {
+            Some(Reply::Rows(Ok(rows), _)) => rows
+                .iter()
+                .map(|r| r.opt_text(0).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<String>, _>>()
+                .ok(),
+            _ => None,
+        }
+    } else {
+        None
+    };
     let change_key = if wants_key {
         match answers.pop() {
             Some(Reply::Rows(Ok(rows), _)) => {
@@ -380,18 +457,26 @@ async fn run(
                     {
                         retries.push(i);
                     }
-                    let decoded = result.and_then(|rows| decode_all(def, &rows));
-                    if let Ok(records) = &decoded {
+                    let mut decoded = result.and_then(|rows| decode_all(def, &rows));
+                    let mut omitted = None;
+                    if let Ok(records) = &mut decoded {
                         hidden = hidden.max(def.hidden_sessions(records));
+                        omitted = within_budget(def, records, runnable[i].2, extras);
                     }
                     results[i] = Some(match decoded {
-                        Ok(records) => Outcome {
-                            collector: def.name,
-                            duration,
-                            result: Ok(def.harvest(&records)),
-                            collected_at: None,
-                            from_earlier: false,
-                        },
+                        Ok(records) => {
+                            let mut harvest = def.harvest(&records);
+                            if omitted.is_some() {
+                                harvest.omitted = omitted;
+                            }
+                            Outcome {
+                                collector: def.name,
+                                duration,
+                                result: Ok(harvest),
+                                collected_at: None,
+                                from_earlier: false,
+                            }
+                        }
                         Err(e) if def.name == HEALTH => return Err(e),
                         Err(e) => {
                             let (reason, detail) = failure(e, endpoint);
@@ -433,9 +518,30 @@ async fn run(
             server_version: version,
             outcomes,
             change_key,
+            databases,
+            visited: None,
         },
         hidden,
     ))
+}
+
+/// Cuts a visit's rows of a guarded collector to its share of the guard over all databases of
+/// the target (rows come largest first), and says how many of the database's rows are left
+/// out. A collection's rows are cut by the `LIMIT` alone (`None`).
+fn within_budget(
+    def: &Definition,
+    records: &mut Vec<Record>,
+    limit: Option<i64>,
+    extras: Extras<'_>,
+) -> Option<u64> {
+    let (Some((budget, datname)), true, Some(limit)) = (extras.budget, def.ranked, limit) else {
+        return None;
+    };
+    let total = def.trailing(records, 0);
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let kept = budget.quota(def.name, datname, limit, def.sizes(records));
+    records.truncate(kept);
+    Some(total.saturating_sub(records.len() as u64))
 }
 
 /// Runs collector `i`'s fallback in the collection's transaction, under a savepoint of its

@@ -26,11 +26,13 @@ pub const COLLECTOR: Definition = Definition {
     schedule: crate::collectors::Schedule::OnChange {
         refresh: std::time::Duration::from_secs(3600),
     },
+    scope: crate::collectors::Scope::Server,
     plan: |server, _| super::since_13(server, SQL),
     labels: &["name", "unit", "short_desc"],
     metrics: &[Metric::gauge("pg_settings_*", "One family per setting.")],
     guarded: false,
     counts_hidden: false,
+    ranked: false,
     build,
 };
 

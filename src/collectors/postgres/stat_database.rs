@@ -53,6 +53,7 @@ pub const COLLECTOR: Definition = Definition {
     name: "stat_database",
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
+    scope: crate::collectors::Scope::Server,
     plan: |server, _| match sql(server.version) {
         Some(sql) => Plan::Run(Statement::fixed(sql)),
         None => Plan::Unsupported,
@@ -140,5 +141,6 @@ pub const COLLECTOR: Definition = Definition {
     ],
     guarded: false,
     counts_hidden: false,
+    ranked: false,
     build: shaped,
 };

@@ -79,6 +79,7 @@ pub const COLLECTOR: Definition = Definition {
     name: "stat_statements",
     enabled_by_default: false,
     schedule: crate::collectors::Schedule::Every,
+    scope: crate::collectors::Scope::Server,
     plan: |server, options| {
         if server.version < super::MIN_VERSION {
             return Plan::Unsupported;
@@ -120,6 +121,7 @@ pub const COLLECTOR: Definition = Definition {
     ],
     guarded: true,
     counts_hidden: false,
+    ranked: false,
     build,
 };
 

@@ -1,8 +1,9 @@
-//! `stat_user_tables`: per-table activity and vacuum state of the target's configured
-//! database (`pg_stat_user_tables`), under postgres_exporter's names. A size guard keeps a
-//! schema with 100 000 tables from flooding Prometheus: only the `max_tables` largest (by
-//! `pg_class.relpages`, which needs no lock) are exported, and
-//! `mesa_collector_rows_omitted{collector="stat_user_tables"}` says how many were left out.
+//! `stat_user_tables`: per-table activity and vacuum state of each visited database
+//! (`pg_stat_user_tables`), under postgres_exporter's names. Database-scoped. A size guard
+//! keeps a schema with 100 000 tables from flooding Prometheus: only the `max_tables` largest
+//! (by `pg_class.relpages`, which needs no lock) over all databases of a target are exported,
+//! and `mesa_collector_rows_omitted{collector="stat_user_tables",datname}` says how many of
+//! each database's were left out.
 
 use super::{Definition, Metric, Plan, Statement, shaped};
 
@@ -16,7 +17,7 @@ SELECT pg_catalog.current_database()::pg_catalog.text, t.schemaname::pg_catalog.
        extract(epoch FROM t.last_analyze)::pg_catalog.float8,
        extract(epoch FROM t.last_autoanalyze)::pg_catalog.float8,
        t.vacuum_count, t.autovacuum_count, t.analyze_count, t.autoanalyze_count,
-       pg_catalog.count(*) OVER ()
+       pg_catalog.count(*) OVER (), c.relpages::pg_catalog.int8
   FROM pg_catalog.pg_stat_user_tables t
   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
  ORDER BY c.relpages DESC, t.schemaname, t.relname
@@ -27,6 +28,7 @@ pub const COLLECTOR: Definition = Definition {
     name: "stat_user_tables",
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
+    scope: crate::collectors::Scope::Database,
     plan: |server, options| {
         if server.version < super::MIN_VERSION {
             return Plan::Unsupported;
@@ -104,5 +106,6 @@ pub const COLLECTOR: Definition = Definition {
     ],
     guarded: true,
     counts_hidden: false,
+    ranked: true,
     build: shaped,
 };

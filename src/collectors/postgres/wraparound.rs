@@ -17,6 +17,7 @@ pub const COLLECTOR: Definition = Definition {
     name: "wraparound",
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Interval(std::time::Duration::from_secs(300)),
+    scope: crate::collectors::Scope::Server,
     plan: |server, _| super::since_13(server, SQL),
     labels: &["datname"],
     metrics: &[
@@ -31,5 +32,6 @@ pub const COLLECTOR: Definition = Definition {
     ],
     guarded: false,
     counts_hidden: false,
+    ranked: false,
     build: shaped,
 };

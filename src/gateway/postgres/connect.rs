@@ -35,9 +35,10 @@ use crate::gateway::{Credentials, Deadline, Expiry, GatewayError, Limits};
 /// The origin spec's cap: at most two connections per target from this process, so a
 /// collection and one admin call can overlap but Mesa never eats a small pool.
 pub const MAX_CONNECTIONS_PER_TARGET: usize = 2;
-/// Of those, admin calls may hold at most this many at once: the rest is the scheduler's, so
-/// a burst of slow admin reads can never make a collection wait for a slot (and miss its
-/// deadline). The scheduler runs at most one collection per target at a time.
+/// Of those, admin calls and database visits together may hold at most this many at once:
+/// the rest is the server collection's, so a burst of slow admin reads or a database that
+/// hangs a visit can never make a collection wait for a slot (and miss its deadline). The
+/// scheduler runs at most one collection and one visit per target at a time.
 pub const MAX_ADMIN_CONNECTIONS_PER_TARGET: usize = 1;
 
 /// Who a connection is for; decides which slots it may take.
@@ -45,6 +46,8 @@ pub const MAX_ADMIN_CONNECTIONS_PER_TARGET: usize = 1;
 pub enum Purpose {
     /// The scheduled collection.
     Collection,
+    /// A visit to one database of the server (its database-scoped collectors).
+    Visit,
     /// An admin API call (inspection, sessions, signals, create user).
     Admin,
 }
@@ -173,7 +176,7 @@ impl Connector {
     }
 
     /// Opens one connection to `dbname` as `creds`, within the connect timeout and `deadline`.
-    /// An admin connection first takes the admin slot, then a shared one.
+    /// An admin connection or a visit first takes the spare slot, then a shared one.
     pub async fn open(
         &self,
         creds: &Credentials,
@@ -184,11 +187,11 @@ impl Connector {
     ) -> Result<Conn, GatewayError> {
         let admin_permit = match purpose {
             Purpose::Collection => None,
-            Purpose::Admin => Some(
+            Purpose::Visit | Purpose::Admin => Some(
                 deadline
                     .bound(self.admin_slots.clone().acquire_owned())
                     .await
-                    .map_err(|why| expired(why, "waiting for the admin connection slot", deadline))?
+                    .map_err(|why| expired(why, "waiting for the spare connection slot (admin calls and database visits)", deadline))?
                     .map_err(|_| GatewayError::Refused {
                         reason: "the gateway is shutting down".to_owned(),
                     })?,

@@ -319,15 +319,37 @@ impl PostgresGateway {
         deadline: Deadline,
         work: impl AsyncFnOnce(&Client, u32) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, GatewayError> {
+        self.monitoring_session(&self.database, Purpose::Collection, deadline, work)
+            .await
+    }
+
+    /// Like [`Self::collection_session`], in `datname` on the spare slot (a database visit:
+    /// the server collection's slot stays free).
+    pub async fn visit_session<T>(
+        &self,
+        datname: &str,
+        deadline: Deadline,
+        work: impl AsyncFnOnce(&Client, u32) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, GatewayError> {
+        self.monitoring_session(datname, Purpose::Visit, deadline, work)
+            .await
+    }
+
+    /// The database collections connect to.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    async fn monitoring_session<T>(
+        &self,
+        datname: &str,
+        purpose: Purpose,
+        deadline: Deadline,
+        work: impl AsyncFnOnce(&Client, u32) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, GatewayError> {
         let mut conn = self
             .connector
-            .open(
-                &self.monitor,
-                &self.database,
-                Access::ReadOnly,
-                Purpose::Collection,
-                &deadline,
-            )
+            .open(&self.monitor, datname, Access::ReadOnly, purpose, &deadline)
             .await?;
         let version = conn.server_version_num();
         let (client, driver) = conn.split();

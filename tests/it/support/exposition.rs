@@ -140,16 +140,23 @@ print(len(families))\n";
     );
 }
 
-/// One collection of `t` with its configured collectors, rendered as `/probe` renders it
-/// (no `server` label), with the collection itself.
+/// One collection of `t` with its configured collectors and one visit to its `database`,
+/// stored and rendered as `/probe` renders them (no `server` label), with the collection
+/// itself.
 pub async fn collect_text(t: &TargetConfig) -> (mesa::collectors::Collection, String) {
     use mesa::collectors::{Collect, TargetCollector};
-    let collector = TargetCollector::new(std::sync::Arc::new(gateway(t)), t.collection.collectors);
+    let collector = TargetCollector::new(
+        std::sync::Arc::new(gateway(t)),
+        t.collection.collectors,
+        t.collection.databases.clone(),
+        t.collection.interval,
+    );
     let collection = collector
         .collect(mesa::gateway::Deadline::after(Duration::from_secs(10)))
         .await
         .expect("the collection runs");
-    let snapshot = std::sync::Arc::new(mesa::snapshot::TargetSnapshot {
+    let store = mesa::metrics::SnapshotStore::new();
+    store.put(mesa::snapshot::TargetSnapshot {
         target: t.name.clone(),
         driver: mesa::gateway::Driver::Postgres,
         finished_at: std::time::SystemTime::now(),
@@ -157,7 +164,20 @@ pub async fn collect_text(t: &TargetConfig) -> (mesa::collectors::Collection, St
         result: Ok(collection.clone()),
         last_success: Some(std::time::SystemTime::now()),
     });
-    let text = mesa::metrics::render_snapshots(vec![snapshot], false);
+    let database = &t.spec.common.database;
+    let visit = collector
+        .visit(
+            database,
+            mesa::gateway::Deadline::after(Duration::from_secs(10)),
+        )
+        .await;
+    let last = visit.up().then_some(visit.finished_at);
+    store.put_visit(
+        &t.name,
+        database,
+        mesa::metrics::families::EncodedTarget::for_visit(&t.name, &visit, last),
+    );
+    let text = store.probe(&t.name).expect("stored");
     (collection, text)
 }
 
