@@ -226,6 +226,7 @@ pub async fn run_target<C: Collect + Send + Sync + 'static>(
     if let Some(rest) = visiting {
         let _ = rest.await;
     }
+    collector.release().await;
 }
 
 type VisitInFlight = Pin<Box<dyn Future<Output = Visit> + Send>>;

@@ -463,6 +463,11 @@ pub trait Collect {
         Duration::from_secs(60)
     }
 
+    /// Lets go of what the target keeps between collections (its loop ended).
+    fn release(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// Visits one database: runs the database-scoped collectors in it.
     fn visit(&self, datname: &str, deadline: Deadline) -> impl Future<Output = Visit> + Send {
         let datname = datname.to_owned();
@@ -687,6 +692,10 @@ impl Collect for TargetCollector {
 
     fn visit_interval(&self) -> Duration {
         self.databases.interval(self.interval)
+    }
+
+    async fn release(&self) {
+        self.gateway.close_kept().await;
     }
 
     async fn visit(&self, datname: &str, deadline: Deadline) -> Visit {

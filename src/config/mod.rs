@@ -136,6 +136,7 @@ const COLLECTION_KEYS: &[&str] = &[
     "max_indexes",
     "max_statements",
     "databases",
+    "session",
 ];
 const WEB_KEYS: &[&str] = &["listen_address", "config_file", "max_connections"];
 
@@ -210,6 +211,18 @@ fn collection(
             .unwrap_or(inherit.lock_timeout),
         collectors: collectors(f, inherit.collectors, driver, interval, p),
         databases: databases::databases(f, &inherit.databases, p),
+        session: match f.string("session", p).as_deref() {
+            None => inherit.session,
+            Some("kept") => SessionMode::Kept,
+            Some("ephemeral") => SessionMode::Ephemeral,
+            Some(other) => {
+                p.add(
+                    f.path_of("session"),
+                    format!("expected kept or ephemeral, found {other:?}"),
+                );
+                inherit.session
+            }
+        },
     }
 }
 

@@ -596,3 +596,20 @@ fn bad_database_settings_name_their_key() {
         assert!(all.contains(want), "missing {want:?} in:\n{all}");
     }
 }
+
+#[test]
+fn the_collection_session_is_kept_unless_the_config_says_ephemeral() {
+    let plain = parse(MINIMAL).expect("valid");
+    assert_eq!(plain.targets[0].collection.session, SessionMode::Kept);
+    assert_eq!(
+        plain.targets[0].collection.limits().session,
+        SessionMode::Kept
+    );
+    let c = parse(&format!("collection: {{session: ephemeral}}\n{}", MINIMAL)).expect("valid");
+    assert_eq!(c.targets[0].collection.session, SessionMode::Ephemeral);
+    let all = problems(&format!("{}    session: pooled\n", MINIMAL)).join("\n");
+    assert!(
+        all.contains("targets[0].session: expected kept or ephemeral, found \"pooled\""),
+        "{all}"
+    );
+}

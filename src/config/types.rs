@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::collectors::Options as CollectorOptions;
+pub use crate::gateway::spec::SessionMode;
 use crate::gateway::spec::{Limits, MIN_IDLE_IN_TRANSACTION_TIMEOUT, TargetSpec};
 
 use super::reader::Problem;
@@ -81,6 +82,8 @@ pub struct CollectionSettings {
     pub collectors: CollectorOptions,
     /// Which databases of the server are visited, and how often.
     pub databases: crate::collectors::Databases,
+    /// Whether the collection session is kept between collections.
+    pub session: SessionMode,
 }
 
 impl Default for CollectionSettings {
@@ -93,6 +96,7 @@ impl Default for CollectionSettings {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             collectors: CollectorOptions::default(),
             databases: crate::collectors::Databases::default(),
+            session: SessionMode::default(),
         }
     }
 }
@@ -235,6 +239,7 @@ impl CollectionSettings {
             statement_timeout: self.statement_timeout,
             lock_timeout: self.lock_timeout,
             idle_in_transaction_timeout: self.timeout.max(MIN_IDLE_IN_TRANSACTION_TIMEOUT),
+            session: self.session,
         }
     }
 }

@@ -333,6 +333,12 @@ impl Gateway {
         }
     }
 
+    /// Closes the target's kept collection session, if any (its loop ended: reload,
+    /// shutdown).
+    pub async fn close_kept(&self) {
+        each_driver!(self, g => g.close_kept().await)
+    }
+
     /// The database the target's collections connect to (its `database`).
     pub fn database(&self) -> &str {
         each_driver!(self, g => g.database())

@@ -35,7 +35,25 @@ pub struct Limits {
     pub lock_timeout: Duration,
     /// Server-side `idle_in_transaction_session_timeout`.
     pub idle_in_transaction_timeout: Duration,
+    /// Whether the collection session is kept between collections.
+    pub session: SessionMode,
 }
+
+/// How a target's collection session lives (`collection.session`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SessionMode {
+    /// One read-only session per target, kept open between collections: no login per
+    /// collection (a login costs the server more CPU than the collection's statements). Closed
+    /// on any error, on reload and shutdown, and after [`KEPT_SESSION_LIFETIME`].
+    #[default]
+    Kept,
+    /// A new session per collection, closed after it.
+    Ephemeral,
+}
+
+/// The longest a kept collection session lives before it is closed and opened anew (so a
+/// server-side change to the role or its settings is picked up, and no backend grows forever).
+pub const KEPT_SESSION_LIFETIME: Duration = Duration::from_secs(600);
 
 /// The part of a target every driver has.
 #[derive(Debug, Clone, PartialEq, Eq)]

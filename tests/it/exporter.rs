@@ -42,7 +42,7 @@ async fn the_daemon_serves_what_the_server_says() {
     let silent_port = silent.local_addr().expect("addr").port();
 
     let config = daemon_config(&format!(
-        "collection: {{interval: 1s, timeout: 800ms, connect_timeout: 500ms}}
+        "collection: {{interval: 1s, timeout: 800ms, connect_timeout: 500ms, collectors: {{database: {{interval: 1s}}}}}}
 web: {{listen_address: '127.0.0.1:0'}}
 targets:
   - {{name: local, driver: postgres, host: '{{host}}', port: {{port}}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}}
@@ -263,7 +263,8 @@ targets:
         }
         assert_eq!(log_lines(), lines_before, "a scrape reached the server");
         assert_eq!(sessions_of("scrape_user").await, sessions_before);
-        assert_eq!(sessions_before, 0);
+        // At most the kept collection session, idle between collections.
+        assert!(sessions_before <= 1, "{sessions_before} sessions");
         clean_windows += 1;
         break;
     }
@@ -388,7 +389,7 @@ pub(crate) fn without_per_scrape_gauges(text: &str, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_is_served_when_asked_and_decodes_to_the_plain_text() {
     let config = daemon_config(
-        "collection: {interval: 3s, timeout: 2s}
+        "collection: {interval: 3s, timeout: 2s, databases: {discover: false}}
 web: {listen_address: '127.0.0.1:0'}
 targets:
   - {name: zipped, driver: postgres, host: '{host}', port: {port}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}

@@ -19,6 +19,7 @@ mod gateway_errors;
 mod gateway_inspect;
 mod golden;
 mod hardening;
+mod kept_session;
 mod lifecycle;
 mod non_readers;
 mod non_utf8;

@@ -160,7 +160,16 @@ targets:
     assert_eq!(probed[0].0["instance"], "local");
     assert_eq!(probed[0].1, "1");
     let max = query(prom_addr, "pg_settings_max_connections{job=\"postgres\"}").await;
-    assert_eq!(max.first().map(|(_, v)| v.as_str()), Some("100"));
+    let server_max: String = superuser("postgres")
+        .await
+        .query_one("SHOW max_connections", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(
+        max.first().map(|(_, v)| v.as_str()),
+        Some(server_max.as_str())
+    );
 
     app.shutdown(DEFAULT_GRACE_PERIOD)
         .await

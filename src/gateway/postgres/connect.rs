@@ -166,6 +166,11 @@ impl Connector {
         }
     }
 
+    /// The session limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// `host:port`, for messages. Never contains credentials.
     pub fn endpoint(&self) -> String {
         if self.host.contains(':') {
@@ -404,6 +409,21 @@ impl Conn {
             .as_ref()
             .and_then(|c| c.parameter("server_version"))
             .map_or(0, version_num)
+    }
+
+    /// Whether the connection still looks open: polled once without waiting, it has not
+    /// ended (the server closes an idle session it terminates, restarts or times out).
+    pub fn alive(&mut self) -> bool {
+        let Some(connection) = self.driver.connection.as_mut() else {
+            return false;
+        };
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if connection.as_mut().poll(&mut cx).is_pending() {
+            true
+        } else {
+            self.driver.connection = None;
+            false
+        }
     }
 
     /// Closes gracefully (Terminate message), or drops the socket after [`CLOSE_TIMEOUT`].

@@ -22,9 +22,10 @@ pub use connect::{
 };
 
 use self::admin::Signal;
-use self::connect::Connector;
+use self::connect::{Conn, Connector};
 pub use self::spec::{ChannelBinding, PostgresSpec, SslMode};
 pub(crate) use self::text::TextColumns;
+use super::spec::{KEPT_SESSION_LIFETIME, SessionMode};
 use super::validate;
 use super::{
     Administrator, BackendRef, Column, CreatedUser, Database, Deadline, GatewayError, Inspector,
@@ -48,6 +49,22 @@ pub struct PostgresGateway {
     database: String,
     monitor: Credentials,
     admin: Option<Credentials>,
+    /// The collection session kept between collections ([`SessionMode::Kept`]).
+    kept: tokio::sync::Mutex<Option<KeptSession>>,
+}
+
+/// A collection session kept open, and when it was opened.
+struct KeptSession {
+    conn: Conn,
+    opened: tokio::time::Instant,
+}
+
+impl std::fmt::Debug for KeptSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptSession")
+            .field("opened", &self.opened)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PostgresGateway {
@@ -70,6 +87,7 @@ impl PostgresGateway {
             database: target.database.clone(),
             monitor: target.monitor.clone(),
             admin: target.admin.clone(),
+            kept: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -314,13 +332,75 @@ impl PostgresGateway {
     /// database as the monitoring login, under `deadline`; `work` also gets the server's
     /// `server_version_num` (from the startup parameters, no round trip). The collectors
     /// layer decides what to send.
+    ///
+    /// With [`SessionMode::Kept`] (the default) the session outlives the collection: the next
+    /// one reuses it, unless it ended meanwhile (a terminated or restarted backend closes its
+    /// socket, which the check before reuse sees) or is older than [`KEPT_SESSION_LIFETIME`].
+    /// Any error closes it.
     pub async fn collection_session<T>(
         &self,
         deadline: Deadline,
         work: impl AsyncFnOnce(&Client, u32) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, GatewayError> {
-        self.monitoring_session(&self.database, Purpose::Collection, deadline, work)
-            .await
+        if self.connector.limits().session == SessionMode::Ephemeral {
+            return self
+                .monitoring_session(&self.database, Purpose::Collection, deadline, work)
+                .await;
+        }
+        // Only the target's scheduler collects, one collection at a time: never contended.
+        let mut slot = self.kept.lock().await;
+        let reused = match slot.take() {
+            Some(mut kept) => {
+                if kept.opened.elapsed() < KEPT_SESSION_LIFETIME && kept.conn.alive() {
+                    Some(kept)
+                } else {
+                    kept.conn.close().await;
+                    None
+                }
+            }
+            None => None,
+        };
+        let mut kept = match reused {
+            Some(kept) => kept,
+            None => self.open_kept(&deadline).await?,
+        };
+        let version = kept.conn.server_version_num();
+        let (client, driver) = kept.conn.split();
+        let result = driver.run(&deadline, work(client, version)).await;
+        match result {
+            Ok(value) => {
+                *slot = Some(kept);
+                Ok(value)
+            }
+            Err(e) => {
+                kept.conn.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_kept(&self, deadline: &Deadline) -> Result<KeptSession, GatewayError> {
+        let conn = self
+            .connector
+            .open(
+                &self.monitor,
+                &self.database,
+                Access::ReadOnly,
+                Purpose::Collection,
+                deadline,
+            )
+            .await?;
+        Ok(KeptSession {
+            conn,
+            opened: tokio::time::Instant::now(),
+        })
+    }
+
+    /// Closes the kept collection session, if any (reload, shutdown).
+    pub async fn close_kept(&self) {
+        if let Some(kept) = self.kept.lock().await.take() {
+            kept.conn.close().await;
+        }
     }
 
     /// Like [`Self::collection_session`], in `datname` on the spare slot (a database visit:

@@ -296,7 +296,9 @@ impl PgCluster {
             "fsync = off".to_owned(),
             "synchronous_commit = off".to_owned(),
             "full_page_writes = off".to_owned(),
-            "max_connections = 100".to_owned(),
+            // Room for the suite's concurrent daemons: each keeps a collection session per
+            // target and visits every database of the shared cluster it is not told to skip.
+            "max_connections = 300".to_owned(),
             "ssl = on".to_owned(),
             format!(
                 "ssl_cert_file = '{}'",

@@ -55,7 +55,7 @@ async fn a_hundred_faults_injected_and_cleared_leak_nothing() {
     let port = crate::support::closed_port();
     let c = cluster();
     let yaml = format!(
-        "collection: {{interval: 150ms, timeout: 120ms, connect_timeout: 100ms, statement_timeout: 100ms, lock_timeout: 50ms, databases: {{discover: false}}}}
+        "collection: {{interval: 150ms, timeout: 120ms, connect_timeout: 100ms, statement_timeout: 100ms, lock_timeout: 50ms, databases: {{discover: false}}, session: ephemeral}}
 web: {{listen_address: '127.0.0.1:{port}'}}
 targets:
   - {{name: healthy, driver: postgres, host: {h}, port: {p}, username: mesa_monitor, password_file: {pw}, sslmode: disable}}

@@ -81,10 +81,12 @@ async fn monitor_role(server: Server, role: &str) {
 
 /// A scenario's daemon: `healthy` on the shared cluster as `mesa_monitor`, and `faulty`
 /// with the given fields (where and as whom it connects), both with the fixture password,
-/// every [`INTERVAL`] under the scenario's timeouts.
+/// every [`INTERVAL`] under the scenario's timeouts. Sessions are ephemeral: most faults
+/// here strike at connect (refused, wrong password, connection limit), which a kept session
+/// meets only when it is opened again; every collection connecting tests that path each time.
 fn pair_config(faulty: &str) -> mesa::config::Config {
     daemon_config(&format!(
-        "collection: {{interval: {i}ms, timeout: {t}ms, connect_timeout: 500ms, statement_timeout: {s}ms, lock_timeout: 300ms}}
+        "collection: {{interval: {i}ms, timeout: {t}ms, connect_timeout: 500ms, statement_timeout: {s}ms, lock_timeout: 300ms, session: ephemeral}}
 web: {{listen_address: '127.0.0.1:0'}}
 targets:
   - {{name: healthy, driver: postgres, host: '{{host}}', port: {{port}}, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}}

@@ -1,0 +1,111 @@
+//! The kept collection session (issue 19, section 4): one login per target instead of one per
+//! collection, a backend the server ended between collections replaced without a failed
+//! collection, `session: ephemeral` as before, and nothing left open after shutdown.
+
+use std::time::Duration;
+
+use mesa::app::{App, DEFAULT_GRACE_PERIOD};
+
+use crate::support::*;
+
+/// A role of this test's own, so its logins and sessions are countable.
+async fn role(name: &str) {
+    let _guard = role_lock().await;
+    superuser("postgres")
+        .await
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor"
+        ))
+        .await
+        .expect("role");
+}
+
+/// A daemon collecting `name` as `user` every 300 ms, without database visits (they log
+/// in on their own), with `session`.
+fn config(name: &str, user: &str, session: &str) -> mesa::config::Config {
+    daemon_config(&format!(
+        "collection: {{interval: 300ms, timeout: 250ms, session: {session}, databases: {{discover: false}}, collectors: {{stat_user_tables: false, statio_user_tables: false, stat_user_indexes: false, statio_user_indexes: false}}}}
+web: {{listen_address: '127.0.0.1:0'}}
+targets:
+  - {{name: {name}, driver: postgres, host: '{{host}}', port: {{port}}, username: {user}, password_file: fixture.pw, sslmode: disable}}
+"
+    ))
+}
+
+/// Logins of `user` in the server log after byte `from`.
+fn logins(from: usize, user: &str) -> usize {
+    log_lines_since(from, &format!("connection authorized: user={user} ")).len()
+}
+
+/// How many collections of `name` succeeded, from the daemon's own counters: the timestamps
+/// it has stored.
+async fn collections_seen(app: &App, name: &str, n: usize) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    while seen.len() < n && std::time::Instant::now() < until {
+        if let Some(s) = app.store().get(name)
+            && s.up()
+        {
+            seen.insert(s.finished_at);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seen.len() >= n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_session_logs_in_once_and_survives_its_backend_being_ended() {
+    role("kept_user").await;
+    let from = cluster().server_log().len();
+    let app = App::start(config("kept", "kept_user", "kept"))
+        .await
+        .expect("daemon starts");
+    assert!(collections_seen(&app, "kept", 8).await, "eight collections");
+    assert_eq!(
+        logins(from, "kept_user"),
+        1,
+        "one login for eight collections"
+    );
+    assert_eq!(sessions_of("kept_user").await, 1);
+
+    // The server ends the idle kept backend between collections: the next collection notices
+    // before sending anything and logs in again; no collection fails.
+    let su = superuser("postgres").await;
+    su.batch_execute(
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'kept_user'",
+    )
+    .await
+    .expect("terminate");
+    assert!(collections_seen(&app, "kept", 4).await, "collections go on");
+    assert_eq!(logins(from, "kept_user"), 2, "one more login");
+    let (_, _, text) = http_get(app.metrics_addr(), "/metrics").await;
+    assert_eq!(
+        sum(&text, "mesa_collect_failures_total", &[("server", "kept")]),
+        0.0,
+        "{text}"
+    );
+    app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            sessions_of("kept_user").await == 0
+        })
+        .await,
+        "shutdown closes the kept session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ephemeral_session_logs_in_at_every_collection() {
+    role("ephemeral_user").await;
+    let from = cluster().server_log().len();
+    let app = App::start(config("ephemeral", "ephemeral_user", "ephemeral"))
+        .await
+        .expect("daemon starts");
+    assert!(
+        collections_seen(&app, "ephemeral", 5).await,
+        "five collections"
+    );
+    app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
+    assert!(logins(from, "ephemeral_user") >= 5);
+    assert_eq!(sessions_of("ephemeral_user").await, 0);
+}
