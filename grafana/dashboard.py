@@ -6,7 +6,8 @@ Run it with Grafana's grafana-foundation-sdk (pinned in grafana/requirements.txt
 
 CI runs it and fails when the committed JSON differs, so edit this file, not the JSON.
 Every query uses `$datasource` and `$server` (from `label_values(pg_up, server)`), which the
-`/metrics` scrape pattern labels each database with. tests/it/dashboard.rs evaluates every
+`/metrics` scrape pattern labels each database with; the per-database row also `$datname`
+(the databases discovery visits, from `mesa_database_up`). tests/it/dashboard.rs evaluates every
 query against a live Prometheus.
 """
 
@@ -22,6 +23,8 @@ from grafana_foundation_sdk.models import prometheus as prom_model
 
 DS = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 SERVER = 'server=~"$server"'
+# Per-database panels also filter on the visited databases (`$datname`).
+DB = 'server=~"$server", datname=~"$datname"'
 # Shared by the alert rules (deploy/prometheus/alerts.yml) and these panels' colours.
 SATURATION_WARNING = 0.8
 SATURATION_CRITICAL = 0.95
@@ -88,6 +91,16 @@ def build() -> db.Dashboard:
             .label("Server")
             .datasource(DS)
             .query("label_values(pg_up, server)")
+            .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+        )
+        .with_variable(
+            db.QueryVariable("datname")
+            .label("Database")
+            .datasource(DS)
+            .query('label_values(mesa_database_up{server=~"$server"}, datname)')
             .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .multi(True)
             .include_all(True)
@@ -178,10 +191,6 @@ def build() -> db.Dashboard:
             description="age(datfrozenxid); autovacuum freezes past autovacuum_freeze_max_age, PostgreSQL stops writes near 2 billion.",
         ))
         .with_panel(series(
-            "Dead tuples (top 10 tables)", "none",
-            query(f"topk(10, pg_stat_user_tables_n_dead_tup{{{SERVER}}})", "{{server}}/{{schemaname}}.{{relname}}"),
-        ))
-        .with_panel(series(
             "Replica replay lag", "s",
             query(f"pg_replication_lag_seconds{{{SERVER}}}", "{{server}}"),
             description="On a replica: seconds behind its primary's last replayed transaction (0 when caught up, and on a primary).",
@@ -191,6 +200,48 @@ def build() -> db.Dashboard:
             query(f"pg_stat_replication_pg_wal_lsn_diff{{{SERVER}}}", "{{server}} → {{application_name}} {{client_addr}}"),
             description="WAL each streaming standby has yet to replay; absent on a server nobody streams from.",
         ))
+        .with_row(db.Row("Per database (visited by discovery)").id(_id()))
+        .with_panel(single(
+            "Databases not visited", "none",
+            query(f"count(mesa_database_up{{{DB}}} == 0) or vector(0)", "failing"),
+            ((None, "green"), (1, "red")),
+            description="Visited databases whose last visit failed (mesa_database_up 0: CONNECT refused, a timeout, a dropped database); the MesaDatabaseNotVisited alert fires after 10 minutes.",
+        ))
+        .with_panel(series(
+            "Time since each database's last visit", "s",
+            query(f"time() - mesa_database_last_visit_timestamp_seconds{{{DB}}}", "{{server}}/{{datname}}"),
+            width=18,
+            description="Each database is visited every databases.interval, one at a time.",
+        ))
+        .with_panel(series(
+            "Dead tuples (top 10 tables)", "none",
+            query(f"topk(10, pg_stat_user_tables_n_dead_tup{{{DB}}})", "{{server}}/{{datname}} {{schemaname}}.{{relname}}"),
+        ))
+        .with_panel(series(
+            "Sequential vs index scans", "ops",
+            query(f"sum by (server, datname) (rate(pg_stat_user_tables_seq_scan_total{{{DB}}}[{rate}]))", "{{server}}/{{datname}} sequential"),
+            query(f"sum by (server, datname) (rate(pg_stat_user_tables_idx_scan_total{{{DB}}}[{rate}]))", "{{server}}/{{datname}} index", "B"),
+            description="Scans started on user tables; sequential scans growing against index scans often mean a missing index.",
+        ))
+        .with_panel(series(
+            "Cache hit per database", "percentunit",
+            query(
+                f"sum by (server, datname) (pg_statio_user_tables_heap_blocks_hit_total{{{DB}}}) / "
+                f"(sum by (server, datname) (pg_statio_user_tables_heap_blocks_hit_total{{{DB}}}) + "
+                f"sum by (server, datname) (pg_statio_user_tables_heap_blocks_read_total{{{DB}}}))",
+                "{{server}}/{{datname}}",
+            ),
+            description="Heap blocks found in shared buffers over all heap blocks read, user tables, since the statistics were reset.",
+        ))
+        .with_panel(
+            table.Panel().id(_id()).title("Unused indexes").datasource(DS).span(12).height(8)
+            .description("Indexes with no scan since the statistics were reset, largest first among those exported (max_indexes); each costs writes and space.")
+            .with_target(
+                query(f"pg_stat_user_indexes_idx_scan_total{{{DB}}} == 0", "{{server}}/{{datname}} {{indexrelname}}")
+                .instant()
+                .format(prom_model.PromQueryFormat.TABLE)
+            )
+        )
         .with_row(db.Row("Mesa").id(_id()))
         .with_panel(series(
             "Collection duration", "s",

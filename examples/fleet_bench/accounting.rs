@@ -72,14 +72,13 @@ pub(crate) struct DbCounters {
     pub(crate) statements: f64,
 }
 
-pub(crate) fn db_counters(cluster: &PgCluster, db: &str) -> Result<DbCounters, Error> {
+/// Sessions opened and statements run on the whole server so far (every database: Mesa
+/// visits them all); this query is one statement of its own.
+pub(crate) fn server_counters(cluster: &PgCluster) -> Result<DbCounters, Error> {
     let out = cluster.psql(
         "postgres",
-        &format!(
-            "SELECT (SELECT sessions FROM pg_stat_database WHERE datname = '{db}'),
-                    (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s
-                       JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '{db}')"
-        ),
+        "SELECT (SELECT coalesce(sum(sessions), 0) FROM pg_stat_database),
+                (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements)",
     )?;
     let mut it = out
         .trim()

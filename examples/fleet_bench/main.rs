@@ -57,6 +57,14 @@ struct Plan {
     scale: Vec<usize>,
     scale_interval: Duration,
     scale_window: Duration,
+    /// The default interval, and how long each exporter runs alone at it.
+    default_interval: Duration,
+    default_window: Duration,
+    /// Databases (of 20 tables each) of the discovery phase, and its window.
+    discovery_databases: usize,
+    discovery_window: Duration,
+    /// The interval of the 100 targets scraped for the memory figure.
+    memory_interval: Duration,
 }
 
 impl Plan {
@@ -70,6 +78,11 @@ impl Plan {
             scale: vec![1, 100, 1000],
             scale_interval: Duration::from_secs(15),
             scale_window: Duration::from_secs(60),
+            default_interval: Duration::from_secs(15),
+            default_window: Duration::from_secs(300),
+            discovery_databases: 50,
+            discovery_window: Duration::from_secs(120),
+            memory_interval: Duration::from_secs(5),
         }
     }
 
@@ -83,6 +96,11 @@ impl Plan {
             scale: vec![1, 10, 50],
             scale_interval: Duration::from_secs(2),
             scale_window: Duration::from_secs(4),
+            default_interval: Duration::from_secs(2),
+            default_window: Duration::from_secs(8),
+            discovery_databases: 5,
+            discovery_window: Duration::from_secs(6),
+            memory_interval: Duration::from_secs(1),
         }
     }
 }
@@ -196,19 +214,33 @@ struct Server<'a> {
     idle_per_s: f64,
 }
 
-/// Runs `proc` for `window`, scraping `/metrics` once a second, and accounts it: with
-/// `scrapes_are_collections` (postgres_exporter) each scrape is a collection, else the
-/// sessions opened in `db` are.
+/// What counts as a collection of one exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counting {
+    /// postgres_exporter: each scrape is one.
+    Scrapes,
+    /// Mesa: its own count of collections started (`mesa_collect_start_delay_seconds`).
+    MesaCounter,
+}
+
+/// Collections Mesa has started, from a scrape.
+fn mesa_collections(body: &str) -> f64 {
+    sum_of(body, "mesa_collect_start_delay_seconds_count")
+}
+
+/// Runs `proc` for `window`, scraping `/metrics` every `every`, and accounts it. Statements
+/// and sessions are the server's, all databases (each phase runs alone; Mesa visits every
+/// database of the server).
 fn one_target(
     server: &Server<'_>,
     proc: &Proc,
-    db: &str,
     window: Duration,
-    scrapes_are_collections: bool,
+    every: Duration,
+    counting: Counting,
 ) -> Result<OneTarget, Error> {
     let (cluster, postmaster, idle_per_s) = (server.cluster, server.postmaster, server.idle_per_s);
-    let every = Duration::from_secs(1);
-    let c0 = db_counters(cluster, db)?;
+    let started = mesa_collections(&get(proc.addr, "/metrics")?.1);
+    let c0 = server_counters(cluster)?;
     let (cpu0, server0, t0) = (
         cpu_of(proc.pid(), true),
         server_cpu(postmaster),
@@ -228,11 +260,13 @@ fn one_target(
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let (cpu1, server1) = (cpu_of(proc.pid(), true), server_cpu(postmaster));
-    let c1 = db_counters(cluster, db)?;
-    let collections = if scrapes_are_collections {
-        scrapes
-    } else {
-        c1.sessions - c0.sessions
+    let c1 = server_counters(cluster)?;
+    if counting == Counting::MesaCounter {
+        last = get(proc.addr, "/metrics")?.1;
+    }
+    let collections = match counting {
+        Counting::Scrapes => scrapes,
+        Counting::MesaCounter => mesa_collections(&last) - started,
     };
     let collections = collections.max(1.0);
     Ok(OneTarget {
@@ -326,12 +360,21 @@ struct Scale {
 
 fn scale(args: &Args, dir: &Path, cluster: &PgCluster, targets: usize) -> Result<Scale, Error> {
     let plan = &args.plan;
-    let mesa = start_mesa(args, dir, cluster, targets, plan.scale_interval)?;
+    // Each target stands for a server of its own: one cluster cannot hold 1000 kept sessions,
+    // and discovery would visit the same databases 1000 times.
+    let mesa = start_mesa(
+        args,
+        dir,
+        cluster,
+        targets,
+        plan.scale_interval,
+        ", session: ephemeral, databases: {discover: false}",
+    )?;
     // One more interval after every target's first collection: the steady state.
     std::thread::sleep(plan.scale_interval);
     let metrics = |p: &Proc| get(p.addr, "/metrics").map(|(_, b)| b);
     let before = metrics(&mesa)?;
-    let c0 = db_counters(cluster, "bench_mesa")?;
+
     let (cpu0, t0) = (cpu_of(mesa.pid(), true), Instant::now());
     // Prometheus' share: one gzip scrape per interval.
     while t0.elapsed() < plan.scale_window {
@@ -343,7 +386,7 @@ fn scale(args: &Args, dir: &Path, cluster: &PgCluster, targets: usize) -> Result
     }
     let (cpu1, elapsed) = (cpu_of(mesa.pid(), true), t0.elapsed().as_secs_f64());
     let after = metrics(&mesa)?;
-    let c1 = db_counters(cluster, "bench_mesa")?;
+
     let name = "mesa_collect_start_delay_seconds";
     let (b0, b1) = (buckets(&before, name), buckets(&after, name));
     Ok(Scale {
@@ -355,6 +398,95 @@ fn scale(args: &Args, dir: &Path, cluster: &PgCluster, targets: usize) -> Result
         skipped: sum_of(&after, "mesa_collect_skipped_total")
             - sum_of(&before, "mesa_collect_skipped_total"),
         up: sum_of(&after, "pg_up"),
-        collections: c1.sessions - c0.sessions,
+        collections: mesa_collections(&after) - mesa_collections(&before),
     })
+}
+
+/// One exporter on a server with many databases, discovery on.
+#[derive(Debug, Default, Clone)]
+struct Discovery {
+    logins_per_s: f64,
+    server_cpu_ms_per_s: f64,
+    exporter_cpu_ms_per_s: f64,
+    series: usize,
+    /// Databases with table series in the last scrape.
+    databases: usize,
+}
+
+/// Creates `n` databases `bench_dNN` of 20 small tables each.
+fn many_databases(cluster: &PgCluster, n: usize) -> Result<(), Error> {
+    for i in 0..n {
+        let db = format!("bench_d{i:02}");
+        cluster.psql("postgres", &format!("CREATE DATABASE {db}"))?;
+        cluster.psql(
+            &db,
+            "DO $$ BEGIN FOR i IN 1..20 LOOP
+                EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v text)', i);
+                EXECUTE format('INSERT INTO t%s SELECT g, g::text FROM generate_series(1, 100) g', i);
+             END LOOP; END $$; ANALYZE;",
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs `proc` for `window` after one `every` of warm-up, scraped every `every`.
+fn discovery(
+    server: &Server<'_>,
+    proc: &Proc,
+    window: Duration,
+    every: Duration,
+) -> Result<Discovery, Error> {
+    std::thread::sleep(every);
+    let (cluster, postmaster, idle_per_s) = (server.cluster, server.postmaster, server.idle_per_s);
+    let c0 = server_counters(cluster)?;
+    let (cpu0, server0, t0) = (
+        cpu_of(proc.pid(), true),
+        server_cpu(postmaster),
+        Instant::now(),
+    );
+    let mut last = String::new();
+    while t0.elapsed() < window {
+        let tick = Instant::now();
+        last = get(proc.addr, "/metrics")?.1;
+        std::thread::sleep(
+            every
+                .saturating_sub(tick.elapsed())
+                .min(window.saturating_sub(t0.elapsed())),
+        );
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let (cpu1, server1) = (cpu_of(proc.pid(), true), server_cpu(postmaster));
+    let c1 = server_counters(cluster)?;
+    let databases: std::collections::BTreeSet<&str> = last
+        .lines()
+        .filter(|l| l.starts_with("pg_stat_user_tables_n_live_tup{"))
+        .filter_map(|l| l.split("datname=\"").nth(1)?.split('"').next())
+        .collect();
+    Ok(Discovery {
+        logins_per_s: (c1.sessions - c0.sessions) / elapsed,
+        server_cpu_ms_per_s: (server1 - server0 - idle_per_s * elapsed).max(0.0) * 1000.0 / elapsed,
+        exporter_cpu_ms_per_s: (cpu1 - cpu0) * 1000.0 / elapsed,
+        series: series(&last),
+        databases: databases.len(),
+    })
+}
+
+/// The largest resident memory of `pid` while `work` runs, sampled every 50 ms.
+fn peak_rss_during<T>(pid: u32, work: impl FnOnce() -> T) -> (T, f64) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0.0f64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_mib(pid));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak.max(rss_mib(pid))
+        })
+    };
+    let out = work();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(0.0);
+    (out, peak)
 }

@@ -40,13 +40,14 @@ pub(crate) fn start_mesa(
     cluster: &PgCluster,
     targets: usize,
     interval: Duration,
+    extra: &str,
 ) -> Result<Proc, Error> {
     let reserved = ports::reserve()?;
     let port = reserved.port();
     let pw = dir.join("bench.pw");
     std::fs::write(&pw, PASSWORD)?;
     let mut yaml = format!(
-        "collection: {{interval: {}ms, timeout: {}ms}}\nweb: {{listen_address: '127.0.0.1:{port}'}}\ntargets:\n",
+        "collection: {{interval: {}ms, timeout: {}ms{extra}}}\nweb: {{listen_address: '127.0.0.1:{port}'}}\ntargets:\n",
         interval.as_millis(),
         (interval.as_millis() * 2 / 3).min(10_000)
     );
@@ -64,11 +65,17 @@ pub(crate) fn start_mesa(
     Ok(proc)
 }
 
-pub(crate) fn start_exporter(args: &Args, dir: &Path, cluster: &PgCluster) -> Result<Proc, Error> {
+pub(crate) fn start_exporter(
+    args: &Args,
+    dir: &Path,
+    cluster: &PgCluster,
+    flags: &[&str],
+) -> Result<Proc, Error> {
     let reserved = ports::reserve()?;
     let port = reserved.port();
     let child = Command::new(&args.exporter)
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(flags)
         .env(
             "DATA_SOURCE_NAME",
             format!(

@@ -74,25 +74,68 @@ pub(crate) fn run() -> Result<(), Error> {
         plan.per_collection
     );
     let second = Duration::from_secs(1);
-    let mesa1 = start_mesa(&args, &work, &cluster, 1, second)?;
+    let mesa1 = start_mesa(&args, &work, &cluster, 1, second, "")?;
     std::thread::sleep(Duration::from_millis(1500));
     let server = Server {
         cluster: &cluster,
         postmaster,
         idle_per_s,
     };
-    let mesa = one_target(&server, &mesa1, "bench_mesa", plan.per_collection, false)?;
+    let mesa = one_target(
+        &server,
+        &mesa1,
+        plan.per_collection,
+        second,
+        Counting::MesaCounter,
+    )?;
     eprintln!(
         "bench: postgres_exporter, scraped every second, for {:?}",
         plan.per_collection
     );
-    let pge = start_exporter(&args, &work, &cluster)?;
+    let pge = start_exporter(&args, &work, &cluster, &[])?;
     std::thread::sleep(Duration::from_millis(1500));
-    let exporter = one_target(&server, &pge, "bench_pge", plan.per_collection, true)?;
+    let exporter = one_target(
+        &server,
+        &pge,
+        plan.per_collection,
+        second,
+        Counting::Scrapes,
+    )?;
+
+    // The default interval, long enough for every tier to run (sizes every 5 min).
+    let every = plan.default_interval;
+    eprintln!(
+        "bench: Mesa alone, one target every {every:?}, for {:?}",
+        plan.default_window
+    );
+    let mesa_default = {
+        let p = start_mesa(&args, &work, &cluster, 1, every, "")?;
+        std::thread::sleep(every);
+        one_target(
+            &server,
+            &p,
+            plan.default_window,
+            every,
+            Counting::MesaCounter,
+        )?
+    };
+    eprintln!(
+        "bench: postgres_exporter alone, scraped every {every:?}, for {:?}",
+        plan.default_window
+    );
+    let pge_default = {
+        let p = start_exporter(&args, &work, &cluster, &[])?;
+        std::thread::sleep(Duration::from_millis(1500));
+        one_target(&server, &p, plan.default_window, every, Counting::Scrapes)?
+    };
 
     eprintln!("bench: latency with wrk");
     let hundred = if plan.smoke { 10 } else { 100 };
-    let mesa100 = start_mesa(&args, &work, &cluster, hundred, Duration::from_secs(15))?;
+    let mesa100 = start_mesa(&args, &work, &cluster, hundred, plan.memory_interval, "")?;
+    // Warm: every target collected at least twice, nothing scraped yet.
+    std::thread::sleep(plan.memory_interval * 3);
+    let idle_rss = rss_mib(mesa100.pid());
+    let mut scraped_rss = 0.0f64;
     let mut latency: Vec<(String, u32, bool, Latency)> = Vec::new();
     let endpoints: Vec<(String, SocketAddr, &str)> = vec![
         (
@@ -120,17 +163,36 @@ pub(crate) fn run() -> Result<(), Error> {
     for (label, addr, path) in &endpoints {
         for conns in [1, 10] {
             for gzip in [false, true] {
-                latency.push((
-                    label.clone(),
-                    conns,
-                    gzip,
-                    wrk(*addr, path, conns, gzip, plan.wrk)?,
-                ));
+                // Mesa's resident memory under 10 scrapers of the 100 targets' /metrics.
+                let watched = *addr == mesa100.addr && *path == "/metrics" && conns == 10;
+                let (figures, peak) = if watched {
+                    peak_rss_during(mesa100.pid(), || wrk(*addr, path, conns, gzip, plan.wrk))
+                } else {
+                    (wrk(*addr, path, conns, gzip, plan.wrk), 0.0)
+                };
+                scraped_rss = scraped_rss.max(peak);
+                latency.push((label.clone(), conns, gzip, figures?));
             }
         }
     }
+    std::thread::sleep(Duration::from_secs(15));
+    let after_rss = rss_mib(mesa100.pid());
     let rss_pge = rss_mib(pge.pid());
     drop((mesa1, mesa100, pge));
+
+    eprintln!(
+        "bench: {} databases of 20 tables, discovery on, for {:?} each",
+        plan.discovery_databases, plan.discovery_window
+    );
+    many_databases(&cluster, plan.discovery_databases)?;
+    let mesa_many = {
+        let p = start_mesa(&args, &work, &cluster, 1, every, "")?;
+        discovery(&server, &p, plan.discovery_window, every)?
+    };
+    let pge_many = {
+        let p = start_exporter(&args, &work, &cluster, &["--auto-discover-databases"])?;
+        discovery(&server, &p, plan.discovery_window, every)?
+    };
 
     let mut scales = Vec::new();
     for n in plan.scale.clone() {
@@ -254,10 +316,139 @@ pub(crate) fn run() -> Result<(), Error> {
             ratio(m, e)
         )?;
     }
+    writeln!(
+        md,
+        "\n## One target at the default interval ({:.0} s)\n",
+        plan.default_interval.as_secs_f64()
+    )?;
+    writeln!(
+        md,
+        "Each exporter alone for {:.0} s, scraped every interval, so every tier ran (database sizes every 5 min, settings on change). Statements and sessions are the whole server's (Mesa also visits every database: here `postgres`, `bench_mesa` and `bench_pge`, each every 4 intervals). The goal (issue 19): Mesa's server CPU and its own CPU per collection at most 1/3 of postgres_exporter's per scrape.\n",
+        plan.default_window.as_secs_f64()
+    )?;
+    writeln!(
+        md,
+        "| figure | Mesa | postgres_exporter | Mesa / postgres_exporter |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|")?;
+    for (name, m, e, digits) in [
+        (
+            "server CPU per collection (ms)",
+            mesa_default.server_cpu_per_collection_ms,
+            pge_default.server_cpu_per_collection_ms,
+            2,
+        ),
+        (
+            "exporter CPU per collection (ms)",
+            mesa_default.cpu_per_collection_ms,
+            pge_default.cpu_per_collection_ms,
+            2,
+        ),
+        (
+            "statements per collection (pg_stat_statements calls)",
+            mesa_default.statements_per_collection,
+            pge_default.statements_per_collection,
+            1,
+        ),
+        (
+            "sessions opened per collection",
+            mesa_default.connections_per_collection,
+            pge_default.connections_per_collection,
+            2,
+        ),
+        (
+            "collections in the window",
+            mesa_default.collections,
+            pge_default.collections,
+            0,
+        ),
+    ] {
+        writeln!(
+            md,
+            "| {name} | {m:.digits$} | {e:.digits$} | {} |",
+            ratio(m, e)
+        )?;
+    }
+
+    writeln!(
+        md,
+        "\n## {} databases of 20 tables, discovery on\n",
+        plan.discovery_databases
+    )?;
+    writeln!(
+        md,
+        "One server with {} more databases of 20 small tables each; Mesa with its defaults (discovery on, every {:.0} s, each database visited every 4 intervals), postgres_exporter with `--auto-discover-databases`, scraped every {:.0} s; each alone for {:.0} s after one interval of warm-up.\n",
+        plan.discovery_databases,
+        plan.default_interval.as_secs_f64(),
+        plan.default_interval.as_secs_f64(),
+        plan.discovery_window.as_secs_f64()
+    )?;
+    writeln!(
+        md,
+        "| figure | Mesa | postgres_exporter | Mesa / postgres_exporter |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|")?;
+    for (name, m, e, digits) in [
+        (
+            "logins per second",
+            mesa_many.logins_per_s,
+            pge_many.logins_per_s,
+            2,
+        ),
+        (
+            "server CPU per second (ms)",
+            mesa_many.server_cpu_ms_per_s,
+            pge_many.server_cpu_ms_per_s,
+            2,
+        ),
+        (
+            "exporter CPU per second (ms)",
+            mesa_many.exporter_cpu_ms_per_s,
+            pge_many.exporter_cpu_ms_per_s,
+            2,
+        ),
+        (
+            "series exported",
+            mesa_many.series as f64,
+            pge_many.series as f64,
+            0,
+        ),
+        (
+            "databases with table series",
+            mesa_many.databases as f64,
+            pge_many.databases as f64,
+            0,
+        ),
+    ] {
+        writeln!(
+            md,
+            "| {name} | {m:.digits$} | {e:.digits$} | {} |",
+            ratio(m, e)
+        )?;
+    }
+
+    writeln!(md, "\n## Memory under scraping\n")?;
+    writeln!(
+        md,
+        "Mesa with {hundred} targets collected every {:.0} s: resident memory after warm-up with no scrape, the peak while 10 wrk connections scrape `/metrics` (plain, then gzip, {:.0} s each), and 15 s after the last scrape. The goal (issue 19): the peak within 2x the idle figure.\n",
+        plan.memory_interval.as_secs_f64(),
+        plan.wrk.as_secs_f64()
+    )?;
+    writeln!(
+        md,
+        "| idle (MiB) | peak under 10 scrapers (MiB) | 15 s later (MiB) | peak / idle |"
+    )?;
+    writeln!(md, "|---:|---:|---:|---:|")?;
+    writeln!(
+        md,
+        "| {idle_rss:.1} | {scraped_rss:.1} | {after_rss:.1} | {} |",
+        ratio(scraped_rss, idle_rss)
+    )?;
+
     writeln!(md, "\n### Authentication\n")?;
     writeln!(
         md,
-        "Mesa opens one connection per collection (the design: no idle sessions on the fleet), so each collection pays one SCRAM-SHA-256 login; postgres_exporter keeps its connection. Measured alone, {} logins in a row with Mesa's driver (tokio-postgres):\n",
+        "Mesa keeps one collection session per target (`collection.session: kept`), as postgres_exporter keeps its connection; database visits and `session: ephemeral` pay one SCRAM-SHA-256 login each. Measured alone, {} logins in a row with Mesa's driver (tokio-postgres):\n",
         plan.logins
     )?;
     writeln!(

@@ -58,6 +58,7 @@ fn every_alert_is_tested_firing_and_not_firing() {
         "PostgresTooManyConnectionsRefused",
         "PostgresLongTransaction",
         "PostgresRestarted",
+        "MesaDatabaseNotVisited",
     ] {
         assert!(alerts.contains(required), "{required} is missing");
     }

@@ -109,3 +109,62 @@ async fn an_ephemeral_session_logs_in_at_every_collection() {
     assert!(logins(from, "ephemeral_user") >= 5);
     assert_eq!(sessions_of("ephemeral_user").await, 0);
 }
+
+/// The names the server logged for `user`'s executions of statements containing `marker`
+/// (tokio-postgres names each prepared statement `sN`, counting per session).
+fn executed_names(from: usize, user: &str, marker: &str) -> std::collections::BTreeSet<String> {
+    log_lines_since(from, &format!(" {user}@"))
+        .iter()
+        .filter(|l| l.contains(marker))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("execute ")?;
+            let (name, _) = rest.split_once(':')?;
+            Some(name.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_session_prepares_each_statement_once_and_health_alone_is_one_round_trip() {
+    role("kept_cache").await;
+    let from = cluster().server_log().len();
+    let app = App::start(config("cache", "kept_cache", "kept"))
+        .await
+        .expect("daemon starts");
+    assert!(collections_seen(&app, "cache", 6).await, "six collections");
+    app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
+    // The health statement runs at every collection: one prepared statement for all six
+    // (re-preparing would name a new one each time). The log shows a statement's first line.
+    let names = executed_names(from, "kept_cache", "s.short_version");
+    let lines = log_lines_since(from, " kept_cache@");
+    assert_eq!(names.len(), 1, "{names:?} {lines:#?}");
+    let runs = log_lines_since(from, " kept_cache@")
+        .iter()
+        .filter(|l| l.contains("s.short_version") && l.contains("execute "))
+        .count();
+    assert!(runs >= 6, "{runs} executions");
+
+    // Health alone: no transaction around its one statement.
+    role("kept_alone").await;
+    let from = cluster().server_log().len();
+    let app = App::start(daemon_config(
+        "collection: {interval: 300ms, timeout: 250ms, collectors: {activity: false, database: false, stat_database: false, bgwriter: false, locks: false, replication: false, replication_slots: false, stat_replication: false, wraparound: false, settings: false, stat_user_tables: false, statio_user_tables: false, stat_user_indexes: false, statio_user_indexes: false}}
+web: {listen_address: '127.0.0.1:0'}
+targets:
+  - {name: alone, driver: postgres, host: '{host}', port: {port}, username: kept_alone, password_file: fixture.pw, sslmode: disable}
+",
+    ))
+    .await
+    .expect("daemon starts");
+    assert!(collections_seen(&app, "alone", 4).await, "four collections");
+    app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
+    let lines = log_lines_since(from, " kept_alone@");
+    let health = lines.iter().filter(|l| l.contains("execute ")).count();
+    let begins = lines.iter().filter(|l| l.contains("BEGIN")).count();
+    assert!(health >= 4, "{lines:#?}");
+    assert_eq!(begins, 0, "{lines:#?}");
+    assert_eq!(
+        executed_names(from, "kept_alone", "s.short_version").len(),
+        1
+    );
+}

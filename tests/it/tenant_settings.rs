@@ -82,7 +82,7 @@ async fn a_tenant_database_s_settings_never_reach_mesa_sessions() {
     let Gateway::Postgres(gateway) = gateway(&t);
     let names: Vec<String> = HOSTILE.iter().map(|(n, ..)| n.to_string()).collect();
     let seen: Vec<(String, String)> = gateway
-        .collection_session(Deadline::after(Duration::from_secs(5)), async |c, _| {
+        .collection_session(Deadline::after(Duration::from_secs(5)), async |c, _, _| {
             let mut seen = Vec::new();
             for name in &names {
                 let row = c

@@ -16,7 +16,7 @@ use super::{
     stat_statements,
 };
 use crate::collectors::{Budget, Collection, HEALTH, Options, Outcome, Schedule, Value};
-use crate::gateway::postgres::{PostgresGateway, TextColumns, sql};
+use crate::gateway::postgres::{PostgresGateway, StatementCache, TextColumns, sql};
 use crate::gateway::{Deadline, Driver, FailureReason, GatewayError};
 
 /// Decodes a row: label columns as text, the rest as numbers (booleans as 0/1).
@@ -119,8 +119,8 @@ pub async fn collect(
         budget: None,
     };
     let (mut collection, hidden) = gateway
-        .collection_session(deadline, async |client, version| {
-            run(client, version, options, extras, &endpoint).await
+        .collection_session(deadline, async |client, version, prepared| {
+            run(client, version, prepared, options, extras, &endpoint).await
         })
         .await?;
     let now = std::time::SystemTime::now();
@@ -160,8 +160,8 @@ pub async fn visit(
         budget: Some((budget, datname)),
     };
     let (collection, _) = gateway
-        .visit_session(datname, deadline, async |client, version| {
-            run(client, version, options, extras, &endpoint).await
+        .visit_session(datname, deadline, async |client, version, prepared| {
+            run(client, version, prepared, options, extras, &endpoint).await
         })
         .await?;
     let now = std::time::SystemTime::now();
@@ -252,7 +252,14 @@ fn query<'a>(client: &'a Client, statement: &'a Prepared, limit: Option<i64>) ->
     Box::pin(async move { Reply::Rows(rows(client, statement, limit).await, Instant::now()) })
 }
 
-fn prepare<'a>(client: &'a Client, statement: &'a Statement) -> Step<'a> {
+/// Prepares `statement`, or takes it from the session's `kept` statements (no round trip)
+/// when it reads `pg_catalog` alone ([`Statement::reads`] unset).
+fn prepare<'a>(client: &'a Client, statement: &'a Statement, kept: &StatementCache) -> Step<'a> {
+    if statement.reads.is_none()
+        && let Some(ready) = kept.get(&statement.sql)
+    {
+        return Box::pin(async move { Reply::Prepared(Ok(ready)) });
+    }
     Box::pin(async move { Reply::Prepared(client.prepare(&statement.sql).await) })
 }
 
@@ -263,6 +270,7 @@ fn simple<'a>(client: &'a Client, sql: String) -> Step<'a> {
 async fn run(
     client: &Client,
     version: u32,
+    prepared: &mut StatementCache,
     options: &Options,
     extras: Extras<'_>,
     endpoint: &str,
@@ -324,7 +332,7 @@ async fn run(
         .collect();
     let mut steps: Vec<Step<'_>> = first
         .iter()
-        .map(|&i| prepare(client, &planned[i].1))
+        .map(|&i| prepare(client, &planned[i].1, prepared))
         .collect();
     if wants_key {
         steps.push(Box::pin(async move {
@@ -372,7 +380,7 @@ async fn run(
         if !later.is_empty() {
             let steps = later
                 .iter()
-                .map(|&i| prepare(client, &planned[i].1))
+                .map(|&i| prepare(client, &planned[i].1, prepared))
                 .collect();
             for (i, answer) in later.into_iter().zip(in_order(steps).await) {
                 replies[i] = Some(answer);
@@ -386,6 +394,9 @@ async fn run(
         let Some(reply) = reply else { continue };
         match reply {
             Reply::Prepared(Ok(p)) if statement.reads_what_was_checked(&p) => {
+                if statement.reads.is_none() {
+                    prepared.keep(statement.sql.clone(), p.clone());
+                }
                 runnable.push((def, p, statement.limit, statement.fallback.clone()));
             }
             Reply::Prepared(Ok(_)) => {
@@ -412,7 +423,10 @@ async fn run(
     let mut hidden = 0u64;
     let mut start = 0;
     let mut sent_at = Instant::now();
-    let mut begin = Some(sql::COLLECTION_BEGIN);
+    // One statement is its own snapshot: a collection with nothing but health due (and its
+    // statement prepared on the kept session) is one round trip, with no transaction.
+    let alone = runnable.len() == 1 && runnable[0].0.name == HEALTH && runnable[0].3.is_none();
+    let mut begin = (!alone).then_some(sql::COLLECTION_BEGIN);
     // Collectors whose statement failed in the way their fallback is for.
     let mut retries: Vec<usize> = Vec::new();
     while start < runnable.len() {
@@ -509,7 +523,9 @@ async fn run(
             results[i] = Some(outcome);
         }
     }
-    client.batch_execute("COMMIT").await?;
+    if !alone {
+        client.batch_execute("COMMIT").await?;
+    }
     outcomes.extend(results.into_iter().flatten());
     // Run order, health first, whatever failed where.
     outcomes.sort_by_key(|o| ALL.iter().position(|d| d.name == o.collector));

@@ -53,10 +53,37 @@ pub struct PostgresGateway {
     kept: tokio::sync::Mutex<Option<KeptSession>>,
 }
 
-/// A collection session kept open, and when it was opened.
+/// A collection session kept open, when it was opened, and the statements prepared on it.
 struct KeptSession {
     conn: Conn,
     opened: tokio::time::Instant,
+    prepared: StatementCache,
+}
+
+/// Statements prepared on one session, by SQL text, for the collectors to reuse: on a kept
+/// session the server parses and plans a collection's statements once, not every interval,
+/// and the collection skips the round trip that prepared them. Only statements that read
+/// `pg_catalog` alone belong here (their names cannot be redirected); a statement checked
+/// against a relation's OID is prepared afresh every time.
+#[derive(Default)]
+pub struct StatementCache(
+    std::collections::HashMap<std::borrow::Cow<'static, str>, tokio_postgres::Statement>,
+);
+
+impl StatementCache {
+    /// The statement prepared for `sql`, if any.
+    pub fn get(&self, sql: &str) -> Option<tokio_postgres::Statement> {
+        self.0.get(sql).cloned()
+    }
+
+    /// Keeps `statement`, prepared for `sql`.
+    pub fn keep(
+        &mut self,
+        sql: std::borrow::Cow<'static, str>,
+        statement: tokio_postgres::Statement,
+    ) {
+        self.0.insert(sql, statement);
+    }
 }
 
 impl std::fmt::Debug for KeptSession {
@@ -340,7 +367,7 @@ impl PostgresGateway {
     pub async fn collection_session<T>(
         &self,
         deadline: Deadline,
-        work: impl AsyncFnOnce(&Client, u32) -> Result<T, tokio_postgres::Error>,
+        work: impl AsyncFnOnce(&Client, u32, &mut StatementCache) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, GatewayError> {
         if self.connector.limits().session == SessionMode::Ephemeral {
             return self
@@ -366,7 +393,9 @@ impl PostgresGateway {
         };
         let version = kept.conn.server_version_num();
         let (client, driver) = kept.conn.split();
-        let result = driver.run(&deadline, work(client, version)).await;
+        let result = driver
+            .run(&deadline, work(client, version, &mut kept.prepared))
+            .await;
         match result {
             Ok(value) => {
                 *slot = Some(kept);
@@ -393,6 +422,7 @@ impl PostgresGateway {
         Ok(KeptSession {
             conn,
             opened: tokio::time::Instant::now(),
+            prepared: StatementCache::default(),
         })
     }
 
@@ -409,7 +439,7 @@ impl PostgresGateway {
         &self,
         datname: &str,
         deadline: Deadline,
-        work: impl AsyncFnOnce(&Client, u32) -> Result<T, tokio_postgres::Error>,
+        work: impl AsyncFnOnce(&Client, u32, &mut StatementCache) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, GatewayError> {
         self.monitoring_session(datname, Purpose::Visit, deadline, work)
             .await
@@ -425,7 +455,7 @@ impl PostgresGateway {
         datname: &str,
         purpose: Purpose,
         deadline: Deadline,
-        work: impl AsyncFnOnce(&Client, u32) -> Result<T, tokio_postgres::Error>,
+        work: impl AsyncFnOnce(&Client, u32, &mut StatementCache) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, GatewayError> {
         let mut conn = self
             .connector
@@ -433,7 +463,13 @@ impl PostgresGateway {
             .await?;
         let version = conn.server_version_num();
         let (client, driver) = conn.split();
-        let result = driver.run(&deadline, work(client, version)).await;
+        let mut prepared = StatementCache::default();
+        let result = driver
+            .run(&deadline, work(client, version, &mut prepared))
+            .await;
+        // Its statements go with the session (dropping them sends nothing the closed
+        // session could still need).
+        drop(prepared);
         conn.close().await;
         result
     }
