@@ -69,39 +69,11 @@ pub(crate) fn run() -> Result<(), Error> {
     eprintln!("bench: {} logins", plan.logins);
     let login = logins(&cluster, postmaster, plan.logins, idle_per_s)?;
 
-    eprintln!(
-        "bench: Mesa, one target, every second, for {:?}",
-        plan.per_collection
-    );
-    let second = Duration::from_secs(1);
-    let mesa1 = start_mesa(&args, &work, &cluster, 1, second, "")?;
-    std::thread::sleep(Duration::from_millis(1500));
     let server = Server {
         cluster: &cluster,
         postmaster,
         idle_per_s,
     };
-    let mesa = one_target(
-        &server,
-        &mesa1,
-        plan.per_collection,
-        second,
-        Counting::MesaCounter,
-    )?;
-    eprintln!(
-        "bench: postgres_exporter, scraped every second, for {:?}",
-        plan.per_collection
-    );
-    let pge = start_exporter(&args, &work, &cluster, &[])?;
-    std::thread::sleep(Duration::from_millis(1500));
-    let exporter = one_target(
-        &server,
-        &pge,
-        plan.per_collection,
-        second,
-        Counting::Scrapes,
-    )?;
-
     // The default interval, long enough for every tier to run (sizes every 5 min).
     let every = plan.default_interval;
     eprintln!(
@@ -128,6 +100,34 @@ pub(crate) fn run() -> Result<(), Error> {
         std::thread::sleep(Duration::from_millis(1500));
         one_target(&server, &p, plan.default_window, every, Counting::Scrapes)?
     };
+
+    eprintln!(
+        "bench: Mesa, one target, every second, for {:?}",
+        plan.per_collection
+    );
+    let second = Duration::from_secs(1);
+    let mesa1 = start_mesa(&args, &work, &cluster, 1, second, "")?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let mesa = one_target(
+        &server,
+        &mesa1,
+        plan.per_collection,
+        second,
+        Counting::MesaCounter,
+    )?;
+    eprintln!(
+        "bench: postgres_exporter, scraped every second, for {:?}",
+        plan.per_collection
+    );
+    let pge = start_exporter(&args, &work, &cluster, &[])?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let exporter = one_target(
+        &server,
+        &pge,
+        plan.per_collection,
+        second,
+        Counting::Scrapes,
+    )?;
 
     eprintln!("bench: latency with wrk");
     let hundred = if plan.smoke { 10 } else { 100 };

@@ -202,17 +202,32 @@ impl Budget {
     ) -> usize {
         let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
         let mut others_kept = 0usize;
-        // (size, whether it is this database's): ties rank the others' rows first, so a
-        // database never takes a slot from one that holds it at the same size.
-        let mut all: Vec<(i64, bool)> = sizes.iter().map(|s| (*s, true)).collect();
+        // (size, database, position in it): one fixed order over the whole server, whoever is
+        // visited, so each database's share of the top converges (ties go by database name,
+        // then by the statement's own order).
+        let mut all: Vec<(i64, &str, usize)> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, datname, i))
+            .collect();
         for ((c, db), share) in shares.iter() {
             if *c == collector && db != datname {
                 others_kept += share.kept;
-                all.extend(share.sizes.iter().map(|s| (*s, false)));
+                all.extend(
+                    share
+                        .sizes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| (*s, db.as_str(), i)),
+                );
             }
         }
-        all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let ranked = all.iter().take(limit).filter(|(_, mine)| *mine).count();
+        all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)).then(a.2.cmp(&b.2)));
+        let ranked = all
+            .iter()
+            .take(limit)
+            .filter(|(_, db, _)| *db == datname)
+            .count();
         let kept = ranked.min(limit.saturating_sub(others_kept));
         shares.insert((collector, datname.to_owned()), Share { sizes, kept });
         kept
@@ -295,6 +310,17 @@ mod tests {
         assert_eq!(b.quota("t", "a", 4, vec![5, 4, 3]), 1);
         // b again: 3 of the top 4, and a holds 1.
         assert_eq!(b.quota("t", "b", 4, vec![50, 40, 30]), 3);
+        // Equal sizes everywhere (small tables in many databases): the top goes by database
+        // name and stays put, whichever database is visited; it never drains to nothing.
+        let ties = Budget::default();
+        for _round in 0..3 {
+            for db in ["d1", "d2", "d3"] {
+                ties.quota("t", db, 5, vec![1, 1, 1]);
+            }
+        }
+        assert_eq!(ties.quota("t", "d1", 5, vec![1, 1, 1]), 3);
+        assert_eq!(ties.quota("t", "d2", 5, vec![1, 1, 1]), 2);
+        assert_eq!(ties.quota("t", "d3", 5, vec![1, 1, 1]), 0);
         // Another collector has its own budget.
         assert_eq!(b.quota("i", "a", 4, vec![1, 1, 1, 1, 1]), 4);
         b.forget("b");

@@ -412,3 +412,65 @@ async fn max_tables_holds_across_every_database() {
     app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
     drop_databases(&["disc_mt_a", "disc_mt_b"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_hangs_its_visit_fails_alone() {
+    database_with_table("disc_hang", 5).await;
+    database_with_table("disc_calm", 5).await;
+    // A superuser holds pg_class of disc_hang exclusively: every catalog read there waits
+    // (startup, parse, the statistics views). Other databases have their own pg_class.
+    let holder = superuser("disc_hang").await;
+    let (holder_pid, held) = background(
+        holder,
+        "BEGIN; LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE; SELECT pg_catalog.pg_sleep(60)",
+    )
+    .await;
+    let app = App::start(config(
+        "hang",
+        "mesa_monitor",
+        "{include: ['^disc_(hang|calm)$'], interval: 1s}",
+        ", statement_timeout: 300ms, lock_timeout: 200ms",
+    ))
+    .await
+    .expect("daemon starts");
+    let (seen, text) = poll_until(
+        Duration::from_secs(15),
+        || metrics(&app),
+        |text| {
+            let calm = value(
+                text,
+                "mesa_database_up",
+                &[("server", "hang"), ("datname", "disc_calm")],
+            );
+            let hung_down = value(
+                text,
+                "mesa_database_up",
+                &[("server", "hang"), ("datname", "disc_hang")],
+            ) == Some(0.0);
+            let hung_failing = value(
+                text,
+                "mesa_collector_success",
+                &[
+                    ("server", "hang"),
+                    ("datname", "disc_hang"),
+                    ("collector", "stat_user_tables"),
+                ],
+            ) == Some(0.0);
+            calm == Some(1.0) && (hung_down || hung_failing)
+        },
+    )
+    .await;
+    assert!(seen, "{text}");
+    assert_eq!(must(&text, "pg_up", &[("server", "hang")]), 1.0);
+    let tables = relnames(&text, "hang", "pg_stat_user_tables_n_live_tup");
+    assert!(tables.contains("t_disc_calm"), "{text}");
+    assert!(!tables.contains("t_disc_hang"), "{text}");
+    app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
+    superuser("postgres")
+        .await
+        .query("SELECT pg_catalog.pg_terminate_backend($1)", &[&holder_pid])
+        .await
+        .expect("end the holder");
+    let _ = held.await;
+    drop_databases(&["disc_hang", "disc_calm"]).await;
+}
