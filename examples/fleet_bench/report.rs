@@ -193,6 +193,9 @@ pub(crate) fn run() -> Result<(), Error> {
         let p = start_exporter(&args, &work, &cluster, &["--auto-discover-databases"])?;
         discovery(&server, &p, plan.discovery_window, every)?
     };
+    // Gone before the scale phase: 53 databases would grow every target's server-wide
+    // families (activity, locks, stat_database per database) about fivefold.
+    drop_databases(&cluster, plan.discovery_databases)?;
 
     let mut scales = Vec::new();
     for n in plan.scale.clone() {

@@ -107,6 +107,19 @@ pub fn since_13(server: &Server, sql: &'static str) -> Plan {
     Plan::Run(Statement::fixed(sql))
 }
 
+/// The plan of a guarded collector (13 on): `sql` with its row limit bound as `$1`.
+pub fn guarded(server: &Server, sql: &'static str, limit: u32) -> Plan {
+    if server.version < MIN_VERSION {
+        return Plan::Unsupported;
+    }
+    Plan::Run(Statement {
+        sql: sql.into(),
+        limit: Some(i64::from(limit)),
+        reads: None,
+        fallback: None,
+    })
+}
+
 /// What a collector knows about the server before it plans.
 #[derive(Debug, Clone, Default)]
 pub struct Server {

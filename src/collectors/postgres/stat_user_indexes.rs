@@ -4,7 +4,7 @@
 //! `pg_class.relpages`) first. An index with `idx_scan` at 0 over weeks is a candidate to drop:
 //! the dashboard's unused-index table reads these.
 
-use super::{Definition, Metric, Plan, Statement, shaped};
+use super::{Definition, Metric, guarded, shaped};
 use crate::collectors::{Schedule, Scope};
 
 const STAT_SQL: &str = "\
@@ -26,18 +26,6 @@ SELECT pg_catalog.current_database()::pg_catalog.text, i.schemaname::pg_catalog.
   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
  ORDER BY c.relpages DESC, i.schemaname, i.relname, i.indexrelname
  LIMIT $1::pg_catalog.int8";
-
-fn guarded(server: &super::Server, sql: &'static str, limit: u32) -> Plan {
-    if server.version < super::MIN_VERSION {
-        return Plan::Unsupported;
-    }
-    Plan::Run(Statement {
-        sql: sql.into(),
-        limit: Some(i64::from(limit)),
-        reads: None,
-        fallback: None,
-    })
-}
 
 const LABELS: &[&str] = &["datname", "schemaname", "relname", "indexrelname"];
 

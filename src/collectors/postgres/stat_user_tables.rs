@@ -5,7 +5,7 @@
 //! and `mesa_collector_rows_omitted{collector="stat_user_tables",datname}` says how many of
 //! each database's were left out.
 
-use super::{Definition, Metric, Plan, Statement, shaped};
+use super::{Definition, Metric, guarded, shaped};
 
 const SQL: &str = "\
 SELECT pg_catalog.current_database()::pg_catalog.text, t.schemaname::pg_catalog.text,
@@ -29,17 +29,7 @@ pub const COLLECTOR: Definition = Definition {
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
     scope: crate::collectors::Scope::Database,
-    plan: |server, options| {
-        if server.version < super::MIN_VERSION {
-            return Plan::Unsupported;
-        }
-        Plan::Run(Statement {
-            sql: SQL.into(),
-            limit: Some(i64::from(options.max_tables)),
-            reads: None,
-            fallback: None,
-        })
-    },
+    plan: |server, options| guarded(server, SQL, options.max_tables),
     labels: &["datname", "schemaname", "relname"],
     metrics: &[
         Metric::counter(

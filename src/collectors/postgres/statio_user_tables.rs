@@ -3,7 +3,7 @@
 //! by `max_tables` over all databases of a target like `stat_user_tables`, with the same
 //! order (the largest by `pg_class.relpages`), so both export the same tables.
 
-use super::{Definition, Metric, Plan, Statement, shaped};
+use super::{Definition, Metric, guarded, shaped};
 use crate::collectors::{Schedule, Scope};
 
 const SQL: &str = "\
@@ -23,17 +23,7 @@ pub const COLLECTOR: Definition = Definition {
     enabled_by_default: true,
     schedule: Schedule::Every,
     scope: Scope::Database,
-    plan: |server, options| {
-        if server.version < super::MIN_VERSION {
-            return Plan::Unsupported;
-        }
-        Plan::Run(Statement {
-            sql: SQL.into(),
-            limit: Some(i64::from(options.max_tables)),
-            reads: None,
-            fallback: None,
-        })
-    },
+    plan: |server, options| guarded(server, SQL, options.max_tables),
     labels: &["datname", "schemaname", "relname"],
     metrics: &[
         Metric::counter(
