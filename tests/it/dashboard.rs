@@ -196,7 +196,7 @@ async fn every_dashboard_query_returns_data_from_a_live_mesa() {
 
     let token = mesa::token::generate().expect("token");
     let config = daemon_config(&format!(
-        "collection: {{interval: 1s, timeout: 800ms}}
+        "collection: {{interval: 1s, timeout: 800ms, databases: {{include: ['^dash_db$']}}}}
 web: {{listen_address: '127.0.0.1:0'}}
 admin:
   listen_address: '127.0.0.1:0'
@@ -224,7 +224,10 @@ targets:
     let (_, body) = poll_until(
         Duration::from_secs(10),
         || async { http_get(metrics_addr, "/metrics").await.2 },
-        |body| body.contains("pg_stat_database_xact_commit_total{server=\"local\""),
+        |body| {
+            body.contains("pg_stat_database_xact_commit_total{server=\"local\"")
+                && body.contains("mesa_database_up{server=\"local\"")
+        },
     )
     .await;
     let live: BTreeSet<String> = samples(&body).into_iter().map(|s| s.name).collect();

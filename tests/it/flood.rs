@@ -54,7 +54,7 @@ async fn a_connection_flood_on_both_listeners_never_fails_a_collection() {
     std::fs::write(
         &config_path,
         format!(
-            "collection: {{interval: 1s, timeout: 800ms}}
+            "collection: {{interval: 1s, timeout: 800ms, {NO_VISITS}}}
 web: {{listen_address: '127.0.0.1:{web}'}}
 admin:
   listen_address: '127.0.0.1:{admin}'

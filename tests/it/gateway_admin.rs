@@ -79,7 +79,8 @@ async fn sessions_limit_is_honoured_oldest_first() {
         assert!(eventually(Duration::from_secs(5), || is_active(pid)).await);
         held.push(h);
     }
-    let g = gateway(&target("limit", "sess_monitor"));
+    // Not sess_monitor: the test above counts that role's rows as Mesa's own.
+    let g = gateway(&target("limit", "mesa_monitor"));
     let two = g
         .sessions(
             SessionFilter {

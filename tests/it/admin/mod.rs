@@ -101,7 +101,7 @@ async fn start_with(tag: &str, monitor: &str, admin: &str, other_monitor: &str) 
         )
     };
     let yaml = format!(
-        "collection: {{interval: 2s, timeout: 1s}}\nweb: {{listen_address: '127.0.0.1:0'}}\nadmin:\n  listen_address: '127.0.0.1:0'\n  audit_log: audit-{tag}.jsonl\n  tokens:\n{token_yaml}targets:\n{}{}",
+        "collection: {{interval: 2s, timeout: 1s, {NO_VISITS}}}\nweb: {{listen_address: '127.0.0.1:0'}}\nadmin:\n  listen_address: '127.0.0.1:0'\n  audit_log: audit-{tag}.jsonl\n  tokens:\n{token_yaml}targets:\n{}{}",
         target("main", monitor),
         target("other", other_monitor)
     );

@@ -235,6 +235,11 @@ pub async fn background(
 /// A Python tool from the environment `cargo xtask test` sets up.
 pub use mesa_testkit::venv::tool as venv_tool;
 
+/// Collection keys (YAML flow mapping entries) that keep a test daemon from visiting any
+/// database: the shared cluster holds other tests' databases (some refuse CONNECT, some
+/// hang), and a visit is a login of its own, which tests that count logins must not see.
+pub const NO_VISITS: &str = "databases: {discover: false}, collectors: {stat_user_tables: false, statio_user_tables: false, stat_user_indexes: false, statio_user_indexes: false}";
+
 /// Sessions of `user` that Mesa opened (`application_name = 'mesa'`).
 pub async fn mesa_sessions_of(user: &str) -> i64 {
     superuser("postgres")
