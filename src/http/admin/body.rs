@@ -34,8 +34,15 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 struct SignalBody {
     /// `backend_start` as `/sessions` lists it; pins the backend so a reused pid is never hit.
-    #[serde(default)]
+    /// Absent pins nothing; `null` is refused like any other non-string (the API's schema
+    /// says string), never read as "no pin".
+    #[serde(default, deserialize_with = "present")]
     backend_start: Option<String>,
+}
+
+/// A field that, when present, must be a string (`null` included in what is refused).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
 }
 
 fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
@@ -205,6 +212,7 @@ mod tests {
             br#"{"backend_start": "2026-11-27 04:28:46Z"}"#,
             br#"{"backend_start": "2026-11-27T04:28:46+24:00"}"#,
             br#"{"backend_start": "2026-11-27T04:28:46"}"#,
+            br#"{"backend_start": null}"#,
         ] {
             assert!(signal(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
