@@ -95,10 +95,15 @@ impl Default for Databases {
 pub struct Chosen {
     /// Their names, in name order.
     pub visited: Vec<String>,
-    /// How many passed the filters but were over `max`.
-    pub omitted: u64,
-    /// Their names.
+    /// The databases that passed the filters but were over `max`, by name.
     pub left_out: Vec<String>,
+}
+
+impl Chosen {
+    /// How many passed the filters but were over `max`.
+    pub fn omitted(&self) -> u64 {
+        self.left_out.len() as u64
+    }
 }
 
 impl Databases {
@@ -133,11 +138,7 @@ impl Databases {
         let mut visited: Vec<String> = visited.into_iter().cloned().collect();
         visited.sort();
         visited.dedup();
-        Chosen {
-            visited,
-            omitted: left_out.len() as u64,
-            left_out,
-        }
+        Chosen { visited, left_out }
     }
 
     /// Whether the `datname`-labelled series of database `name` are exported, after `chosen`:
@@ -276,7 +277,7 @@ mod tests {
         let found = names(&["app_a", "app_scratch_1", "postgres", "app_b"]);
         let chosen = d.choose(&found, &HashMap::new());
         assert_eq!(chosen.visited, names(&["app_a", "app_b"]));
-        assert_eq!(chosen.omitted, 0);
+        assert_eq!(chosen.omitted(), 0);
     }
 
     #[test]
@@ -289,7 +290,7 @@ mod tests {
             .collect();
         let chosen = d.choose(&found, &sizes);
         assert_eq!(chosen.visited, names(&["b", "c"]));
-        assert_eq!(chosen.omitted, 2);
+        assert_eq!(chosen.omitted(), 2);
         assert_eq!(chosen.left_out, names(&["a", "d"]));
     }
 

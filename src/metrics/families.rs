@@ -208,7 +208,7 @@ impl EncodedTarget {
             if let Some(chosen) = &collection.visited {
                 databases_omitted.push(
                     Vec::new(),
-                    Value::Int(i64::try_from(chosen.omitted).unwrap_or(i64::MAX)),
+                    Value::Int(i64::try_from(chosen.omitted()).unwrap_or(i64::MAX)),
                 );
             }
             for o in &collection.outcomes {

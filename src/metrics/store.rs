@@ -137,15 +137,6 @@ impl SnapshotStore {
         }
     }
 
-    /// The databases of `target` that have a part, in name order.
-    pub fn visited(&self, target: &str) -> Vec<String> {
-        self.read()
-            .visits
-            .get(target)
-            .map(|v| v.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
     /// One target's snapshot.
     pub fn get(&self, target: &str) -> Option<Arc<TargetSnapshot>> {
         self.read()

@@ -123,12 +123,7 @@ pub async fn collect(
             run(client, version, prepared, options, extras, &endpoint).await
         })
         .await?;
-    let now = std::time::SystemTime::now();
-    for outcome in &mut collection.outcomes {
-        if outcome.result.is_ok() {
-            outcome.collected_at = Some(now);
-        }
-    }
+    stamp(&mut collection.outcomes);
     // A role without pg_read_all_stats (pg_monitor) sees other roles' sessions without
     // their type: connection counts and utilisation would read low, and a saturation alert
     // would stay silent. That is a monitoring outage, said as one.
@@ -164,14 +159,17 @@ pub async fn visit(
             run(client, version, prepared, options, extras, &endpoint).await
         })
         .await?;
-    let now = std::time::SystemTime::now();
     let mut outcomes = collection.outcomes;
-    for outcome in &mut outcomes {
-        if outcome.result.is_ok() {
-            outcome.collected_at = Some(now);
-        }
-    }
+    stamp(&mut outcomes);
     Ok(outcomes)
+}
+
+/// Marks each successful outcome as collected now (the run's end).
+fn stamp(outcomes: &mut [Outcome]) {
+    let now = std::time::SystemTime::now();
+    for outcome in outcomes.iter_mut().filter(|o| o.result.is_ok()) {
+        outcome.collected_at = Some(now);
+    }
 }
 
 /// A collector's failure before or during its statement.
