@@ -30,20 +30,70 @@ pub(crate) fn parent_of(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU seconds of the whole server so far: the postmaster, its live children, and every
-/// child it has reaped (ended backends land in the postmaster's cutime/cstime).
-pub(crate) fn server_cpu(postmaster: u32) -> f64 {
-    let mut total = cpu_of(postmaster, true);
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
-                && parent_of(pid) == Some(postmaster)
-            {
-                total += cpu_of(pid, false);
-            }
-        }
-    }
-    total
+/// Titles of the server's own processes (`postgres: checkpointer` and the like): their CPU
+/// is the server's, whoever watches it, so it is left out of the clients' figures.
+const BACKGROUND: [&str; 9] = [
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "autovacuum launcher",
+    "logical replication launcher",
+    "archiver",
+    "stats collector",
+    "io worker",
+    "walsummarizer",
+];
+
+/// The process title of `pid` (`postgres: bench_monitor bench_mesa 127.0.0.1(5432) idle`).
+fn title_of(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// CPU seconds the server has spent on its clients so far: the postmaster (which forks every
+/// backend), every child it has reaped (ended backends land in its cutime/cstime), and its
+/// live children but for the background processes of [`BACKGROUND`].
+///
+/// Differences of two readings are the clients' cost over the window, with nothing
+/// subtracted: an ended backend's whole life is counted once (a live one at the first reading
+/// counts from that reading on because its reading is subtracted), and the background
+/// processes' timers are not. Autovacuum is off on the bench's cluster, so no reaped worker is
+/// counted either.
+pub(crate) fn client_cpu(postmaster: u32) -> f64 {
+    cpu_of(postmaster, true) + children_cpu(postmaster, false)
+}
+
+/// CPU seconds of the server's own processes so far (what [`client_cpu`] leaves out).
+pub(crate) fn background_cpu(postmaster: u32) -> f64 {
+    children_cpu(postmaster, true)
+}
+
+/// CPU seconds of the postmaster's live children: its background processes, or the others.
+fn children_cpu(postmaster: u32, background: bool) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| parent_of(pid) == Some(postmaster))
+        .filter(|&pid| {
+            let title = title_of(pid);
+            // `postgres: checkpointer`, or `postgres: <cluster_name>: checkpointer`.
+            let own = title
+                .split(": ")
+                .skip(1)
+                .any(|part| BACKGROUND.iter().any(|b| part.trim().starts_with(b)));
+            own == background
+        })
+        .map(|pid| cpu_of(pid, false))
+        .sum()
+}
+
+/// Waits until the bench's own `psql` backends have ended and been reaped, so a reading taken
+/// next does not see one of them land in the postmaster's cutime inside the window.
+pub(crate) fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(300));
 }
 
 /// CPU time of the calling thread, in seconds (nanosecond resolution).

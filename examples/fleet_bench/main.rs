@@ -176,7 +176,7 @@ fn scram_hashing_ms(rounds: u32) -> Result<f64, Error> {
     Ok((thread_cpu() - start) * 1000.0 / f64::from(rounds))
 }
 
-fn logins(cluster: &PgCluster, postmaster: u32, n: u32, idle_per_s: f64) -> Result<Logins, Error> {
+fn logins(cluster: &PgCluster, postmaster: u32, n: u32) -> Result<Logins, Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -187,8 +187,8 @@ fn logins(cluster: &PgCluster, postmaster: u32, n: u32, idle_per_s: f64) -> Resu
         .user("bench_monitor")
         .password(PASSWORD)
         .dbname("bench_mesa");
-    let t0 = Instant::now();
-    let (client0, server0) = (thread_cpu(), server_cpu(postmaster));
+    settle();
+    let (client0, server0) = (thread_cpu(), client_cpu(postmaster));
     rt.block_on(async {
         for _ in 0..n {
             let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
@@ -198,20 +198,19 @@ fn logins(cluster: &PgCluster, postmaster: u32, n: u32, idle_per_s: f64) -> Resu
         }
         Ok::<_, tokio_postgres::Error>(())
     })?;
-    let (client1, server1) = (thread_cpu(), server_cpu(postmaster));
-    let idle = idle_per_s * t0.elapsed().as_secs_f64();
+    settle();
+    let (client1, server1) = (thread_cpu(), client_cpu(postmaster));
     Ok(Logins {
         client_ms: (client1 - client0) * 1000.0 / f64::from(n),
-        server_ms: ((server1 - server0 - idle).max(0.0)) * 1000.0 / f64::from(n),
+        server_ms: (server1 - server0) * 1000.0 / f64::from(n),
         hashing_ms: scram_hashing_ms(n.min(100))?,
     })
 }
 
-/// The server under test and its idle CPU.
+/// The server under test.
 struct Server<'a> {
     cluster: &'a PgCluster,
     postmaster: u32,
-    idle_per_s: f64,
 }
 
 /// What counts as a collection of one exporter.
@@ -238,12 +237,13 @@ fn one_target(
     every: Duration,
     counting: Counting,
 ) -> Result<OneTarget, Error> {
-    let (cluster, postmaster, idle_per_s) = (server.cluster, server.postmaster, server.idle_per_s);
+    let (cluster, postmaster) = (server.cluster, server.postmaster);
     let started = mesa_collections(&get(proc.addr, "/metrics")?.1);
     let c0 = server_counters(cluster)?;
+    settle();
     let (cpu0, server0, t0) = (
         cpu_of(proc.pid(), true),
-        server_cpu(postmaster),
+        client_cpu(postmaster),
         Instant::now(),
     );
     let mut scrapes = 0.0;
@@ -258,8 +258,7 @@ fn one_target(
         scrapes += 1.0;
         std::thread::sleep(every.saturating_sub(tick.elapsed()));
     }
-    let elapsed = t0.elapsed().as_secs_f64();
-    let (cpu1, server1) = (cpu_of(proc.pid(), true), server_cpu(postmaster));
+    let (cpu1, server1) = (cpu_of(proc.pid(), true), client_cpu(postmaster));
     let c1 = server_counters(cluster)?;
     if counting == Counting::MesaCounter {
         last = get(proc.addr, "/metrics")?.1;
@@ -275,8 +274,7 @@ fn one_target(
         series: series(&last),
         connections_per_collection: (c1.sessions - c0.sessions) / collections,
         statements_per_collection: (c1.statements - c0.statements) / collections,
-        server_cpu_per_collection_ms: (server1 - server0 - idle_per_s * elapsed).max(0.0) * 1000.0
-            / collections,
+        server_cpu_per_collection_ms: (server1 - server0) * 1000.0 / collections,
         rss_mib: rss_mib(proc.pid()),
     })
 }
@@ -451,11 +449,12 @@ fn discovery(
     every: Duration,
 ) -> Result<Discovery, Error> {
     std::thread::sleep(every);
-    let (cluster, postmaster, idle_per_s) = (server.cluster, server.postmaster, server.idle_per_s);
+    let (cluster, postmaster) = (server.cluster, server.postmaster);
     let c0 = server_counters(cluster)?;
+    settle();
     let (cpu0, server0, t0) = (
         cpu_of(proc.pid(), true),
-        server_cpu(postmaster),
+        client_cpu(postmaster),
         Instant::now(),
     );
     let mut last = String::new();
@@ -469,7 +468,7 @@ fn discovery(
         );
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let (cpu1, server1) = (cpu_of(proc.pid(), true), server_cpu(postmaster));
+    let (cpu1, server1) = (cpu_of(proc.pid(), true), client_cpu(postmaster));
     let c1 = server_counters(cluster)?;
     let databases: std::collections::BTreeSet<&str> = last
         .lines()
@@ -478,7 +477,7 @@ fn discovery(
         .collect();
     Ok(Discovery {
         logins_per_s: (c1.sessions - c0.sessions) / elapsed,
-        server_cpu_ms_per_s: (server1 - server0 - idle_per_s * elapsed).max(0.0) * 1000.0 / elapsed,
+        server_cpu_ms_per_s: (server1 - server0) * 1000.0 / elapsed,
         exporter_cpu_ms_per_s: (cpu1 - cpu0) * 1000.0 / elapsed,
         series: series(&last),
         databases: databases.len(),
