@@ -168,3 +168,52 @@ targets:
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visit_to_the_targets_own_database_borrows_the_kept_session() {
+    role("kept_visit").await;
+    let from = cluster().server_log().len();
+    let app = App::start(daemon_config(
+        "collection: {interval: 300ms, timeout: 250ms, databases: {include: ['^postgres$'], interval: 300ms}}
+web: {listen_address: '127.0.0.1:0'}
+targets:
+  - {name: own, driver: postgres, host: '{host}', port: {port}, database: postgres, username: kept_visit, password_file: fixture.pw, sslmode: disable}
+",
+    ))
+    .await
+    .expect("daemon starts");
+    // Visits of `postgres`, told apart by their timestamps.
+    let mut visits = std::collections::BTreeSet::new();
+    let mut text = String::new();
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    while visits.len() < 5 && std::time::Instant::now() < until {
+        text = http_get(app.metrics_addr(), "/metrics").await.2;
+        let at = sum(
+            &text,
+            "mesa_database_last_visit_timestamp_seconds",
+            &[("server", "own"), ("datname", "postgres")],
+        );
+        if at > 0.0 {
+            visits.insert(at.to_bits());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(visits.len() >= 5, "five visits: {text}");
+    assert_eq!(
+        sum(
+            &text,
+            "mesa_database_up",
+            &[("server", "own"), ("datname", "postgres")]
+        ),
+        1.0,
+        "{text}"
+    );
+    app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
+    // Collections and visits alike ran on the one kept session.
+    assert_eq!(
+        logins(from, "kept_visit"),
+        1,
+        "{:#?}",
+        log_lines_since(from, " kept_visit@")
+    );
+}

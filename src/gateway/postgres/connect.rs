@@ -182,6 +182,28 @@ impl Connector {
 
     /// Opens one connection to `dbname` as `creds`, within the connect timeout and `deadline`.
     /// An admin connection or a visit first takes the spare slot, then a shared one.
+    /// The spare slot's permit alone (admin calls and database visits share it), for a visit
+    /// that runs on the kept collection session: while it holds the session, no admin call
+    /// takes the slot the collection would need to open another.
+    pub async fn spare_permit(
+        &self,
+        deadline: &Deadline,
+    ) -> Result<OwnedSemaphorePermit, GatewayError> {
+        deadline
+            .bound(self.admin_slots.clone().acquire_owned())
+            .await
+            .map_err(|why| {
+                expired(
+                    why,
+                    "waiting for the spare connection slot (admin calls and database visits)",
+                    deadline,
+                )
+            })?
+            .map_err(|_| GatewayError::Refused {
+                reason: "the gateway is shutting down".to_owned(),
+            })
+    }
+
     pub async fn open(
         &self,
         creds: &Credentials,
@@ -192,15 +214,7 @@ impl Connector {
     ) -> Result<Conn, GatewayError> {
         let admin_permit = match purpose {
             Purpose::Collection => None,
-            Purpose::Visit | Purpose::Admin => Some(
-                deadline
-                    .bound(self.admin_slots.clone().acquire_owned())
-                    .await
-                    .map_err(|why| expired(why, "waiting for the spare connection slot (admin calls and database visits)", deadline))?
-                    .map_err(|_| GatewayError::Refused {
-                        reason: "the gateway is shutting down".to_owned(),
-                    })?,
-            ),
+            Purpose::Visit | Purpose::Admin => Some(self.spare_permit(deadline).await?),
         };
         let permit = deadline
             .bound(self.slots.clone().acquire_owned())

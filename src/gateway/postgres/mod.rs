@@ -435,14 +435,59 @@ impl PostgresGateway {
 
     /// Like [`Self::collection_session`], in `datname` on the spare slot (a database visit:
     /// the server collection's slot stays free).
+    ///
+    /// A visit to the target's own database borrows the kept collection session when it is
+    /// idle: no login, and a backend whose catalog caches are warm ([`Self::borrow_kept`]).
     pub async fn visit_session<T>(
         &self,
         datname: &str,
         deadline: Deadline,
         work: impl AsyncFnOnce(&Client, u32, &mut StatementCache) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, GatewayError> {
+        if datname == self.database && self.connector.limits().session == SessionMode::Kept {
+            let spare = self.connector.spare_permit(&deadline).await?;
+            if let Some(mut kept) = self.borrow_kept() {
+                let version = kept.conn.server_version_num();
+                let (client, driver) = kept.conn.split();
+                let result = driver
+                    .run(&deadline, work(client, version, &mut kept.prepared))
+                    .await;
+                self.give_back(kept, result.is_ok()).await;
+                drop(spare);
+                return result;
+            }
+            // Released before `open` takes it again.
+            drop(spare);
+        }
         self.monitoring_session(datname, Purpose::Visit, deadline, work)
             .await
+    }
+
+    /// The kept collection session, taken out of its slot, if no collection holds it and it
+    /// is still fit for use. A collection that starts meanwhile finds the slot empty and opens
+    /// a session of its own (the visit holds the spare permit, so an admin call cannot take
+    /// the slot it needs): a visit never makes a collection wait.
+    fn borrow_kept(&self) -> Option<KeptSession> {
+        let mut slot = self.kept.try_lock().ok()?;
+        let kept = slot.as_mut()?;
+        if kept.opened.elapsed() < KEPT_SESSION_LIFETIME && kept.conn.alive() {
+            slot.take()
+        } else {
+            None
+        }
+    }
+
+    /// Puts a borrowed session back after `ok` work, or closes it: after an error, or when a
+    /// collection opened another meanwhile.
+    async fn give_back(&self, kept: KeptSession, ok: bool) {
+        if ok
+            && let Ok(mut slot) = self.kept.try_lock()
+            && slot.is_none()
+        {
+            *slot = Some(kept);
+            return;
+        }
+        kept.conn.close().await;
     }
 
     /// The database collections connect to.
