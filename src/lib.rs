@@ -25,6 +25,7 @@
 //!   connection and one snapshot per collection; a collector fails alone.
 //! * [`app`]: the composition root the binary calls.
 //! * [`cli`], [`logging`], [`token`]: command line, log output, admin token generation.
+//! * [`allocator`]: glibc malloc settings for large, short-lived `/metrics` buffers.
 //! * [`fdlimit`]: the descriptor budget of the listeners and targets, against `RLIMIT_NOFILE`.
 //! * [`secret`]: a string type that never prints itself.
 //! * [`tls`]: TLS for both sides (PEM material, the listeners' and the database clients' rustls
@@ -33,6 +34,7 @@
 //! Test support (throwaway PostgreSQL servers, the fault proxy) is the dev-only workspace
 //! crate `testkit/`, never compiled into the daemon.
 
+pub mod allocator;
 pub mod app;
 pub mod cli;
 pub mod collectors;

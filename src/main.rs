@@ -6,6 +6,8 @@ use clap::Parser;
 use mesa::cli::{Cli, EXIT_INVALID_CONFIG};
 
 fn main() -> ExitCode {
+    // Before any thread exists: arenas are per thread.
+    mesa::allocator::tune();
     let cli = Cli::parse();
 
     if cli.new_token {

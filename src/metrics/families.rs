@@ -147,16 +147,6 @@ fn collected(snapshot: &TargetSnapshot) -> impl Iterator<Item = &crate::collecto
 }
 
 impl EncodedTarget {
-    /// The bytes of its sample lines.
-    pub fn body_len(&self) -> usize {
-        self.text.len()
-    }
-
-    /// The bytes of its families' headers (written once per family in a merged scrape).
-    pub fn header_len(&self) -> usize {
-        self.phases.iter().flatten().map(|f| f.header.len()).sum()
-    }
-
     /// Per-target families Mesa derives from each snapshot: `pg_up`, collection timing, and
     /// each collector's success, duration and size-guard omissions.
     pub fn derived(snapshot: &TargetSnapshot) -> Vec<Family> {
@@ -373,6 +363,10 @@ impl EncodedTarget {
 /// then every target's lines for it in target order. A family no target has series of is
 /// left out.
 pub fn write_merged(out: &mut String, targets: &[Arc<EncodedTarget>]) {
+    // Grouped first, so the exact size is known before writing: a merged part of a few MB
+    // that grew by doubling would hold up to twice its size for as long as it is served.
+    let mut phases = Vec::with_capacity(3);
+    let mut size = 0;
     for phase in 0..3 {
         let mut order: Vec<&EncodedFamily> = Vec::new();
         let mut bodies: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -384,17 +378,20 @@ pub fn write_merged(out: &mut String, targets: &[Arc<EncodedTarget>]) {
                 });
                 let lines = target.lines(family);
                 if !lines.is_empty() {
+                    size += lines.len();
                     entry.push(lines);
                 }
             }
         }
+        order.retain(|family| !bodies[family.name.as_ref()].is_empty());
+        size += order.iter().map(|f| f.header.len()).sum::<usize>();
+        phases.push((order, bodies));
+    }
+    out.reserve_exact(size);
+    for (order, bodies) in phases {
         for family in order {
-            let parts = &bodies[family.name.as_ref()];
-            if parts.is_empty() {
-                continue;
-            }
             out.push_str(&family.header);
-            for part in parts {
+            for part in &bodies[family.name.as_ref()] {
                 out.push_str(part);
             }
         }
@@ -407,8 +404,7 @@ pub fn write_merged(out: &mut String, targets: &[Arc<EncodedTarget>]) {
 pub fn probe_text(parts: &[Arc<EncodedTarget>], server: &str) -> String {
     let with_more = format!("{{server=\"{server}\",");
     let alone = format!("{{server=\"{server}\"}}");
-    let mut merged =
-        String::with_capacity(parts.iter().map(|p| p.body_len() + p.header_len()).sum());
+    let mut merged = String::new();
     write_merged(&mut merged, parts);
     let mut out = String::with_capacity(merged.len() + 8);
     for line in merged.split_inclusive('\n') {

@@ -30,7 +30,54 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// [`FlushCompress::Sync`] the stream ends on a byte boundary without a final block, ready to
 /// be followed by more blocks; with [`FlushCompress::Finish`] it ends with the final block.
 fn deflate(input: &[u8], flush: FlushCompress) -> Result<Vec<u8>, flate2::CompressError> {
-    let mut c = Compress::new(Compression::new(LEVEL), false);
+    let mut c = Compressors::take();
+    let out = deflate_with(&mut c, input, flush);
+    // Put back only after a complete stream: a failed one may have left state behind.
+    if out.is_ok() {
+        Compressors::give_back(c);
+    }
+    let mut out = out?;
+    // The first guess of the size is generous; a cached stream lives as long as its part.
+    if out.capacity() - out.len() > out.len() / 4 + 4096 {
+        out.shrink_to_fit();
+    }
+    Ok(out)
+}
+
+/// A few compressors kept between scrapes: zlib's state is a few hundred KB, allocated and
+/// freed per gzip scrape otherwise (each a fresh mapping, above the allocator's threshold).
+struct Compressors;
+
+/// At most this many are kept (scrapes rarely overlap more).
+const KEPT_COMPRESSORS: usize = 2;
+
+static COMPRESSORS: Mutex<Vec<Compress>> = Mutex::new(Vec::new());
+
+impl Compressors {
+    fn take() -> Compress {
+        let kept = COMPRESSORS.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match kept {
+            Some(mut c) => {
+                c.reset();
+                c
+            }
+            None => Compress::new(Compression::new(LEVEL), false),
+        }
+    }
+
+    fn give_back(c: Compress) {
+        let mut kept = COMPRESSORS.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() < KEPT_COMPRESSORS {
+            kept.push(c);
+        }
+    }
+}
+
+fn deflate_with(
+    c: &mut Compress,
+    input: &[u8],
+    flush: FlushCompress,
+) -> Result<Vec<u8>, flate2::CompressError> {
     let mut out = Vec::with_capacity(input.len() / 6 + 64);
     loop {
         if out.capacity() - out.len() < 64 {
@@ -144,12 +191,10 @@ impl ScrapeCache {
         if let Some(part) = cached.filter(|p| p.generation == generation) {
             return part;
         }
-        // Every target's lines, and the headers of the largest target (a family only some
-        // targets have adds a little; the String grows once then).
-        let size = encoded.iter().map(|t| t.body_len()).sum::<usize>()
-            + encoded.iter().map(|t| t.header_len()).max().unwrap_or(0);
-        let mut text = String::with_capacity(size);
+        // Sized exactly by the merge.
+        let mut text = String::new();
         write_merged(&mut text, encoded);
+        debug_assert_eq!(text.len(), text.capacity());
         let part = Arc::new(TargetsPart {
             generation,
             text: Bytes::from(text),
