@@ -139,3 +139,45 @@ pub(crate) fn server_counters(cluster: &PgCluster) -> Result<DbCounters, Error> 
         statements: it.next().unwrap_or(0.0),
     })
 }
+
+/// One statement's share of the server's time, from `pg_stat_statements`.
+#[derive(Debug, Clone)]
+pub(crate) struct Spent {
+    pub(crate) calls: f64,
+    /// Execution and planning time, in ms.
+    pub(crate) ms: f64,
+    /// The normalized text's start, whitespace collapsed.
+    pub(crate) text: String,
+}
+
+/// Forgets every statement's counters (before a profiled phase).
+pub(crate) fn reset_statements(cluster: &PgCluster) -> Result<(), Error> {
+    cluster.psql("postgres", "SELECT public.pg_stat_statements_reset()")?;
+    Ok(())
+}
+
+/// The statements that took the most server time since the last reset, the bench's own left
+/// out (they read pg_stat_statements, pg_stat_database or reset them).
+pub(crate) fn statement_profile(cluster: &PgCluster, top: usize) -> Result<Vec<Spent>, Error> {
+    let out = cluster.psql(
+        "postgres",
+        &format!(
+            "SELECT calls, total_exec_time + total_plan_time,
+                    left(regexp_replace(query, '\\s+', ' ', 'g'), 72)
+               FROM pg_stat_statements
+              WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%sum(sessions)%'
+              ORDER BY 2 DESC LIMIT {top}"
+        ),
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|line| {
+            let mut it = line.splitn(3, '|');
+            Some(Spent {
+                calls: it.next()?.trim().parse().ok()?,
+                ms: it.next()?.trim().parse().ok()?,
+                text: it.next()?.trim().replace('|', "\\|"),
+            })
+        })
+        .collect())
+}

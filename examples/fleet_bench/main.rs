@@ -158,6 +158,8 @@ struct OneTarget {
     statements_per_collection: f64,
     server_cpu_per_collection_ms: f64,
     rss_mib: f64,
+    /// Where the server's time went (profiled phases only).
+    profile: Vec<Spent>,
 }
 
 struct Logins {
@@ -236,9 +238,13 @@ fn one_target(
     window: Duration,
     every: Duration,
     counting: Counting,
+    profile: bool,
 ) -> Result<OneTarget, Error> {
     let (cluster, postmaster) = (server.cluster, server.postmaster);
     let started = mesa_collections(&get(proc.addr, "/metrics")?.1);
+    if profile {
+        reset_statements(cluster)?;
+    }
     let c0 = server_counters(cluster)?;
     settle();
     let (cpu0, server0, t0) = (
@@ -276,6 +282,11 @@ fn one_target(
         statements_per_collection: (c1.statements - c0.statements) / collections,
         server_cpu_per_collection_ms: (server1 - server0) * 1000.0 / collections,
         rss_mib: rss_mib(proc.pid()),
+        profile: if profile {
+            statement_profile(cluster, 10)?
+        } else {
+            Vec::new()
+        },
     })
 }
 
