@@ -224,7 +224,7 @@ impl Connector {
                 reason: "the gateway is shutting down".to_owned(),
             })?;
         let connect_deadline = deadline.capped(self.limits.connect_timeout);
-        let (client, connection, addr) = match self
+        let started = match self
             .start_session(creds, dbname, access, deadline, &connect_deadline)
             .await
         {
@@ -238,9 +238,26 @@ impl Connector {
                     && !self.older_server.swap(true, Ordering::Relaxed) =>
             {
                 self.start_session(creds, dbname, access, deadline, &connect_deadline)
-                    .await?
+                    .await
             }
-            other => other?,
+            other => other,
+        };
+        let (client, connection, addr) = match started {
+            Ok(session) => session,
+            Err(e) => {
+                if matches!(
+                    e,
+                    GatewayError::Timeout {
+                        phase: STARTUP_PHASE,
+                        ..
+                    } | GatewayError::Cancelled {
+                        phase: STARTUP_PHASE
+                    }
+                ) {
+                    linger(permit, admin_permit);
+                }
+                return Err(e);
+            }
         };
         Ok(Conn {
             driver: Driver {
@@ -296,7 +313,7 @@ impl Connector {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(classify(e, &self.endpoint())),
             Err(why) => {
-                return Err(expired(why, "startup and authentication", connect_deadline));
+                return Err(expired(why, STARTUP_PHASE, connect_deadline));
             }
         };
         Ok((client, connection, addr))
@@ -545,6 +562,23 @@ fn expired(why: Expiry, phase: &'static str, deadline: &Deadline) -> GatewayErro
             limit: deadline.budget(),
         },
         Expiry::Cancelled => GatewayError::Cancelled { phase },
+    }
+}
+
+/// The phase of a session's startup packet and authentication, as errors name it.
+const STARTUP_PHASE: &str = "startup and authentication";
+
+/// Holds an abandoned startup's slots for [`CLOSE_TIMEOUT`]. A deadline that passes during
+/// startup drops the socket, but the server's backend may still finish authenticating (and
+/// show in `pg_stat_activity`) before it notices: released at once, the slot would let a new
+/// connection make three on the server for that moment. A closed session waits for the
+/// server the same way (`Conn::close`).
+fn linger(permit: OwnedSemaphorePermit, admin_permit: Option<OwnedSemaphorePermit>) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            tokio::time::sleep(CLOSE_TIMEOUT).await;
+            drop((permit, admin_permit));
+        });
     }
 }
 
