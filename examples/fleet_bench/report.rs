@@ -99,12 +99,13 @@ pub(crate) fn run() -> Result<(), Error> {
     };
     // The default interval, long enough for every tier to run (sizes every 5 min).
     let every = plan.default_interval;
-    eprintln!(
-        "bench: Mesa alone, one target every {every:?}, for {:?}",
-        plan.default_window
-    );
-    let mesa_default = {
-        let p = start_mesa(&args, &work, &cluster, 1, every, "")?;
+    // Mesa alone at the default interval with `extra` collection keys, profiled.
+    let mesa_at_default = |what: &str, extra: &str| -> Result<OneTarget, Error> {
+        eprintln!(
+            "bench: Mesa alone{what}, one target every {every:?}, for {:?}",
+            plan.default_window
+        );
+        let p = start_mesa(&args, &work, &cluster, 1, every, extra)?;
         std::thread::sleep(every);
         one_target(
             &server,
@@ -113,32 +114,11 @@ pub(crate) fn run() -> Result<(), Error> {
             every,
             Counting::MesaCounter,
             true,
-        )?
+        )
     };
-    eprintln!(
-        "bench: Mesa alone without discovery, one target every {every:?}, for {:?}",
-        plan.default_window
-    );
+    let mesa_default = mesa_at_default("", "")?;
     // Like for like: postgres_exporter by default reads the one database of its DSN.
-    let mesa_alone = {
-        let p = start_mesa(
-            &args,
-            &work,
-            &cluster,
-            1,
-            every,
-            ", databases: {discover: false}",
-        )?;
-        std::thread::sleep(every);
-        one_target(
-            &server,
-            &p,
-            plan.default_window,
-            every,
-            Counting::MesaCounter,
-            true,
-        )?
-    };
+    let mesa_alone = mesa_at_default(" without discovery", ", databases: {discover: false}")?;
     eprintln!(
         "bench: postgres_exporter alone, scraped every {every:?}, for {:?}",
         plan.default_window

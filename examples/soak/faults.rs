@@ -149,6 +149,18 @@ impl Lab {
         self.sql(&batch).await
     }
 
+    /// Ends the hit targets' open sessions once. A changed password or connection limit
+    /// only refuses the next login: a kept collection session goes on (as postgres_exporter's
+    /// connection does), so the fault would show only when it ends; this makes that now.
+    pub(crate) async fn end_sessions(&self, hit: &[usize]) -> Result<(), Error> {
+        let names: Vec<String> = hit.iter().map(|&i| format!("'{}'", role(i))).collect();
+        self.sql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename IN ({})",
+            names.join(", ")
+        ))
+        .await
+    }
+
     pub(crate) async fn inject(
         self: &Arc<Self>,
         fault: Fault,
@@ -183,11 +195,13 @@ impl Lab {
             }
             Fault::ConnectionLimitZero => {
                 self.alter_roles(hit, "CONNECTION LIMIT 0").await?;
+                self.end_sessions(hit).await?;
                 Held::Nothing
             }
             Fault::WrongPassword => {
                 self.alter_roles(hit, "PASSWORD 'not-the-one-in-the-file'")
                     .await?;
+                self.end_sessions(hit).await?;
                 Held::Nothing
             }
             Fault::MonitorRevoked => {
