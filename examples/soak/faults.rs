@@ -77,10 +77,12 @@ impl Fault {
         }
     }
 
-    /// Whether the hit targets' `pg_up` should turn 0 (a table lock fails one collector, not
-    /// the health check).
+    /// Whether the hit targets' `pg_up` should turn 0. A table lock fails one collector, not
+    /// the health check; a server full to `max_connections` refuses new logins, and Mesa's
+    /// kept collection sessions are already in, so it keeps watching a full server (its
+    /// saturation alert is for that moment).
     pub(crate) fn takes_targets_down(self) -> bool {
-        self != Fault::TableLock
+        !matches!(self, Fault::TableLock | Fault::MaxConnections)
     }
 }
 
@@ -238,7 +240,18 @@ impl Lab {
                 Held::Lock(su)
             }
             Fault::PostmasterStopped => {
+                // Backends run on without the postmaster, so kept collection sessions would
+                // go on answering; only new logins hang. The session that ends them is opened
+                // first (a new one would hang too), and they are ended after the stop, so no
+                // collection logs in between.
+                let Some(su) = self.superuser("postgres").await else {
+                    return Err("no superuser session to end the sessions".into());
+                };
                 signal("-STOP", self.cluster.postmaster_pid()?)?;
+                su.batch_execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename LIKE 'soak\\_t%'",
+                )
+                .await?;
                 Held::Nothing
             }
             Fault::Restart => {
