@@ -86,6 +86,13 @@ impl StatementCache {
     }
 }
 
+impl KeptSession {
+    /// Whether it may be used again: younger than [`KEPT_SESSION_LIFETIME`] and still open.
+    fn fit(&mut self) -> bool {
+        self.opened.elapsed() < KEPT_SESSION_LIFETIME && self.conn.alive()
+    }
+}
+
 impl std::fmt::Debug for KeptSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeptSession")
@@ -378,7 +385,7 @@ impl PostgresGateway {
         let mut slot = self.kept.lock().await;
         let reused = match slot.take() {
             Some(mut kept) => {
-                if kept.opened.elapsed() < KEPT_SESSION_LIFETIME && kept.conn.alive() {
+                if kept.fit() {
                     Some(kept)
                 } else {
                     kept.conn.close().await;
@@ -470,11 +477,7 @@ impl PostgresGateway {
     fn borrow_kept(&self) -> Option<KeptSession> {
         let mut slot = self.kept.try_lock().ok()?;
         let kept = slot.as_mut()?;
-        if kept.opened.elapsed() < KEPT_SESSION_LIFETIME && kept.conn.alive() {
-            slot.take()
-        } else {
-            None
-        }
+        if kept.fit() { slot.take() } else { None }
     }
 
     /// Puts a borrowed session back after `ok` work, or closes it: after an error, or when a
