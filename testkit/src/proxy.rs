@@ -2,7 +2,8 @@
 //!
 //! It forwards bytes both ways until told to misbehave. A new mode applies at once, to new
 //! connections and to the ones in flight:
-//! - `Refuse`: the port is closed (connections are refused), reopened on `Pass`;
+//! - `Refuse`: the port is closed (new connections are refused) and open connections are
+//!   reset, as when the server goes away; the port reopens on `Pass`;
 //! - `BlackHole`: connections are accepted and nothing is ever answered;
 //! - `StallAfter(n)`: each connection forwards `n` bytes from the server, then nothing more;
 //! - `Latency(d)`: every chunk waits `d` before it is forwarded;
@@ -20,7 +21,7 @@ use tokio::sync::watch;
 pub enum Mode {
     /// Forward both ways.
     Pass,
-    /// Close the port: connections are refused.
+    /// Close the port (connections are refused) and reset the open ones: the server is gone.
     Refuse,
     /// Accept and never answer.
     BlackHole,
@@ -164,7 +165,7 @@ async fn pump(
             // A mode change acts on an idle connection too (a reset must not wait for bytes).
             changed = mode.changed() => {
                 if changed.is_err() { return; }
-                if *mode.borrow() == Mode::Reset {
+                if matches!(*mode.borrow(), Mode::Reset | Mode::Refuse) {
                     reset_both(&from, &to);
                     return;
                 }
@@ -174,7 +175,7 @@ async fn pump(
         let current = *mode.borrow();
         let mut chunk = &buf[..n];
         match current {
-            Mode::Pass | Mode::Refuse => {}
+            Mode::Pass => {}
             Mode::Latency(d) => tokio::time::sleep(d).await,
             Mode::BlackHole => {
                 // Swallow everything from now on.
@@ -186,7 +187,8 @@ async fn pump(
                     chunk = &chunk[..chunk.len().min(room)];
                 }
             }
-            Mode::Reset => {
+            // A session kept open must not outlive the port: a closed port is a server gone.
+            Mode::Reset | Mode::Refuse => {
                 reset_both(&from, &to);
                 return;
             }

@@ -125,6 +125,11 @@ impl PostgresGateway {
         })
     }
 
+    /// The target's connection limits and server-side timeouts.
+    pub fn limits(&self) -> crate::gateway::Limits {
+        self.connector.limits()
+    }
+
     /// `host:port` of the server.
     pub fn endpoint(&self) -> String {
         self.connector.endpoint()
@@ -381,8 +386,19 @@ impl PostgresGateway {
                 .monitoring_session(&self.database, Purpose::Collection, deadline, work)
                 .await;
         }
-        // Only the target's scheduler collects, one collection at a time: never contended.
-        let mut slot = self.kept.lock().await;
+        // Only the target's scheduler collects, one collection at a time; a visit to the
+        // target's own database may hold the session ([`Self::visit_session`]). The collection
+        // waits for it (a login refused by a full server would read as the server down), but
+        // for half its deadline at most, then works on a session of its own.
+        let wait = deadline
+            .at()
+            .saturating_duration_since(tokio::time::Instant::now())
+            / 2;
+        let Ok(mut slot) = tokio::time::timeout(wait, self.kept.lock()).await else {
+            return self
+                .monitoring_session(&self.database, Purpose::Collection, deadline, work)
+                .await;
+        };
         let reused = match slot.take() {
             Some(mut kept) => {
                 if kept.fit() {
@@ -443,8 +459,9 @@ impl PostgresGateway {
     /// Like [`Self::collection_session`], in `datname` on the spare slot (a database visit:
     /// the server collection's slot stays free).
     ///
-    /// A visit to the target's own database borrows the kept collection session when it is
-    /// idle: no login, and a backend whose catalog caches are warm ([`Self::borrow_kept`]).
+    /// A visit to the target's own database works on the kept collection session when it is
+    /// idle: no login, and a backend whose catalog caches are warm. It holds the session's
+    /// slot meanwhile (a collection that starts waits, see [`Self::collection_session`]).
     pub async fn visit_session<T>(
         &self,
         datname: &str,
@@ -453,13 +470,21 @@ impl PostgresGateway {
     ) -> Result<T, GatewayError> {
         if datname == self.database && self.connector.limits().session == SessionMode::Kept {
             let spare = self.connector.spare_permit(&deadline).await?;
-            if let Some(mut kept) = self.borrow_kept() {
+            // Held, not taken: a collection that starts meanwhile waits for it.
+            if let Ok(mut slot) = self.kept.try_lock()
+                && let Some(kept) = slot.as_mut()
+                && kept.fit()
+            {
                 let version = kept.conn.server_version_num();
                 let (client, driver) = kept.conn.split();
                 let result = driver
                     .run(&deadline, work(client, version, &mut kept.prepared))
                     .await;
-                self.give_back(kept, result.is_ok()).await;
+                if result.is_err()
+                    && let Some(kept) = slot.take()
+                {
+                    kept.conn.close().await;
+                }
                 drop(spare);
                 return result;
             }
@@ -468,29 +493,6 @@ impl PostgresGateway {
         }
         self.monitoring_session(datname, Purpose::Visit, deadline, work)
             .await
-    }
-
-    /// The kept collection session, taken out of its slot, if no collection holds it and it
-    /// is still fit for use. A collection that starts meanwhile finds the slot empty and opens
-    /// a session of its own (the visit holds the spare permit, so an admin call cannot take
-    /// the slot it needs): a visit never makes a collection wait.
-    fn borrow_kept(&self) -> Option<KeptSession> {
-        let mut slot = self.kept.try_lock().ok()?;
-        let kept = slot.as_mut()?;
-        if kept.fit() { slot.take() } else { None }
-    }
-
-    /// Puts a borrowed session back after `ok` work, or closes it: after an error, or when a
-    /// collection opened another meanwhile.
-    async fn give_back(&self, kept: KeptSession, ok: bool) {
-        if ok
-            && let Ok(mut slot) = self.kept.try_lock()
-            && slot.is_none()
-        {
-            *slot = Some(kept);
-            return;
-        }
-        kept.conn.close().await;
     }
 
     /// The database collections connect to.
@@ -527,6 +529,12 @@ impl PostgresGateway {
 /// keyword masked (the rule of the admin API's session list).
 pub fn redact_query(text: String) -> String {
     redact::query_text(text)
+}
+
+/// Bytes of a text column as text: unchanged when valid UTF-8 without a backslash, otherwise
+/// escaped losslessly (`text.rs`).
+pub fn escape_text(bytes: &[u8]) -> String {
+    text::escape(bytes)
 }
 
 /// Classifies a driver error from a connection to `endpoint` (for callers that run their own
