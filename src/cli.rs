@@ -29,6 +29,16 @@ pub struct Cli {
     #[arg(long = "check-config", requires = "config_file")]
     pub check_config: bool,
 
+    /// With `--check-config`: also connect to each target, prepare every query of its
+    /// queries files there (never run them) and print their columns against the declared
+    /// usages; 0 only when all agree.
+    #[arg(long = "live", requires = "check_config")]
+    pub live: bool,
+
+    /// With `--live`: only this target.
+    #[arg(long = "target", value_name = "NAME", requires = "live")]
+    pub target: Option<String>,
+
     /// Print a new admin bearer token and the SHA-256 digest to put in the config, then exit.
     #[arg(long = "new-token", conflicts_with_all = ["config_file", "check_config"])]
     pub new_token: bool,

@@ -25,6 +25,7 @@
 //!   connection and one snapshot per collection; a collector fails alone.
 //! * [`app`]: the composition root the binary calls.
 //! * [`cli`], [`logging`], [`token`]: command line, log output, admin token generation.
+//! * [`livecheck`]: `--check-config --live`, users' queries prepared on each target.
 //! * [`allocator`]: glibc malloc settings for large, short-lived `/metrics` buffers.
 //! * [`fdlimit`]: the descriptor budget of the listeners and targets, against `RLIMIT_NOFILE`.
 //! * [`secret`]: a string type that never prints itself.
@@ -42,6 +43,7 @@ pub mod config;
 pub mod fdlimit;
 pub mod gateway;
 pub mod http;
+pub mod livecheck;
 pub mod logging;
 pub mod metrics;
 pub mod scheduler;

@@ -79,7 +79,26 @@ fn main() -> ExitCode {
             config.targets.len(),
             if config.targets.len() == 1 { "" } else { "s" }
         );
-        return ExitCode::SUCCESS;
+        if !cli.live {
+            return ExitCode::SUCCESS;
+        }
+        let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
+            Ok(rt) => rt,
+            Err(code) => return code,
+        };
+        return match runtime.block_on(mesa::livecheck::run(&config, cli.target.as_deref())) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!(
+                    "mesa: some queries do not agree with what the server returns (see above)"
+                );
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("mesa: {e}");
+                ExitCode::from(EXIT_INVALID_CONFIG)
+            }
+        };
     }
 
     if let Err(e) = mesa::logging::init(&cli.log_level, cli.log_format) {
@@ -89,15 +108,9 @@ fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!(problem = %warning, "config warning");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mesa: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(mesa::app::run(path, config, overrides)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,4 +119,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The async runtime `builder` makes, or the exit code after saying why it could not.
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("mesa: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
 }

@@ -479,12 +479,15 @@ impl Scheduler {
             }
             match built {
                 Ok(gateway) => {
-                    let collector = Arc::new(TargetCollector::new(
-                        gateway,
-                        settings.collectors,
-                        settings.databases.clone(),
-                        settings.interval,
-                    ));
+                    let collector = Arc::new(
+                        TargetCollector::new(
+                            gateway,
+                            settings.collectors,
+                            settings.databases.clone(),
+                            settings.interval,
+                        )
+                        .with_queries(settings.queries.clone()),
+                    );
                     run_target(name.clone(), collector, settings, sinks.clone(), token).await;
                 }
                 Err(e) => {

@@ -20,6 +20,7 @@
 //!
 //! Families are built once per collection, not per scrape: a scrape only encodes them.
 
+pub mod custom;
 pub mod databases;
 pub mod postgres;
 mod target;

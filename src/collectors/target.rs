@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::custom::{Query, QuerySet};
 use super::{
-    Budget, Chosen, Collect, Collection, Databases, Options, Scope, Selection, Tiers, Value, Visit,
-    catalogue, postgres,
+    Budget, Chosen, Collect, Collection, Databases, Options, Outcome, Scope, Selection, Tiers,
+    Value, Visit, catalogue, postgres,
 };
 use crate::gateway::{Deadline, Driver, Gateway, GatewayError};
 
@@ -37,10 +38,19 @@ pub struct TargetCollector {
     pub databases: Databases,
     /// The target's collection interval (`databases.interval` defaults to a multiple).
     pub interval: Duration,
+    /// The users' queries (`collection.queries`).
+    pub queries: Arc<QuerySet>,
     tiers: std::sync::Mutex<Tiers>,
     discovery: std::sync::Mutex<Discovery>,
     budget: Budget,
+    /// Results of users' queries with `cache_seconds`, by query and visited database, with
+    /// when the run that produced them started.
+    cached: std::sync::Mutex<HashMap<CacheKey, (tokio::time::Instant, Outcome)>>,
 }
+
+/// A cached user query result's key: the query, and the visited database (`None`: the
+/// server collection).
+type CacheKey = (&'static str, Option<String>);
 
 /// The family whose series give each database's size (by `datname`), to rank databases over
 /// `databases.max`.
@@ -60,10 +70,81 @@ impl TargetCollector {
             options,
             databases,
             interval,
+            queries: Arc::default(),
             tiers: std::sync::Mutex::new(Tiers::default()),
             discovery: std::sync::Mutex::new(Discovery::default()),
             budget: Budget::default(),
+            cached: std::sync::Mutex::default(),
         }
+    }
+
+    /// The same, running the users' `queries` too.
+    pub fn with_queries(mut self, queries: Arc<QuerySet>) -> Self {
+        self.queries = queries;
+        self
+    }
+
+    /// The users' queries of `scope` due in a run starting `now` (in `datname` for a visit),
+    /// and the kept results of those that are not (`cache_seconds`).
+    fn user_due(
+        &self,
+        scope: Scope,
+        datname: Option<&str>,
+        now: tokio::time::Instant,
+    ) -> (Vec<Arc<Query>>, Vec<Outcome>) {
+        let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        let mut due = Vec::new();
+        let mut served = Vec::new();
+        for query in self.queries.of(scope) {
+            let kept = query.cache.and_then(|every| {
+                cached
+                    .get(&(query.name, datname.map(str::to_owned)))
+                    .filter(|(at, _)| now.saturating_duration_since(*at) < every.mul_f64(0.9))
+            });
+            match kept {
+                Some((_, outcome)) => served.push(outcome.clone()),
+                None => due.push(query.clone()),
+            }
+        }
+        (due, served)
+    }
+
+    /// Keeps the fresh results of users' queries with `cache_seconds` (a failure forgets its
+    /// kept result) and adds the kept results served instead of running, in file order.
+    fn user_keep(
+        &self,
+        outcomes: &mut Vec<Outcome>,
+        datname: Option<&str>,
+        now: tokio::time::Instant,
+        served: Vec<Outcome>,
+    ) {
+        if self.queries.is_empty() {
+            return;
+        }
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        for outcome in outcomes.iter() {
+            let Some(query) = self
+                .queries
+                .queries
+                .iter()
+                .find(|q| q.name == outcome.collector)
+            else {
+                continue;
+            };
+            let key = (query.name, datname.map(str::to_owned));
+            match (&outcome.result, query.cache) {
+                (Ok(_), Some(_)) => {
+                    cached.insert(key, (now, outcome.clone()));
+                }
+                _ => {
+                    cached.remove(&key);
+                }
+            }
+        }
+        outcomes.extend(served);
+        let order = |name: &str| self.queries.queries.iter().position(|q| q.name == name);
+        // Built-in collectors first (no position), then the users' queries in file order.
+        outcomes.sort_by_key(|o| order(o.collector).map_or(0, |i| i + 1));
     }
 
     /// Only the collectors of `scope` of what `options` selects.
@@ -128,6 +209,11 @@ impl TargetCollector {
             *self.tiers.lock().unwrap_or_else(|p| p.into_inner()) = Tiers::default();
         }
         self.budget.retain(&chosen.visited);
+        // Users' results kept for databases no longer visited go too.
+        self.cached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, datname), _| datname.as_ref().is_none_or(|d| chosen.visited.contains(d)));
         filter_datname(collection, &self.databases, &chosen);
         collection.visited = Some(chosen.clone());
         state.chosen = Some(chosen);
@@ -163,11 +249,12 @@ async fn collect_with(
     options: &Options,
     unless_unchanged: Option<&str>,
     discover: bool,
+    queries: &[Arc<Query>],
     deadline: Deadline,
 ) -> Result<Collection, GatewayError> {
     match gateway {
         Gateway::Postgres(g) => {
-            postgres::collect(g, options, unless_unchanged, discover, deadline).await
+            postgres::collect(g, options, unless_unchanged, discover, queries, deadline).await
         }
     }
 }
@@ -186,11 +273,13 @@ impl Collect for TargetCollector {
             started,
         );
         let options = self.scoped(plan.due, Scope::Server);
+        let (due, served) = self.user_due(Scope::Server, None, started);
         let collection = collect_with(
             &self.gateway,
             &options,
             plan.unless_unchanged.as_deref(),
             self.databases.discover,
+            &due,
             deadline,
         )
         .await;
@@ -209,6 +298,7 @@ impl Collect for TargetCollector {
             &mut collection,
             started,
         );
+        self.user_keep(&mut collection.outcomes, None, started, served);
         self.discovered(&mut collection);
         Ok(collection)
     }
@@ -219,6 +309,7 @@ impl Collect for TargetCollector {
             .collectors
             .iter()
             .any(|c| c.scope == Scope::Database && self.options.selection.runs(driver, c.name))
+            || self.queries.of(Scope::Database).next().is_some()
     }
 
     fn visit_interval(&self) -> Duration {
@@ -232,11 +323,16 @@ impl Collect for TargetCollector {
     async fn visit(&self, datname: &str, deadline: Deadline) -> Visit {
         let started = tokio::time::Instant::now();
         let options = self.scoped(self.options.selection, Scope::Database);
+        let (due, served) = self.user_due(Scope::Database, Some(datname), started);
         let result = match &*self.gateway {
             Gateway::Postgres(g) => {
-                postgres::visit(g, datname, &options, &self.budget, deadline).await
+                postgres::visit(g, datname, &options, &self.budget, &due, deadline).await
             }
         };
+        let result = result.map(|mut outcomes| {
+            self.user_keep(&mut outcomes, Some(datname), started, served);
+            outcomes
+        });
         if result.is_err() {
             // It exports nothing now: its share of the size guards goes to the others.
             self.budget.forget(datname);
@@ -262,6 +358,6 @@ impl Collect for Gateway {
     async fn collect(&self, deadline: Deadline) -> Result<Collection, GatewayError> {
         let mut options = Options::default();
         options.selection = options.selection.within(self.driver(), Scope::Server);
-        collect_with(self, &options, None, false, deadline).await
+        collect_with(self, &options, None, false, &[], deadline).await
     }
 }

@@ -137,6 +137,7 @@ const COLLECTION_KEYS: &[&str] = &[
     "max_statements",
     "databases",
     "session",
+    "queries",
 ];
 const WEB_KEYS: &[&str] = &["listen_address", "config_file", "max_connections"];
 
@@ -148,7 +149,7 @@ fn validate(
 ) -> Option<Config> {
     let mut top = Fields::new(tree, "", TOP_KEYS, p)?;
     let defaults = match top.section("collection", COLLECTION_KEYS, p) {
-        Some(mut f) => collection(&mut f, &CollectionSettings::default(), None, p),
+        Some(mut f) => collection(&mut f, &CollectionSettings::default(), None, base, p),
         None => CollectionSettings::default(),
     };
     check_collection(&defaults, "collection", p);
@@ -194,9 +195,15 @@ fn collection(
     f: &mut Fields,
     inherit: &CollectionSettings,
     driver: Option<Driver>,
+    base: &Path,
     p: &mut Problems,
 ) -> CollectionSettings {
     let interval = f.duration("interval", p).unwrap_or(inherit.interval);
+    let queries = if f.has("queries") {
+        queries(f, base, p)
+    } else {
+        inherit.queries.clone()
+    };
     CollectionSettings {
         interval,
         timeout: f.duration("timeout", p).unwrap_or(inherit.timeout),
@@ -223,6 +230,44 @@ fn collection(
                 inherit.session
             }
         },
+        queries,
+    }
+}
+
+/// `queries: [path, ...]`: postgres_exporter queries files, read and checked now (a problem
+/// in one is a config problem: `--check-config` exits 64 and a reload keeps the running set).
+fn queries(
+    f: &mut Fields,
+    base: &Path,
+    p: &mut Problems,
+) -> std::sync::Arc<crate::collectors::custom::QuerySet> {
+    let key = f.path_of("queries");
+    let Some(paths) = f.strings("queries", p) else {
+        return std::sync::Arc::default();
+    };
+    let paths: Vec<PathBuf> = paths.iter().map(|path| base.join(path)).collect();
+    let builtin = |name: &str| crate::collectors::postgres::is_builtin_family(name);
+    match crate::collectors::custom::load_files(&paths, &builtin) {
+        Ok(set) => {
+            for q in &set.queries {
+                if crate::collectors::names(None).contains(&q.name) {
+                    p.add(
+                        key.clone(),
+                        format!(
+                            "{}: {}: the name of a built-in collector; rename the query",
+                            q.origin, q.name
+                        ),
+                    );
+                }
+            }
+            std::sync::Arc::new(set)
+        }
+        Err(errors) => {
+            for e in errors {
+                p.add(key.clone(), e.to_string());
+            }
+            std::sync::Arc::default()
+        }
     }
 }
 

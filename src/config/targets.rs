@@ -92,7 +92,7 @@ pub(super) fn target(
     let own = driver.and_then(|d| drivers::parse(d, &mut f, base, p));
     // Inherited values were checked under `collection`; recheck only what this target changes.
     let overrides = COLLECTION_KEYS.iter().any(|k| f.has(k));
-    let collection = collection(&mut f, defaults, driver, p);
+    let collection = collection(&mut f, defaults, driver, base, p);
     if overrides {
         check_collection(&collection, path, p);
     }

@@ -84,6 +84,9 @@ pub struct CollectionSettings {
     pub databases: crate::collectors::Databases,
     /// Whether the collection session is kept between collections.
     pub session: SessionMode,
+    /// The users' queries (`queries`: postgres_exporter queries files; a target's list
+    /// replaces the shared one).
+    pub queries: std::sync::Arc<crate::collectors::custom::QuerySet>,
 }
 
 impl Default for CollectionSettings {
@@ -97,6 +100,7 @@ impl Default for CollectionSettings {
             collectors: CollectorOptions::default(),
             databases: crate::collectors::Databases::default(),
             session: SessionMode::default(),
+            queries: std::sync::Arc::default(),
         }
     }
 }

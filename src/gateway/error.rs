@@ -37,11 +37,14 @@ pub enum FailureReason {
     InvalidInput,
     /// Anything else the server or driver reported.
     QueryFailed,
+    /// The rows came back, but a value could not be read as declared (a user query's NULL or
+    /// text in a value column, an undeclared column).
+    Decode,
 }
 
 impl FailureReason {
     /// Every reason, in label order.
-    pub const ALL: [FailureReason; 11] = [
+    pub const ALL: [FailureReason; 12] = [
         Self::Unreachable,
         Self::Timeout,
         Self::AuthFailed,
@@ -53,6 +56,7 @@ impl FailureReason {
         Self::AlreadyExists,
         Self::InvalidInput,
         Self::QueryFailed,
+        Self::Decode,
     ];
 
     /// The snake_case label value.
@@ -69,6 +73,7 @@ impl FailureReason {
             Self::AlreadyExists => "already_exists",
             Self::InvalidInput => "invalid_input",
             Self::QueryFailed => "query_failed",
+            Self::Decode => "decode",
         }
     }
 }

@@ -343,6 +343,11 @@ impl Gateway {
     pub fn database(&self) -> &str {
         each_driver!(self, g => g.database())
     }
+
+    /// `host:port` of the server.
+    pub fn endpoint(&self) -> String {
+        each_driver!(self, g => g.endpoint())
+    }
 }
 
 impl Inspector for Gateway {

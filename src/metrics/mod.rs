@@ -88,6 +88,9 @@ pub struct ExporterMetrics {
     process: ProcessGauges,
     admin_requests: Family<Labels, Counter>,
     start_delay: Histogram,
+    /// Collector names outside the catalogues that failed (users' queries), so a target that
+    /// leaves the config takes their failure series along.
+    others: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Default for ExporterMetrics {
@@ -99,6 +102,7 @@ impl Default for ExporterMetrics {
             process: ProcessGauges::default(),
             admin_requests: Family::default(),
             start_delay: Histogram::new(START_DELAY_BUCKETS),
+            others: std::sync::Mutex::default(),
         }
     }
 }
@@ -120,10 +124,18 @@ impl ExporterMetrics {
 
     /// Drops a target's series (it left the config).
     pub fn forget_target(&self, target: &str) {
+        let others: Vec<String> = self
+            .others
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         for reason in FailureReason::ALL {
             for collector in crate::collectors::names(None)
                 .into_iter()
                 .chain([crate::visits::VISIT])
+                .chain(others.iter().map(String::as_str))
             {
                 self.failures
                     .remove(&failure_labels(target, reason, collector));
@@ -135,6 +147,13 @@ impl ExporterMetrics {
     /// Counts a failure: of the whole collection (`collector` is `health`) or of one
     /// collector.
     pub fn collect_failed(&self, target: &str, reason: FailureReason, collector: &str) {
+        if collector != crate::visits::VISIT && !crate::collectors::names(None).contains(&collector)
+        {
+            self.others
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(collector.to_owned());
+        }
         self.failures
             .get_or_create(&failure_labels(target, reason, collector))
             .inc();

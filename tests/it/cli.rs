@@ -304,3 +304,58 @@ targets:
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_bad_queries_file_exits_64_naming_file_line_and_key() {
+    let queries = write_config(
+        "bad-queries.yaml",
+        "pg_app_queue:
+  query: \"SELECT queue, count(*) AS depth FROM app.jobs GROUP BY queue\"
+  metrics:
+    - queue: {usage: LABEL, description: Queue}
+    - depth: {usage: GUAGE, description: Jobs}
+pg_stat_database:
+  query: \"SELECT 1 AS xact_commit\"
+  metrics:
+    - xact_commit: {usage: COUNTER, description: Clash}
+pg_empty:
+  query: \"\"
+  metrics:
+    - v: {usage: GAUGE}
+",
+    );
+    let path = write_config(
+        "uses-bad-queries.yaml",
+        &format!(
+            "collection: {{queries: ['{}']}}\ntargets:\n  - {{name: a, driver: postgres, host: h, username: u}}\n",
+            queries.display()
+        ),
+    );
+    let out = check_config(&path).output().expect("run mesa");
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    let file = queries.display().to_string();
+    for want in [
+        format!(
+            "collection.queries: {file}:5: pg_app_queue.metrics[1].depth.usage: unknown usage \"GUAGE\""
+        ),
+        format!(
+            "collection.queries: {file}:6: pg_stat_database.xact_commit: makes pg_stat_database_xact_commit, a family of Mesa's built-in collectors"
+        ),
+        format!("collection.queries: {file}:10: pg_empty.query: the query is missing or empty"),
+    ] {
+        assert!(err.contains(&want), "{want:?} missing from:\n{err}");
+    }
+    // A target's own list replaces the shared one; a missing file is named.
+    let path = write_config(
+        "target-queries.yaml",
+        "targets:\n  - {name: a, driver: postgres, host: h, username: u, queries: ['/nonexistent/q.yaml']}\n",
+    );
+    let out = check_config(&path).output().expect("run mesa");
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("targets[0].queries: /nonexistent/q.yaml: cannot read it"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -24,6 +24,7 @@ mod lifecycle;
 mod non_readers;
 mod non_utf8;
 mod prometheus;
+mod queries;
 mod reload_race;
 mod role_names;
 mod scheduler;

@@ -25,6 +25,7 @@
 
 mod activity;
 mod bgwriter;
+mod custom;
 mod database;
 mod health;
 mod locks;
@@ -44,6 +45,7 @@ use tokio_postgres::Statement as Prepared;
 
 use super::{Catalogue, Entry, Family, Harvest, Kind, Options, Schedule, Scope, Value};
 
+pub use custom::describe;
 pub use run::{CHANGE_KEY, DISCOVER, STAT_STATEMENTS_VIEW, collect, visit};
 
 /// The catalogue: every PostgreSQL collector, health first. Order is the run order.
@@ -358,6 +360,16 @@ pub fn shaped(def: &Definition, records: &[Record]) -> Vec<Family> {
             family
         })
         .collect()
+}
+
+/// Whether `name` is (or may be) a family of Mesa's own: a built-in collector's, a setting's
+/// (`pg_settings_*`), the derived ones (`pg_up`, `mesa_*`). Users' queries may not make one.
+pub fn is_builtin_family(name: &str) -> bool {
+    name.starts_with("mesa_")
+        || name.starts_with("pg_settings_")
+        || name == CATALOGUE.up
+        || name == CATALOGUE.last_scrape_error
+        || ALL.iter().any(|d| d.metrics.iter().any(|m| m.name == name))
 }
 
 /// The definition named `name`.

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -11,10 +12,12 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row, Statement as Prepared};
 
+use super::custom::{UserRun, run_all};
 use super::{
     ALL, Definition, Fallback, MIN_VERSION, Plan, Record, Server, Statement, TrustedRelation,
     stat_statements,
 };
+use crate::collectors::custom::Query;
 use crate::collectors::{Budget, Collection, HEALTH, Options, Outcome, Schedule, Value};
 use crate::gateway::postgres::{PostgresGateway, StatementCache, TextColumns, sql};
 use crate::gateway::{Deadline, Driver, FailureReason, GatewayError};
@@ -100,16 +103,20 @@ struct Extras<'a> {
     discover: bool,
     /// The size guards over all databases (a visit), and the visited database's name.
     budget: Option<(&'a Budget, &'a str)>,
+    /// The users' queries due in this run (`collectors/custom`).
+    user: UserRun<'a>,
 }
 
 /// Runs one collection on `gateway` (one connection, one snapshot): the collectors `options`
 /// selects; an on-change collector (settings) only when the server's change key is not
-/// `unless_unchanged`; with `discover`, the server's databases too.
+/// `unless_unchanged`; with `discover`, the server's databases too; then the users' `queries`
+/// (those due, of the server scope).
 pub async fn collect(
     gateway: &PostgresGateway,
     options: &Options,
     unless_unchanged: Option<&str>,
     discover: bool,
+    queries: &[Arc<Query>],
     deadline: Deadline,
 ) -> Result<Collection, GatewayError> {
     let endpoint = gateway.endpoint();
@@ -117,6 +124,12 @@ pub async fn collect(
         unless_unchanged,
         discover,
         budget: None,
+        user: UserRun {
+            queries,
+            statement_timeout: gateway.limits().statement_timeout,
+            deadline: deadline.at(),
+            datname: None,
+        },
     };
     let (mut collection, hidden) = gateway
         .collection_session(deadline, async |client, version, prepared| {
@@ -140,12 +153,14 @@ pub async fn collect(
 
 /// Visits `datname` (one connection to it, one snapshot): the collectors `options` selects
 /// (the scheduler passes the database-scoped ones), their size guards shared through
-/// `budget` with the target's other databases. The outcomes, or why the visit failed.
+/// `budget` with the target's other databases; then the users' `queries` of the database
+/// scope that are due. The outcomes, or why the visit failed.
 pub async fn visit(
     gateway: &PostgresGateway,
     datname: &str,
     options: &Options,
     budget: &Budget,
+    queries: &[Arc<Query>],
     deadline: Deadline,
 ) -> Result<Vec<Outcome>, GatewayError> {
     let endpoint = gateway.endpoint();
@@ -153,6 +168,12 @@ pub async fn visit(
         unless_unchanged: None,
         discover: false,
         budget: Some((budget, datname)),
+        user: UserRun {
+            queries,
+            statement_timeout: gateway.limits().statement_timeout,
+            deadline: deadline.at(),
+            datname: Some(datname),
+        },
     };
     let (collection, _) = gateway
         .visit_session(datname, deadline, async |client, version, prepared| {
@@ -423,7 +444,10 @@ async fn run(
     let mut sent_at = Instant::now();
     // One statement is its own snapshot: a collection with nothing but health due (and its
     // statement prepared on the kept session) is one round trip, with no transaction.
-    let alone = runnable.len() == 1 && runnable[0].0.name == HEALTH && runnable[0].3.is_none();
+    let alone = runnable.len() == 1
+        && runnable[0].0.name == HEALTH
+        && runnable[0].3.is_none()
+        && extras.user.queries.is_empty();
     let mut begin = (!alone).then_some(sql::COLLECTION_BEGIN);
     // Collectors whose statement failed in the way their fallback is for.
     let mut retries: Vec<usize> = Vec::new();
@@ -521,12 +545,15 @@ async fn run(
             results[i] = Some(outcome);
         }
     }
+    // In the same snapshot, each under a savepoint that is always rolled back.
+    let user = run_all(client, version, &extras.user, endpoint).await?;
     if !alone {
         client.batch_execute("COMMIT").await?;
     }
     outcomes.extend(results.into_iter().flatten());
-    // Run order, health first, whatever failed where.
+    // Run order, health first, whatever failed where; the users' queries after.
     outcomes.sort_by_key(|o| ALL.iter().position(|d| d.name == o.collector));
+    outcomes.extend(user);
     Ok((
         Collection {
             server_version: version,

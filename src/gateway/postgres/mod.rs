@@ -388,13 +388,30 @@ impl PostgresGateway {
         }
         // Only the target's scheduler collects, one collection at a time; a visit to the
         // target's own database may hold the session ([`Self::visit_session`]). The collection
-        // waits for it (a login refused by a full server would read as the server down), but
-        // for half its deadline at most, then works on a session of its own.
-        let wait = deadline
+        // waits for it (a login refused by a full server would read as the server down). It
+        // logs in on a session of its own only when the wait leaves a whole connect timeout
+        // before its deadline: a login started with less would mostly be abandoned midway.
+        let fallback_at = deadline
             .at()
-            .saturating_duration_since(tokio::time::Instant::now())
-            / 2;
-        let Ok(mut slot) = tokio::time::timeout(wait, self.kept.lock()).await else {
+            .checked_sub(self.connector.limits().connect_timeout)
+            .filter(|at| *at > tokio::time::Instant::now());
+        let waited = match fallback_at {
+            Some(at) => tokio::time::timeout_at(at, self.kept.lock()).await.ok(),
+            None => match deadline.bound(self.kept.lock()).await {
+                Ok(slot) => Some(slot),
+                Err(why) => {
+                    let phase = "waiting for the kept collection session";
+                    return Err(match why {
+                        crate::gateway::Expiry::Timeout => GatewayError::Timeout {
+                            phase,
+                            limit: deadline.budget(),
+                        },
+                        crate::gateway::Expiry::Cancelled => GatewayError::Cancelled { phase },
+                    });
+                }
+            },
+        };
+        let Some(mut slot) = waited else {
             return self
                 .monitoring_session(&self.database, Purpose::Collection, deadline, work)
                 .await;

@@ -183,7 +183,7 @@ impl From<GatewayError> for Problem {
                 "database-tls",
                 "TLS with the database failed".to_owned(),
             ),
-            (_, FailureReason::Refused | FailureReason::QueryFailed) => (
+            (_, FailureReason::Refused | FailureReason::QueryFailed | FailureReason::Decode) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database-error",
                 "the database could not complete the request".to_owned(),
