@@ -22,6 +22,7 @@ use mesa::collectors::postgres::ALL;
 use mesa::metrics::Metrics;
 use mesa::metrics::SnapshotStore;
 use mesa::metrics::families::EncodedTarget;
+use mesa::metrics::format::Format;
 use mesa::snapshot::TargetSnapshot;
 
 #[allow(dead_code)]
@@ -65,31 +66,44 @@ fn scrape_100(c: &mut Criterion) {
     let bytes = |chunks: Vec<bytes::Bytes>| chunks.iter().map(|c| c.len()).sum::<usize>();
     eprintln!(
         "scrape_100: {} bytes plain, {} bytes gzip",
-        bytes(metrics.scrape().plain()),
-        bytes(metrics.scrape().gzip().expect("gzip"))
+        bytes(metrics.scrape().plain(OM)),
+        bytes(metrics.scrape().gzip(OM).expect("gzip"))
     );
     let mut group = c.benchmark_group("scrape_100");
     group.bench_function("plain_unchanged", |b| {
-        b.iter(|| black_box(metrics.scrape().plain()))
+        b.iter(|| black_box(metrics.scrape().plain(OM)))
     });
     group.bench_function("gzip_unchanged", |b| {
-        b.iter(|| black_box(metrics.scrape().gzip()))
+        b.iter(|| black_box(metrics.scrape().gzip(OM)))
     });
     let changed = snapshot("t050");
     group.bench_function("plain_after_a_collection", |b| {
         b.iter(|| {
             store.put(changed.clone());
-            black_box(metrics.scrape().plain())
+            black_box(metrics.scrape().plain(OM))
         })
     });
     group.bench_function("gzip_after_a_collection", |b| {
         b.iter(|| {
             store.put(changed.clone());
-            black_box(metrics.scrape().gzip())
+            black_box(metrics.scrape().gzip(OM))
+        })
+    });
+    // The classic text format, derived from the merged OpenMetrics part once per change.
+    group.bench_function("classic_unchanged", |b| {
+        b.iter(|| black_box(metrics.scrape().plain(Format::Text)))
+    });
+    group.bench_function("classic_after_a_collection", |b| {
+        b.iter(|| {
+            store.put(changed.clone());
+            black_box(metrics.scrape().plain(Format::Text))
         })
     });
     group.finish();
 }
+
+/// What Prometheus asks for.
+const OM: Format = Format::OpenMetrics;
 
 fn scram_client_proof(c: &mut Criterion) {
     c.bench_function("scram_client_proof", |b| {

@@ -9,7 +9,11 @@ use super::*;
 pub(crate) fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), Error> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    // What Prometheus asks for (postgres_exporter serves the classic text whatever is asked).
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {PROMETHEUS_ACCEPT}\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -83,3 +87,6 @@ pub(crate) fn quantile_bound(
         .map(|r| format!("≤ {} s", r.1))
         .unwrap_or_else(|| "> 5 s".to_owned())
 }
+
+/// The `Accept` header Prometheus 2.x scrapes with.
+pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";

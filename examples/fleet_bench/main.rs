@@ -328,6 +328,7 @@ fn wrk(
     if gzip {
         cmd.args(["-H", "Accept-Encoding: gzip"]);
     }
+    cmd.args(["-H", &format!("Accept: {}", http::PROMETHEUS_ACCEPT)]);
     let out = cmd.arg(format!("http://{addr}{path}")).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {

@@ -254,10 +254,11 @@ async fn run() -> Result<bool, Error> {
     for gzip in [false, true] {
         let (traffic, addr) = (Arc::clone(&traffic), mesa.metrics);
         background.push(tokio::spawn(async move {
+            // Prometheus' Accept (OpenMetrics), with and without gzip.
             let headers = if gzip {
-                "Accept-Encoding: gzip\r\n"
+                "Accept: application/openmetrics-text;version=1.0.0\r\nAccept-Encoding: gzip\r\n"
             } else {
-                ""
+                "Accept: application/openmetrics-text;version=1.0.0\r\n"
             };
             loop {
                 let t0 = Instant::now();

@@ -11,7 +11,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::metrics::SnapshotStore;
-use crate::metrics::{CONTENT_TYPE, Metrics, scrape};
+use crate::metrics::format::{Format, negotiate, to_classic};
+use crate::metrics::{Metrics, scrape};
 use crate::scheduler::Registry;
 use body::Chunks;
 
@@ -72,13 +73,18 @@ fn wants_gzip(headers: &HeaderMap) -> bool {
     gzip.or(star).unwrap_or(false)
 }
 
-/// An exposition response, gzipped when asked for and when compression worked.
-fn exposition(plain: Vec<bytes::Bytes>, gzip: Option<Vec<bytes::Bytes>>) -> Response {
-    let vary = (header::VARY, "accept-encoding");
+/// An exposition response in `format`, gzipped when asked for and when compression worked.
+fn exposition(
+    format: Format,
+    plain: Vec<bytes::Bytes>,
+    gzip: Option<Vec<bytes::Bytes>>,
+) -> Response {
+    let vary = (header::VARY, "accept, accept-encoding");
+    let content_type = format.content_type();
     match gzip {
         Some(chunks) => (
             [
-                (header::CONTENT_TYPE, CONTENT_TYPE),
+                (header::CONTENT_TYPE, content_type),
                 (header::CONTENT_ENCODING, "gzip"),
                 vary,
             ],
@@ -86,7 +92,7 @@ fn exposition(plain: Vec<bytes::Bytes>, gzip: Option<Vec<bytes::Bytes>>) -> Resp
         )
             .into_response(),
         None => (
-            [(header::CONTENT_TYPE, CONTENT_TYPE), vary],
+            [(header::CONTENT_TYPE, content_type), vary],
             axum::body::Body::new(Chunks::new(plain)),
         )
             .into_response(),
@@ -104,17 +110,18 @@ fn text(status: StatusCode, body: String) -> Response {
 
 async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
     let gzip = wants_gzip(&headers);
+    let format = negotiate(&headers);
     // Merging after a change (and the first gzip of it) takes a millisecond or more at
     // hundreds of targets: off the async workers, so the admin API never waits on it.
     let metrics = state.metrics.clone();
     let built = tokio::task::spawn_blocking(move || {
         let scrape = metrics.scrape();
-        let gz = if gzip { scrape.gzip() } else { None };
-        (scrape.plain(), gz)
+        let gz = if gzip { scrape.gzip(format) } else { None };
+        (scrape.plain(format), gz)
     })
     .await;
     match built {
-        Ok((plain, gz)) => exposition(plain, gz),
+        Ok((plain, gz)) => exposition(format, plain, gz),
         Err(e) => {
             tracing::error!(error = %e, "encoding /metrics panicked");
             text(
@@ -152,12 +159,21 @@ async fn probe(
     }
     match state.metrics.probe(target) {
         Some(body) => {
+            let format = negotiate(&headers);
+            let body = match format {
+                Format::OpenMetrics => body.into_bytes(),
+                Format::Text => {
+                    let mut out = Vec::new();
+                    to_classic(body.as_bytes(), &mut out);
+                    out
+                }
+            };
             let gz = if wants_gzip(&headers) {
-                scrape::gzip(body.as_bytes())
+                scrape::gzip(&body)
             } else {
                 None
             };
-            exposition(vec![bytes::Bytes::from(body)], gz)
+            exposition(format, vec![bytes::Bytes::from(body)], gz)
         }
         None => text(
             StatusCode::SERVICE_UNAVAILABLE,

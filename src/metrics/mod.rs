@@ -7,6 +7,7 @@
 //! taken out. Output is OpenMetrics text.
 
 pub mod families;
+pub mod format;
 mod lines;
 pub mod scrape;
 mod store;

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
 
 use super::families::{EncodedTarget, write_merged};
+use super::format::{Format, to_classic};
 
 /// zlib's level 1: Prometheus' text compresses about 10:1 at it, and it is several times
 /// faster than the default level (docs/BENCHMARKS.md).
@@ -127,18 +128,22 @@ struct Deflated {
     crc: crc32fast::Hasher,
 }
 
-/// The targets' part of `/metrics` for one set of encodings.
-#[derive(Debug)]
-struct TargetsPart {
-    /// The encodings' generation it was merged from (not the encodings themselves: holding
-    /// them would keep every target's previous encoding alive until the next scrape).
-    generation: u64,
+/// One format's text of the targets' part, and its deflated stream once a gzip scrape asked.
+#[derive(Debug, Default)]
+struct Encoded {
     text: Bytes,
     /// Built by the first gzip scrape; `None` inside if compression failed.
     deflated: OnceLock<Option<Deflated>>,
 }
 
-impl TargetsPart {
+impl Encoded {
+    fn new(text: Bytes) -> Self {
+        Self {
+            text,
+            deflated: OnceLock::new(),
+        }
+    }
+
     fn deflated(&self) -> Option<&Deflated> {
         self.deflated
             .get_or_init(|| {
@@ -153,6 +158,39 @@ impl TargetsPart {
                 })
             })
             .as_ref()
+    }
+}
+
+/// The targets' part of `/metrics` for one set of encodings.
+#[derive(Debug)]
+struct TargetsPart {
+    /// The encodings' generation it was merged from (not the encodings themselves: holding
+    /// them would keep every target's previous encoding alive until the next scrape).
+    generation: u64,
+    /// OpenMetrics, as encoded.
+    om: Encoded,
+    /// The classic text, derived by the first scrape that asks for it.
+    classic: OnceLock<Encoded>,
+}
+
+impl TargetsPart {
+    fn new(generation: u64, text: Bytes) -> Self {
+        Self {
+            generation,
+            om: Encoded::new(text),
+            classic: OnceLock::new(),
+        }
+    }
+
+    fn encoded(&self, format: Format) -> &Encoded {
+        match format {
+            Format::OpenMetrics => &self.om,
+            Format::Text => self.classic.get_or_init(|| {
+                let mut out = Vec::new();
+                to_classic(&self.om.text, &mut out);
+                Encoded::new(Bytes::from(out))
+            }),
+        }
     }
 }
 
@@ -195,12 +233,8 @@ impl ScrapeCache {
         let mut text = String::new();
         write_merged(&mut text, encoded);
         debug_assert_eq!(text.len(), text.capacity());
-        let part = Arc::new(TargetsPart {
-            generation,
-            text: Bytes::from(text),
-            deflated: OnceLock::new(),
-        });
-        *current = if part.text.len() <= KEEP_PART_BYTES {
+        let part = Arc::new(TargetsPart::new(generation, Bytes::from(text)));
+        *current = if part.om.text.len() <= KEEP_PART_BYTES {
             Kept::Held(part.clone())
         } else {
             Kept::InUse(Arc::downgrade(&part))
@@ -233,21 +267,36 @@ pub struct Scrape {
 }
 
 impl Scrape {
-    /// The body as plain text, in chunks (shared, not copied).
-    pub fn plain(&self) -> Vec<Bytes> {
-        vec![self.targets.text.clone(), self.tail.clone()]
+    /// The exporter's part in `format` (it is small: converted per scrape).
+    fn tail(&self, format: Format) -> Bytes {
+        match format {
+            Format::OpenMetrics => self.tail.clone(),
+            Format::Text => {
+                let mut out = Vec::new();
+                to_classic(&self.tail, &mut out);
+                Bytes::from(out)
+            }
+        }
     }
 
-    /// The body as one gzip member, in chunks; `None` if compression failed (serve
-    /// [`Scrape::plain`] then).
-    pub fn gzip(&self) -> Option<Vec<Bytes>> {
-        let cached = self.targets.deflated()?;
-        let tail = deflate(&self.tail, FlushCompress::Finish)
+    /// The body in `format` as plain text, in chunks (shared, not copied).
+    pub fn plain(&self, format: Format) -> Vec<Bytes> {
+        vec![self.targets.encoded(format).text.clone(), self.tail(format)]
+    }
+
+    /// The body in `format` as one gzip member, in chunks; `None` if compression failed
+    /// (serve [`Scrape::plain`] then).
+    pub fn gzip(&self, format: Format) -> Option<Vec<Bytes>> {
+        let targets = self.targets.encoded(format);
+        let cached = targets.deflated()?;
+        let tail = self.tail(format);
+        let tail_stream = deflate(&tail, FlushCompress::Finish)
             .inspect_err(|e| tracing::error!(error = %e, "gzip failed; serving plain text"))
             .ok()?;
         let mut crc = cached.crc.clone();
-        crc.update(&self.tail);
-        let len = self.targets.text.len() + self.tail.len();
+        crc.update(&tail);
+        let len = targets.text.len() + tail.len();
+        let tail = tail_stream;
         Some(vec![
             Bytes::from_static(&GZIP_HEADER),
             cached.stream.clone(),
@@ -256,10 +305,10 @@ impl Scrape {
         ])
     }
 
-    /// The whole text (tests and callers that want one string).
+    /// The whole text in OpenMetrics (tests and callers that want one string).
     pub fn text(&self) -> String {
-        let mut s = String::with_capacity(self.targets.text.len() + self.tail.len());
-        s.push_str(&String::from_utf8_lossy(&self.targets.text));
+        let mut s = String::with_capacity(self.targets.om.text.len() + self.tail.len());
+        s.push_str(&String::from_utf8_lossy(&self.targets.om.text));
         s.push_str(&String::from_utf8_lossy(&self.tail));
         s
     }
@@ -284,23 +333,27 @@ mod tests {
         let targets: String = (0..5000)
             .map(|i| format!("pg_up{{server=\"t{i}\"}} 1\n"))
             .collect();
-        let part = TargetsPart {
-            generation: 0,
-            text: Bytes::from(targets.clone()),
-            deflated: OnceLock::new(),
-        };
+        let part = TargetsPart::new(0, Bytes::from(targets.clone()));
         let scrape = Scrape {
             targets: Arc::new(part),
             tail: Bytes::from("mesa_build_info{version=\"x\"} 1\n# EOF\n"),
         };
-        let gz = scrape.gzip().expect("compresses");
+        let gz = scrape.gzip(Format::OpenMetrics).expect("compresses");
         assert_eq!(gunzip(&gz), scrape.text());
         let size: usize = gz.iter().map(|c| c.len()).sum();
         assert!(size * 5 < scrape.text().len(), "{size} bytes");
         // The cached stream is reused, and a second scrape decodes the same.
-        let again = scrape.gzip().expect("compresses");
+        let again = scrape.gzip(Format::OpenMetrics).expect("compresses");
         assert_eq!(gz[1].as_ptr(), again[1].as_ptr());
         assert_eq!(gunzip(&again), scrape.text());
+        // The classic text: its own cached stream, the same samples, no `# EOF`.
+        let classic = gunzip(&scrape.gzip(Format::Text).expect("compresses"));
+        assert_eq!(
+            classic,
+            format!("{targets}mesa_build_info{{version=\"x\"}} 1\n")
+        );
+        let plain: Vec<u8> = scrape.plain(Format::Text).concat();
+        assert_eq!(plain, classic.as_bytes());
     }
 
     #[test]
@@ -347,7 +400,7 @@ mod tests {
         // ~100 bytes a line: 100 000 lines is past the limit.
         let large = vec![target("b", 100_000)];
         let big = cache.part(2, &large);
-        assert!(big.text.len() > KEEP_PART_BYTES);
+        assert!(big.om.text.len() > KEEP_PART_BYTES);
         let shared = cache.part(2, &large);
         assert!(Arc::ptr_eq(&big, &shared), "shared while in use");
         drop((big, shared));
@@ -359,14 +412,14 @@ mod tests {
     #[test]
     fn an_empty_targets_part_still_makes_a_valid_member() {
         let scrape = Scrape {
-            targets: Arc::new(TargetsPart {
-                generation: 0,
-                text: Bytes::new(),
-                deflated: OnceLock::new(),
-            }),
+            targets: Arc::new(TargetsPart::new(0, Bytes::new())),
             tail: Bytes::from("# EOF\n"),
         };
-        assert_eq!(gunzip(&scrape.gzip().expect("compresses")), "# EOF\n");
+        assert_eq!(
+            gunzip(&scrape.gzip(Format::OpenMetrics).expect("compresses")),
+            "# EOF\n"
+        );
+        assert_eq!(gunzip(&scrape.gzip(Format::Text).expect("compresses")), "");
         assert_eq!(gunzip(&gzip(b"abc").expect("compresses")), "abc");
     }
 }

@@ -314,16 +314,30 @@ targets:
         .expect("clean shutdown");
 }
 
-/// GET `path` with `Accept-Encoding: {encoding}`: status, headers and the raw body bytes.
-async fn get_encoded(
+/// GET `path` as Prometheus asks (OpenMetrics) with `Accept-Encoding: {encoding}`: status,
+/// headers and the raw body bytes.
+pub async fn get_encoded(
     addr: std::net::SocketAddr,
     path: &str,
     encoding: Option<&str>,
 ) -> (u16, hyper::HeaderMap, Vec<u8>) {
-    let headers: Vec<_> = encoding
+    get_as(addr, path, PROMETHEUS_ACCEPT, encoding).await
+}
+
+/// GET `path` with `Accept: {accept}` (none when empty) and `Accept-Encoding: {encoding}`.
+pub async fn get_as(
+    addr: std::net::SocketAddr,
+    path: &str,
+    accept: &str,
+    encoding: Option<&str>,
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    let mut headers: Vec<_> = encoding
         .map(|e| (hyper::header::ACCEPT_ENCODING, e.to_owned()))
         .into_iter()
         .collect();
+    if !accept.is_empty() {
+        headers.push((hyper::header::ACCEPT, accept.to_owned()));
+    }
     let (status, headers, body) = exchange(addr, "GET", path, &headers, None)
         .await
         .unwrap_or_else(|| panic!("GET http://{addr}{path} failed"));
@@ -331,7 +345,7 @@ async fn get_encoded(
 }
 
 /// `bytes` decoded by the system's `gzip -dc`, a decoder Mesa does not share code with.
-fn system_gunzip(bytes: &[u8]) -> String {
+pub fn system_gunzip(bytes: &[u8]) -> String {
     use std::io::Write as _;
     let mut child = std::process::Command::new("gzip")
         .arg("-dc")
@@ -423,7 +437,7 @@ targets:
             let (status, headers, plain) = get_encoded(app.metrics_addr(), path, None).await;
             assert_eq!(status, 200);
             assert!(headers.get("content-encoding").is_none(), "{headers:?}");
-            assert_eq!(headers["vary"], "accept-encoding");
+            assert_eq!(headers["vary"], "accept, accept-encoding");
             let plain = String::from_utf8(plain).expect("utf-8");
             assert!(plain.contains("pg_up"), "{plain}");
             let stable = without_per_scrape_gauges(&plain, path);

@@ -14,6 +14,7 @@ mod deploy;
 mod exporter;
 mod faults;
 mod flood;
+mod formats;
 mod gateway_admin;
 mod gateway_errors;
 mod gateway_inspect;

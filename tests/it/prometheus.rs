@@ -177,7 +177,7 @@ targets:
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn which(binary: &str) -> Option<std::path::PathBuf> {
+pub fn which(binary: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')

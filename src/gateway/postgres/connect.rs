@@ -55,6 +55,9 @@ pub enum Purpose {
 pub const CANCEL_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How long a graceful close (the Terminate message) may take before the socket is dropped.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The longest a closed connection's slots stay taken after [`CLOSE_TIMEOUT`] while the
+/// server has not ended the session.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// TCP keepalive: probe an idle connection after 30 s, every 10 s, give up after 3 misses, so
 /// a black-holed server is noticed within a minute even without a deadline.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
@@ -457,13 +460,32 @@ impl Conn {
         }
     }
 
-    /// Closes gracefully (Terminate message), or drops the socket after [`CLOSE_TIMEOUT`].
+    /// Closes gracefully (Terminate message), waiting up to [`CLOSE_TIMEOUT`] for the server
+    /// to end the session. A server slower than that (a loaded machine) keeps the
+    /// connection's slots taken in the background until it has ended the session, at most
+    /// [`CLOSE_LINGER`] more: released earlier, a new connection would make three on the
+    /// server for that moment.
     pub async fn close(self) {
         let Conn { driver, client } = self;
         drop(client);
-        if let Some(connection) = driver.connection {
-            // Ok or Err, the connection is finished either way; nothing to report.
-            let _ = timeout(CLOSE_TIMEOUT, connection).await;
+        let Driver {
+            connection,
+            _permit,
+            _admin_permit,
+            ..
+        } = driver;
+        let Some(mut connection) = connection else {
+            return;
+        };
+        // Ok or Err, the connection is finished either way; nothing to report.
+        if timeout(CLOSE_TIMEOUT, &mut connection).await.is_ok() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = timeout(CLOSE_LINGER, connection).await;
+                drop((_permit, _admin_permit));
+            });
         }
     }
 }

@@ -10,9 +10,27 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, S
         .unwrap_or_else(|| panic!("GET http://{addr}{path} failed"))
 }
 
-/// As [`http_get`], `None` when the connection or the exchange fails.
+/// The `Accept` header Prometheus 2.x scrapes with: OpenMetrics first.
+pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// As [`http_get`], `None` when the connection or the exchange fails. It asks for what
+/// Prometheus asks for ([`PROMETHEUS_ACCEPT`]).
 pub async fn try_http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String, String)> {
-    let (status, headers, body) = exchange(addr, "GET", path, &[], None).await?;
+    get_accepting(addr, path, PROMETHEUS_ACCEPT).await
+}
+
+/// A GET with `Accept: accept` (none when empty): status, content type and body.
+pub async fn get_accepting(
+    addr: std::net::SocketAddr,
+    path: &str,
+    accept: &str,
+) -> Option<(u16, String, String)> {
+    let headers = if accept.is_empty() {
+        Vec::new()
+    } else {
+        vec![(hyper::header::ACCEPT, accept.to_owned())]
+    };
+    let (status, headers, body) = exchange(addr, "GET", path, &headers, None).await?;
     let content_type = headers
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
