@@ -32,6 +32,13 @@ fn label(name: &str, row: usize) -> String {
             "SELECT * FROM orders WHERE id = $1",
             "ALTER ROLE app PASSWORD 'hunter2'",
         ],
+        "wait_event_type" => &["Lock", "IO"],
+        "wait_event" => &["relation", "DataFileRead"],
+        "phase" => &["scanning heap", "vacuuming indexes"],
+        "relid" => &["16390", "16402"],
+        "backend_type" => &["client backend", "checkpointer"],
+        "object" => &["relation", "wal"],
+        "context" => &["normal", "bulkread"],
         other => panic!("no sample value for label {other:?}; add one to tests/it/sample.rs"),
     };
     rows[row % rows.len()].to_owned()

@@ -3,7 +3,7 @@
 //! `pg_stat_checkpointer` and dropped the backend-write counters (now in `pg_stat_io`); there
 //! the `buffers_backend*` families are absent.
 
-use super::{Definition, Metric, Plan, Statement, shaped};
+use super::{Definition, Metric, shaped};
 
 /// PostgreSQL 13 to 16.
 const SQL_13: &str = "\
@@ -38,10 +38,7 @@ pub const COLLECTOR: Definition = Definition {
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
     scope: crate::collectors::Scope::Server,
-    plan: |server, _| match sql(server.version) {
-        Some(sql) => Plan::Run(Statement::fixed(sql)),
-        None => Plan::Unsupported,
-    },
+    plan: |server, _| super::by_version(sql(server.version)),
     labels: &[],
     metrics: &[
         Metric::counter(

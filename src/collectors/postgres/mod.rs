@@ -24,19 +24,25 @@
 //! 5. `COMMIT`.
 
 mod activity;
+mod archiver;
 mod bgwriter;
 mod custom;
 mod database;
+mod database_conflicts;
 mod health;
 mod locks;
+mod progress_vacuum;
 mod replication;
 mod run;
 mod settings;
 mod stat_database;
+mod stat_io;
 mod stat_statements;
 mod stat_user_indexes;
 mod stat_user_tables;
+mod stat_wal;
 mod statio_user_tables;
+mod wait_events;
 mod wraparound;
 
 use std::borrow::Cow;
@@ -55,10 +61,16 @@ pub const ALL: &[Definition] = &[
     database::COLLECTOR,
     stat_database::COLLECTOR,
     bgwriter::COLLECTOR,
+    archiver::COLLECTOR,
+    stat_wal::COLLECTOR,
+    stat_io::COLLECTOR,
     locks::COLLECTOR,
+    wait_events::COLLECTOR,
+    progress_vacuum::COLLECTOR,
     replication::COLLECTOR,
     replication::SLOTS,
     replication::STANDBYS,
+    database_conflicts::COLLECTOR,
     wraparound::COLLECTOR,
     settings::COLLECTOR,
     stat_statements::COLLECTOR,
@@ -107,6 +119,14 @@ pub fn since_13(server: &Server, sql: &'static str) -> Plan {
         return Plan::Unsupported;
     }
     Plan::Run(Statement::fixed(sql))
+}
+
+/// The plan of a collector whose SQL depends on the version: `sql`, or unsupported (`None`).
+pub fn by_version(sql: Option<&'static str>) -> Plan {
+    match sql {
+        Some(sql) => Plan::Run(Statement::fixed(sql)),
+        None => Plan::Unsupported,
+    }
 }
 
 /// The plan of a guarded collector (13 on): `sql` with its row limit bound as `$1`.

@@ -2,7 +2,7 @@
 //! rollbacks, cache hits and reads, tuples, conflicts, temp files, deadlocks, I/O time), under
 //! postgres_exporter's names. PostgreSQL 14 added session counters; on 13 they are absent.
 
-use super::{Definition, Metric, Plan, Statement, shaped};
+use super::{Definition, Metric, shaped};
 
 /// Columns every supported version has, then the 14+ session columns.
 macro_rules! stat_database_sql {
@@ -54,10 +54,7 @@ pub const COLLECTOR: Definition = Definition {
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
     scope: crate::collectors::Scope::Server,
-    plan: |server, _| match sql(server.version) {
-        Some(sql) => Plan::Run(Statement::fixed(sql)),
-        None => Plan::Unsupported,
-    },
+    plan: |server, _| super::by_version(sql(server.version)),
     labels: &["datid", "datname"],
     metrics: &[
         Metric::gauge(

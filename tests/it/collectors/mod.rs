@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::support::*;
 
 mod run;
+mod signals;
 
 /// The single value of `name` with `labels` in an exposition, or a panic naming it.
 /// A target for database `db` as the least-privilege monitoring role.
@@ -315,6 +316,15 @@ async fn a_streaming_standby_is_seen_from_both_sides() {
     .await;
     assert!(seen, "{text}");
     assert_eq!(must(&text, "pg_replication_is_replica", &[]), 1.0);
+    // Recovery conflicts are a standby's: counted per database, zero here.
+    assert_eq!(
+        must(
+            &text,
+            "pg_stat_database_conflicts_confl_snapshot_total",
+            &[("datname", "postgres")]
+        ),
+        0.0
+    );
     assert!(must(&text, "pg_replication_lag_seconds", &[]) >= 0.0);
     assert!(must(&text, "pg_xlog_position_bytes", &[]) > 0.0);
 

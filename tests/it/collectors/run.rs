@@ -126,12 +126,61 @@ fn version_gating_picks_the_sql_each_server_has() {
             Plan::Unsupported | Plan::Unavailable(_) => None,
         }
     };
-    // Older than 13: only health runs.
+    // Older than 13: only health runs. From 13 everything runs but the views later majors
+    // added: pg_stat_wal (14), pg_stat_io (16).
     for def in ALL {
         let expected = def.name == "health";
         assert_eq!(plan(def.name, 120_000).is_some(), expected, "{}", def.name);
-        assert!(plan(def.name, 130_000).is_some(), "{} runs on 13", def.name);
+        let since = match def.name {
+            "stat_wal" => 140_000,
+            "stat_io" => 160_000,
+            _ => 130_000,
+        };
+        assert!(
+            plan(def.name, since).is_some(),
+            "{} runs on {since}",
+            def.name
+        );
+        assert!(plan(def.name, 180_000).is_some(), "{} runs on 18", def.name);
+        if since > 130_000 {
+            assert!(
+                plan(def.name, since - 1).is_none(),
+                "{} before {since}",
+                def.name
+            );
+        }
     }
+    // 18 moved WAL writes to pg_stat_io and added bytes there; 16 added logical slot conflicts.
+    assert!(
+        plan("stat_wal", 170_000)
+            .expect("17")
+            .contains("w.wal_write,")
+    );
+    assert!(
+        !plan("stat_wal", 180_000)
+            .expect("18")
+            .contains("w.wal_write,")
+    );
+    assert!(
+        plan("stat_io", 180_000)
+            .expect("18")
+            .contains("i.read_bytes")
+    );
+    assert!(
+        !plan("stat_io", 170_000)
+            .expect("17")
+            .contains("i.read_bytes")
+    );
+    assert!(
+        plan("database_conflicts", 160_000)
+            .expect("16")
+            .contains("confl_active_logicalslot")
+    );
+    assert!(
+        !plan("database_conflicts", 150_000)
+            .expect("15")
+            .contains("confl_active_logicalslot")
+    );
     // 17 moved checkpoint counters to pg_stat_checkpointer.
     for v in [130_000, 140_000, 150_018, 160_004] {
         let sql = plan("bgwriter", v).expect("bgwriter");
@@ -189,7 +238,12 @@ async fn the_sql_for_every_version_up_to_the_installed_one_runs_here() {
     for version in [
         130_000, 140_000, 150_000, 160_000, 170_000, 180_000, installed,
     ] {
-        if version > installed || (installed >= 170_000 && version < 170_000) {
+        // 17 removed the bgwriter's checkpoint columns and 18 pg_stat_wal's write and sync
+        // ones: an older major's SQL runs on its own major only (the matrix runs each).
+        if version > installed
+            || (installed >= 170_000 && version < 170_000)
+            || (installed >= 180_000 && version < 180_000)
+        {
             continue;
         }
         let server = Server {
