@@ -9,7 +9,9 @@
 //!    collection, connections, statements and server CPU per collection, memory, series;
 //! 4. `/metrics` and `/probe` latency with wrk: 1 and 10 connections, with and without gzip;
 //! 5. Mesa at 1, 100 and 1000 targets every 15 s: mean CPU, start delay p99, skipped ticks,
-//!    memory.
+//!    memory;
+//! 6. one `queries.yaml` of 20 user queries run by both, once a second (`--only-queries`
+//!    runs this phase alone and writes `QUERIES.md`).
 //!
 //! Writes `BENCHMARKS.md` and `scale.csv` (for the plot) into `--out`. `--smoke` runs every
 //! phase briefly at small scale (CI): the figures are then only a check that each is measured.
@@ -36,10 +38,12 @@ type Error = Box<dyn std::error::Error>;
 mod accounting;
 mod http;
 mod procs;
+mod queries;
 mod report;
 use accounting::*;
 use http::*;
 use procs::*;
+use queries::*;
 use report::*;
 
 /// Clock ticks per second of `/proc/<pid>/stat` (Linux's USER_HZ, 100 on every Debian kernel).
@@ -111,11 +115,14 @@ struct Args {
     out: PathBuf,
     plan: Plan,
     command: String,
+    /// `--only-queries`: the user-queries phase alone, into `QUERIES.md`.
+    only_queries: bool,
 }
 
 fn parse_args() -> Result<Args, Error> {
     let mut exporter = PathBuf::from("/usr/bin/prometheus-postgres-exporter");
     let mut plan = Plan::full();
+    let mut only_queries = false;
     let RunArgs { mesa, out, command } =
         RunArgs::parse::<Error>("cargo xtask bench", |flag, rest| {
             match flag {
@@ -123,6 +130,7 @@ fn parse_args() -> Result<Args, Error> {
                     exporter = rest.next().map(PathBuf::from).ok_or("--exporter PATH")?
                 }
                 "--smoke" => plan = Plan::smoke(),
+                "--only-queries" => only_queries = true,
                 _ => return Ok(false),
             }
             Ok(true)
@@ -133,6 +141,7 @@ fn parse_args() -> Result<Args, Error> {
         out,
         plan,
         command,
+        only_queries,
     })
 }
 

@@ -73,7 +73,8 @@ pub(crate) fn run() -> Result<(), Error> {
             db,
             "CREATE TABLE orders (id bigserial PRIMARY KEY, total numeric);
              INSERT INTO orders (total) SELECT g FROM generate_series(1, 10000) g;
-             ANALYZE orders;",
+             ANALYZE orders;
+             GRANT SELECT ON orders TO bench_monitor;",
         )?;
     }
     let postmaster = postmaster_pid(&cluster)?;
@@ -97,6 +98,22 @@ pub(crate) fn run() -> Result<(), Error> {
         cluster: &cluster,
         postmaster,
     };
+    if args.only_queries {
+        let (mesa, pge) = user_queries(&args, &work, &server, plan.per_collection)?;
+        let mut md = String::new();
+        writeln!(
+            md,
+            "# User queries: Mesa and postgres_exporter with one queries.yaml\n\nWritten by `{}`. Machine: {}. PostgreSQL: {}.\n",
+            args.command,
+            machine(),
+            cluster.psql("postgres", "SHOW server_version")?.trim()
+        )?;
+        section(&mut md, &mesa, &pge)?;
+        std::fs::write(args.out.join("QUERIES.md"), &md)?;
+        println!("{md}");
+        eprintln!("== wrote {}", args.out.join("QUERIES.md").display());
+        return Ok(());
+    }
     // The default interval, long enough for every tier to run (sizes every 5 min).
     let every = plan.default_interval;
     // Mesa alone at the default interval with `extra` collection keys, profiled.
@@ -165,6 +182,11 @@ pub(crate) fn run() -> Result<(), Error> {
         Counting::Scrapes,
         false,
     )?;
+
+    drop(mesa1);
+    let (queries_mesa, queries_pge) = user_queries(&args, &work, &server, plan.per_collection)?;
+    let mesa1 = start_mesa(&args, &work, &cluster, 1, second, "")?;
+    std::thread::sleep(Duration::from_millis(1500));
 
     eprintln!("bench: latency with wrk");
     let hundred = if plan.smoke { 10 } else { 100 };
@@ -357,6 +379,8 @@ pub(crate) fn run() -> Result<(), Error> {
             ratio(m, e)
         )?;
     }
+    writeln!(md)?;
+    section(&mut md, &queries_mesa, &queries_pge)?;
     writeln!(
         md,
         "\n## One target at the default interval ({:.0} s)\n",

@@ -68,10 +68,8 @@ pub fn missing(need: Need) -> Vec<&'static str> {
     if !on_path("setsid") {
         out.push("util-linux");
     }
-    if need == Need::Bench {
-        if !on_path("wrk") {
-            out.push("wrk");
-        }
+    if need == Need::Bench && !on_path("wrk") {
+        out.push("wrk");
     }
     if matches!(need, Need::Tests | Need::Bench) {
         // The queries-file test compares names with postgres_exporter's; the bench runs it.

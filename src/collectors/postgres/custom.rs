@@ -4,12 +4,14 @@
 //! (`DELETE`, `UPDATE`, DDL, `nextval`, a function that writes) fails with
 //! `read_only_sql_transaction` and changes nothing. Each query runs as:
 //!
-//! 1. `SAVEPOINT mesa_user; SET LOCAL statement_timeout = …` (its `timeout`, else the
-//!    collection's, never past the collection's deadline), and the prepare, pipelined;
-//! 2. its rows, the first `max_rows` decoded and the rest counted;
-//! 3. `ROLLBACK TO SAVEPOINT mesa_user; RELEASE SAVEPOINT mesa_user`, whatever happened: an
-//!    error leaves the transaction usable for the next query, and anything the query changed
-//!    in the session (`set_config`, even with `is_local` false) is undone with it.
+//! 1. one `SAVEPOINT mesa_user` before the first query;
+//! 2. `SET LOCAL statement_timeout` when its timeout is not the collection's (its `timeout`,
+//!    never past the collection's deadline), and its statement, prepared once per session;
+//! 3. its rows, the first `max_rows` decoded and the rest counted, pipelined with
+//! 4. `ROLLBACK TO SAVEPOINT mesa_user`, whatever happened: an error leaves the transaction
+//!    usable for the next query, and anything the query changed in the session (`set_config`,
+//!    even with `is_local` false) is undone with it;
+//! 5. `RELEASE SAVEPOINT mesa_user` after the last.
 //!
 //! A failure is the query's alone: an outcome with its reason (`query_failed`, `timeout`,
 //! `decode`, ...) and a log line naming the query and, for `decode`, the column. Only a
@@ -26,8 +28,8 @@ use tokio_postgres::{Client, Row};
 use crate::collectors::Outcome;
 use crate::collectors::custom::check::{self, ColumnKind, Line, Returned};
 use crate::collectors::custom::{self, Cell, Query};
-use crate::gateway::postgres::PostgresGateway;
 use crate::gateway::postgres::escape_text as escape;
+use crate::gateway::postgres::{PostgresGateway, StatementCache};
 use crate::gateway::{Deadline, FailureReason, GatewayError};
 
 /// Time kept back from the collection's deadline for the rollback and `COMMIT`.
@@ -189,10 +191,13 @@ pub async fn describe(
 }
 
 /// Runs `run`'s queries that apply to this server; their outcomes. `Err` only when the
-/// session broke (the collection then fails as any broken session fails it).
+/// session broke (the collection then fails as any broken session fails it). Statements are
+/// prepared once per session (`prepared`); a cached one that fails is prepared afresh next
+/// time.
 pub(super) async fn run_all(
     client: &Client,
     version: u32,
+    prepared: &mut StatementCache,
     run: &UserRun<'_>,
     endpoint: &str,
 ) -> Result<Vec<Outcome>, tokio_postgres::Error> {
@@ -208,17 +213,22 @@ pub(super) async fn run_all(
     } else {
         false
     };
+    // One savepoint for all: each query ends with a rollback to it, which undoes whatever it
+    // changed (a `SET LOCAL` of its timeout, a `set_config`, an aborted transaction) and
+    // leaves the savepoint in place for the next.
+    client.batch_execute("SAVEPOINT mesa_user").await?;
     for query in run
         .queries
         .iter()
         .filter(|q| q.runs_on(version, in_recovery))
     {
-        outcomes.push(one(client, query, run, endpoint).await?);
+        outcomes.push(one(client, query, prepared, run, endpoint).await?);
     }
+    client.batch_execute("RELEASE SAVEPOINT mesa_user").await?;
     Ok(outcomes)
 }
 
-/// What one query came to before its savepoint is rolled back.
+/// What one query came to before the rollback to the savepoint.
 enum Ran {
     Rows(Vec<Vec<Cell>>, Vec<usize>, u64),
     Failed(FailureReason, String),
@@ -227,6 +237,7 @@ enum Ran {
 async fn one(
     client: &Client,
     query: &Query,
+    prepared: &mut StatementCache,
     run: &UserRun<'_>,
     endpoint: &str,
 ) -> Result<Outcome, tokio_postgres::Error> {
@@ -242,15 +253,21 @@ async fn one(
             "no time left in the collection's deadline".into(),
         )
     } else {
-        // Our own number, never the user's text.
-        let set = format!(
-            "SAVEPOINT mesa_user; SET LOCAL statement_timeout = {}",
-            timeout.as_millis()
-        );
-        let (opened, prepared) =
-            tokio::join!(client.batch_execute(&set), client.prepare(&query.sql));
-        opened?;
-        let ran = match prepared {
+        // The session's statement_timeout is the collection's: set only another one (our own
+        // number, never the user's text).
+        if timeout != run.statement_timeout {
+            client
+                .batch_execute(&format!(
+                    "SET LOCAL statement_timeout = {}",
+                    timeout.as_millis()
+                ))
+                .await?;
+        }
+        let statement = match prepared.get(&query.sql) {
+            Some(s) => Ok(s),
+            None => client.prepare(&query.sql).await,
+        };
+        let ran = match statement {
             Err(e) => failure(e, endpoint),
             Ok(statement) => {
                 let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
@@ -259,18 +276,44 @@ async fn one(
                         FailureReason::Decode,
                         format!("column {}: {}", e.column, e.detail),
                     ),
-                    Ok(at) => match rows(client, &statement, query.max_rows).await {
-                        Ok((rows, omitted)) => Ran::Rows(rows, at, omitted),
-                        Err(e) => failure(e, endpoint),
-                    },
+                    Ok(at) => {
+                        // The rows and the rollback after them, pipelined: one round trip.
+                        let (result, rolled_back) = tokio::join!(
+                            rows(client, &statement, query.max_rows),
+                            client.batch_execute("ROLLBACK TO SAVEPOINT mesa_user")
+                        );
+                        rolled_back?;
+                        let ran = match result {
+                            Ok((rows, omitted)) => Ran::Rows(rows, at, omitted),
+                            Err(e) => failure(e, endpoint),
+                        };
+                        if matches!(ran, Ran::Rows(..)) {
+                            prepared.keep(query.sql.clone().into(), statement);
+                        } else {
+                            prepared.forget(&query.sql);
+                        }
+                        return Ok(outcome(query, run, endpoint, started, ran));
+                    }
                 }
             }
         };
+        prepared.forget(&query.sql);
         client
-            .batch_execute("ROLLBACK TO SAVEPOINT mesa_user; RELEASE SAVEPOINT mesa_user")
+            .batch_execute("ROLLBACK TO SAVEPOINT mesa_user")
             .await?;
         ran
     };
+    Ok(outcome(query, run, endpoint, started, ran))
+}
+
+/// The outcome of `query` from what it came to, logged when it failed.
+fn outcome(
+    query: &Query,
+    run: &UserRun<'_>,
+    endpoint: &str,
+    started: Instant,
+    ran: Ran,
+) -> Outcome {
     let duration = started.elapsed();
     let result = match ran {
         Ran::Rows(rows, at, omitted) => custom::harvest(query, &at, &rows, run.datname, omitted)
@@ -282,7 +325,7 @@ async fn one(
             }),
         Ran::Failed(reason, detail) => Err((reason, detail)),
     };
-    Ok(match result {
+    match result {
         Ok(harvest) => Outcome {
             collector: query.name,
             duration,
@@ -300,7 +343,7 @@ async fn one(
                 from_earlier: false,
             }
         }
-    })
+    }
 }
 
 fn failure(e: tokio_postgres::Error, endpoint: &str) -> Ran {

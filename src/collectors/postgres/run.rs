@@ -546,7 +546,7 @@ async fn run(
         }
     }
     // In the same snapshot, each under a savepoint that is always rolled back.
-    let user = run_all(client, version, &extras.user, endpoint).await?;
+    let user = run_all(client, version, prepared, &extras.user, endpoint).await?;
     if !alone {
         client.batch_execute("COMMIT").await?;
     }

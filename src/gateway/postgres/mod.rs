@@ -84,6 +84,11 @@ impl StatementCache {
     ) {
         self.0.insert(sql, statement);
     }
+
+    /// Forgets the statement prepared for `sql` (it failed: prepared afresh next time).
+    pub fn forget(&mut self, sql: &str) {
+        self.0.remove(sql);
+    }
 }
 
 impl KeptSession {
