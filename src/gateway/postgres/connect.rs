@@ -58,6 +58,8 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The longest a closed connection's slots stay taken after [`CLOSE_TIMEOUT`] while the
 /// server has not ended the session.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// The longest an abandoned startup's slots stay taken while it goes on in the background.
+pub const ABANDONED_LINGER: Duration = Duration::from_secs(2);
 /// TCP keepalive: probe an idle connection after 30 s, every 10 s, give up after 3 misses, so
 /// a black-holed server is noticed within a minute even without a deadline.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
@@ -227,8 +229,16 @@ impl Connector {
                 reason: "the gateway is shutting down".to_owned(),
             })?;
         let connect_deadline = deadline.capped(self.limits.connect_timeout);
+        let mut abandoned = None;
         let started = match self
-            .start_session(creds, dbname, access, deadline, &connect_deadline)
+            .start_session(
+                creds,
+                dbname,
+                access,
+                deadline,
+                &connect_deadline,
+                &mut abandoned,
+            )
             .await
         {
             // An older server refuses the whole startup over a setting it lacks (13 has no
@@ -240,24 +250,23 @@ impl Connector {
                         .any(|(name, _)| message.contains(name))
                     && !self.older_server.swap(true, Ordering::Relaxed) =>
             {
-                self.start_session(creds, dbname, access, deadline, &connect_deadline)
-                    .await
+                self.start_session(
+                    creds,
+                    dbname,
+                    access,
+                    deadline,
+                    &connect_deadline,
+                    &mut abandoned,
+                )
+                .await
             }
             other => other,
         };
         let (client, connection, addr) = match started {
             Ok(session) => session,
             Err(e) => {
-                if matches!(
-                    e,
-                    GatewayError::Timeout {
-                        phase: STARTUP_PHASE,
-                        ..
-                    } | GatewayError::Cancelled {
-                        phase: STARTUP_PHASE
-                    }
-                ) {
-                    linger(permit, admin_permit);
+                if let Some(startup) = abandoned {
+                    finish_abandoned(startup, permit, admin_permit);
                 }
                 return Err(e);
             }
@@ -285,6 +294,7 @@ impl Connector {
         access: Access,
         deadline: &Deadline,
         connect_deadline: &Deadline,
+        abandoned: &mut Option<Startup>,
     ) -> Result<(Client, Connection, SocketAddr), GatewayError> {
         let (stream, addr) = self
             .tcp(connect_deadline, connect_deadline.at() == deadline.at())
@@ -309,13 +319,14 @@ impl Connector {
             Ok(tls) => tls,
             Err(never) => match never {},
         };
-        let (client, connection) = match connect_deadline
-            .bound(config.connect_raw(stream, tls))
-            .await
-        {
+        let mut startup: Startup = Box::pin(async move { config.connect_raw(stream, tls).await });
+        let (client, connection) = match connect_deadline.bound(&mut startup).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(classify(e, &self.endpoint())),
             Err(why) => {
+                // The caller lets it finish in the background, holding the slot until the
+                // server's backend is gone.
+                *abandoned = Some(startup);
                 return Err(expired(why, STARTUP_PHASE, connect_deadline));
             }
         };
@@ -590,15 +601,31 @@ fn expired(why: Expiry, phase: &'static str, deadline: &Deadline) -> GatewayErro
 /// The phase of a session's startup packet and authentication, as errors name it.
 const STARTUP_PHASE: &str = "startup and authentication";
 
-/// Holds an abandoned startup's slots for [`CLOSE_TIMEOUT`]. A deadline that passes during
-/// startup drops the socket, but the server's backend may still finish authenticating (and
-/// show in `pg_stat_activity`) before it notices: released at once, the slot would let a new
-/// connection make three on the server for that moment. A closed session waits for the
-/// server the same way (`Conn::close`).
-fn linger(permit: OwnedSemaphorePermit, admin_permit: Option<OwnedSemaphorePermit>) {
+/// A session's startup and authentication, as a future that may outlive its caller.
+type Startup =
+    Pin<Box<dyn Future<Output = Result<(Client, Connection), tokio_postgres::Error>> + Send>>;
+
+/// Lets an abandoned startup finish in the background and holds its slots until the server's
+/// backend is gone: a deadline that passes during startup would otherwise drop the socket
+/// while the backend goes on authenticating and initialising (on a loaded server, for longer
+/// than any fixed wait), and released at once the slot would let a new connection make three
+/// on the server for that moment. A startup that completes is closed at once (Terminate);
+/// either way at most [`ABANDONED_LINGER`] later the slots are released (a server that never
+/// answers, a black hole, must not hold a target's slots for long).
+fn finish_abandoned(
+    startup: Startup,
+    permit: OwnedSemaphorePermit,
+    admin_permit: Option<OwnedSemaphorePermit>,
+) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
-            tokio::time::sleep(CLOSE_TIMEOUT).await;
+            let _ = timeout(ABANDONED_LINGER, async {
+                if let Ok((client, connection)) = startup.await {
+                    drop(client);
+                    let _ = connection.await;
+                }
+            })
+            .await;
             drop((permit, admin_permit));
         });
     }

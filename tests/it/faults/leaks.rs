@@ -114,8 +114,10 @@ targets:
     for i in 0..100 {
         cycle(i).await;
     }
-    // Let in-flight work end, then compare.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let in-flight work end, then compare: an abandoned startup finishes in the background
+    // for at most 2 s, a slow close for at most 5 s more (connect.rs, ABANDONED_LINGER and
+    // CLOSE_LINGER), each holding its slot, socket and task until then.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let after = settled(addr).await;
     let _ = mesa.kill();
     let _ = mesa.wait();
