@@ -30,23 +30,11 @@ fn shapes(text: &str) -> BTreeSet<String> {
 /// Fails unless Prometheus' classic text parser (`promtool check metrics`) parses `text`;
 /// its lint advice (naming conventions) is not a parse error and is allowed.
 fn assert_promtool_parses(text: &str) {
-    use std::io::Write as _;
     let promtool =
         which("promtool").expect("promtool (apt-get install prometheus; .ci/run installs it)");
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool finishes");
+    let mut command = std::process::Command::new(promtool);
+    command.args(["check", "metrics"]);
+    let out = feed(command, text);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -60,24 +48,7 @@ fn assert_promtool_parses(text: &str) {
 
 /// Fails unless the Python client's classic text parser reads `text`.
 fn assert_python_classic_parses(text: &str) {
-    use std::io::Write as _;
-    let script = "import sys\n\
-from prometheus_client.parser import text_string_to_metric_families\n\
-print(len(list(text_string_to_metric_families(sys.stdin.read()))))\n";
-    let mut child = std::process::Command::new(venv_tool("python3"))
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("python3 finishes");
+    let out = python_parse("prometheus_client.parser", text);
     assert!(
         out.status.success(),
         "{}",

@@ -112,27 +112,38 @@ pub fn must(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     value(text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in:\n{text}"))
 }
 
-/// Fails unless PyPI's `prometheus-client` strict OpenMetrics parser accepts `text`.
-pub fn assert_openmetrics_valid(text: &str) {
+/// Runs `command` with `text` on its stdin: its output (stdout, stderr and status).
+pub fn feed(mut command: std::process::Command, text: &str) -> std::process::Output {
     use std::io::Write as _;
-    let script = "import sys\n\
-from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
-families = list(text_string_to_metric_families(sys.stdin.read()))\n\
-print(len(families))\n";
-    let mut child = std::process::Command::new(venv_tool("python3"))
-        .args(["-c", script])
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("python3 runs (cargo xtask test sets up target/venv)");
+        .unwrap_or_else(|e| panic!("{command:?} runs (`cargo xtask test` sets it up): {e}"));
     child
         .stdin
         .take()
         .expect("stdin")
         .write_all(text.as_bytes())
         .expect("write exposition");
-    let out = child.wait_with_output().expect("python3 finishes");
+    child.wait_with_output().expect("the command finishes")
+}
+
+/// Runs a Python `parser` module's `text_string_to_metric_families` over `text` with the
+/// `prometheus-client` of the test environment: its output.
+pub fn python_parse(parser: &str, text: &str) -> std::process::Output {
+    let script = format!(
+        "import sys\nfrom {parser} import text_string_to_metric_families\nprint(len(list(text_string_to_metric_families(sys.stdin.read()))))\n"
+    );
+    let mut command = std::process::Command::new(venv_tool("python3"));
+    command.args(["-c", &script]);
+    feed(command, text)
+}
+
+/// Fails unless PyPI's `prometheus-client` strict OpenMetrics parser accepts `text`.
+pub fn assert_openmetrics_valid(text: &str) {
+    let out = python_parse("prometheus_client.openmetrics.parser", text);
     assert!(
         out.status.success(),
         "the OpenMetrics parser rejected the exposition (`cargo xtask test` installs prometheus-client into target/venv):\n{}\n{text}",
