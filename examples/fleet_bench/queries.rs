@@ -120,13 +120,7 @@ pub(crate) fn section(md: &mut String, mesa: &OneTarget, pge: &OneTarget) -> Res
             0,
         ),
     ];
-    for (name, m, e, digits) in rows {
-        writeln!(
-            md,
-            "| {name} | {m:.digits$} | {e:.digits$} | {} |",
-            ratio(m, e)
-        )?;
-    }
+    side_by_side(md, &rows)?;
     writeln!(md)?;
     Ok(())
 }

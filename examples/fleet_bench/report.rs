@@ -19,6 +19,18 @@ pub(crate) fn version(cmd: &Path, arg: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Table rows `| name | Mesa | other | ratio |`, each figure with its digits.
+pub(crate) fn side_by_side(md: &mut String, rows: &[(&str, f64, f64, usize)]) -> Result<(), Error> {
+    for &(name, m, e, digits) in rows {
+        writeln!(
+            md,
+            "| {name} | {m:.digits$} | {e:.digits$} | {} |",
+            ratio(m, e)
+        )?;
+    }
+    Ok(())
+}
+
 pub(crate) fn ratio(mesa: f64, other: f64) -> String {
     if other > 0.0 && mesa.is_finite() {
         format!("{:.2}", mesa / other)
@@ -372,13 +384,7 @@ pub(crate) fn run() -> Result<(), Error> {
             0,
         ),
     ];
-    for (name, m, e, digits) in rows {
-        writeln!(
-            md,
-            "| {name} | {m:.digits$} | {e:.digits$} | {} |",
-            ratio(m, e)
-        )?;
-    }
+    side_by_side(&mut md, &rows)?;
     writeln!(md)?;
     section(&mut md, &queries_mesa, &queries_pge)?;
     writeln!(
