@@ -100,10 +100,7 @@ targets:
         .expect("size")
         .get(0);
     let ours = local("pg_database_size_bytes", &[("datname", "exporter_db")]).expect("size series");
-    assert!(
-        (ours - size as f64).abs() / (size as f64) < 0.01,
-        "{ours} vs {size}"
-    );
+    assert_size_close(ours, size);
     assert_eq!(
         local(
             "pg_database_info",

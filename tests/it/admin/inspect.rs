@@ -35,7 +35,7 @@ async fn inspection_matches_the_catalogs_and_offline_health_is_200() {
     assert_eq!(entry["owner"], "postgres");
     assert_eq!(entry["encoding"], "UTF8");
     let ours = entry["size_bytes"].as_i64().expect("size");
-    assert!((ours - size).abs() as f64 / (size as f64) < 0.01);
+    assert_size_close(ours as f64, size);
 
     let tables = admin
         .call(

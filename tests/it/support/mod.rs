@@ -163,6 +163,19 @@ pub fn gateway(t: &TargetConfig) -> Gateway {
 /// A loopback port nothing listens on, reserved for the rest of this test process (see
 /// `mesa_testkit::ports`): no other test, process or ephemeral bind takes it, so it stays
 /// closed, or free for the one server a test starts on it.
+/// Asserts that a database size Mesa reported is the server's, read moments apart.
+///
+/// A database's directory changes on its own between two reads: the relcache init file
+/// (`pg_internal.init`, about 160 KiB) is written when a backend logs in and unlinked when any
+/// test's DDL on a shared catalog invalidates it. So the bound is 1 % plus 256 KiB.
+pub fn assert_size_close(ours: f64, truth: i64) {
+    let truth = truth as f64;
+    assert!(
+        (ours - truth).abs() < truth * 0.01 + 256.0 * 1024.0,
+        "size {ours} vs the server's {truth}"
+    );
+}
+
 pub fn closed_port() -> u16 {
     static HELD: std::sync::Mutex<Vec<mesa_testkit::ports::Reserved>> =
         std::sync::Mutex::new(Vec::new());
