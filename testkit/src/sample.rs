@@ -39,6 +39,7 @@ fn label(name: &str, row: usize) -> String {
         "backend_type" => &["client backend", "checkpointer"],
         "object" => &["relation", "wal"],
         "context" => &["normal", "bulkread"],
+        "subname" => &["orders_sub", "audit_sub"],
         other => panic!("no sample value for label {other:?}; add one to tests/it/sample.rs"),
     };
     rows[row % rows.len()].to_owned()

@@ -148,7 +148,7 @@ async fn a_kept_session_prepares_each_statement_once_and_health_alone_is_one_rou
     role("kept_alone").await;
     let from = cluster().server_log().len();
     let app = App::start(daemon_config(
-        "collection: {interval: 300ms, timeout: 250ms, collectors: {activity: false, database: false, stat_database: false, bgwriter: false, locks: false, replication: false, replication_slots: false, stat_replication: false, wraparound: false, settings: false, stat_user_tables: false, statio_user_tables: false, stat_user_indexes: false, statio_user_indexes: false, archiver: false, stat_wal: false, stat_io: false, wait_events: false, progress_vacuum: false, database_conflicts: false}}
+        "collection: {interval: 300ms, timeout: 250ms, collectors: {activity: false, database: false, stat_database: false, bgwriter: false, locks: false, replication: false, replication_slots: false, stat_replication: false, wraparound: false, settings: false, stat_user_tables: false, statio_user_tables: false, stat_user_indexes: false, statio_user_indexes: false, archiver: false, stat_wal: false, stat_io: false, wait_events: false, progress_vacuum: false, database_conflicts: false, subscription: false}}
 web: {listen_address: '127.0.0.1:0'}
 targets:
   - {name: alone, driver: postgres, host: '{host}', port: {port}, username: kept_alone, password_file: fixture.pw, sslmode: disable}

@@ -42,6 +42,7 @@ mod stat_user_indexes;
 mod stat_user_tables;
 mod stat_wal;
 mod statio_user_tables;
+mod subscription;
 mod wait_events;
 mod wraparound;
 
@@ -70,6 +71,7 @@ pub const ALL: &[Definition] = &[
     replication::COLLECTOR,
     replication::SLOTS,
     replication::STANDBYS,
+    subscription::COLLECTOR,
     database_conflicts::COLLECTOR,
     wraparound::COLLECTOR,
     settings::COLLECTOR,

@@ -3,7 +3,8 @@
 //! - `replication`: whether this server is a replica, its replay lag, and its WAL position
 //!   (postgres_exporter's `pg_replication_*`, plus the `pg_xlog_position_bytes` its mixin's
 //!   WAL-rate alerts read). On a primary the lag is 0, as postgres_exporter reports it.
-//! - `replication_slots`: every slot, whether it is in use, and the WAL it holds back.
+//! - `replication_slots`: every slot, whether it is in use, the WAL it holds back, and for a
+//!   logical slot how far its consumer (a subscription) has confirmed.
 //! - `stat_replication`: every standby streaming from this server, its lag in bytes and time.
 
 use super::{Definition, Metric, shaped};
@@ -34,7 +35,11 @@ SELECT s.slot_name::pg_catalog.text, s.slot_type, coalesce(s.database::pg_catalo
          CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_receive_lsn()
               ELSE pg_catalog.pg_current_wal_lsn() END,
          s.restart_lsn)::pg_catalog.float8,
-       pg_catalog.age(s.xmin)::pg_catalog.int8
+       pg_catalog.age(s.xmin)::pg_catalog.int8,
+       pg_catalog.pg_wal_lsn_diff(
+         CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_receive_lsn()
+              ELSE pg_catalog.pg_current_wal_lsn() END,
+         s.confirmed_flush_lsn)::pg_catalog.float8
   FROM pg_catalog.pg_replication_slots s
  ORDER BY 1";
 
@@ -106,6 +111,10 @@ pub const SLOTS: Definition = Definition {
         Metric::gauge(
             "pg_replication_slots_xmin_age",
             "age(xmin) of the slot: transactions whose dead rows it keeps from vacuum; absent when it holds none.",
+        ),
+        Metric::gauge(
+            "pg_replication_slots_confirmed_flush_lag_bytes",
+            "A logical slot's consumer (a subscription: the slot is named after it) is this far behind this server's WAL, in bytes (from its confirmed_flush_lsn); absent for physical slots.",
         ),
     ],
     guarded: false,

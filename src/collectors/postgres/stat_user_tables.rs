@@ -7,7 +7,8 @@
 
 use super::{Definition, Metric, guarded, shaped};
 
-const SQL: &str = "\
+/// PostgreSQL 13 to 17.
+const SQL_13: &str = "\
 SELECT pg_catalog.current_database()::pg_catalog.text, t.schemaname::pg_catalog.text,
        t.relname::pg_catalog.text,
        t.seq_scan, t.seq_tup_read, t.idx_scan, t.idx_tup_fetch, t.n_tup_ins, t.n_tup_upd,
@@ -17,6 +18,27 @@ SELECT pg_catalog.current_database()::pg_catalog.text, t.schemaname::pg_catalog.
        extract(epoch FROM t.last_analyze)::pg_catalog.float8,
        extract(epoch FROM t.last_autoanalyze)::pg_catalog.float8,
        t.vacuum_count, t.autovacuum_count, t.analyze_count, t.autoanalyze_count,
+       NULL::pg_catalog.float8, NULL::pg_catalog.float8, NULL::pg_catalog.float8,
+       NULL::pg_catalog.float8,
+       pg_catalog.count(*) OVER (), c.relpages::pg_catalog.int8
+  FROM pg_catalog.pg_stat_user_tables t
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
+ ORDER BY c.relpages DESC, t.schemaname, t.relname
+ LIMIT $1::pg_catalog.int8";
+
+/// PostgreSQL 18 and later: time spent in vacuum and analyze (milliseconds, read as seconds).
+const SQL_18: &str = "\
+SELECT pg_catalog.current_database()::pg_catalog.text, t.schemaname::pg_catalog.text,
+       t.relname::pg_catalog.text,
+       t.seq_scan, t.seq_tup_read, t.idx_scan, t.idx_tup_fetch, t.n_tup_ins, t.n_tup_upd,
+       t.n_tup_del, t.n_tup_hot_upd, t.n_live_tup, t.n_dead_tup, t.n_mod_since_analyze,
+       extract(epoch FROM t.last_vacuum)::pg_catalog.float8,
+       extract(epoch FROM t.last_autovacuum)::pg_catalog.float8,
+       extract(epoch FROM t.last_analyze)::pg_catalog.float8,
+       extract(epoch FROM t.last_autoanalyze)::pg_catalog.float8,
+       t.vacuum_count, t.autovacuum_count, t.analyze_count, t.autoanalyze_count,
+       t.total_vacuum_time OPERATOR(pg_catalog./) 1000, t.total_autovacuum_time OPERATOR(pg_catalog./) 1000,
+       t.total_analyze_time OPERATOR(pg_catalog./) 1000, t.total_autoanalyze_time OPERATOR(pg_catalog./) 1000,
        pg_catalog.count(*) OVER (), c.relpages::pg_catalog.int8
   FROM pg_catalog.pg_stat_user_tables t
   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
@@ -29,7 +51,14 @@ pub const COLLECTOR: Definition = Definition {
     enabled_by_default: true,
     schedule: crate::collectors::Schedule::Every,
     scope: crate::collectors::Scope::Database,
-    plan: |server, options| guarded(server, SQL, options.max_tables),
+    plan: |server, options| {
+        let sql = if server.version >= 180_000 {
+            SQL_18
+        } else {
+            SQL_13
+        };
+        guarded(server, sql, options.max_tables)
+    },
     labels: &["datname", "schemaname", "relname"],
     metrics: &[
         Metric::counter(
@@ -92,6 +121,22 @@ pub const COLLECTOR: Definition = Definition {
         Metric::counter(
             "pg_stat_user_tables_autoanalyze_count",
             "Autoanalyzes of this table.",
+        ),
+        Metric::counter(
+            "pg_stat_user_tables_vacuum_seconds",
+            "Time spent in manual vacuums of this table, in seconds (PostgreSQL 18 on).",
+        ),
+        Metric::counter(
+            "pg_stat_user_tables_autovacuum_seconds",
+            "Time spent in autovacuums of this table, in seconds (PostgreSQL 18 on).",
+        ),
+        Metric::counter(
+            "pg_stat_user_tables_analyze_seconds",
+            "Time spent in manual analyzes of this table, in seconds (PostgreSQL 18 on).",
+        ),
+        Metric::counter(
+            "pg_stat_user_tables_autoanalyze_seconds",
+            "Time spent in autoanalyzes of this table, in seconds (PostgreSQL 18 on).",
         ),
     ],
     guarded: true,

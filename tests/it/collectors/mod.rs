@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::support::*;
 
+mod logical;
 mod run;
 mod signals;
 
@@ -550,6 +551,20 @@ async fn stat_user_tables_reports_tuples_and_the_size_guard_keeps_the_largest() 
     assert_eq!(collected, catalog);
     assert!(must(&text, "pg_stat_user_tables_last_vacuum", &labels) > 1.7e9);
     assert!(must(&text, "pg_stat_user_tables_vacuum_count_total", &labels) >= 1.0);
+    // Time spent vacuuming and analyzing, from 18: the server's milliseconds, as seconds.
+    let spent = value(&text, "pg_stat_user_tables_vacuum_seconds_total", &labels);
+    if cluster().major() >= 18 {
+        let ms = scalar_f64(
+            &db,
+            "SELECT total_vacuum_time FROM pg_stat_user_tables WHERE relname = 'big_0'",
+        )
+        .await;
+        assert_eq!(spent, Some(ms / 1000.0), "vacuum time");
+        assert!(ms > 0.0, "VACUUM took some time: {ms} ms");
+        assert!(must(&text, "pg_stat_user_tables_analyze_seconds_total", &labels) > 0.0);
+    } else {
+        assert_eq!(spent, None, "no vacuum times before 18");
+    }
     // The default guard keeps all 35.
     let (_, all) = collect_text(&monitor_of("coll_tables")).await;
     assert_eq!(

@@ -4,17 +4,6 @@
 
 use super::*;
 
-/// A cluster of the scenario's own (the fault would disturb every other test).
-fn own_cluster(extra_conf: &[&str]) -> &'static mesa_testkit::PgCluster {
-    let cluster = mesa_testkit::PgCluster::start(mesa_testkit::ClusterOptions {
-        extra_conf: extra_conf.iter().map(|s| (*s).to_owned()).collect(),
-        ..mesa_testkit::ClusterOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("a scenario's PostgreSQL did not start: {e}"));
-    // Lives until the test binary exits (the harness' watchdog removes it then).
-    Box::leak(Box::new(cluster))
-}
-
 /// Sends `signal` to `pid` with the system's `kill`.
 fn kill(signal: &str, pid: u32) {
     let status = std::process::Command::new("kill")

@@ -54,6 +54,17 @@ pub fn cluster() -> &'static PgCluster {
     })
 }
 
+/// A cluster of a test's own (its scenario would disturb every other test), with `extra_conf`
+/// lines; it lives until the test binary exits, when the harness' watchdog removes it.
+pub fn own_cluster(extra_conf: &[&str]) -> &'static PgCluster {
+    let cluster = PgCluster::start(ClusterOptions {
+        extra_conf: extra_conf.iter().map(|s| (*s).to_owned()).collect(),
+        ..ClusterOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("a test's own PostgreSQL did not start: {e}"));
+    Box::leak(Box::new(cluster))
+}
+
 /// Serialises tests that create roles or lock `pg_authid`, so a lock held by one test cannot
 /// make another time out.
 pub async fn role_lock() -> tokio::sync::MutexGuard<'static, ()> {
