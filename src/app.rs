@@ -248,6 +248,24 @@ impl App {
             },
         ));
 
+        let any_admin_login = config.targets.iter().any(|t| t.spec.common.admin.is_some());
+        match &audit {
+            Some(audit) => {
+                let reaper = crate::reaper::Reaper {
+                    registry: registry.clone(),
+                    audit: audit.clone(),
+                    metrics: metrics.exporter().clone(),
+                    interval: admin.reap_interval,
+                    drop_after: admin.drop_after,
+                };
+                tracker.spawn(reaper.run(root.child_token()));
+            }
+            None if any_admin_login => tracing::warn!(
+                "the reaper is off: it acts only with an audit trail; set admin.audit_log so expired Mesa-managed roles lose their sessions and are dropped"
+            ),
+            None => {}
+        }
+
         let admin_tokens = Arc::new(RwLock::new(Arc::new(admin.tokens.clone())));
         let admin_addr = match admin_listener {
             None => None,
@@ -340,9 +358,11 @@ impl App {
             || new.admin.tls != self.started.admin.tls
             || new.admin.audit_log != self.started.admin.audit_log
             || new.admin.enabled() != self.started.admin.enabled()
+            || new.admin.reap_interval != self.started.admin.reap_interval
+            || new.admin.drop_after != self.started.admin.drop_after
         {
             tracing::warn!(
-                "admin listener settings changed; they take effect after a restart (tokens apply now)"
+                "admin listener or reaper settings changed; they take effect after a restart (tokens and grantable roles apply now)"
             );
         }
         *self

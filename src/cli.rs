@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit code for an invalid config or invalid usage (sysexits.h `EX_USAGE`).
 pub const EXIT_INVALID_CONFIG: u8 = 64;
@@ -67,4 +67,23 @@ pub struct Cli {
     /// Log format.
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
     pub log_format: LogFormat,
+
+    /// A command instead of the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Commands of the `mesa` binary besides running the daemon.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Talk to a running Mesa's admin API: sessions, users, inspection (exit codes: 0 ok,
+    /// 1 other failure, 2 usage, 3 denied, 4 not found, 5 conflict).
+    Admin(Box<crate::admin_cli::AdminArgs>),
+    /// Print a completion script for `mesa` to stdout (e.g. `mesa completions bash >
+    /// /etc/bash_completion.d/mesa`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }

@@ -35,6 +35,7 @@
 //! Test support (throwaway PostgreSQL servers, the fault proxy) is the dev-only workspace
 //! crate `testkit/`, never compiled into the daemon.
 
+pub mod admin_cli;
 pub mod allocator;
 pub mod app;
 pub mod cli;
@@ -46,6 +47,7 @@ pub mod http;
 pub mod livecheck;
 pub mod logging;
 pub mod metrics;
+pub mod reaper;
 pub mod scheduler;
 pub mod secret;
 pub mod shard;

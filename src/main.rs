@@ -2,13 +2,24 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use mesa::cli::{Cli, EXIT_INVALID_CONFIG};
+use clap::{CommandFactory as _, Parser};
+use mesa::cli::{Cli, Command, EXIT_INVALID_CONFIG};
 
 fn main() -> ExitCode {
     // Before any thread exists: arenas are per thread.
     mesa::allocator::tune();
     let cli = Cli::parse();
+
+    match cli.command {
+        Some(Command::Admin(args)) => {
+            return ExitCode::from(mesa::admin_cli::run(*args, &|key| std::env::var(key).ok()));
+        }
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "mesa", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        None => {}
+    }
 
     if cli.new_token {
         return match mesa::token::generate() {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::reader::{Fields, Problems};
+use super::reader::{Fields, MAX_DURATION, Problems};
 use super::*;
 
 pub(super) const ADMIN_KEYS: &[&str] = &[
@@ -16,10 +16,22 @@ pub(super) const ADMIN_KEYS: &[&str] = &[
     "rate_limit",
     "insecure_allow_plaintext",
     "max_connections",
+    "reap_interval",
+    "drop_after",
 ];
 pub(super) const RATE_KEYS: &[&str] = &["burst", "per_second"];
 pub(super) const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
-pub(super) const TOKEN_KEYS: &[&str] = &["name", "sha256", "scopes", "targets"];
+pub(super) const TOKEN_KEYS: &[&str] = &[
+    "name",
+    "sha256",
+    "scopes",
+    "targets",
+    "max_valid_for",
+    "require_expiry",
+];
+
+/// Longest `drop_after` and `max_valid_for`: ten years.
+const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3650 * 24 * 3600);
 
 pub(super) fn admin(
     f: Option<Fields>,
@@ -118,6 +130,12 @@ pub(super) fn admin(
         );
     }
     let max_connections = connection_cap(&mut f, DEFAULT_ADMIN_MAX_CONNECTIONS, p);
+    let reap_interval = f
+        .long_duration("reap_interval", MAX_DURATION, "24h", p)
+        .unwrap_or(DEFAULT_REAP_INTERVAL);
+    let drop_after = f
+        .long_duration("drop_after", MAX_LIFETIME, "3650d", p)
+        .unwrap_or(DEFAULT_DROP_AFTER);
     let mutating = tokens
         .iter()
         .any(|t: &TokenConfig| t.scopes.iter().any(|s| *s != Scope::Read));
@@ -135,6 +153,8 @@ pub(super) fn admin(
         rate_limit,
         insecure_allow_plaintext,
         max_connections,
+        reap_interval,
+        drop_after,
     })
 }
 
@@ -205,11 +225,21 @@ fn token(item: Value, path: &str, known: &HashSet<&str>, p: &mut Problems) -> Op
             Some(TargetSelector::Names(list.into_iter().collect()))
         }
     };
+    let max_valid_for = f.long_duration("max_valid_for", MAX_LIFETIME, "3650d", p);
+    let require_expiry = f.bool("require_expiry", p).unwrap_or(false);
+    if (max_valid_for.is_some() || require_expiry) && !scopes.contains(&Scope::CreateUser) {
+        p.warn(
+            f.path_of("scopes"),
+            "max_valid_for and require_expiry apply to users this token creates, but it lacks the create_user scope",
+        );
+    }
     Some(TokenConfig {
         name: name?,
         sha256: sha256?,
         scopes,
         targets: targets?,
+        max_valid_for,
+        require_expiry,
     })
 }
 

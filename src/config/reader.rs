@@ -148,8 +148,37 @@ impl Fields {
         self.string(key, p)
     }
 
-    /// A duration written like `500ms`, `15s`, `2m`.
+    /// A duration written like `500ms`, `15s`, `2m`, at most 24h.
     pub fn duration(&mut self, key: &str, p: &mut Problems) -> Option<Duration> {
+        self.duration_upto(key, MAX_DURATION, "24h", p)
+    }
+
+    /// A duration of at least a second and at most `max` (spelled `max_text`): lifetimes of
+    /// credentials and roles, which run to days.
+    pub fn long_duration(
+        &mut self,
+        key: &str,
+        max: Duration,
+        max_text: &str,
+        p: &mut Problems,
+    ) -> Option<Duration> {
+        let path = self.path_of(key);
+        let d = self.duration_upto(key, max, max_text, p)?;
+        if d < Duration::from_secs(1) {
+            p.add(path, "must be at least 1s");
+            return None;
+        }
+        Some(d)
+    }
+
+    /// A duration above zero and at most `max`.
+    fn duration_upto(
+        &mut self,
+        key: &str,
+        max: Duration,
+        max_text: &str,
+        p: &mut Problems,
+    ) -> Option<Duration> {
         let path = self.path_of(key);
         let text = match self.take(key)? {
             Value::String(s) => s,
@@ -169,8 +198,8 @@ impl Fields {
                 p.add(path, "must be greater than zero");
                 None
             }
-            Ok(d) if d > MAX_DURATION => {
-                p.add(path, "must be at most 24h");
+            Ok(d) if d > max => {
+                p.add(path, format!("must be at most {max_text}"));
                 None
             }
             Ok(d) => Some(d),

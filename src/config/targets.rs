@@ -23,7 +23,14 @@ const ENDPOINT_KEYS: &[&str] = &[
     "password_env",
     "password_file",
 ];
-pub(super) const LOGIN_KEYS: &[&str] = &["username", "password", "password_env", "password_file"];
+/// The target's `admin` section: the admin login, and what the admin API may grant there.
+pub(super) const ADMIN_LOGIN_KEYS: &[&str] = &[
+    "username",
+    "password",
+    "password_env",
+    "password_file",
+    "grantable_roles",
+];
 
 fn valid_target_name(name: &str) -> bool {
     !name.is_empty()
@@ -96,10 +103,24 @@ pub(super) fn target(
     if overrides {
         check_collection(&collection, path, p);
     }
+    let mut grantable_roles = Vec::new();
     let admin = if f.has("admin") {
-        f.section("admin", LOGIN_KEYS, p).and_then(|mut a| {
+        f.section("admin", ADMIN_LOGIN_KEYS, p).and_then(|mut a| {
             let username = a.required_string("username", p);
             let password = read_password(&mut a, env, base, p);
+            let gpath = a.path_of("grantable_roles");
+            for (i, raw) in a
+                .strings("grantable_roles", p)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                match crate::gateway::RoleName::parse(raw) {
+                    Ok(role) if !grantable_roles.contains(&role) => grantable_roles.push(role),
+                    Ok(_) => p.add(format!("{gpath}[{i}]"), format!("{raw:?} is listed twice")),
+                    Err(e) => p.add(format!("{gpath}[{i}]"), format!("{raw:?}: {e}")),
+                }
+            }
             Some(Credentials {
                 user: username?,
                 password,
@@ -124,6 +145,7 @@ pub(super) fn target(
             driver: own?,
         },
         collection,
+        grantable_roles,
     })
 }
 

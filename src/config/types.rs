@@ -116,6 +116,11 @@ pub struct WebSettings {
     pub max_connections: usize,
 }
 
+/// Default `admin.reap_interval`.
+pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(30);
+/// Default `admin.drop_after`.
+pub const DEFAULT_DROP_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// TLS certificate and key files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -143,6 +148,10 @@ pub struct AdminSettings {
     pub insecure_allow_plaintext: bool,
     /// At most this many connections at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// How often the reaper looks for expired managed roles (`reap_interval`).
+    pub reap_interval: Duration,
+    /// How long past its expiry a managed role is dropped (`drop_after`).
+    pub drop_after: Duration,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
@@ -221,6 +230,10 @@ pub struct TokenConfig {
     pub scopes: BTreeSet<Scope>,
     /// Allowed targets.
     pub targets: TargetSelector,
+    /// Longest `valid_for` this token may ask for (`max_valid_for`).
+    pub max_valid_for: Option<Duration>,
+    /// Every user this token creates must expire (`require_expiry`).
+    pub require_expiry: bool,
 }
 
 /// One database server to watch.
@@ -233,6 +246,8 @@ pub struct TargetConfig {
     pub spec: TargetSpec,
     /// Effective collection settings (defaults plus this target's overrides).
     pub collection: CollectionSettings,
+    /// Roles the admin API may grant new users on this target (`admin.grantable_roles`).
+    pub grantable_roles: Vec<crate::gateway::RoleName>,
 }
 
 impl CollectionSettings {

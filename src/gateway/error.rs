@@ -189,6 +189,39 @@ pub enum GatewayError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The role exists, but Mesa did not create it (it carries no mark of Mesa's): Mesa
+    /// leaves it as it is.
+    #[error("role {role} is not managed by Mesa")]
+    NotManaged {
+        /// The role.
+        role: String,
+    },
+    /// The role could not be dropped: it owns objects or holds privileges.
+    #[error("role {role} owns objects or holds privileges: {}", owned.join("; "))]
+    OwnsObjects {
+        /// The role.
+        role: String,
+        /// What the server listed, one entry per line of its detail.
+        owned: Vec<String>,
+    },
+    /// A role asked for in `member_of` would hand out more than data access: it is (or
+    /// reaches through its memberships) a superuser, or has CREATEROLE, CREATEDB,
+    /// REPLICATION or BYPASSRLS, or a server-file role.
+    #[error("role {role} may not be granted: {why}")]
+    UnsafeGrant {
+        /// The role asked for.
+        role: String,
+        /// What it has, and through which role.
+        why: String,
+    },
+    /// A bulk call matched more sessions than its `max_count`; nothing was signalled.
+    #[error("{matched} sessions match, more than max_count {max}; nothing was signalled")]
+    TooMany {
+        /// Sessions that matched.
+        matched: u32,
+        /// The request's `max_count`.
+        max: u32,
+    },
     /// The operating system's random source failed.
     #[error("random source failed: {detail}")]
     Randomness {
@@ -212,6 +245,10 @@ impl GatewayError {
             Self::PermissionDenied { .. } => FailureReason::PermissionDenied,
             Self::AlreadyExists { .. } => FailureReason::AlreadyExists,
             Self::InvalidInput { .. } => FailureReason::InvalidInput,
+            Self::NotManaged { .. } | Self::OwnsObjects { .. } | Self::TooMany { .. } => {
+                FailureReason::Refused
+            }
+            Self::UnsafeGrant { .. } => FailureReason::PermissionDenied,
         }
     }
 

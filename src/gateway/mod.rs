@@ -287,12 +287,53 @@ pub trait Administrator {
         deadline: Deadline,
     ) -> impl Future<Output = Result<(), GatewayError>> + Send;
 
-    /// Creates a role; the password never crosses the wire in plaintext.
+    /// Creates a role, marked as Mesa's on the server, with its expiry and memberships (each
+    /// checked on the server, in the same transaction); the password never crosses the wire
+    /// in plaintext.
     fn create_user(
         &self,
         user: NewUser,
         deadline: Deadline,
     ) -> impl Future<Output = Result<CreatedUser, GatewayError>> + Send;
+
+    /// The roles Mesa created (by the mark on the server, so any replica's).
+    fn managed_users(
+        &self,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Vec<ManagedRole>, GatewayError>> + Send;
+
+    /// Revokes a managed role: `NOLOGIN`, its sessions terminated, dropped. Never `postgres`,
+    /// Mesa's own logins, a superuser or an unmanaged role.
+    fn drop_user(
+        &self,
+        name: &RoleName,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<DroppedRole, GatewayError>> + Send;
+
+    /// Sets a new password on a managed role (`None`: generate one, returned once).
+    fn rotate_password(
+        &self,
+        name: &RoleName,
+        password: Option<crate::secret::Secret>,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Option<crate::secret::Secret>, GatewayError>> + Send;
+
+    /// Terminates or cancels every client session matching `request.filter` (at most
+    /// `max_count`, else nothing), each checked and pinned as [`Self::terminate`] is; a dry
+    /// run only lists them.
+    fn signal_matching(
+        &self,
+        request: &BulkSignal,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Vec<BulkSession>, GatewayError>> + Send;
+
+    /// One reaper round: managed roles past their expiry lose LOGIN and their sessions, and
+    /// are dropped `drop_after` past it.
+    fn reap(
+        &self,
+        drop_after: Duration,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Vec<Reaped>, GatewayError>> + Send;
 }
 
 /// One target's gateway, whatever its driver.
@@ -401,6 +442,43 @@ impl Administrator for Gateway {
         deadline: Deadline,
     ) -> Result<CreatedUser, GatewayError> {
         each_driver!(self, g => g.create_user(user, deadline).await)
+    }
+
+    async fn managed_users(&self, deadline: Deadline) -> Result<Vec<ManagedRole>, GatewayError> {
+        each_driver!(self, g => g.managed_users(deadline).await)
+    }
+
+    async fn drop_user(
+        &self,
+        name: &RoleName,
+        deadline: Deadline,
+    ) -> Result<DroppedRole, GatewayError> {
+        each_driver!(self, g => g.drop_user(name, deadline).await)
+    }
+
+    async fn rotate_password(
+        &self,
+        name: &RoleName,
+        password: Option<crate::secret::Secret>,
+        deadline: Deadline,
+    ) -> Result<Option<crate::secret::Secret>, GatewayError> {
+        each_driver!(self, g => g.rotate_password(name, password, deadline).await)
+    }
+
+    async fn signal_matching(
+        &self,
+        request: &BulkSignal,
+        deadline: Deadline,
+    ) -> Result<Vec<BulkSession>, GatewayError> {
+        each_driver!(self, g => g.signal_matching(request, deadline).await)
+    }
+
+    async fn reap(
+        &self,
+        drop_after: Duration,
+        deadline: Deadline,
+    ) -> Result<Vec<Reaped>, GatewayError> {
+        each_driver!(self, g => g.reap(drop_after, deadline).await)
     }
 }
 

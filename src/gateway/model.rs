@@ -138,6 +138,12 @@ pub struct NewUser {
     pub superuser: bool,
     /// `LOGIN` instead of `NOLOGIN`.
     pub login: bool,
+    /// `VALID UNTIL` the server's `now()` plus this; `None`: no expiry.
+    pub valid_for: Option<Duration>,
+    /// Roles granted to it in the same transaction, each checked on the server first.
+    pub member_of: Vec<RoleName>,
+    /// `CONNECTION LIMIT`; `None`: unlimited.
+    pub connection_limit: Option<u32>,
 }
 
 /// The result of `CreateUser`.
@@ -147,6 +153,153 @@ pub struct CreatedUser {
     pub name: RoleName,
     /// The generated password, returned once; `None` when the caller chose one.
     pub generated_password: Option<Secret>,
+    /// When its password logins stop, by the server's clock; `None`: never.
+    pub valid_until: Option<SystemTime>,
+}
+
+/// A role Mesa created, as the server records it (`ListManagedUsers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedRole {
+    /// Role name.
+    pub name: String,
+    /// When Mesa created it (from Mesa's mark on the role).
+    pub created_at: Option<SystemTime>,
+    /// `VALID UNTIL`; `None`: no expiry.
+    pub valid_until: Option<SystemTime>,
+    /// Whether it may log in (`NOLOGIN` once revoked or reaped).
+    pub can_login: bool,
+    /// Roles it is a member of.
+    pub member_of: Vec<String>,
+    /// Sessions open now.
+    pub sessions: u32,
+    /// `CONNECTION LIMIT`; `None`: unlimited.
+    pub connection_limit: Option<u32>,
+}
+
+/// What dropping a managed role did (`DropManagedUser`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DroppedRole {
+    /// Its sessions that were terminated first.
+    pub sessions_terminated: u32,
+}
+
+/// One step the reaper took on an expired managed role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReapStep {
+    /// `NOLOGIN` set.
+    Disabled,
+    /// Sessions still open were terminated.
+    Terminated,
+    /// Dropped, `drop_after` past its expiry.
+    Dropped,
+    /// A step failed (the role owns objects, or the server refused); tried again next round.
+    Failed,
+}
+
+impl ReapStep {
+    /// The `action` label and audit action suffix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Terminated => "terminated",
+            Self::Dropped => "dropped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One reaper step on one role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaped {
+    /// The role.
+    pub role: String,
+    /// What was done.
+    pub step: ReapStep,
+    /// Sessions terminated (for [`ReapStep::Terminated`]), else 0.
+    pub sessions: u32,
+    /// Why a step failed.
+    pub detail: Option<String>,
 }
 
 pub use super::validate::RoleName;
+
+/// Which signal a bulk call sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalMode {
+    /// `pg_terminate_backend`: the session ends.
+    Terminate,
+    /// `pg_cancel_backend`: the running statement ends, the session stays.
+    Cancel,
+}
+
+impl SignalMode {
+    /// The API's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Terminate => "terminate",
+            Self::Cancel => "cancel",
+        }
+    }
+}
+
+/// Which client sessions a bulk call matches; every set field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionMatch {
+    /// `pg_stat_activity.state`, e.g. `idle in transaction`.
+    pub state: Option<String>,
+    /// In that state (since `state_change`) for longer than this.
+    pub state_for_longer_than: Option<Duration>,
+    /// The session's role.
+    pub usename: Option<String>,
+    /// Its `application_name`.
+    pub application_name: Option<String>,
+    /// Its database.
+    pub datname: Option<String>,
+}
+
+/// A bulk signal request (`SignalMatching`). Build it with [`BulkSignal::new`], which validates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkSignal {
+    /// Which sessions.
+    pub filter: SessionMatch,
+    /// Terminate or cancel.
+    pub mode: SignalMode,
+    /// More matches than this: nothing is signalled.
+    pub max_count: u32,
+    /// List what would be signalled; signal nothing.
+    pub dry_run: bool,
+}
+
+/// What happened to one matched session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkOutcome {
+    /// Dry run: it would have been signalled.
+    WouldSignal,
+    /// Signalled.
+    Signalled,
+    /// Not signalled, and why (a superuser's, one of Mesa's own logins, ...).
+    Skipped(String),
+    /// It ended, or its pid now belongs to another backend, before it could be signalled.
+    Gone,
+}
+
+/// One matched session and its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkSession {
+    /// Backend pid.
+    pub pid: i32,
+    /// The `backend_start` it was pinned by.
+    pub backend_start: Option<SystemTime>,
+    /// Its role.
+    pub usename: Option<String>,
+    /// Its database.
+    pub datname: Option<String>,
+    /// Its `application_name`.
+    pub application_name: String,
+    /// Its state when matched.
+    pub state: Option<String>,
+    /// Seconds in that state when matched.
+    pub state_seconds: Option<f64>,
+    /// What happened.
+    pub outcome: BulkOutcome,
+}

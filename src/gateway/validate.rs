@@ -8,9 +8,10 @@
 //! request fails fast without a connection. [`Pid`] and [`SessionLimit`] are ranges.
 
 use std::fmt;
+use std::time::Duration;
 
 use super::error::GatewayError;
-use super::model::NewUser;
+use super::model::{BulkSignal, NewUser, SessionMatch, SignalMode};
 use crate::secret::Secret;
 
 /// PostgreSQL truncates identifiers to `NAMEDATALEN - 1` = 63 bytes.
@@ -19,7 +20,7 @@ pub const MAX_IDENTIFIER_BYTES: usize = 63;
 /// leaked SCRAM verifier out of reach even for plain lowercase text.
 pub const MIN_PASSWORD_CHARS: usize = 16;
 /// Longest password accepted; far above any real need, and keeps hashing cheap.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub const MAX_PASSWORD_CHARS: usize = 256;
 /// Length of a generated password: 32 characters of a 62-symbol alphabet is ~190 bits.
 pub const GENERATED_PASSWORD_CHARS: usize = 32;
 
@@ -83,7 +84,7 @@ impl fmt::Debug for RoleName {
 
 impl NewUser {
     /// Validates a create-user request: the name per [`RoleName::parse`], a chosen password of
-    /// [`MIN_PASSWORD_CHARS`]..=[`MAX_PASSWORD_BYTES`] without NUL.
+    /// [`MIN_PASSWORD_CHARS`]..=[`MAX_PASSWORD_CHARS`] characters without NUL.
     pub fn new(
         name: &str,
         password: Option<Secret>,
@@ -99,11 +100,72 @@ impl NewUser {
             password,
             superuser,
             login,
+            valid_for: None,
+            member_of: Vec::new(),
+            connection_limit: None,
         })
+    }
+
+    /// The same request with an expiry `valid_for` from now: at least a second, at most
+    /// [`MAX_VALID_FOR`].
+    pub fn with_expiry(mut self, valid_for: Duration) -> Result<Self, GatewayError> {
+        if valid_for < Duration::from_secs(1) || valid_for > MAX_VALID_FOR {
+            return Err(GatewayError::InvalidInput {
+                field: "valid_for",
+                problem: "must be from 1s to 100 years".to_owned(),
+            });
+        }
+        self.valid_for = Some(valid_for);
+        Ok(self)
+    }
+
+    /// The same request with memberships, each a valid role name, at most
+    /// [`MAX_MEMBERSHIPS`], no repeats.
+    pub fn with_memberships(mut self, roles: &[String]) -> Result<Self, GatewayError> {
+        let invalid = |problem: String| GatewayError::InvalidInput {
+            field: "member_of",
+            problem,
+        };
+        if roles.len() > MAX_MEMBERSHIPS {
+            return Err(invalid(format!("at most {MAX_MEMBERSHIPS} roles")));
+        }
+        let mut out: Vec<RoleName> = Vec::with_capacity(roles.len());
+        for raw in roles {
+            let role = RoleName::parse(raw).map_err(|e| match e {
+                GatewayError::InvalidInput { problem, .. } => invalid(format!("{raw:?} {problem}")),
+                other => other,
+            })?;
+            if out.contains(&role) {
+                return Err(invalid(format!("{raw:?} is listed twice")));
+            }
+            out.push(role);
+        }
+        self.member_of = out;
+        Ok(self)
+    }
+
+    /// The same request with a connection limit of at most [`MAX_CONNECTION_LIMIT`].
+    pub fn with_connection_limit(mut self, limit: u32) -> Result<Self, GatewayError> {
+        if limit > MAX_CONNECTION_LIMIT {
+            return Err(GatewayError::InvalidInput {
+                field: "connection_limit",
+                problem: format!("must be from 0 to {MAX_CONNECTION_LIMIT}"),
+            });
+        }
+        self.connection_limit = Some(limit);
+        Ok(self)
     }
 }
 
-fn check_password(password: &Secret) -> Result<(), GatewayError> {
+/// Longest `valid_for` accepted: a hundred years is "never" with a date on it.
+pub const MAX_VALID_FOR: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
+/// Most roles one request may grant.
+pub const MAX_MEMBERSHIPS: usize = 32;
+/// Highest `connection_limit` (PostgreSQL's `max_connections` tops out at 262143).
+pub const MAX_CONNECTION_LIMIT: u32 = 262_143;
+
+/// Checks a chosen password: [`MIN_PASSWORD_CHARS`]..=[`MAX_PASSWORD_CHARS`] characters, no NUL.
+pub fn check_password(password: &Secret) -> Result<(), GatewayError> {
     let text = password.expose();
     let invalid = |problem: &str| GatewayError::InvalidInput {
         field: "password",
@@ -112,8 +174,8 @@ fn check_password(password: &Secret) -> Result<(), GatewayError> {
     if text.chars().count() < MIN_PASSWORD_CHARS {
         return Err(invalid("must be at least 16 characters"));
     }
-    if text.len() > MAX_PASSWORD_BYTES {
-        return Err(invalid("must be at most 1024 bytes"));
+    if text.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(invalid("must be at most 256 characters"));
     }
     if text.contains('\0') {
         return Err(invalid("must not contain NUL"));
@@ -251,6 +313,56 @@ impl SessionLimit {
     /// The limit.
     pub fn get(self) -> u32 {
         self.0
+    }
+}
+
+/// Most sessions one bulk call may signal.
+pub const MAX_BULK: u32 = 1000;
+
+impl BulkSignal {
+    /// Validates a bulk request: at least one filter field (a filter on nothing would be every
+    /// client session), filter strings of at most 1024 characters without NUL, `max_count` from 1
+    /// to [`MAX_BULK`].
+    pub fn new(
+        filter: SessionMatch,
+        mode: SignalMode,
+        max_count: u32,
+        dry_run: bool,
+    ) -> Result<Self, GatewayError> {
+        let invalid = |field: &'static str, problem: &str| GatewayError::InvalidInput {
+            field,
+            problem: problem.to_owned(),
+        };
+        if filter == SessionMatch::default() {
+            return Err(invalid(
+                "filter",
+                "must set at least one of state, state_for_longer_than, usename, application_name, datname",
+            ));
+        }
+        for (field, value) in [
+            ("filter.state", &filter.state),
+            ("filter.usename", &filter.usename),
+            ("filter.application_name", &filter.application_name),
+            ("filter.datname", &filter.datname),
+        ] {
+            if let Some(v) = value
+                && (v.chars().count() > 1024 || v.contains('\0'))
+            {
+                return Err(invalid(
+                    field,
+                    "must be at most 1024 characters without NUL",
+                ));
+            }
+        }
+        if !(1..=MAX_BULK).contains(&max_count) {
+            return Err(invalid("max_count", "must be from 1 to 1000"));
+        }
+        Ok(Self {
+            filter,
+            mode,
+            max_count,
+            dry_run,
+        })
     }
 }
 

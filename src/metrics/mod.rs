@@ -88,6 +88,7 @@ pub struct ExporterMetrics {
     reload_ok: Gauge,
     process: ProcessGauges,
     admin_requests: Family<Labels, Counter>,
+    reaped: Family<Labels, Counter>,
     start_delay: Histogram,
     /// Collector names outside the catalogues that failed (users' queries), so a target that
     /// leaves the config takes their failure series along.
@@ -102,6 +103,7 @@ impl Default for ExporterMetrics {
             reload_ok: Gauge::default(),
             process: ProcessGauges::default(),
             admin_requests: Family::default(),
+            reaped: Family::default(),
             start_delay: Histogram::new(START_DELAY_BUCKETS),
             others: std::sync::Mutex::default(),
         }
@@ -192,6 +194,17 @@ impl ExporterMetrics {
         self.reload_ok.set(i64::from(ok));
     }
 
+    /// Counts reaper steps on `server` (`disabled`, `terminated` per session, `dropped`,
+    /// `failed`).
+    pub fn reaped(&self, server: &str, action: &str, n: u64) {
+        self.reaped
+            .get_or_create(&vec![
+                ("server", server.to_owned()),
+                ("action", action.to_owned()),
+            ])
+            .inc_by(n);
+    }
+
     /// Counts an admin API request.
     pub fn admin_request(&self, action: &str, outcome: &str) {
         self.admin_requests
@@ -277,6 +290,11 @@ impl Metrics {
             "mesa_admin_requests",
             "Admin API requests by action and outcome",
             exporter.admin_requests.clone(),
+        );
+        registry.register(
+            "mesa_admin_reaped",
+            "Reaper steps on expired Mesa-managed roles, by server and action (disabled, terminated: per session, dropped, failed)",
+            exporter.reaped.clone(),
         );
         Self {
             registry,

@@ -135,13 +135,19 @@ pub(super) async fn signal(
     }))
 }
 
-/// The `CREATE ROLE` statement for `user` with the SCRAM verifier of `password`. The name was
-/// validated to `[a-z_][a-z0-9_]*` and is still quoted; the verifier contains only
-/// base64 and `$:` and is still escaped as a literal. The plaintext never leaves this function.
-pub(super) fn create_role_statement(user: &NewUser, password: &Secret) -> String {
+/// The `CREATE ROLE` statement for `user` with the SCRAM verifier of `password`, its
+/// connection limit and `VALID UNTIL` (a time the server computed). The name was validated to
+/// `[a-z_][a-z0-9_]*` and is still quoted; the verifier contains only base64 and `$:` and the
+/// time only digits and `-:.TZ`, and both are still escaped as literals. The plaintext never
+/// leaves this function.
+pub(super) fn create_role_statement(
+    user: &NewUser,
+    password: &Secret,
+    valid_until: Option<SystemTime>,
+) -> String {
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
-    format!(
-        "CREATE ROLE {} WITH {} {} PASSWORD {}",
+    let mut sql = format!(
+        "CREATE ROLE {} WITH {} {} NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS",
         escape_identifier(user.name.as_str()),
         if user.superuser {
             "SUPERUSER"
@@ -149,8 +155,16 @@ pub(super) fn create_role_statement(user: &NewUser, password: &Secret) -> String
             "NOSUPERUSER"
         },
         if user.login { "LOGIN" } else { "NOLOGIN" },
-        escape_literal(&verifier),
-    )
+    );
+    if let Some(limit) = user.connection_limit {
+        sql.push_str(&format!(" CONNECTION LIMIT {limit}"));
+    }
+    if let Some(until) = valid_until {
+        let at = humantime::format_rfc3339_micros(until).to_string();
+        sql.push_str(&format!(" VALID UNTIL {}", escape_literal(&at)));
+    }
+    sql.push_str(&format!(" PASSWORD {}", escape_literal(&verifier)));
+    sql
 }
 
 #[cfg(test)]
@@ -168,13 +182,20 @@ mod tests {
     fn create_role_carries_a_verifier_not_the_password() {
         let user = NewUser::new("app_user", None, false, true).expect("valid");
         let password = Secret::new("correct horse battery staple");
-        let sql = create_role_statement(&user, &password);
+        let sql = create_role_statement(&user, &password, None);
         assert!(
             sql.starts_with(
-                "CREATE ROLE \"app_user\" WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:"
+                "CREATE ROLE \"app_user\" WITH NOSUPERUSER LOGIN NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD 'SCRAM-SHA-256$4096:"
             ),
             "{sql}"
         );
         assert!(!sql.contains("correct horse"));
+        let limited = user.with_connection_limit(3).expect("valid");
+        let until = UNIX_EPOCH + Duration::from_secs(1_764_550_000);
+        let sql = create_role_statement(&limited, &password, Some(until));
+        assert!(
+            sql.contains(" CONNECTION LIMIT 3 VALID UNTIL '2025-12-01T00:46:40.000000Z' PASSWORD 'SCRAM-SHA-256$4096:"),
+            "{sql}"
+        );
     }
 }

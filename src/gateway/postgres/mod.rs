@@ -6,10 +6,13 @@
 //! into the gateway traits and holds the decisions (not found, refused, permission denied).
 
 mod admin;
+mod administrator;
+mod bulk;
 mod classify;
 mod connect;
 mod inspect;
 mod redact;
+mod roles;
 mod spec;
 pub mod sql;
 mod text;
@@ -21,16 +24,11 @@ pub use connect::{
     APPLICATION_NAME, Access, MAX_ADMIN_CONNECTIONS_PER_TARGET, MAX_CONNECTIONS_PER_TARGET, Purpose,
 };
 
-use self::admin::Signal;
 use self::connect::{Conn, Connector};
 pub use self::spec::{ChannelBinding, PostgresSpec, SslMode};
 pub(crate) use self::text::TextColumns;
 use super::spec::{KEPT_SESSION_LIFETIME, SessionMode};
-use super::validate;
-use super::{
-    Administrator, BackendRef, Column, CreatedUser, Database, Deadline, GatewayError, Inspector,
-    NewUser, ObjectName, ServerHealth, Session, SessionFilter, Table,
-};
+use super::{Column, Database, Deadline, GatewayError, Inspector, ObjectName, Table};
 use super::{CommonSpec, Credentials, Limits};
 
 /// tokio-postgres' spelling of the config's channel binding.
@@ -164,88 +162,6 @@ impl PostgresGateway {
         conn.close().await;
         result
     }
-
-    async fn signal(
-        &self,
-        signal: Signal,
-        backend: BackendRef,
-        deadline: Deadline,
-    ) -> Result<(), GatewayError> {
-        let outcome = self
-            .with_connection(
-                self.admin_credentials(),
-                &self.database,
-                Access::ReadOnly,
-                Purpose::Admin,
-                deadline,
-                async |client| admin::signal(client, signal, backend).await,
-            )
-            .await?;
-        let pid = backend.pid;
-        let verb = match signal {
-            Signal::Terminate => "terminate",
-            Signal::Cancel => "cancel",
-        };
-        let Some(seen) = outcome else {
-            return Err(GatewayError::NotFound {
-                what: format!("backend pid {pid}"),
-            });
-        };
-        if seen.signalled == Some(true) {
-            return Ok(());
-        }
-        // Refusals, most specific first. PostgreSQL raises 42501 for missing privileges
-        // (classified before we get here).
-        Err(if seen.is_self {
-            GatewayError::Refused {
-                reason: format!("pid {pid} is Mesa's own connection"),
-            }
-        } else if !seen.same_backend {
-            GatewayError::NotFound {
-                what: format!(
-                    "backend pid {pid} with that backend_start (pid {pid} now belongs to a backend started at {}; the session you listed has ended)",
-                    seen.backend_start
-                        .map(|t| humantime::format_rfc3339_micros(t).to_string())
-                        .unwrap_or_else(|| "an unknown time".to_owned())
-                ),
-            }
-        } else if let Some(kind) = seen
-            .backend_type
-            .as_deref()
-            .filter(|k| *k != "client backend")
-        {
-            GatewayError::Refused {
-                reason: format!(
-                    "pid {pid} is a {kind} process, not a client backend; Mesa only signals client sessions"
-                ),
-            }
-        } else if seen.backend_type.is_none() {
-            GatewayError::Refused {
-                reason: format!(
-                    "the admin role cannot see what kind of process pid {pid} is; grant it pg_read_all_stats (or pg_monitor) so Mesa can tell client sessions from server processes"
-                ),
-            }
-        } else if seen.is_superuser {
-            GatewayError::Refused {
-                reason: match seen.role {
-                    Some(role) => format!(
-                        "pid {pid} belongs to superuser {role:?}; Mesa never signals a superuser's session (PostgreSQL's pg_signal_backend rule)"
-                    ),
-                    None => format!(
-                        "the role of pid {pid} cannot be found, so Mesa cannot tell it is not a superuser's session"
-                    ),
-                },
-            }
-        } else {
-            // `false`: the signal could not be delivered, which in practice is a backend
-            // that exited between the check and the signal.
-            GatewayError::NotFound {
-                what: format!(
-                    "backend pid {pid} (it exited before it could be signalled to {verb})"
-                ),
-            }
-        })
-    }
 }
 
 impl Inspector for PostgresGateway {
@@ -295,78 +211,6 @@ impl Inspector for PostgresGateway {
         .await?
         .ok_or_else(|| GatewayError::NotFound {
             what: format!("table {schema}.{table} in database {database}"),
-        })
-    }
-}
-
-impl Administrator for PostgresGateway {
-    async fn server_health(&self, deadline: Deadline) -> Result<ServerHealth, GatewayError> {
-        self.with_connection(
-            &self.monitor,
-            &self.database,
-            Access::ReadOnly,
-            Purpose::Admin,
-            deadline,
-            async |c| admin::server_health(c).await,
-        )
-        .await
-    }
-
-    async fn sessions(
-        &self,
-        filter: SessionFilter,
-        deadline: Deadline,
-    ) -> Result<Vec<Session>, GatewayError> {
-        self.with_connection(
-            &self.monitor,
-            &self.database,
-            Access::ReadOnly,
-            Purpose::Admin,
-            deadline,
-            async |c| admin::sessions(c, filter).await,
-        )
-        .await
-    }
-
-    async fn terminate(&self, backend: BackendRef, deadline: Deadline) -> Result<(), GatewayError> {
-        self.signal(Signal::Terminate, backend, deadline).await
-    }
-
-    async fn cancel(&self, backend: BackendRef, deadline: Deadline) -> Result<(), GatewayError> {
-        self.signal(Signal::Cancel, backend, deadline).await
-    }
-
-    async fn create_user(
-        &self,
-        user: NewUser,
-        deadline: Deadline,
-    ) -> Result<CreatedUser, GatewayError> {
-        let (password, generated) = match &user.password {
-            Some(chosen) => (chosen.clone(), None),
-            None => {
-                let fresh = validate::generate_password()?;
-                (fresh.clone(), Some(fresh))
-            }
-        };
-        let statement = admin::create_role_statement(&user, &password);
-        self.with_connection(
-            self.admin_credentials(),
-            &self.database,
-            Access::ReadWrite,
-            Purpose::Admin,
-            deadline,
-            async |c| c.execute(statement.as_str(), &[]).await,
-        )
-        .await
-        .map_err(|e| match e.sqlstate() {
-            Some("42710") => GatewayError::AlreadyExists {
-                what: format!("role {}", user.name),
-            },
-            _ => e,
-        })?;
-        Ok(CreatedUser {
-            name: user.name,
-            generated_password: generated,
         })
     }
 }

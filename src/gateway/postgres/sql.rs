@@ -181,3 +181,133 @@ pub const TERMINATE: &str = signal_statement!("pg_terminate_backend");
 
 /// As [`TERMINATE`], but cancels the running statement and keeps the session.
 pub const CANCEL: &str = signal_statement!("pg_cancel_backend");
+
+/// The start of the comment Mesa puts on every role it creates (`COMMENT ON ROLE`), followed by
+/// `created_at=<Unix seconds>`. Only a role with CREATEROLE (and, from PostgreSQL 16, ADMIN
+/// OPTION on that role) may comment on a role, so a tenant cannot mark a role as Mesa's, and
+/// the mark lives on the server, where every Mesa replica and restart sees it.
+pub const MANAGED_MARK: &str = "mesa:managed ";
+
+/// Joins a role `r` to its comment `d` (roles' comments live in the shared catalog).
+macro_rules! role_comment_join {
+    () => {
+        "
+  LEFT JOIN pg_catalog.pg_shdescription d
+         ON d.objoid OPERATOR(pg_catalog.=) r.oid
+        AND d.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass"
+    };
+}
+
+/// Whether `d` (see [`role_comment_join!`]) carries [`MANAGED_MARK`] (13 characters).
+macro_rules! is_managed {
+    () => {
+        "coalesce(pg_catalog.substr(d.description, 1, 13) OPERATOR(pg_catalog.=) 'mesa:managed ', false)"
+    };
+}
+
+/// The server's clock now and `$1` seconds from now (NULL for no expiry), as Unix seconds and
+/// as the `timestamptz` written into `VALID UNTIL`.
+pub const NOW_AND_EXPIRY: &str = "\
+SELECT extract(epoch FROM pg_catalog.now())::pg_catalog.float8,
+       pg_catalog.now() OPERATOR(pg_catalog.+)
+         pg_catalog.make_interval(secs => $1::pg_catalog.float8)";
+
+/// Every role `$1` is, or reaches through memberships (at any depth, whatever their INHERIT
+/// or SET options), with the attributes that would make granting it more than data access.
+/// No row: no role of that name.
+pub const GRANT_REACH: &str = "\
+WITH RECURSIVE reach(oid) AS (
+  SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1::pg_catalog.name
+  UNION
+  SELECT m.roleid FROM pg_catalog.pg_auth_members m
+    JOIN reach ON m.member OPERATOR(pg_catalog.=) reach.oid
+)
+SELECT r.rolname::pg_catalog.text, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
+       r.rolbypassrls
+  FROM reach
+  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) reach.oid";
+
+/// Mesa-managed roles: name, comment, expiry (Unix seconds; NULL for none or infinity),
+/// LOGIN, connection limit, memberships, sessions open now.
+pub const MANAGED_ROLES: &str = concat!(
+    "\
+SELECT r.rolname::pg_catalog.text, d.description::pg_catalog.text,
+       CASE WHEN pg_catalog.isfinite(r.rolvaliduntil)
+            THEN extract(epoch FROM r.rolvaliduntil)::pg_catalog.float8 END,
+       r.rolcanlogin, r.rolconnlimit,
+       ARRAY(SELECT g.rolname::pg_catalog.text
+               FROM pg_catalog.pg_auth_members m
+               JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) m.roleid
+              WHERE m.member OPERATOR(pg_catalog.=) r.oid
+              ORDER BY 1),
+       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a
+         WHERE a.usesysid OPERATOR(pg_catalog.=) r.oid)::pg_catalog.int4
+  FROM pg_catalog.pg_roles r",
+    role_comment_join!(),
+    "
+ WHERE ",
+    is_managed!(),
+    "
+ ORDER BY 1"
+);
+
+/// One role by name `$1`: its OID, whether it is a superuser, and whether it is managed.
+pub const ROLE_STATE: &str = concat!(
+    "\
+SELECT r.oid, r.rolsuper, ",
+    is_managed!(),
+    "
+  FROM pg_catalog.pg_roles r",
+    role_comment_join!(),
+    "
+ WHERE r.rolname OPERATOR(pg_catalog.=) $1::pg_catalog.name"
+);
+
+/// Terminates every client session of the role with OID `$1` but Mesa's own connection;
+/// one row per session, true when signalled.
+pub const TERMINATE_ROLE_SESSIONS: &str = "\
+SELECT pg_catalog.pg_terminate_backend(a.pid)
+  FROM pg_catalog.pg_stat_activity a
+ WHERE a.usesysid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+   AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()";
+
+/// Managed roles whose `VALID UNTIL` has passed: name, OID, LOGIN, superuser, seconds since
+/// expiry.
+pub const EXPIRED_MANAGED_ROLES: &str = concat!(
+    "\
+SELECT r.rolname::pg_catalog.text, r.oid, r.rolcanlogin, r.rolsuper,
+       extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) r.rolvaliduntil)::pg_catalog.float8
+  FROM pg_catalog.pg_roles r",
+    role_comment_join!(),
+    "
+ WHERE ",
+    is_managed!(),
+    "
+   AND r.rolvaliduntil OPERATOR(pg_catalog.<=) pg_catalog.now()
+ ORDER BY 1"
+);
+
+/// Client backends matching a bulk filter, oldest state first: `$1` state, `$2` seconds in
+/// that state at least, `$3` role, `$4` `application_name`, `$5` database; NULL matches any.
+/// Returns the pin (`backend_start`), what the answer shows, and whether the session is a
+/// superuser's (true also when its role cannot be found) or this connection.
+pub const MATCH_SESSIONS: &str = "\
+SELECT a.pid, a.backend_start, a.usename::pg_catalog.text, a.datname::pg_catalog.text,
+       coalesce(a.application_name, ''), a.state,
+       extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) a.state_change)::pg_catalog.float8,
+       coalesce(r.rolsuper, true),
+       a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
+  FROM pg_catalog.pg_stat_activity a
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.usesysid
+ WHERE a.backend_type OPERATOR(pg_catalog.=) 'client backend'
+   AND ($1::pg_catalog.text IS NULL OR a.state OPERATOR(pg_catalog.=) $1::pg_catalog.text)
+   AND ($2::pg_catalog.float8 IS NULL
+        OR a.state_change OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-)
+           pg_catalog.make_interval(secs => $2::pg_catalog.float8)))
+   AND ($3::pg_catalog.text IS NULL
+        OR a.usename::pg_catalog.text OPERATOR(pg_catalog.=) $3::pg_catalog.text)
+   AND ($4::pg_catalog.text IS NULL
+        OR a.application_name OPERATOR(pg_catalog.=) $4::pg_catalog.text)
+   AND ($5::pg_catalog.text IS NULL
+        OR a.datname::pg_catalog.text OPERATOR(pg_catalog.=) $5::pg_catalog.text)
+ ORDER BY a.state_change NULLS LAST, a.pid";

@@ -109,6 +109,52 @@ pub enum AuditSubject {
         login: bool,
         /// `chosen` or `generated`.
         password: &'static str,
+        /// The requested lifetime, as given.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        valid_for: Option<String>,
+        /// The requested memberships.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        member_of: Vec<String>,
+        /// The requested connection limit.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        connection_limit: Option<u32>,
+    },
+    /// Revoke or rotate: the managed role acted on.
+    Managed {
+        /// Role name.
+        role: String,
+    },
+    /// A bulk terminate or cancel: the filter as given, and in the outcome record every
+    /// matched pid with its pin and outcome.
+    Bulk {
+        /// The request's filter.
+        filter: serde_json::Value,
+        /// `terminate` or `cancel`.
+        mode: &'static str,
+        /// The request's `max_count`.
+        max_count: u32,
+        /// A dry run signals nothing.
+        dry_run: bool,
+        /// Outcome records: `{pid, backend_start, outcome}` per matched session.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        sessions: Vec<serde_json::Value>,
+    },
+    /// A reaper round on a target (its intent record).
+    Sweep {
+        /// `admin.drop_after`, as configured.
+        drop_after: String,
+    },
+    /// One step of the reaper on an expired managed role.
+    Reaped {
+        /// Role name.
+        role: String,
+        /// `disabled`, `terminated`, `dropped` or `failed`.
+        step: &'static str,
+        /// Sessions terminated by this step.
+        sessions: u32,
+        /// Why a step failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
 }
 

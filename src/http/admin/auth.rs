@@ -24,6 +24,10 @@ pub struct Caller {
     pub token: String,
     scopes: std::collections::BTreeSet<Scope>,
     targets: TargetSelector,
+    /// Longest `valid_for` the token may ask for.
+    pub max_valid_for: Option<std::time::Duration>,
+    /// Whether users it creates must expire.
+    pub require_expiry: bool,
 }
 
 impl Caller {
@@ -80,6 +84,8 @@ pub fn authenticate(headers: &HeaderMap, tokens: &[TokenConfig]) -> Result<Calle
         token: token.name.clone(),
         scopes: token.scopes.clone(),
         targets: token.targets.clone(),
+        max_valid_for: token.max_valid_for,
+        require_expiry: token.require_expiry,
     })
 }
 
@@ -130,6 +136,8 @@ mod tests {
             sha256: crate::token::digest("secret-token"),
             scopes: [Scope::Read].into(),
             targets: TargetSelector::All,
+            max_valid_for: None,
+            require_expiry: false,
         }]
     }
 

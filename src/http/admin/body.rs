@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use super::problem::Problem;
-use crate::gateway::NewUser;
+use crate::gateway::{BulkSignal, NewUser, SessionMatch, SignalMode};
 use crate::secret::Secret;
 
 /// The body of `POST .../users`.
@@ -17,12 +17,65 @@ use crate::secret::Secret;
 #[serde(deny_unknown_fields)]
 struct CreateUserBody {
     name: String,
-    #[serde(default)]
+    /// Absent: one is generated. `null` is refused like any other non-string.
+    #[serde(default, deserialize_with = "present")]
     password: Option<String>,
     #[serde(default)]
     superuser: bool,
     #[serde(default = "yes")]
     login: bool,
+    /// A duration such as `8h`: the role's `VALID UNTIL` is the server's now plus this.
+    #[serde(default, deserialize_with = "present")]
+    valid_for: Option<String>,
+    /// Roles to grant, each in the target's `admin.grantable_roles`.
+    #[serde(default)]
+    member_of: Vec<String>,
+    #[serde(default, deserialize_with = "present_u32")]
+    connection_limit: Option<u32>,
+}
+
+/// The body of `POST .../sessions/terminate`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    filter: serde_json::Value,
+    #[serde(default)]
+    mode: ModeBody,
+    max_count: u32,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `filter` of a bulk request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterBody {
+    #[serde(default, deserialize_with = "present")]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    state_for_longer_than: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    usename: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    application_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    datname: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum ModeBody {
+    #[default]
+    Terminate,
+    Cancel,
+}
+
+/// The optional body of `POST .../users/{name}/password`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default, deserialize_with = "present")]
+    password: Option<String>,
 }
 
 fn yes() -> bool {
@@ -43,6 +96,11 @@ struct SignalBody {
 /// A field that, when present, must be a string (`null` included in what is refused).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     String::deserialize(d).map(Some)
+}
+
+/// A field that, when present, must be a whole number (`null` refused).
+fn present_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    u32::deserialize(d).map(Some)
 }
 
 fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
@@ -71,12 +129,72 @@ impl CreateUser {
     /// The validated [`NewUser`].
     pub fn validate(self) -> Result<NewUser, Problem> {
         let body = self.0;
-        Ok(NewUser::new(
+        let mut user = NewUser::new(
             &body.name,
             body.password.map(Secret::new),
             body.superuser,
             body.login,
-        )?)
+        )?;
+        if let Some(text) = &body.valid_for {
+            let valid_for = humantime::parse_duration(text).map_err(|_| {
+                Problem::invalid("valid_for must be a duration such as \"8h\" or \"30m\"")
+            })?;
+            user = user.with_expiry(valid_for)?;
+        }
+        user = user.with_memberships(&body.member_of)?;
+        if let Some(limit) = body.connection_limit {
+            user = user.with_connection_limit(limit)?;
+        }
+        Ok(user)
+    }
+}
+
+/// Parses a bulk terminate or cancel request; also returns its filter as given, for the
+/// audit record.
+pub fn bulk(bytes: &[u8]) -> Result<(BulkSignal, serde_json::Value), Problem> {
+    let body: BulkBody = json(bytes)?;
+    let filter: FilterBody = serde_json::from_value(body.filter.clone())
+        .map_err(|e| Problem::invalid(format!("invalid filter: {e}")))?;
+    let state_for_longer_than = filter
+        .state_for_longer_than
+        .map(|text| {
+            humantime::parse_duration(&text).map_err(|_| {
+                Problem::invalid("filter.state_for_longer_than must be a duration such as \"10m\"")
+            })
+        })
+        .transpose()?;
+    let mode = match body.mode {
+        ModeBody::Terminate => SignalMode::Terminate,
+        ModeBody::Cancel => SignalMode::Cancel,
+    };
+    let request = BulkSignal::new(
+        SessionMatch {
+            state: filter.state,
+            state_for_longer_than,
+            usename: filter.usename,
+            application_name: filter.application_name,
+            datname: filter.datname,
+        },
+        mode,
+        body.max_count,
+        body.dry_run,
+    )?;
+    Ok((request, body.filter))
+}
+
+/// Parses the optional body of a password rotation: the chosen password, if any.
+pub fn rotate(bytes: &[u8]) -> Result<Option<Secret>, Problem> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let body: RotateBody = json(bytes)?;
+    match body.password {
+        None => Ok(None),
+        Some(text) => {
+            let password = Secret::new(text);
+            crate::gateway::validate::check_password(&password)?;
+            Ok(Some(password))
+        }
     }
 }
 
@@ -190,6 +308,22 @@ mod tests {
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (br#"{"name": 7}"#, StatusCode::UNPROCESSABLE_ENTITY),
+            (
+                br#"{"name": "x", "password": null}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                br#"{"name": "x", "valid_for": "soon"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                br#"{"name": "x", "member_of": ["ok", "ok"]}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                br#"{"name": "x", "connection_limit": -1}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
             (br#"{"name": "x""#, StatusCode::BAD_REQUEST),
             (b"", StatusCode::BAD_REQUEST),
         ] {
@@ -197,6 +331,34 @@ mod tests {
                 .and_then(CreateUser::validate)
                 .expect_err("refused");
             assert_eq!(p.status, status, "{}", String::from_utf8_lossy(body));
+        }
+        let (bulk_request, filter) = bulk(
+            br#"{"filter": {"state": "idle in transaction", "state_for_longer_than": "10m"}, "max_count": 50, "dry_run": true}"#,
+        )
+        .expect("valid");
+        assert_eq!(bulk_request.mode, SignalMode::Terminate);
+        assert_eq!(
+            bulk_request.filter.state_for_longer_than,
+            Some(Duration::from_secs(600))
+        );
+        assert!(bulk_request.dry_run && filter["state"] == "idle in transaction");
+        for bad in [
+            &br#"{"filter": {"state": "idle"}}"#[..],
+            br#"{"filter": {}, "max_count": 5}"#,
+            br#"{"filter": {"state": "idle"}, "max_count": 0}"#,
+            br#"{"filter": {"state": "idle"}, "max_count": 1001}"#,
+            br#"{"filter": {"state": "idle"}, "max_count": 5, "mode": "kill"}"#,
+            br#"{"filter": {"state_for_longer_than": "a while"}, "max_count": 5}"#,
+            br#"{"filter": {"pid": 1}, "max_count": 5}"#,
+            br#"{"filter": {"state": null}, "max_count": 5}"#,
+        ] {
+            let p = bulk(bad).expect_err("refused");
+            assert_eq!(
+                p.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert_eq!(signal(b"").expect("empty"), None);
         assert_eq!(signal(b" \n").expect("blank"), None);

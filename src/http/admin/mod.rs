@@ -26,7 +26,7 @@ use std::sync::{Arc, RwLock};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -56,8 +56,16 @@ pub enum Action {
     Terminate,
     /// `POST .../sessions/{pid}/cancel`.
     Cancel,
+    /// `POST .../sessions/terminate`: terminate or cancel every matching session.
+    BulkTerminate,
     /// `POST .../users`.
     CreateUser,
+    /// `GET .../users`: the managed roles.
+    ListUsers,
+    /// `DELETE .../users/{name}`: revoke a managed role.
+    DeleteUser,
+    /// `POST .../users/{name}/password`: rotate a managed role's password.
+    RotatePassword,
     /// `GET .../databases`.
     Databases,
     /// `GET .../databases/{db}/tables`.
@@ -77,7 +85,11 @@ impl Action {
             Self::Sessions => "sessions",
             Self::Terminate => "terminate",
             Self::Cancel => "cancel",
+            Self::BulkTerminate => "bulk_terminate",
             Self::CreateUser => "create_user",
+            Self::ListUsers => "list_users",
+            Self::DeleteUser => "delete_user",
+            Self::RotatePassword => "rotate_password",
             Self::Databases => "databases",
             Self::Tables => "tables",
             Self::Columns => "columns",
@@ -91,9 +103,10 @@ impl Action {
     pub fn scope(self) -> Option<Scope> {
         match self {
             Self::OpenApi => None,
-            Self::Terminate | Self::Cancel => Some(Scope::Terminate),
-            Self::CreateUser => Some(Scope::CreateUser),
+            Self::Terminate | Self::Cancel | Self::BulkTerminate => Some(Scope::Terminate),
+            Self::CreateUser | Self::DeleteUser | Self::RotatePassword => Some(Scope::CreateUser),
             Self::ListTargets
+            | Self::ListUsers
             | Self::Health
             | Self::Sessions
             | Self::Databases
@@ -133,6 +146,11 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: Method::POST,
+        path: "/api/v1/targets/{target}/sessions/terminate",
+        action: Action::BulkTerminate,
+    },
+    Route {
+        method: Method::POST,
         path: "/api/v1/targets/{target}/sessions/{pid}/terminate",
         action: Action::Terminate,
     },
@@ -145,6 +163,21 @@ pub const ROUTES: &[Route] = &[
         method: Method::POST,
         path: "/api/v1/targets/{target}/users",
         action: Action::CreateUser,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/targets/{target}/users",
+        action: Action::ListUsers,
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/targets/{target}/users/{name}",
+        action: Action::DeleteUser,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/targets/{target}/users/{name}/password",
+        action: Action::RotatePassword,
     },
     Route {
         method: Method::GET,
@@ -245,7 +278,11 @@ fn method_router(action: Action) -> MethodRouter<AdminState> {
         Action::Sessions => get(handlers::sessions),
         Action::Terminate => post(handlers::terminate),
         Action::Cancel => post(handlers::cancel),
+        Action::BulkTerminate => post(handlers::bulk_terminate),
         Action::CreateUser => post(handlers::create_user),
+        Action::ListUsers => get(handlers::list_users),
+        Action::DeleteUser => delete(handlers::delete_user),
+        Action::RotatePassword => post(handlers::rotate_password),
         Action::Databases => get(handlers::databases),
         Action::Tables => get(handlers::tables),
         Action::Columns => get(handlers::columns),
@@ -255,12 +292,19 @@ fn method_router(action: Action) -> MethodRouter<AdminState> {
 
 /// The admin router.
 pub fn router(state: AdminState) -> axum::Router {
-    let mut router = axum::Router::new();
+    // One method router per path (a path may serve several methods), then its fallback.
+    let mut paths: Vec<(&str, MethodRouter<AdminState>)> = Vec::new();
     for route in ROUTES {
-        router = router.route(
-            route.path,
-            method_router(route.action).fallback(handlers::method_not_allowed),
-        );
+        match paths.iter_mut().find(|(p, _)| *p == route.path) {
+            Some((_, methods)) => {
+                *methods = std::mem::take(methods).merge(method_router(route.action));
+            }
+            None => paths.push((route.path, method_router(route.action))),
+        }
+    }
+    let mut router = axum::Router::new();
+    for (path, methods) in paths {
+        router = router.route(path, methods.fallback(handlers::method_not_allowed));
     }
     router
         .fallback(handlers::no_route)

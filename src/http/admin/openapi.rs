@@ -33,6 +33,14 @@ fn name_param(name: &str, description: &str, example: &str) -> Value {
     p
 }
 
+/// A role name, as the API accepts it.
+fn role_param() -> Value {
+    json!({
+        "name": "name", "in": "path", "required": true, "description": "Role name", "example": "temp_reader",
+        "schema": {"type": "string", "pattern": "^(?!pg_)[a-z_][a-z0-9_]{0,62}$"}
+    })
+}
+
 fn nullable(kind: &str) -> Value {
     json!({"type": kind, "nullable": true})
 }
@@ -144,11 +152,100 @@ fn operation(action: Action) -> Value {
                 ),
             ),
             vec![
-                ("400", "Malformed JSON"),
-                ("404", "Unknown target"),
+                (
+                    "400",
+                    "Malformed JSON, or the token's expiry policy (require_expiry, max_valid_for)",
+                ),
+                (
+                    "403",
+                    "The token lacks the scope or the target, a member_of role is not in the target's admin.grantable_roles or has (or reaches) a dangerous attribute, or PostgreSQL denied the action",
+                ),
+                ("404", "Unknown target or member_of role"),
                 ("409", "The role exists"),
                 ("413", "Body larger than 16 KiB"),
                 ("422", "Invalid role name, password or field"),
+            ],
+        ),
+        Action::BulkTerminate => (
+            "Terminate (or cancel) every client session matching a filter, each checked and pinned as the single-session route does; at most max_count, else nothing; dry_run lists without signalling",
+            vec![target],
+            (
+                "200",
+                ok(
+                    "Matched sessions, each with its outcome",
+                    json!({
+                        "type": "object", "required": ["mode", "dry_run", "matched", "sessions"], "additionalProperties": false,
+                        "properties": {
+                            "mode": {"type": "string", "enum": ["terminate", "cancel"]},
+                            "dry_run": {"type": "boolean"}, "matched": {"type": "integer"},
+                            "sessions": {"type": "array", "items": {"$ref": "#/components/schemas/BulkSession"}}
+                        }
+                    }),
+                ),
+            ),
+            vec![
+                ("404", "Unknown target"),
+                (
+                    "409",
+                    "More sessions match than max_count (too-many-matches, with `matched`); nothing was signalled",
+                ),
+                ("413", "Body larger than 16 KiB"),
+                ("422", "Invalid filter, mode or max_count"),
+            ],
+        ),
+        Action::ListUsers => (
+            "The roles Mesa created on the server (by the mark on the role), with creation time, expiry, memberships and open sessions",
+            vec![target],
+            (
+                "200",
+                ok(
+                    "Managed roles",
+                    array_of("users", json!({"$ref": "#/components/schemas/ManagedUser"})),
+                ),
+            ),
+            vec![("404", "Unknown target")],
+        ),
+        Action::DeleteUser => (
+            "Revoke a Mesa-managed role: NOLOGIN, its sessions terminated, then dropped (never postgres, Mesa's own logins, a superuser or a role Mesa did not create)",
+            vec![target, role_param()],
+            (
+                "200",
+                ok(
+                    "Dropped",
+                    json!({
+                        "type": "object", "required": ["name", "result", "sessions_terminated"], "additionalProperties": false,
+                        "properties": {"name": {"type": "string"}, "result": {"type": "string", "enum": ["dropped"]}, "sessions_terminated": {"type": "integer"}}
+                    }),
+                ),
+            ),
+            vec![
+                ("404", "Unknown target or role"),
+                (
+                    "409",
+                    "Not managed by Mesa (not-managed), untouchable (refused), or it owns objects (owns-objects: it stays NOLOGIN; `owned` lists them)",
+                ),
+                ("422", "Invalid role name"),
+            ],
+        ),
+        Action::RotatePassword => (
+            "Set a new password on a Mesa-managed role (sent as a SCRAM-SHA-256 verifier); a generated one is returned once",
+            vec![target, role_param()],
+            (
+                "200",
+                ok(
+                    "Rotated",
+                    json!({
+                        "type": "object", "required": ["name", "result"], "additionalProperties": false,
+                        "properties": {"name": {"type": "string"}, "result": {"type": "string", "enum": ["rotated"]},
+                                       "password": {"type": "string", "description": "Only when generated; shown once"}}
+                    }),
+                ),
+            ),
+            vec![
+                ("404", "Unknown target or role"),
+                ("409", "Not managed by Mesa, or untouchable"),
+                ("413", "Body larger than 16 KiB"),
+                ("422", "Invalid role name or password"),
             ],
         ),
         Action::Databases => (
@@ -260,6 +357,39 @@ fn operation(action: Action) -> Value {
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewUser"}}}
             });
         }
+        Action::BulkTerminate => {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["filter", "max_count"], "additionalProperties": false,
+                    "properties": {
+                        "filter": {
+                            "type": "object", "additionalProperties": false, "minProperties": 1,
+                            "properties": {
+                                "state": {"type": "string", "maxLength": 1024, "pattern": "^[^\\u0000]*$", "example": "idle in transaction"},
+                                "state_for_longer_than": {"type": "string", "pattern": "^[0-9]{1,4}(ms|s|m|h|d)$", "example": "10m"},
+                                "usename": {"type": "string", "maxLength": 1024, "pattern": "^[^\\u0000]*$"},
+                                "application_name": {"type": "string", "maxLength": 1024, "pattern": "^[^\\u0000]*$"},
+                                "datname": {"type": "string", "maxLength": 1024, "pattern": "^[^\\u0000]*$"}
+                            }
+                        },
+                        "mode": {"type": "string", "enum": ["terminate", "cancel"], "default": "terminate"},
+                        "max_count": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "dry_run": {"type": "boolean", "default": false}
+                    }
+                }}}
+            });
+        }
+        Action::RotatePassword => {
+            op["requestBody"] = json!({
+                "required": false,
+                "description": "Optional: the new password; omit to have one generated",
+                "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": false,
+                    "properties": {"password": {"type": "string", "minLength": 16, "maxLength": 256, "pattern": "^[^\\u0000]*$"}}
+                }}}
+            });
+        }
         Action::Terminate | Action::Cancel => {
             op["requestBody"] = json!({
                 "required": false,
@@ -273,6 +403,8 @@ fn operation(action: Action) -> Value {
         Action::ListTargets
         | Action::Health
         | Action::Sessions
+        | Action::ListUsers
+        | Action::DeleteUser
         | Action::Databases
         | Action::Tables
         | Action::Columns
@@ -351,14 +483,38 @@ pub fn document() -> Value {
                         "name": {"type": "string", "pattern": "^(?!pg_)[a-z_][a-z0-9_]{0,62}$", "description": "Lower-case letters, digits and _ (as an unquoted identifier reads), not starting with a digit or pg_"},
                         "password": {"type": "string", "minLength": 16, "maxLength": 256, "pattern": "^[^\\u0000]*$", "description": "Omit to have one generated"},
                         "superuser": {"type": "boolean", "default": false, "description": "Needs the create_superuser scope"},
-                        "login": {"type": "boolean", "default": true}
+                        "login": {"type": "boolean", "default": true},
+                        "valid_for": {"type": "string", "pattern": "^[1-9][0-9]{0,3}(s|m|h|d)$", "example": "8h", "description": "The role's VALID UNTIL is the server's now plus this; the reaper ends its sessions and drops it after"},
+                        "member_of": {"type": "array", "maxItems": 32, "uniqueItems": true, "items": {"type": "string", "pattern": "^(?!pg_)[a-z_][a-z0-9_]{0,62}$"}, "description": "Roles to grant, from the target's admin.grantable_roles"},
+                        "connection_limit": {"type": "integer", "minimum": 0, "maximum": 262143}
                     }
                 },
                 "CreatedUser": {
-                    "type": "object", "required": ["name", "superuser", "login"], "additionalProperties": false,
+                    "type": "object", "required": ["name", "superuser", "login", "valid_until", "member_of", "connection_limit"], "additionalProperties": false,
                     "properties": {
                         "name": {"type": "string"}, "superuser": {"type": "boolean"}, "login": {"type": "boolean"},
+                        "valid_until": nullable_time, "member_of": {"type": "array", "items": {"type": "string"}},
+                        "connection_limit": nullable("integer"),
                         "password": {"type": "string", "description": "Only when generated; shown once"}
+                    }
+                },
+                "BulkSession": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["pid", "backend_start", "usename", "datname", "application_name", "state", "state_seconds", "outcome", "reason"],
+                    "properties": {
+                        "pid": {"type": "integer"}, "backend_start": nullable_time, "usename": nullable("string"),
+                        "datname": nullable("string"), "application_name": {"type": "string"}, "state": nullable("string"),
+                        "state_seconds": nullable("number"),
+                        "outcome": {"type": "string", "enum": ["would_terminate", "would_cancel", "terminated", "cancelled", "skipped", "gone"]},
+                        "reason": nullable("string")
+                    }
+                },
+                "ManagedUser": {
+                    "type": "object", "required": ["name", "created_at", "valid_until", "login", "member_of", "sessions", "connection_limit"], "additionalProperties": false,
+                    "properties": {
+                        "name": {"type": "string"}, "created_at": nullable_time, "valid_until": nullable_time,
+                        "login": {"type": "boolean"}, "member_of": {"type": "array", "items": {"type": "string"}},
+                        "sessions": {"type": "integer"}, "connection_limit": nullable("integer")
                     }
                 },
                 "Database": {

@@ -30,6 +30,8 @@ pub struct Problem {
     pub reason: Option<FailureReason>,
     /// SQLSTATE, for the audit trail.
     pub sqlstate: Option<String>,
+    /// Extension members of the body (RFC 9457 section 3.2), e.g. what a role owns.
+    pub extensions: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Problem {
@@ -43,7 +45,14 @@ impl Problem {
             challenge: false,
             reason: None,
             sqlstate: None,
+            extensions: Vec::new(),
         }
+    }
+
+    /// The same problem with an extension member `key`.
+    pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Self {
+        self.extensions.push((key, value));
+        self
     }
 
     /// 401 with `WWW-Authenticate: Bearer`.
@@ -129,7 +138,41 @@ impl From<GatewayError> for Problem {
     fn from(e: GatewayError) -> Self {
         let reason = e.reason();
         let sqlstate = e.sqlstate().map(str::to_owned);
+        let mut extensions = Vec::new();
         let (status, slug, detail) = match (&e, reason) {
+            (GatewayError::NotManaged { role }, _) => (
+                StatusCode::CONFLICT,
+                "not-managed",
+                format!(
+                    "role {role} was not created by Mesa (it carries no mark of Mesa's); Mesa leaves it untouched"
+                ),
+            ),
+            (GatewayError::OwnsObjects { role, owned }, _) => {
+                extensions.push(("owned", serde_json::json!(owned)));
+                (
+                    StatusCode::CONFLICT,
+                    "owns-objects",
+                    format!(
+                        "role {role} owns objects or holds privileges, so it was not dropped; it can no longer log in and its sessions were ended. Reassign or drop what it owns, then try again: {}",
+                        owned.join("; ")
+                    ),
+                )
+            }
+            (GatewayError::TooMany { matched, max }, _) => {
+                extensions.push(("matched", serde_json::json!(matched)));
+                (
+                    StatusCode::CONFLICT,
+                    "too-many-matches",
+                    format!(
+                        "{matched} sessions match, more than max_count {max}; nothing was signalled. Narrow the filter or raise max_count (at most 1000)"
+                    ),
+                )
+            }
+            (GatewayError::UnsafeGrant { role, why }, _) => (
+                StatusCode::FORBIDDEN,
+                "unsafe-grant",
+                format!("role {role} may not be granted: {why}; nothing was created"),
+            ),
             (_, FailureReason::InvalidInput) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-input",
@@ -193,6 +236,7 @@ impl From<GatewayError> for Problem {
         Self {
             reason: Some(reason),
             sqlstate,
+            extensions,
             ..Self::new(status, slug, detail)
         }
     }
@@ -200,12 +244,15 @@ impl From<GatewayError> for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "type": format!("urn:mesa:problem:{}", self.slug),
             "title": self.status.canonical_reason().unwrap_or("Error"),
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
+        for (key, value) in self.extensions {
+            body[key] = value;
+        }
         let mut response = (self.status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

@@ -5,7 +5,10 @@
 
 mod actions;
 mod audit;
+mod bulk;
+mod cli;
 mod inspect;
+mod lifecycle;
 mod limits;
 
 use std::collections::HashMap;
@@ -18,7 +21,7 @@ use serde_json::Value;
 
 use crate::support::*;
 
-const KINDS: [(&str, &str, &str); 6] = [
+const KINDS: [(&str, &str, &str); 7] = [
     ("read", "reader", "[read], targets: ['*']"),
     ("terminate", "terminator", "[terminate], targets: ['*']"),
     ("create_user", "creator", "[create_user], targets: ['*']"),
@@ -36,6 +39,11 @@ const KINDS: [(&str, &str, &str); 6] = [
         "full",
         "full",
         "[read, terminate, create_user, create_superuser], targets: ['*']",
+    ),
+    (
+        "expiring",
+        "expiring",
+        "[create_user], targets: ['*'], require_expiry: true, max_valid_for: 1h",
     ),
 ];
 
@@ -85,6 +93,29 @@ async fn start(tag: &str, monitor: &str, admin: &str) -> Admin {
 
 /// As [`start`], with `other` collected as `other_monitor`.
 async fn start_with(tag: &str, monitor: &str, admin: &str, other_monitor: &str) -> Admin {
+    // Every admin daemon of the suite reaps the shared cluster; only the lifecycle tests'
+    // own reapers run within a test's lifetime, so their audit trails see every step.
+    start_custom(
+        tag,
+        monitor,
+        admin,
+        other_monitor,
+        "  reap_interval: 24h\n",
+        "",
+    )
+    .await
+}
+
+/// As [`start_with`], with `admin_extra` keys in the `admin` section (e.g. the reaper's) and
+/// `target_admin_extra` keys in each target's `admin` block (e.g. `grantable_roles`).
+async fn start_custom(
+    tag: &str,
+    monitor: &str,
+    admin: &str,
+    other_monitor: &str,
+    admin_extra: &str,
+    target_admin_extra: &str,
+) -> Admin {
     let mut tokens = HashMap::new();
     let mut token_yaml = String::new();
     for (kind, name, scopes) in KINDS {
@@ -97,11 +128,11 @@ async fn start_with(tag: &str, monitor: &str, admin: &str, other_monitor: &str) 
     }
     let target = |name: &str, monitor: &str| {
         format!(
-            "  - {{name: {name}, driver: postgres, host: '{{host}}', port: {{port}}, username: {monitor}, password_file: fixture.pw, sslmode: disable, admin: {{username: {admin}, password_file: fixture.pw}}}}\n"
+            "  - {{name: {name}, driver: postgres, host: '{{host}}', port: {{port}}, username: {monitor}, password_file: fixture.pw, sslmode: disable, admin: {{username: {admin}, password_file: fixture.pw{target_admin_extra}}}}}\n"
         )
     };
     let yaml = format!(
-        "collection: {{interval: 2s, timeout: 1s, {NO_VISITS}}}\nweb: {{listen_address: '127.0.0.1:0'}}\nadmin:\n  listen_address: '127.0.0.1:0'\n  audit_log: audit-{tag}.jsonl\n  tokens:\n{token_yaml}targets:\n{}{}",
+        "collection: {{interval: 2s, timeout: 1s, {NO_VISITS}}}\nweb: {{listen_address: '127.0.0.1:0'}}\nadmin:\n  listen_address: '127.0.0.1:0'\n  audit_log: audit-{tag}.jsonl\n{admin_extra}  tokens:\n{token_yaml}targets:\n{}{}",
         target("main", monitor),
         target("other", other_monitor)
     );
@@ -156,40 +187,95 @@ async fn every_route_and_token_gets_its_documented_status() {
     )
     .await;
     let stranger = std::process::id().to_string();
-    let routes: Vec<(&str, String, Option<String>, &str)> = vec![
-        ("GET", "/api/v1/targets".into(), None, "read"),
-        ("GET", "/api/v1/targets/main/health".into(), None, "read"),
-        ("GET", "/api/v1/targets/main/sessions".into(), None, "read"),
+    // Method, path, body, the scope it needs, and what a token with that scope gets.
+    let routes: Vec<(&str, String, Option<String>, &str, u16)> = vec![
+        ("GET", "/api/v1/targets".into(), None, "read", 200),
+        (
+            "GET",
+            "/api/v1/targets/main/health".into(),
+            None,
+            "read",
+            200,
+        ),
+        (
+            "GET",
+            "/api/v1/targets/main/sessions".into(),
+            None,
+            "read",
+            200,
+        ),
         (
             "POST",
             format!("/api/v1/targets/main/sessions/{stranger}/terminate"),
             None,
             "terminate",
+            404,
         ),
         (
             "POST",
             format!("/api/v1/targets/main/sessions/{stranger}/cancel"),
             None,
             "terminate",
+            404,
+        ),
+        (
+            "POST",
+            "/api/v1/targets/main/sessions/terminate".into(),
+            Some(
+                r#"{"filter":{"application_name":"matrix-nobody"},"max_count":1,"dry_run":true}"#
+                    .into(),
+            ),
+            "terminate",
+            200,
         ),
         (
             "POST",
             "/api/v1/targets/main/users".into(),
             Some(r#"{"name":"matrix_user_N"}"#.into()),
             "create_user",
+            201,
         ),
         (
             "POST",
             "/api/v1/targets/main/users".into(),
             Some(r#"{"name":"matrix_super_N","superuser":true}"#.into()),
             "create_superuser",
+            201,
         ),
-        ("GET", "/api/v1/targets/main/databases".into(), None, "read"),
+        (
+            "GET",
+            "/api/v1/targets/main/users".into(),
+            None,
+            "read",
+            200,
+        ),
+        (
+            "DELETE",
+            "/api/v1/targets/main/users/matrix_nobody".into(),
+            None,
+            "create_user",
+            404,
+        ),
+        (
+            "POST",
+            "/api/v1/targets/main/users/matrix_nobody/password".into(),
+            None,
+            "create_user",
+            404,
+        ),
+        (
+            "GET",
+            "/api/v1/targets/main/databases".into(),
+            None,
+            "read",
+            200,
+        ),
         (
             "GET",
             "/api/v1/targets/main/databases/postgres/tables".into(),
             None,
             "read",
+            200,
         ),
         (
             "GET",
@@ -197,21 +283,15 @@ async fn every_route_and_token_gets_its_documented_status() {
                 .into(),
             None,
             "read",
+            200,
         ),
-        ("GET", "/api/v1/openapi.json".into(), None, "none"),
+        ("GET", "/api/v1/openapi.json".into(), None, "none", 200),
     ];
-    // What each token kind gets on a route needing `need`.
-    let expect = |need: &str, kind: &str, path: &str| -> u16 {
+    // What each token kind gets on a route needing `need` that answers `success`.
+    let expect = |need: &str, kind: &str, path: &str, success: u16| -> u16 {
         if need == "none" {
             return 200;
         }
-        let success = if path.contains("/users") {
-            201
-        } else if path.ends_with("terminate") || path.ends_with("cancel") {
-            404
-        } else {
-            200
-        };
         match kind {
             "none" | "wrong" => 401,
             "full" => success,
@@ -236,7 +316,7 @@ async fn every_route_and_token_gets_its_documented_status() {
         );
         let mark = store.get("main").map(|s| s.finished_at);
         let before = (log_lines("matrix_monitor"), log_lines("matrix_admin"));
-        for (method, path, body, need) in &routes {
+        for (method, path, body, need, success) in &routes {
             for kind in [
                 "none",
                 "wrong",
@@ -246,7 +326,7 @@ async fn every_route_and_token_gets_its_documented_status() {
                 "create_superuser",
                 "other_target",
             ] {
-                let want = expect(need, kind, path);
+                let want = expect(need, kind, path, *success);
                 if want != 401 && want != 403 {
                     continue;
                 }
@@ -293,7 +373,7 @@ async fn every_route_and_token_gets_its_documented_status() {
 
     // Accepted combinations.
     let mut n = 0;
-    for (method, path, body, need) in &routes {
+    for (method, path, body, need, success) in &routes {
         for kind in [
             "read",
             "terminate",
@@ -302,7 +382,7 @@ async fn every_route_and_token_gets_its_documented_status() {
             "other_target",
             "full",
         ] {
-            let want = expect(need, kind, path);
+            let want = expect(need, kind, path, *success);
             if want == 403 {
                 continue;
             }

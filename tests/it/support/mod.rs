@@ -141,6 +141,7 @@ pub fn target(name: &str, user: &str) -> TargetConfig {
             }),
         },
         collection: CollectionSettings::default(),
+        grantable_roles: Vec::new(),
     }
 }
 

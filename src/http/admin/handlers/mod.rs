@@ -1,14 +1,16 @@
 //! One function per admin route. Each takes [`Authorized`] (so it runs only for a caller
 //! that was authenticated, authorised and rate-limited for its action), parses its own input
 //! into the gateway's types, and only then talks to the gateway; mutations go through
-//! [`mutate`] for the audit trail.
+//! [`mutate`] for the audit trail. Here: the target list, health, inspection and the shared
+//! helpers; `sessions` (list, signal one, signal in bulk) and `users` (create, list, revoke,
+//! rotate) in their own files.
 
 use std::future::Future;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -18,12 +20,16 @@ use super::audit::{AuditEvent, AuditOutcome, AuditRecord, AuditSubject};
 use super::extract::Authorized;
 use super::problem::Problem;
 use super::{Action, AdminState};
-use crate::config::Scope;
 use crate::gateway::{
-    Administrator, BackendRef, Column, Database, Deadline, Gateway, GatewayError, HealthStatus,
-    Inspector, ObjectName, Pid, ServerHealth, Session, SessionFilter, SessionLimit, Table,
-    TableKind,
+    Administrator, Column, Database, Deadline, GatewayError, HealthStatus, Inspector, ObjectName,
+    ServerHealth, Table, TableKind,
 };
+
+mod sessions;
+mod users;
+
+pub(super) use sessions::{bulk_terminate, cancel, sessions, terminate};
+pub(super) use users::{create_user, delete_user, list_users, rotate_password};
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -112,79 +118,6 @@ pub(super) async fn health(State(state): State<AdminState>, auth: Authorized) ->
                 )
             }
         })
-    }
-    .await;
-    state.finish(auth.action, result)
-}
-
-/// `?limit=N&include_idle=BOOL`, strictly.
-fn session_filter(query: Option<&str>) -> Result<SessionFilter, Problem> {
-    let mut filter = SessionFilter::default();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "limit" => {
-                filter.limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .and_then(|n| SessionLimit::new(n).ok())
-                    .ok_or_else(|| {
-                        Problem::invalid(format!(
-                            "limit must be an integer from 1 to {}",
-                            SessionLimit::MAX
-                        ))
-                    })?;
-            }
-            "include_idle" => {
-                filter.include_idle = match value {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(Problem::invalid("include_idle must be true or false")),
-                };
-            }
-            _ => {
-                return Err(Problem::invalid(
-                    "unknown query parameter; expected limit and include_idle",
-                ));
-            }
-        }
-    }
-    Ok(filter)
-}
-
-fn since_epoch(t: Option<SystemTime>) -> Option<String> {
-    t.filter(|t| *t > UNIX_EPOCH).map(rfc3339)
-}
-
-fn session_json(s: &Session) -> Value {
-    json!({
-        "pid": s.pid,
-        "user": s.user,
-        "database": s.database,
-        "application_name": s.application_name,
-        "client_addr": s.client_addr.map(|a| a.to_string()),
-        "state": s.state,
-        "query": s.query,
-        "wait_event_type": s.wait_event_type,
-        "wait_event": s.wait_event,
-        "backend_start": s.backend_start.filter(|t| *t > UNIX_EPOCH).map(|t| humantime::format_rfc3339_micros(t).to_string()),
-        "xact_start": since_epoch(s.xact_start),
-        "query_start": since_epoch(s.query_start),
-        "duration_seconds": s.duration.map(|d| d.as_secs_f64()),
-    })
-}
-
-pub(super) async fn sessions(
-    State(state): State<AdminState>,
-    auth: Authorized,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let result = async {
-        let filter = session_filter(query.as_deref())?;
-        let deadline = state.read_deadline(&auth)?;
-        let sessions = auth.gateway()?.sessions(filter, deadline).await?;
-        let list: Vec<Value> = sessions.iter().map(session_json).collect();
-        Ok(super::json(StatusCode::OK, json!({ "sessions": list })))
     }
     .await;
     state.finish(auth.action, result)
@@ -281,6 +214,26 @@ where
     F: FnOnce(Deadline) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Value, GatewayError>> + Send + 'static,
 {
+    let same = subject.clone();
+    mutate_reporting(state, auth, subject, success, move |deadline| async move {
+        call(deadline).await.map(|body| (body, same))
+    })
+    .await
+}
+
+/// As [`mutate`], for a call that says in its outcome record what it did (a bulk signal
+/// lists every pid with its outcome): the call returns the body and the outcome's subject.
+async fn mutate_reporting<F, Fut>(
+    state: &AdminState,
+    auth: &Authorized,
+    subject: AuditSubject,
+    success: StatusCode,
+    call: F,
+) -> Result<Response, Problem>
+where
+    F: FnOnce(Deadline) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(Value, AuditSubject), GatewayError>> + Send + 'static,
+{
     let Some(audit) = state.audit.clone() else {
         return Err(Problem::audit_unavailable());
     };
@@ -317,7 +270,10 @@ where
         }
         let result = call(deadline).await.map_err(Problem::from);
         let outcome = match &result {
-            Ok(_) => intent.outcome(AuditOutcome::Ok, success.as_u16()),
+            Ok((_, reported)) => AuditRecord {
+                subject: reported.clone(),
+                ..intent.outcome(AuditOutcome::Ok, success.as_u16())
+            },
             Err(problem) => AuditRecord {
                 reason: problem.reason.map(|r| r.as_str()),
                 sqlstate: problem.sqlstate.clone(),
@@ -328,7 +284,7 @@ where
             // The action happened; it cannot be undone. Say so loudly.
             tracing::error!(error = %e, "cannot write the audit outcome record");
         }
-        result.map(|body| super::json(success, body))
+        result.map(|(body, _)| super::json(success, body))
     });
     task.await.map_err(|e| {
         tracing::error!(error = %e, "admin mutation task failed");
@@ -338,88 +294,6 @@ where
             "the mutation task failed",
         )
     })?
-}
-
-/// The two signal routes.
-#[derive(Debug, Clone, Copy)]
-enum Signal {
-    Terminate,
-    Cancel,
-}
-
-impl Signal {
-    /// Sends the signal; the word the response uses for it.
-    async fn send(
-        self,
-        gateway: &Gateway,
-        backend: BackendRef,
-        deadline: Deadline,
-    ) -> Result<&'static str, GatewayError> {
-        match self {
-            Self::Terminate => gateway
-                .terminate(backend, deadline)
-                .await
-                .map(|()| "terminated"),
-            Self::Cancel => gateway
-                .cancel(backend, deadline)
-                .await
-                .map(|()| "cancelled"),
-        }
-    }
-}
-
-async fn signal(
-    state: AdminState,
-    auth: Authorized,
-    params: Result<Path<(String, String)>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-    signal: Signal,
-) -> Response {
-    let result = async {
-        let (_, pid) = path(params)?;
-        let pid = Pid::parse(&pid)?;
-        let pinned = super::body::signal(&read_body(body)?)?;
-        let backend = BackendRef {
-            pid,
-            backend_start: pinned.as_ref().map(|(_, t)| *t),
-        };
-        let gateway = auth.gateway()?;
-        let subject = AuditSubject::Backend {
-            pid: pid.get(),
-            backend_start: pinned.map(|(text, _)| text),
-        };
-        mutate(
-            &state,
-            &auth,
-            subject,
-            StatusCode::OK,
-            move |deadline| async move {
-                let done = signal.send(&gateway, backend, deadline).await?;
-                Ok(json!({ "pid": pid.get(), "result": done }))
-            },
-        )
-        .await
-    }
-    .await;
-    state.finish(auth.action, result)
-}
-
-pub(super) async fn terminate(
-    State(state): State<AdminState>,
-    auth: Authorized,
-    params: Result<Path<(String, String)>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    signal(state, auth, params, body, Signal::Terminate).await
-}
-
-pub(super) async fn cancel(
-    State(state): State<AdminState>,
-    auth: Authorized,
-    params: Result<Path<(String, String)>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    signal(state, auth, params, body, Signal::Cancel).await
 }
 
 /// The request body's bytes: 413 when over the limit, 400 when unreadable.
@@ -436,53 +310,4 @@ fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
             Problem::new(status, "malformed-request", "the body could not be read")
         }
     })
-}
-
-pub(super) async fn create_user(
-    State(state): State<AdminState>,
-    auth: Authorized,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result = async {
-        let request = super::body::create_user(&read_body(body)?)?;
-        if request.superuser() && !auth.caller.has(Scope::CreateSuperuser) {
-            return Err(Problem::forbidden(
-                "creating a superuser needs the create_superuser scope",
-            ));
-        }
-        let user = request.validate()?;
-        let gateway = auth.gateway()?;
-        let subject = AuditSubject::Role {
-            role: user.name.as_str().to_owned(),
-            superuser: user.superuser,
-            login: user.login,
-            password: if user.password.is_some() {
-                "chosen"
-            } else {
-                "generated"
-            },
-        };
-        mutate(
-            &state,
-            &auth,
-            subject,
-            StatusCode::CREATED,
-            move |deadline| async move {
-                let created = gateway.create_user(user.clone(), deadline).await?;
-                let mut body = json!({
-                    "name": created.name.as_str(),
-                    "superuser": user.superuser,
-                    "login": user.login,
-                });
-                if let Some(password) = created.generated_password {
-                    // Returned once, to this caller only; never logged or audited.
-                    body["password"] = json!(password.expose());
-                }
-                Ok(body)
-            },
-        )
-        .await
-    }
-    .await;
-    state.finish(auth.action, result)
 }
