@@ -1,5 +1,6 @@
 //! The admin API's JSON bodies: whatever parses into a role name is one an unquoted
-//! identifier could spell, and no body panics.
+//! identifier could spell, a rotated password and a bulk request are within their bounds,
+//! and no body panics.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -22,4 +23,12 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = body::signal(data);
+    if let Ok(Some(password)) = body::rotate(data) {
+        let chars = password.expose().chars().count();
+        assert!((16..=256).contains(&chars), "{chars}");
+    }
+    if let Ok((request, _)) = body::bulk(data) {
+        assert!((1..=1000).contains(&request.max_count));
+        assert!(request.filter != mesa::gateway::SessionMatch::default());
+    }
 });

@@ -19,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
         sha256: mesa::token::digest(TOKEN),
         scopes: [Scope::Read].into(),
         targets: TargetSelector::All,
+        max_valid_for: None,
+        require_expiry: false,
     }];
     let bearer = mesa::http::admin::auth::bearer(&headers);
     match mesa::http::admin::auth::authenticate(&headers, &tokens) {

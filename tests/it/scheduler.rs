@@ -125,7 +125,10 @@ async fn first_collections_spread_within_one_interval_then_tick_every_interval()
     }
     tokio::time::sleep(I * 3 + I / 2).await;
     let firsts: Vec<Duration> = fakes.iter().map(|f| f.calls()[0] - start).collect();
-    assert!(firsts.iter().all(|d| *d < I), "{firsts:?}");
+    // Offsets are uniform in [0, I); tokio's timer wheel fires at whole milliseconds, rounding
+    // up, so an offset in the last millisecond fires at I itself (1 run in 500 saw it).
+    let resolution = Duration::from_millis(1);
+    assert!(firsts.iter().all(|d| *d < I + resolution), "{firsts:?}");
     let spread = *firsts.iter().max().expect("20") - *firsts.iter().min().expect("20");
     assert!(spread > I / 4, "20 targets started within {spread:?}");
     for f in &fakes {
