@@ -102,8 +102,7 @@ impl Reaper {
                 let outcome = AuditRecord {
                     reason: Some(e.reason().as_str()),
                     sqlstate: e.sqlstate().map(str::to_owned),
-                    status: None,
-                    ..intent.outcome(AuditOutcome::Error, 0)
+                    ..intent.finished(AuditOutcome::Error)
                 };
                 self.record(outcome).await;
                 return;
@@ -148,8 +147,7 @@ impl Reaper {
                 sessions: step.sessions,
                 detail: step.detail,
             },
-            status: None,
-            ..intent.outcome(outcome, 0)
+            ..intent.finished(outcome)
         };
         self.record(record).await;
     }

@@ -83,11 +83,6 @@ pub(crate) fn section(md: &mut String, mesa: &OneTarget, pge: &OneTarget) -> Res
         md,
         "One `queries.yaml` of 20 queries (each `master: true`, a `GROUP BY` over the 10 000-row table) run by both, once a second, with their own collectors as far off as each allows: Mesa with every collector off but `health` (which decides `pg_up` and cannot be) and no discovery; postgres_exporter 0.11 with `--disable-default-metrics --disable-settings-metrics --no-collector.database --no-collector.bgwriter`. Mesa runs them in its read-only snapshot, each under a savepoint rolled back and its own `statement_timeout`, on its kept session; postgres_exporter runs them as they are.\n"
     )?;
-    writeln!(
-        md,
-        "| figure | Mesa | postgres_exporter | Mesa / postgres_exporter |"
-    )?;
-    writeln!(md, "|---|---:|---:|---:|")?;
     let rows: [(&str, f64, f64, usize); 5] = [
         (
             "exporter CPU per collection (ms)",

@@ -19,8 +19,14 @@ pub(crate) fn version(cmd: &Path, arg: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Table rows `| name | Mesa | other | ratio |`, each figure with its digits.
+/// A Mesa / postgres_exporter table: its header, then a row per figure with its digits and
+/// the ratio.
 pub(crate) fn side_by_side(md: &mut String, rows: &[(&str, f64, f64, usize)]) -> Result<(), Error> {
+    writeln!(
+        md,
+        "| figure | Mesa | postgres_exporter | Mesa / postgres_exporter |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|")?;
     for &(name, m, e, digits) in rows {
         writeln!(
             md,
@@ -327,11 +333,6 @@ pub(crate) fn run() -> Result<(), Error> {
         "Mesa collects on its schedule (every second here) and is scraped once per collection; postgres_exporter collects on each scrape (every second here). CPU is the exporter process's user + system time over the window ({:.0} s) divided by collections.\n",
         plan.per_collection.as_secs_f64()
     )?;
-    writeln!(
-        md,
-        "| figure | Mesa | postgres_exporter | Mesa / postgres_exporter |"
-    )?;
-    writeln!(md, "|---|---:|---:|---:|")?;
     let m_per_series = mesa.cpu_per_collection_ms * 1000.0 / mesa.series as f64;
     let e_per_series = exporter.cpu_per_collection_ms * 1000.0 / exporter.series as f64;
     let rows: Vec<(&str, f64, f64, usize)> = vec![
@@ -489,49 +490,41 @@ pub(crate) fn run() -> Result<(), Error> {
         plan.default_interval.as_secs_f64(),
         plan.discovery_window.as_secs_f64()
     )?;
-    writeln!(
-        md,
-        "| figure | Mesa | postgres_exporter | Mesa / postgres_exporter |"
+    side_by_side(
+        &mut md,
+        &[
+            (
+                "logins per second",
+                mesa_many.logins_per_s,
+                pge_many.logins_per_s,
+                2,
+            ),
+            (
+                "server CPU per second (ms)",
+                mesa_many.server_cpu_ms_per_s,
+                pge_many.server_cpu_ms_per_s,
+                2,
+            ),
+            (
+                "exporter CPU per second (ms)",
+                mesa_many.exporter_cpu_ms_per_s,
+                pge_many.exporter_cpu_ms_per_s,
+                2,
+            ),
+            (
+                "series exported",
+                mesa_many.series as f64,
+                pge_many.series as f64,
+                0,
+            ),
+            (
+                "databases with table series",
+                mesa_many.databases as f64,
+                pge_many.databases as f64,
+                0,
+            ),
+        ],
     )?;
-    writeln!(md, "|---|---:|---:|---:|")?;
-    for (name, m, e, digits) in [
-        (
-            "logins per second",
-            mesa_many.logins_per_s,
-            pge_many.logins_per_s,
-            2,
-        ),
-        (
-            "server CPU per second (ms)",
-            mesa_many.server_cpu_ms_per_s,
-            pge_many.server_cpu_ms_per_s,
-            2,
-        ),
-        (
-            "exporter CPU per second (ms)",
-            mesa_many.exporter_cpu_ms_per_s,
-            pge_many.exporter_cpu_ms_per_s,
-            2,
-        ),
-        (
-            "series exported",
-            mesa_many.series as f64,
-            pge_many.series as f64,
-            0,
-        ),
-        (
-            "databases with table series",
-            mesa_many.databases as f64,
-            pge_many.databases as f64,
-            0,
-        ),
-    ] {
-        writeln!(
-            md,
-            "| {name} | {m:.digits$} | {e:.digits$} | {} |",
-            ratio(m, e)
-        )?;
-    }
 
     writeln!(md, "\n## Memory under scraping\n")?;
     writeln!(

@@ -24,14 +24,9 @@ pub enum ClientError {
         /// What is wrong.
         why: String,
     },
-    /// The CA file could not be used.
-    #[error("--cacert {path}: {why}")]
-    CaFile {
-        /// The path.
-        path: String,
-        /// What is wrong.
-        why: String,
-    },
+    /// The trust roots could not be loaded (`--cacert`, or the system's).
+    #[error("--cacert: {0}")]
+    Roots(#[source] crate::tls::TlsError),
     /// No connection, TLS failed, or the exchange broke.
     #[error("cannot reach the admin API at {endpoint}: {why}")]
     Unreachable {
@@ -94,13 +89,12 @@ impl AdminClient {
         }
         let prefix = uri.path().trim_end_matches('/').to_owned();
         let tls = if https {
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad(&e.to_string()))?
-            .with_root_certificates(roots(cacert)?)
-            .with_no_client_auth();
+            let config =
+                rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::provider()))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| bad(&e.to_string()))?
+                    .with_root_certificates(roots(cacert)?)
+                    .with_no_client_auth();
             let name = rustls::pki_types::ServerName::try_from(host.clone())
                 .map_err(|_| bad("the host is not a valid TLS server name"))?;
             Some((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
@@ -211,29 +205,9 @@ where
 
 /// The roots to verify the admin API with: the PEM file's certificates, or the system's.
 fn roots(cacert: Option<&Path>) -> Result<rustls::RootCertStore, ClientError> {
-    let mut store = rustls::RootCertStore::empty();
     match cacert {
-        Some(path) => {
-            let fail = |why: String| ClientError::CaFile {
-                path: path.display().to_string(),
-                why,
-            };
-            let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-            let mut found = 0;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| fail(e.to_string()))?;
-                store.add(cert).map_err(|e| fail(e.to_string()))?;
-                found += 1;
-            }
-            if found == 0 {
-                return Err(fail("no PEM certificate in it".to_owned()));
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = store.add(cert);
-            }
-        }
+        Some(path) => crate::tls::pem::roots(path),
+        None => crate::tls::pem::system_roots(),
     }
-    Ok(store)
+    .map_err(ClientError::Roots)
 }

@@ -183,6 +183,20 @@ pub fn check_password(password: &Secret) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// The password to set: the caller's choice, or a fresh one, which is also returned (to be
+/// shown to the caller once).
+pub fn chosen_or_generated(
+    chosen: Option<Secret>,
+) -> Result<(Secret, Option<Secret>), GatewayError> {
+    match chosen {
+        Some(chosen) => Ok((chosen, None)),
+        None => {
+            let fresh = generate_password()?;
+            Ok((fresh.clone(), Some(fresh)))
+        }
+    }
+}
+
 /// A fresh password from the operating system's CSPRNG: [`GENERATED_PASSWORD_CHARS`] characters
 /// of `[A-Za-z0-9]`, drawn without modulo bias.
 pub fn generate_password() -> Result<Secret, GatewayError> {

@@ -7,8 +7,12 @@
 
 use super::{Definition, Metric, guarded, shaped};
 
-/// PostgreSQL 13 to 17.
-const SQL_13: &str = "\
+/// The statement, with the four columns of time spent in vacuum and analyze (`$times`),
+/// which only PostgreSQL 18 has.
+macro_rules! stat_user_tables_sql {
+    ($times:literal) => {
+        concat!(
+            "\
 SELECT pg_catalog.current_database()::pg_catalog.text, t.schemaname::pg_catalog.text,
        t.relname::pg_catalog.text,
        t.seq_scan, t.seq_tup_read, t.idx_scan, t.idx_tup_fetch, t.n_tup_ins, t.n_tup_upd,
@@ -18,32 +22,31 @@ SELECT pg_catalog.current_database()::pg_catalog.text, t.schemaname::pg_catalog.
        extract(epoch FROM t.last_analyze)::pg_catalog.float8,
        extract(epoch FROM t.last_autoanalyze)::pg_catalog.float8,
        t.vacuum_count, t.autovacuum_count, t.analyze_count, t.autoanalyze_count,
-       NULL::pg_catalog.float8, NULL::pg_catalog.float8, NULL::pg_catalog.float8,
-       NULL::pg_catalog.float8,
+       ",
+            $times,
+            ",
        pg_catalog.count(*) OVER (), c.relpages::pg_catalog.int8
   FROM pg_catalog.pg_stat_user_tables t
   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
  ORDER BY c.relpages DESC, t.schemaname, t.relname
- LIMIT $1::pg_catalog.int8";
+ LIMIT $1::pg_catalog.int8"
+        )
+    };
+}
+
+/// PostgreSQL 13 to 17.
+const SQL_13: &str = stat_user_tables_sql!(
+    "NULL::pg_catalog.float8, NULL::pg_catalog.float8, NULL::pg_catalog.float8,
+       NULL::pg_catalog.float8"
+);
 
 /// PostgreSQL 18 and later: time spent in vacuum and analyze (milliseconds, read as seconds).
-const SQL_18: &str = "\
-SELECT pg_catalog.current_database()::pg_catalog.text, t.schemaname::pg_catalog.text,
-       t.relname::pg_catalog.text,
-       t.seq_scan, t.seq_tup_read, t.idx_scan, t.idx_tup_fetch, t.n_tup_ins, t.n_tup_upd,
-       t.n_tup_del, t.n_tup_hot_upd, t.n_live_tup, t.n_dead_tup, t.n_mod_since_analyze,
-       extract(epoch FROM t.last_vacuum)::pg_catalog.float8,
-       extract(epoch FROM t.last_autovacuum)::pg_catalog.float8,
-       extract(epoch FROM t.last_analyze)::pg_catalog.float8,
-       extract(epoch FROM t.last_autoanalyze)::pg_catalog.float8,
-       t.vacuum_count, t.autovacuum_count, t.analyze_count, t.autoanalyze_count,
-       t.total_vacuum_time OPERATOR(pg_catalog./) 1000, t.total_autovacuum_time OPERATOR(pg_catalog./) 1000,
-       t.total_analyze_time OPERATOR(pg_catalog./) 1000, t.total_autoanalyze_time OPERATOR(pg_catalog./) 1000,
-       pg_catalog.count(*) OVER (), c.relpages::pg_catalog.int8
-  FROM pg_catalog.pg_stat_user_tables t
-  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
- ORDER BY c.relpages DESC, t.schemaname, t.relname
- LIMIT $1::pg_catalog.int8";
+const SQL_18: &str = stat_user_tables_sql!(
+    "t.total_vacuum_time OPERATOR(pg_catalog./) 1000::pg_catalog.float8,
+       t.total_autovacuum_time OPERATOR(pg_catalog./) 1000::pg_catalog.float8,
+       t.total_analyze_time OPERATOR(pg_catalog./) 1000::pg_catalog.float8,
+       t.total_autoanalyze_time OPERATOR(pg_catalog./) 1000::pg_catalog.float8"
+);
 
 /// The collector.
 pub const COLLECTOR: Definition = Definition {

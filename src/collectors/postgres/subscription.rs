@@ -21,7 +21,7 @@ use super::{Definition, Metric, shaped};
 /// the count of sync workers, whose own `t` shadows the outer one), the condition that makes
 /// a row the leader apply worker, the stats columns and their join.
 macro_rules! subscription_sql {
-    (belongs: $belongs:literal, leader: $leader:literal, stats: $stats:literal, join: $join:literal) => {
+    (belongs: $belongs:expr, leader: $leader:literal, stats: $stats:expr, join: $join:expr) => {
         concat!(
             "SELECT d.datname::pg_catalog.text, s.subname::pg_catalog.text,
        (CASE WHEN s.subenabled THEN 1 ELSE 0 END)::pg_catalog.int8,
@@ -52,6 +52,39 @@ macro_rules! subscription_sql {
     };
 }
 
+/// How a row `t` of `pg_stat_subscription` belongs to subscription `s`, from 14 (by OID).
+macro_rules! by_oid {
+    () => {
+        "t.subid OPERATOR(pg_catalog.=) s.oid"
+    };
+}
+
+/// The stats columns before 15: none.
+macro_rules! no_stats {
+    () => {
+        "NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8,
+       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8,
+       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8"
+    };
+}
+
+/// The stats columns of 15 to 17: error counts, from the stats view `x`.
+macro_rules! error_stats {
+    () => {
+        "x.apply_error_count, x.sync_error_count, NULL::pg_catalog.int8,
+       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8,
+       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8"
+    };
+}
+
+/// The stats view `x` (15 on).
+macro_rules! stats_join {
+    () => {
+        "
+  LEFT JOIN pg_catalog.pg_stat_subscription_stats x ON x.subid OPERATOR(pg_catalog.=) s.oid"
+    };
+}
+
 /// PostgreSQL 13: matched by name, where the name is unique in the cluster.
 const SQL_13: &str = subscription_sql!(
     belongs: "t.subname OPERATOR(pg_catalog.=) s.subname AND NOT EXISTS (
@@ -59,53 +92,38 @@ const SQL_13: &str = subscription_sql!(
               WHERE u.subname OPERATOR(pg_catalog.=) s.subname
                 AND u.subdbid OPERATOR(pg_catalog.<>) s.subdbid)",
     leader: "",
-    stats: "NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8,
-       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8,
-       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8",
+    stats: no_stats!(),
     join: ""
 );
 
 /// PostgreSQL 14.
-const SQL_14: &str = subscription_sql!(
-    belongs: "t.subid OPERATOR(pg_catalog.=) s.oid",
-    leader: "",
-    stats: "NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8,
-       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8,
-       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8",
-    join: ""
-);
+const SQL_14: &str =
+    subscription_sql!(belongs: by_oid!(), leader: "", stats: no_stats!(), join: "");
 
 /// PostgreSQL 15: error counts.
 const SQL_15: &str = subscription_sql!(
-    belongs: "t.subid OPERATOR(pg_catalog.=) s.oid",
+    belongs: by_oid!(),
     leader: "",
-    stats: "x.apply_error_count, x.sync_error_count, NULL::pg_catalog.int8,
-       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8,
-       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8",
-    join: "
-  LEFT JOIN pg_catalog.pg_stat_subscription_stats x ON x.subid OPERATOR(pg_catalog.=) s.oid"
+    stats: error_stats!(),
+    join: stats_join!()
 );
 
 /// PostgreSQL 16 and 17: parallel apply workers (16) have a leader; the leader has none.
 const SQL_16: &str = subscription_sql!(
-    belongs: "t.subid OPERATOR(pg_catalog.=) s.oid",
+    belongs: by_oid!(),
     leader: " AND t.leader_pid IS NULL",
-    stats: "x.apply_error_count, x.sync_error_count, NULL::pg_catalog.int8,
-       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8,
-       NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8",
-    join: "
-  LEFT JOIN pg_catalog.pg_stat_subscription_stats x ON x.subid OPERATOR(pg_catalog.=) s.oid"
+    stats: error_stats!(),
+    join: stats_join!()
 );
 
 /// PostgreSQL 18 and later: conflicts by kind.
 const SQL_18: &str = subscription_sql!(
-    belongs: "t.subid OPERATOR(pg_catalog.=) s.oid",
+    belongs: by_oid!(),
     leader: " AND t.leader_pid IS NULL",
     stats: "x.apply_error_count, x.sync_error_count, x.confl_insert_exists,
        x.confl_update_origin_differs, x.confl_update_exists, x.confl_update_missing,
        x.confl_delete_origin_differs, x.confl_delete_missing, x.confl_multiple_unique_conflicts",
-    join: "
-  LEFT JOIN pg_catalog.pg_stat_subscription_stats x ON x.subid OPERATOR(pg_catalog.=) s.oid"
+    join: stats_join!()
 );
 
 /// The SQL for `server_version_num`.

@@ -99,24 +99,6 @@ impl PostgresGateway {
         })
     }
 
-    /// Signals every client session matching `request` (see `bulk.rs`).
-    pub(super) async fn signal_matching_sessions(
-        &self,
-        request: &BulkSignal,
-        deadline: Deadline,
-    ) -> Result<Vec<BulkSession>, GatewayError> {
-        let own = self.untouchable().own;
-        self.with_connection(
-            self.admin_credentials(),
-            &self.database,
-            Access::ReadOnly,
-            Purpose::Admin,
-            deadline,
-            async |c| bulk::signal_matching(c, request, own).await,
-        )
-        .await?
-    }
-
     /// The logins management calls never touch: `postgres` and Mesa's own two.
     fn untouchable(&self) -> roles::Untouchable<'_> {
         roles::Untouchable {
@@ -148,15 +130,8 @@ impl PostgresGateway {
 
 impl Administrator for PostgresGateway {
     async fn server_health(&self, deadline: Deadline) -> Result<ServerHealth, GatewayError> {
-        self.with_connection(
-            &self.monitor,
-            &self.database,
-            Access::ReadOnly,
-            Purpose::Admin,
-            deadline,
-            async |c| admin::server_health(c).await,
-        )
-        .await
+        self.monitor_read(deadline, async |c| admin::server_health(c).await)
+            .await
     }
 
     async fn sessions(
@@ -164,15 +139,8 @@ impl Administrator for PostgresGateway {
         filter: SessionFilter,
         deadline: Deadline,
     ) -> Result<Vec<Session>, GatewayError> {
-        self.with_connection(
-            &self.monitor,
-            &self.database,
-            Access::ReadOnly,
-            Purpose::Admin,
-            deadline,
-            async |c| admin::sessions(c, filter).await,
-        )
-        .await
+        self.monitor_read(deadline, async |c| admin::sessions(c, filter).await)
+            .await
     }
 
     async fn terminate(&self, backend: BackendRef, deadline: Deadline) -> Result<(), GatewayError> {
@@ -188,13 +156,7 @@ impl Administrator for PostgresGateway {
         user: NewUser,
         deadline: Deadline,
     ) -> Result<CreatedUser, GatewayError> {
-        let (password, generated) = match &user.password {
-            Some(chosen) => (chosen.clone(), None),
-            None => {
-                let fresh = validate::generate_password()?;
-                (fresh.clone(), Some(fresh))
-            }
-        };
+        let (password, generated) = validate::chosen_or_generated(user.password.clone())?;
         let valid_until = self
             .admin_call(deadline, async |c| roles::create(c, &user, &password).await)
             .await
@@ -212,15 +174,8 @@ impl Administrator for PostgresGateway {
     }
 
     async fn managed_users(&self, deadline: Deadline) -> Result<Vec<ManagedRole>, GatewayError> {
-        self.with_connection(
-            &self.monitor,
-            &self.database,
-            Access::ReadOnly,
-            Purpose::Admin,
-            deadline,
-            async |c| roles::managed(c).await,
-        )
-        .await
+        self.monitor_read(deadline, async |c| roles::managed(c).await)
+            .await
     }
 
     async fn drop_user(
@@ -241,13 +196,7 @@ impl Administrator for PostgresGateway {
         password: Option<Secret>,
         deadline: Deadline,
     ) -> Result<Option<Secret>, GatewayError> {
-        let (password, generated) = match password {
-            Some(chosen) => (chosen, None),
-            None => {
-                let fresh = validate::generate_password()?;
-                (fresh.clone(), Some(fresh))
-            }
-        };
+        let (password, generated) = validate::chosen_or_generated(password)?;
         let untouchable = self.untouchable();
         self.admin_call(deadline, async |c| {
             roles::rotate(c, name, &password, &untouchable).await
@@ -262,14 +211,9 @@ impl Administrator for PostgresGateway {
         deadline: Deadline,
     ) -> Result<Vec<Reaped>, GatewayError> {
         let untouchable = self.untouchable();
-        self.with_connection(
-            self.admin_credentials(),
-            &self.database,
-            Access::ReadWrite,
-            Purpose::Admin,
-            deadline,
-            async |c| roles::reap(c, drop_after, &untouchable).await,
-        )
+        self.admin_call(deadline, async |c| {
+            roles::reap(c, drop_after, &untouchable).await.map(Ok)
+        })
         .await
     }
 
@@ -278,6 +222,15 @@ impl Administrator for PostgresGateway {
         request: &BulkSignal,
         deadline: Deadline,
     ) -> Result<Vec<BulkSession>, GatewayError> {
-        self.signal_matching_sessions(request, deadline).await
+        let untouchable = self.untouchable();
+        self.with_connection(
+            self.admin_credentials(),
+            &self.database,
+            Access::ReadOnly,
+            Purpose::Admin,
+            deadline,
+            async |c| bulk::signal_matching(c, request, &untouchable).await,
+        )
+        .await?
     }
 }

@@ -12,16 +12,17 @@ use std::time::SystemTime;
 use tokio_postgres::{Client, Error};
 
 use super::admin::{self, Signal};
+use super::roles::Untouchable;
 use crate::gateway::{
     BackendRef, BulkOutcome, BulkSession, BulkSignal, GatewayError, Pid, SignalMode,
 };
 
-/// Runs `request`; `own` are Mesa's own logins, whose sessions are never signalled (they are
-/// its collections and admin calls).
+/// Runs `request`. Sessions of Mesa's own logins (`untouchable`) are never signalled: they
+/// are its collections and admin calls.
 pub(super) async fn signal_matching(
     client: &Client,
     request: &BulkSignal,
-    own: [&str; 2],
+    untouchable: &Untouchable<'_>,
 ) -> Result<Result<Vec<BulkSession>, GatewayError>, Error> {
     let f = &request.filter;
     let secs = f.state_for_longer_than.map(|d| d.as_secs_f64());
@@ -45,7 +46,7 @@ pub(super) async fn signal_matching(
         let is_self: bool = row.try_get(8)?;
         let skip = if is_self {
             Some("Mesa's own connection".to_owned())
-        } else if usename.as_deref().is_some_and(|u| own.contains(&u)) {
+        } else if usename.as_deref().is_some_and(|u| untouchable.is_own(u)) {
             Some("a session of one of Mesa's own logins".to_owned())
         } else if superuser {
             Some("a superuser's session; Mesa never signals one".to_owned())

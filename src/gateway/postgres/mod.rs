@@ -143,6 +143,24 @@ impl PostgresGateway {
         self.admin.as_ref().unwrap_or(&self.monitor)
     }
 
+    /// A read of the target's database as the monitoring login (health, sessions, the
+    /// inspector's databases, managed roles): [`Self::with_connection`], read-only.
+    async fn monitor_read<T>(
+        &self,
+        deadline: Deadline,
+        work: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, GatewayError> {
+        self.with_connection(
+            &self.monitor,
+            &self.database,
+            Access::ReadOnly,
+            Purpose::Admin,
+            deadline,
+            work,
+        )
+        .await
+    }
+
     /// Opens a connection, runs `work` on it under `deadline`, and closes it.
     async fn with_connection<T>(
         &self,
@@ -166,15 +184,8 @@ impl PostgresGateway {
 
 impl Inspector for PostgresGateway {
     async fn databases(&self, deadline: Deadline) -> Result<Vec<Database>, GatewayError> {
-        self.with_connection(
-            &self.monitor,
-            &self.database,
-            Access::ReadOnly,
-            Purpose::Admin,
-            deadline,
-            async |c| inspect::databases(c).await,
-        )
-        .await
+        self.monitor_read(deadline, async |c| inspect::databases(c).await)
+            .await
     }
 
     async fn tables(

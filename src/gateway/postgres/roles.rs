@@ -5,7 +5,10 @@
 //! tenant cannot forge it). Every operation that changes an existing role first reads it by
 //! name ([`sql::ROLE_STATE`]) and refuses, whatever its mark: `postgres`, Mesa's own logins
 //! and every superuser. Names reach DDL only as validated [`RoleName`]s or as names read from
-//! the server, and are always quoted with `escape_identifier`.
+//! the server, and are always quoted with `escape_identifier`. A name is checked once and then
+//! used again in DDL, so each `ALTER`/`DROP` runs in a transaction that commits only if the
+//! name still is the checked role once the role's row is locked ([`on_same_role`]), and a
+//! grant is checked again over the OIDs it gave ([`sql::GRANTED_REACH`]).
 //!
 //! Each function returns `Result<Result<T, GatewayError>, tokio_postgres::Error>`: the outer
 //! error is the server's or the connection's (classified by the caller), the inner one Mesa's
@@ -37,10 +40,15 @@ pub(super) struct Untouchable<'a> {
 }
 
 impl Untouchable<'_> {
+    /// Whether `name` is one of Mesa's own logins.
+    pub(super) fn is_own(&self, name: &str) -> bool {
+        self.own.contains(&name)
+    }
+
     fn refuses(&self, name: &str) -> Option<String> {
         if name == "postgres" {
             Some("Mesa never alters or drops the postgres role".to_owned())
-        } else if self.own.contains(&name) {
+        } else if self.is_own(name) {
             Some(format!(
                 "{name} is one of Mesa's own logins; Mesa never alters or drops them"
             ))
@@ -82,9 +90,10 @@ pub(super) async fn create(
                 escape_identifier(user.name.as_str())
             ))
             .await?;
-        // Again, in the same transaction and after the grant: a role altered in between
-        // (committed before this statement's snapshot) is caught here, and nothing is kept.
-        if let Err(refused) = check_grants(client, &user.member_of).await? {
+        // Again, in the same transaction and over what the grant gave (by OID): a role
+        // altered, or renamed into an allow-listed name, since the check is caught here, and
+        // nothing is kept.
+        if let Err(refused) = check_granted(client, &user.name).await? {
             client.batch_execute("ROLLBACK").await?;
             return Ok(Err(refused));
         }
@@ -111,7 +120,7 @@ fn mark_statement(name: &RoleName, now: f64) -> String {
 
 /// Refuses a grant of any role that is, or reaches through memberships, a superuser or a
 /// role with CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, or a server-file role; and one
-/// of a role that does not exist.
+/// of a role that does not exist. Checked by name, before the grant.
 async fn check_grants(
     client: &Client,
     roles: &[RoleName],
@@ -123,37 +132,59 @@ async fn check_grants(
                 what: format!("role {role}"),
             }));
         }
-        for row in &rows {
-            let reached: String = row.try_get(0)?;
-            let mut has = Vec::new();
-            for (i, attribute) in [
-                (1, "SUPERUSER"),
-                (2, "CREATEROLE"),
-                (3, "CREATEDB"),
-                (4, "REPLICATION"),
-                (5, "BYPASSRLS"),
-            ] {
-                if row.try_get::<_, bool>(i)? {
-                    has.push(attribute);
-                }
-            }
-            if SERVER_FILE_ROLES.contains(&reached.as_str()) {
-                has.push("access to the server's files and programs");
-            }
-            if !has.is_empty() {
-                let how = if reached == role.as_str() {
-                    "directly".to_owned()
-                } else {
-                    format!("through its membership in {reached}")
-                };
-                return Ok(Err(GatewayError::UnsafeGrant {
-                    role: role.as_str().to_owned(),
-                    why: format!("it has {} {how}", has.join(", ")),
-                }));
-            }
+        if let Some(refused) = unsafe_reach(&rows)? {
+            return Ok(Err(refused));
         }
     }
     Ok(Ok(()))
+}
+
+/// The same rule over what `user` was actually granted (by OID, after the `GRANT`).
+async fn check_granted(
+    client: &Client,
+    user: &RoleName,
+) -> Result<Result<(), GatewayError>, Error> {
+    let rows = client.query(sql::GRANTED_REACH, &[&user.as_str()]).await?;
+    Ok(match unsafe_reach(&rows)? {
+        Some(refused) => Err(refused),
+        None => Ok(()),
+    })
+}
+
+/// The first row of a reach ([`sql::GRANT_REACH`], [`sql::GRANTED_REACH`]) that makes its
+/// origin unsafe to grant, as the refusal.
+fn unsafe_reach(rows: &[tokio_postgres::Row]) -> Result<Option<GatewayError>, Error> {
+    for row in rows {
+        let origin: String = row.try_get(0)?;
+        let reached: String = row.try_get(1)?;
+        let mut has = Vec::new();
+        for (i, attribute) in [
+            (2, "SUPERUSER"),
+            (3, "CREATEROLE"),
+            (4, "CREATEDB"),
+            (5, "REPLICATION"),
+            (6, "BYPASSRLS"),
+        ] {
+            if row.try_get::<_, bool>(i)? {
+                has.push(attribute);
+            }
+        }
+        if SERVER_FILE_ROLES.contains(&reached.as_str()) {
+            has.push("access to the server's files and programs");
+        }
+        if !has.is_empty() {
+            let how = if reached == origin {
+                "directly".to_owned()
+            } else {
+                format!("through its membership in {reached}")
+            };
+            return Ok(Some(GatewayError::UnsafeGrant {
+                role: origin,
+                why: format!("it has {} {how}", has.join(", ")),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Every managed role.
@@ -230,6 +261,70 @@ async fn terminate_sessions(client: &Client, oid: u32) -> Result<u32, Error> {
     Ok(signalled)
 }
 
+/// Runs `lock` (an `ALTER ROLE` of `name`, which takes the role's row lock) and then `then`,
+/// in one transaction, committing only if `name` still is the role with `oid`, managed and not
+/// a superuser, once the lock is held. So a role renamed (by a CREATEROLE holder) between
+/// Mesa's check and its DDL is refused, never acted on: while the lock is held, neither this
+/// role's name nor its row can change.
+async fn on_same_role(
+    client: &Client,
+    name: &str,
+    oid: u32,
+    lock: &str,
+    then: Option<&str>,
+) -> Result<Result<(), GatewayError>, Error> {
+    client.batch_execute("BEGIN").await?;
+    let outcome = async {
+        client.batch_execute(lock).await?;
+        let still = client.query_opt(sql::ROLE_STATE, &[&name]).await?;
+        let same = match still {
+            Some(row) => {
+                row.try_get::<_, u32>(0)? == oid
+                    && !row.try_get::<_, bool>(1)?
+                    && row.try_get::<_, bool>(2)?
+            }
+            None => false,
+        };
+        if !same {
+            return Ok(false);
+        }
+        if let Some(then) = then {
+            client.batch_execute(then).await?;
+        }
+        Ok(true)
+    }
+    .await;
+    match outcome {
+        Ok(true) => {
+            client.batch_execute("COMMIT").await?;
+            Ok(Ok(()))
+        }
+        Ok(false) => {
+            client.batch_execute("ROLLBACK").await?;
+            Ok(Err(GatewayError::Refused {
+                reason: format!(
+                    "role {name} was renamed or changed while Mesa acted on it; nothing was done"
+                ),
+            }))
+        }
+        Err(e) => {
+            // The connection stays usable for the next role (the reaper goes on).
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// `ALTER ROLE name NOLOGIN`.
+fn nologin(name: &str) -> String {
+    format!("ALTER ROLE {} NOLOGIN", escape_identifier(name))
+}
+
+/// `DROP ROLE name`.
+fn drop_statement(name: &str) -> String {
+    format!("DROP ROLE {}", escape_identifier(name))
+}
+
 /// Revokes managed role `name`: `NOLOGIN`, its sessions terminated, then dropped. When it
 /// owns objects or holds privileges it stays `NOLOGIN` and the server's list is returned.
 pub(super) async fn drop_role(
@@ -241,18 +336,27 @@ pub(super) async fn drop_role(
         Ok(oid) => oid,
         Err(refused) => return Ok(Err(refused)),
     };
-    let quoted = escape_identifier(name.as_str());
-    client
-        .batch_execute(&format!("ALTER ROLE {quoted} NOLOGIN"))
-        .await?;
+    let name = name.as_str();
+    if let Err(refused) = on_same_role(client, name, oid, &nologin(name), None).await? {
+        return Ok(Err(refused));
+    }
     let sessions_terminated = terminate_sessions(client, oid).await?;
-    match client.batch_execute(&format!("DROP ROLE {quoted}")).await {
-        Ok(()) => Ok(Ok(DroppedRole {
+    match on_same_role(
+        client,
+        name,
+        oid,
+        &nologin(name),
+        Some(&drop_statement(name)),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(Ok(DroppedRole {
             sessions_terminated,
         })),
+        Ok(Err(refused)) => Ok(Err(refused)),
         Err(e) => match owned_objects(&e) {
             Some(owned) => Ok(Err(GatewayError::OwnsObjects {
-                role: name.as_str().to_owned(),
+                role: name.to_owned(),
                 owned,
             })),
             None => Err(e),
@@ -283,18 +387,17 @@ pub(super) async fn rotate(
     password: &Secret,
     untouchable: &Untouchable<'_>,
 ) -> Result<Result<(), GatewayError>, Error> {
-    if let Err(refused) = managed_oid(client, name, untouchable).await? {
-        return Ok(Err(refused));
-    }
+    let oid = match managed_oid(client, name, untouchable).await? {
+        Ok(oid) => oid,
+        Err(refused) => return Ok(Err(refused)),
+    };
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
-    client
-        .batch_execute(&format!(
-            "ALTER ROLE {} PASSWORD {}",
-            escape_identifier(name.as_str()),
-            escape_literal(&verifier)
-        ))
-        .await?;
-    Ok(Ok(()))
+    let alter = format!(
+        "ALTER ROLE {} PASSWORD {}",
+        escape_identifier(name.as_str()),
+        escape_literal(&verifier)
+    );
+    on_same_role(client, name.as_str(), oid, &alter, None).await
 }
 
 /// One reaper round: every managed role past its `VALID UNTIL` is set `NOLOGIN` and its
@@ -322,13 +425,13 @@ pub(super) async fn reap(
             sessions,
             detail,
         };
-        let quoted = escape_identifier(&name);
         if can_login {
-            match client
-                .batch_execute(&format!("ALTER ROLE {quoted} NOLOGIN"))
-                .await
-            {
-                Ok(()) => done.push(step(ReapStep::Disabled, 0, None)),
+            match on_same_role(client, &name, oid, &nologin(&name), None).await {
+                Ok(Ok(())) => done.push(step(ReapStep::Disabled, 0, None)),
+                Ok(Err(refused)) => {
+                    done.push(step(ReapStep::Failed, 0, Some(refused.to_string())));
+                    continue;
+                }
                 Err(e) => {
                     done.push(step(ReapStep::Failed, 0, Some(server_message(&e))));
                     continue;
@@ -341,8 +444,12 @@ pub(super) async fn reap(
             Err(e) => done.push(step(ReapStep::Failed, 0, Some(server_message(&e)))),
         }
         if expired_for >= drop_after.as_secs_f64() {
-            match client.batch_execute(&format!("DROP ROLE {quoted}")).await {
-                Ok(()) => done.push(step(ReapStep::Dropped, 0, None)),
+            let drop = drop_statement(&name);
+            match on_same_role(client, &name, oid, &nologin(&name), Some(&drop)).await {
+                Ok(Ok(())) => done.push(step(ReapStep::Dropped, 0, None)),
+                Ok(Err(refused)) => {
+                    done.push(step(ReapStep::Failed, 0, Some(refused.to_string())));
+                }
                 Err(e) => {
                     let why = match owned_objects(&e) {
                         Some(owned) => {
@@ -385,6 +492,23 @@ mod tests {
         assert_eq!(created_at("mesa:managed"), None);
         assert_eq!(created_at("mesa:managed created_at=soon"), None);
         assert_eq!(created_at("someone else's created_at=1"), None);
+    }
+
+    #[test]
+    fn the_sql_reads_the_mark_the_comment_writes() {
+        // `concat!` cannot take the constant, so the statements spell the mark and its length.
+        let test = format!(
+            "pg_catalog.substr(d.description, 1, {}) OPERATOR(pg_catalog.=) '{}'",
+            sql::MANAGED_MARK.len(),
+            sql::MANAGED_MARK
+        );
+        for statement in [
+            sql::ROLE_STATE,
+            sql::MANAGED_ROLES,
+            sql::EXPIRED_MANAGED_ROLES,
+        ] {
+            assert!(statement.contains(&test), "{statement}");
+        }
     }
 
     #[test]

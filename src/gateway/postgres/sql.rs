@@ -212,20 +212,55 @@ SELECT extract(epoch FROM pg_catalog.now())::pg_catalog.float8,
        pg_catalog.now() OPERATOR(pg_catalog.+)
          pg_catalog.make_interval(secs => $1::pg_catalog.float8)";
 
-/// Every role `$1` is, or reaches through memberships (at any depth, whatever their INHERIT
-/// or SET options), with the attributes that would make granting it more than data access.
-/// No row: no role of that name.
-pub const GRANT_REACH: &str = "\
-WITH RECURSIVE reach(oid) AS (
-  SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1::pg_catalog.name
-  UNION
-  SELECT m.roleid FROM pg_catalog.pg_auth_members m
-    JOIN reach ON m.member OPERATOR(pg_catalog.=) reach.oid
-)
-SELECT r.rolname::pg_catalog.text, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
-       r.rolbypassrls
+/// The attribute columns of a reached role `r` and the role it was reached from `o`, shared
+/// by [`GRANT_REACH`] and [`GRANTED_REACH`].
+macro_rules! reach_select {
+    () => {
+        "
+SELECT o.rolname::pg_catalog.text, r.rolname::pg_catalog.text, r.rolsuper, r.rolcreaterole,
+       r.rolcreatedb, r.rolreplication, r.rolbypassrls
   FROM reach
-  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) reach.oid";
+  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) reach.oid
+  JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) reach.origin"
+    };
+}
+
+/// The rest of a reach: every role a reached role is a member of, at any depth, whatever
+/// the memberships' INHERIT or SET options.
+macro_rules! reach_up {
+    () => {
+        "
+  UNION
+  SELECT reach.origin, m.roleid FROM pg_catalog.pg_auth_members m
+    JOIN reach ON m.member OPERATOR(pg_catalog.=) reach.oid
+)"
+    };
+}
+
+/// Every role `$1` is, or reaches through memberships, with the attributes that would make
+/// granting it more than data access: origin (`$1`), reached role, SUPERUSER, CREATEROLE,
+/// CREATEDB, REPLICATION, BYPASSRLS. No row: no role of that name. Checked before a grant.
+pub const GRANT_REACH: &str = concat!(
+    "\
+WITH RECURSIVE reach(origin, oid) AS (
+  SELECT r.oid, r.oid FROM pg_catalog.pg_roles r
+   WHERE r.rolname OPERATOR(pg_catalog.=) $1::pg_catalog.name",
+    reach_up!(),
+    reach_select!()
+);
+
+/// As [`GRANT_REACH`], from every role the role named `$1` is a direct member of: what a
+/// grant actually gave it, by OID, so a role renamed between the check by name and the
+/// `GRANT` is still seen. Checked after the grant, in the same transaction.
+pub const GRANTED_REACH: &str = concat!(
+    "\
+WITH RECURSIVE reach(origin, oid) AS (
+  SELECT m.roleid, m.roleid FROM pg_catalog.pg_auth_members m
+    JOIN pg_catalog.pg_roles u ON u.oid OPERATOR(pg_catalog.=) m.member
+   WHERE u.rolname OPERATOR(pg_catalog.=) $1::pg_catalog.name",
+    reach_up!(),
+    reach_select!()
+);
 
 /// Mesa-managed roles: name, comment, expiry (Unix seconds; NULL for none or infinity),
 /// LOGIN, connection limit, memberships, sessions open now.

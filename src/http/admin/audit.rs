@@ -200,6 +200,15 @@ impl AuditRecord {
             ..self.clone()
         }
     }
+
+    /// The outcome record of an intent that no HTTP request answers (the reaper's).
+    pub fn finished(&self, outcome: AuditOutcome) -> Self {
+        Self {
+            event: AuditEvent::Outcome,
+            outcome: Some(outcome),
+            ..self.clone()
+        }
+    }
 }
 
 /// A record with the time it was written.

@@ -15,6 +15,7 @@ use crate::http::admin::AdminState;
 use crate::http::admin::audit::AuditSubject;
 use crate::http::admin::extract::Authorized;
 use crate::http::admin::problem::Problem;
+use crate::secret::Secret;
 
 pub(in crate::http::admin) async fn create_user(
     State(state): State<AdminState>,
@@ -57,7 +58,7 @@ pub(in crate::http::admin) async fn create_user(
             StatusCode::CREATED,
             move |deadline| async move {
                 let created = gateway.create_user(user.clone(), deadline).await?;
-                let mut body = json!({
+                let body = json!({
                     "name": created.name.as_str(),
                     "superuser": user.superuser,
                     "login": user.login,
@@ -65,17 +66,22 @@ pub(in crate::http::admin) async fn create_user(
                     "member_of": user.member_of.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
                     "connection_limit": user.connection_limit,
                 });
-                if let Some(password) = created.generated_password {
-                    // Returned once, to this caller only; never logged or audited.
-                    body["password"] = json!(password.expose());
-                }
-                Ok(body)
+                Ok(with_password_once(body, created.generated_password))
             },
         )
         .await
     }
     .await;
     state.finish(auth.action, result)
+}
+
+/// `body` with a generated password added: returned once, to this caller only; never logged
+/// or audited.
+fn with_password_once(mut body: Value, generated: Option<Secret>) -> Value {
+    if let Some(password) = generated {
+        body["password"] = json!(password.expose());
+    }
+    body
 }
 
 /// The token's expiry policy and the target's allow-list of grantable roles, checked before
@@ -200,12 +206,8 @@ pub(in crate::http::admin) async fn rotate_password(
             StatusCode::OK,
             move |deadline| async move {
                 let generated = gateway.rotate_password(&name, chosen, deadline).await?;
-                let mut body = json!({ "name": name.as_str(), "result": "rotated" });
-                if let Some(password) = generated {
-                    // Returned once, to this caller only; never logged or audited.
-                    body["password"] = json!(password.expose());
-                }
-                Ok(body)
+                let body = json!({ "name": name.as_str(), "result": "rotated" });
+                Ok(with_password_once(body, generated))
             },
         )
         .await
