@@ -44,6 +44,14 @@ pub async fn run(config: &Config, only: Option<&str>) -> Result<bool, String> {
             Gateway::Postgres(g) => {
                 crate::collectors::postgres::describe(g, queries, Deadline::after(PER_TARGET)).await
             }
+            Gateway::Mysql(_) => {
+                println!(
+                    "target {}: user queries run on PostgreSQL targets only",
+                    target.name
+                );
+                all_ok = false;
+                continue;
+            }
         };
         match described {
             Ok((version, lines)) => {

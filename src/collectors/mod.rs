@@ -22,6 +22,7 @@
 
 pub mod custom;
 pub mod databases;
+pub mod mysql;
 pub mod postgres;
 mod target;
 mod tiers;
@@ -287,6 +288,7 @@ impl Intervals {
 pub fn catalogue(driver: Driver) -> &'static Catalogue {
     match driver {
         Driver::Postgres => &postgres::CATALOGUE,
+        Driver::Mysql => &mysql::CATALOGUE,
     }
 }
 

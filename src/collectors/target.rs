@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use super::custom::{Query, QuerySet};
 use super::{
     Budget, Chosen, Collect, Collection, Databases, Options, Outcome, Scope, Selection, Tiers,
-    Value, Visit, catalogue, postgres,
+    Value, Visit, catalogue, mysql, postgres,
 };
 use crate::gateway::{Deadline, Driver, Gateway, GatewayError};
 
@@ -256,6 +256,9 @@ async fn collect_with(
         Gateway::Postgres(g) => {
             postgres::collect(g, options, unless_unchanged, discover, queries, deadline).await
         }
+        // No change key, no discovery and no user queries on MySQL targets (the config
+        // refuses `queries` there).
+        Gateway::Mysql(g) => mysql::collect(g, options, deadline).await,
     }
 }
 
@@ -328,6 +331,8 @@ impl Collect for TargetCollector {
             Gateway::Postgres(g) => {
                 postgres::visit(g, datname, &options, &self.budget, &due, deadline).await
             }
+            // No database-scoped collector on MySQL targets: `visits` says false.
+            Gateway::Mysql(_) => Ok(Vec::new()),
         };
         let result = result.map(|mut outcomes| {
             self.user_keep(&mut outcomes, Some(datname), started, served);

@@ -199,7 +199,17 @@ fn collection(
     p: &mut Problems,
 ) -> CollectionSettings {
     let interval = f.duration("interval", p).unwrap_or(inherit.interval);
-    let queries = if f.has("queries") {
+    // Queries files are postgres_exporter's SQL: a MySQL target takes none, and does not
+    // inherit the shared section's.
+    let queries = if driver == Some(Driver::Mysql) {
+        if f.has("queries") {
+            p.add(
+                f.path_of("queries"),
+                "queries files hold PostgreSQL SQL (postgres_exporter's format) and run on PostgreSQL targets only",
+            );
+        }
+        std::sync::Arc::default()
+    } else if f.has("queries") {
         queries(f, base, p)
     } else {
         inherit.queries.clone()

@@ -34,6 +34,7 @@ targets:
 fn pg(t: &TargetConfig) -> &crate::gateway::postgres::PostgresSpec {
     match &t.spec.driver {
         crate::gateway::DriverSpec::Postgres(pg) => pg,
+        crate::gateway::DriverSpec::Mysql(_) => panic!("not a PostgreSQL target"),
     }
 }
 
@@ -78,7 +79,7 @@ targets:
     username: u
     port: 70000
   - name: db1
-    driver: mysql
+    driver: oracle
     host: h
     username: u
     password: hunter2
@@ -89,7 +90,7 @@ targets:
         "collection.timeout: must be less than interval",
         "targets[0].port: expected a port number 1-65535",
         "targets[1].name: duplicate target name \"db1\"",
-        "targets[1].driver: invalid driver \"mysql\"; supported drivers: postgres",
+        "targets[1].driver: invalid driver \"oracle\"; supported drivers: postgres, mysql",
         "targets[1].password: inline passwords are not allowed; use password_env",
         "targets[1].colour: unknown key; expected one of:",
     ];

@@ -75,6 +75,8 @@ pub struct CommonSpec {
 pub enum DriverSpec {
     /// PostgreSQL: TLS and channel binding as libpq spells them.
     Postgres(super::postgres::PostgresSpec),
+    /// MySQL/MariaDB: TLS as the MySQL client's `ssl-mode`, a socket.
+    Mysql(super::mysql::MysqlSpec),
 }
 
 impl DriverSpec {
@@ -82,6 +84,7 @@ impl DriverSpec {
     pub fn driver(&self) -> Driver {
         match self {
             Self::Postgres(_) => Driver::Postgres,
+            Self::Mysql(_) => Driver::Mysql,
         }
     }
 }

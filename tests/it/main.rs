@@ -22,6 +22,7 @@ mod golden;
 mod hardening;
 mod kept_session;
 mod lifecycle;
+mod mysql;
 mod non_readers;
 mod non_utf8;
 mod prometheus;

@@ -79,7 +79,9 @@ async fn a_tenant_database_s_settings_never_reach_mesa_sessions() {
 
     let mut t = target("hostile", "mesa_monitor");
     t.spec.common.database = "hostile_db".to_owned();
-    let Gateway::Postgres(gateway) = gateway(&t);
+    let Gateway::Postgres(gateway) = gateway(&t) else {
+        panic!("a PostgreSQL target");
+    };
     let names: Vec<String> = HOSTILE.iter().map(|(n, ..)| n.to_string()).collect();
     let seen: Vec<(String, String)> = gateway
         .collection_session(Deadline::after(Duration::from_secs(5)), async |c, _, _| {

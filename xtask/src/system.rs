@@ -10,7 +10,8 @@ use crate::{Failure, Result, fail};
 pub enum Need {
     /// PostgreSQL and openssl (the demo).
     Demo,
-    /// Also Prometheus (server and promtool) and Python with `venv` (the tests).
+    /// Also Prometheus (server and promtool), Python with `venv`, MariaDB and mysqld_exporter
+    /// (the tests).
     Tests,
     /// The tests' needs, wrk and Debian's postgres_exporter (the benchmark).
     Bench,
@@ -78,6 +79,13 @@ pub fn missing(need: Need) -> Vec<&'static str> {
         }
         if !on_path("prometheus") || !on_path("promtool") {
             out.push("prometheus");
+        }
+        // The MySQL driver's tests: a throwaway MariaDB, and mysqld_exporter to compare names.
+        if !Path::new("/usr/sbin/mariadbd").is_file() || !on_path("mariadb-install-db") {
+            out.push("mariadb-server");
+        }
+        if !Path::new("/usr/bin/prometheus-mysqld-exporter").is_file() {
+            out.push("prometheus-mysqld-exporter");
         }
         // deploy tests: `systemd-analyze verify` of the shipped unit.
         if !on_path("systemd-analyze") {

@@ -4,6 +4,7 @@
 //! `sslmode`) never apply to another. A new driver adds a file here and an arm to each
 //! `match` below (the compiler lists them).
 
+mod mysql;
 mod postgres;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ pub(super) struct DriverKeys {
 pub(super) fn keys(driver: Driver) -> &'static DriverKeys {
     match driver {
         Driver::Postgres => &postgres::KEYS,
+        Driver::Mysql => &mysql::KEYS,
     }
 }
 
@@ -45,5 +47,6 @@ pub(super) fn parse(
 ) -> Option<DriverSpec> {
     match driver {
         Driver::Postgres => postgres::parse(f, base, p).map(DriverSpec::Postgres),
+        Driver::Mysql => mysql::parse(f, base, p).map(DriverSpec::Mysql),
     }
 }

@@ -17,7 +17,7 @@
 
 pub mod dist;
 mod standby;
-mod tls;
+pub(crate) mod tls;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

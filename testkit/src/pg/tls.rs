@@ -1,6 +1,7 @@
 //! TLS material for a throwaway cluster: a CA and a server certificate for `localhost` and
 //! `127.0.0.1`, made with `openssl`.
 
+use std::path::Path;
 use std::process::Command;
 
 use super::{HarnessError, PgCluster, fail, run};
@@ -8,13 +9,19 @@ use super::{HarnessError, PgCluster, fail, run};
 impl PgCluster {
     /// A throwaway CA and a server certificate for localhost / 127.0.0.1, via openssl.
     pub(super) fn tls_files(&self) -> Result<(), HarnessError> {
-        let d = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
+        write(&self.dir)
+    }
+}
+
+/// Writes `ca.crt`, `server.crt` and `server.key` (mode 600) into `dir`: a throwaway CA and a
+/// server certificate for localhost / 127.0.0.1, via openssl (the MariaDB harness uses them
+/// too).
+pub(crate) fn write(dir: &Path) -> Result<(), HarnessError> {
+    {
+        let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
         let openssl = |args: &[&str], what: &str| {
-            run(
-                Command::new("openssl").args(args).current_dir(&self.dir),
-                what,
-            )
-            .map_err(|e| fail(format!("{e} (is the `openssl` package installed?)")))
+            run(Command::new("openssl").args(args).current_dir(dir), what)
+                .map_err(|e| fail(format!("{e} (is the `openssl` package installed?)")))
         };
         openssl(
             &[
@@ -58,7 +65,7 @@ impl PgCluster {
             "openssl: server key",
         )?;
         std::fs::write(
-            self.dir.join("server.ext"),
+            dir.join("server.ext"),
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
         )
         .map_err(|e| fail(format!("cannot write server.ext: {e}")))?;

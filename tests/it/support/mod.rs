@@ -149,6 +149,7 @@ pub fn target(name: &str, user: &str) -> TargetConfig {
 pub fn pg(t: &mut TargetConfig) -> &mut PostgresSpec {
     match &mut t.spec.driver {
         DriverSpec::Postgres(pg) => pg,
+        DriverSpec::Mysql(_) => panic!("not a PostgreSQL target"),
     }
 }
 
