@@ -55,7 +55,10 @@ pub(super) async fn show(
 fn number(value: &str) -> Option<Value> {
     match value {
         "ON" | "on" | "YES" | "Yes" | "yes" | "Primary" => return Some(Value::Int(1)),
-        "OFF" | "off" | "NO" | "No" | "no" => return Some(Value::Int(0)),
+        // Galera's wsrep_cluster_status: only a primary component counts as 1.
+        "OFF" | "off" | "NO" | "No" | "no" | "non-Primary" | "Disconnected" => {
+            return Some(Value::Int(0));
+        }
         _ => {}
     }
     if let Ok(i) = value.parse::<i64>() {

@@ -11,7 +11,7 @@ use mesa::gateway::{
 use mesa::secret::Secret;
 use mysql_async::prelude::Queryable;
 
-use super::{PASSWORD, client, gateway, plain_user, server, spec, target};
+use super::{PASSWORD, client, gateway, plain_user, server, sleeper, spec, target};
 
 fn deadline() -> Deadline {
     Deadline::after(Duration::from_secs(10))
@@ -135,41 +135,6 @@ async fn health_reads_version_limits_and_uptime() {
         "{} vs {connected}",
         h.client_sessions
     );
-}
-
-/// Runs `SELECT SLEEP(secs), 'literal'` on a new session of `user`; returns its connection id
-/// and the task (its result: the sleep's value, or the error a KILL gave).
-async fn sleeper(
-    user: &str,
-    password: &str,
-    secs: u32,
-) -> (
-    u32,
-    tokio::task::JoinHandle<(mysql_async::Conn, Result<Option<i64>, mysql_async::Error>)>,
-) {
-    let mut conn = client(server(), user, password).await;
-    let id = conn.id();
-    let task = tokio::spawn(async move {
-        let r = conn
-            .query_first::<(i64, String), _>(format!("SELECT SLEEP({secs}), 'hunter2-secret'"))
-            .await
-            .map(|row| row.map(|(v, _)| v));
-        (conn, r)
-    });
-    // Until the server shows it running.
-    for _ in 0..100 {
-        let state = server()
-            .sql(
-                "",
-                &format!("SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = {id}"),
-            )
-            .expect("processlist");
-        if state.trim() == "Query" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (id, task)
 }
 
 fn backend(id: u32) -> BackendRef {

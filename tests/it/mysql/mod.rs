@@ -5,6 +5,8 @@
 //! `mesa_adm` (CONNECTION ADMIN, CREATE USER, PROCESS, and SELECT on the two grant tables
 //! the KILL check reads), `root` (the server's superuser).
 
+mod collectors;
+mod compat;
 mod gateway;
 
 use std::sync::OnceLock;
@@ -122,4 +124,70 @@ pub fn plain_user(server: &MariaDb, user: &str) {
             &format!("CREATE USER IF NOT EXISTS {user}@'%' IDENTIFIED BY '{PASSWORD}'"),
         )
         .unwrap_or_else(|e| panic!("create {user}: {e}"));
+}
+
+/// One collection of `t`, stored and rendered as `/probe` renders it (no `server` label),
+/// with the collection itself.
+pub async fn collect_text(t: &TargetConfig) -> (mesa::collectors::Collection, String) {
+    use mesa::collectors::{Collect, TargetCollector};
+    let collector = TargetCollector::new(
+        std::sync::Arc::new(gateway(t)),
+        t.collection.collectors,
+        t.collection.databases.clone(),
+        t.collection.interval,
+    );
+    let collection = collector
+        .collect(mesa::gateway::Deadline::after(
+            std::time::Duration::from_secs(10),
+        ))
+        .await
+        .expect("the collection runs");
+    collector.release().await;
+    let store = mesa::metrics::SnapshotStore::new();
+    store.put(mesa::snapshot::TargetSnapshot {
+        target: t.name.clone(),
+        driver: mesa::gateway::Driver::Mysql,
+        finished_at: std::time::SystemTime::now(),
+        duration: std::time::Duration::ZERO,
+        result: Ok(collection.clone()),
+        last_success: Some(std::time::SystemTime::now()),
+    });
+    let text = store.probe(&t.name).expect("stored");
+    (collection, text)
+}
+
+/// Runs `SELECT SLEEP(secs), 'hunter2-secret'` on a new session of `user`; returns its
+/// connection id and the task (its connection, and the result: the row, or the error a
+/// KILL gave), once the server shows the statement running.
+pub async fn sleeper(
+    user: &str,
+    password: &str,
+    secs: u32,
+) -> (
+    u32,
+    tokio::task::JoinHandle<(mysql_async::Conn, Result<Option<i64>, mysql_async::Error>)>,
+) {
+    use mysql_async::prelude::Queryable;
+    let mut conn = client(server(), user, password).await;
+    let id = conn.id();
+    let task = tokio::spawn(async move {
+        let r = conn
+            .query_first::<(i64, String), _>(format!("SELECT SLEEP({secs}), 'hunter2-secret'"))
+            .await
+            .map(|row| row.map(|(v, _)| v));
+        (conn, r)
+    });
+    for _ in 0..100 {
+        let state = server()
+            .sql(
+                "",
+                &format!("SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = {id}"),
+            )
+            .expect("processlist");
+        if state.trim() == "Query" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    (id, task)
 }

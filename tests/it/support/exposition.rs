@@ -169,7 +169,7 @@ pub async fn collect_text(t: &TargetConfig) -> (mesa::collectors::Collection, St
     let store = mesa::metrics::SnapshotStore::new();
     store.put(mesa::snapshot::TargetSnapshot {
         target: t.name.clone(),
-        driver: mesa::gateway::Driver::Postgres,
+        driver: t.spec.driver.driver(),
         finished_at: std::time::SystemTime::now(),
         duration: Duration::ZERO,
         result: Ok(collection.clone()),

@@ -1,0 +1,226 @@
+//! Mesa's MySQL families against Debian's `prometheus-mysqld-exporter` (0.14) run on the same
+//! MariaDB: the names mysqld_exporter's mixin queries (its alerts, recording rules and the
+//! MySQL overview dashboard; the list below is ours, written from the names and labels they
+//! use), and every `SHOW GLOBAL STATUS` / `VARIABLES` family either exporter serves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{closed_port, samples};
+
+use super::{MONITOR, PASSWORD, collect_text, plain_user, server, sleeper, target};
+
+/// Families the mixin's alerts, rules and overview dashboard read (a name the server does
+/// not have, e.g. Galera's `wsrep_local_state` without Galera, must be absent from both).
+const MIXIN: &[&str] = &[
+    "mysql_up",
+    "mysql_global_status_uptime",
+    "mysql_global_status_queries",
+    "mysql_global_status_questions",
+    "mysql_global_status_slow_queries",
+    "mysql_global_status_threads_connected",
+    "mysql_global_status_threads_running",
+    "mysql_global_status_threads_created",
+    "mysql_global_status_threads_cached",
+    "mysql_global_status_connections",
+    "mysql_global_status_max_used_connections",
+    "mysql_global_status_aborted_connects",
+    "mysql_global_status_aborted_clients",
+    "mysql_global_status_created_tmp_tables",
+    "mysql_global_status_created_tmp_disk_tables",
+    "mysql_global_status_created_tmp_files",
+    "mysql_global_status_binlog_cache_use",
+    "mysql_global_status_binlog_cache_disk_use",
+    "mysql_global_status_binlog_stmt_cache_use",
+    "mysql_global_status_binlog_stmt_cache_disk_use",
+    "mysql_global_status_select_full_join",
+    "mysql_global_status_select_full_range_join",
+    "mysql_global_status_select_range",
+    "mysql_global_status_select_range_check",
+    "mysql_global_status_select_scan",
+    "mysql_global_status_sort_rows",
+    "mysql_global_status_sort_range",
+    "mysql_global_status_sort_merge_passes",
+    "mysql_global_status_sort_scan",
+    "mysql_global_status_table_locks_immediate",
+    "mysql_global_status_table_locks_waited",
+    "mysql_global_status_bytes_received",
+    "mysql_global_status_bytes_sent",
+    "mysql_global_status_open_files",
+    "mysql_global_status_open_tables",
+    "mysql_global_status_opened_tables",
+    "mysql_global_status_opened_files",
+    "mysql_global_status_table_open_cache_hits",
+    "mysql_global_status_table_open_cache_misses",
+    "mysql_global_status_table_open_cache_overflows",
+    "mysql_global_status_qcache_free_memory",
+    "mysql_global_status_qcache_hits",
+    "mysql_global_status_qcache_inserts",
+    "mysql_global_status_qcache_not_cached",
+    "mysql_global_status_qcache_lowmem_prunes",
+    "mysql_global_status_qcache_queries_in_cache",
+    "mysql_global_status_innodb_log_waits",
+    "mysql_global_status_innodb_page_size",
+    "mysql_global_status_innodb_row_lock_waits",
+    "mysql_global_status_innodb_buffer_pool_reads",
+    "mysql_global_status_innodb_buffer_pool_read_requests",
+    "mysql_global_status_buffer_pool_pages",
+    "mysql_global_status_buffer_pool_dirty_pages",
+    "mysql_global_status_commands_total",
+    "mysql_global_status_handlers_total",
+    "mysql_global_status_innodb_row_ops_total",
+    "mysql_global_status_wsrep_ready",
+    "mysql_global_status_wsrep_local_state",
+    "mysql_global_status_wsrep_local_recv_queue",
+    "mysql_global_variables_wsrep_desync",
+    "mysql_global_variables_max_connections",
+    "mysql_global_variables_innodb_buffer_pool_size",
+    "mysql_global_variables_innodb_log_buffer_size",
+    "mysql_global_variables_innodb_additional_mem_pool_size",
+    "mysql_global_variables_key_buffer_size",
+    "mysql_global_variables_query_cache_size",
+    "mysql_global_variables_thread_cache_size",
+    "mysql_global_variables_open_files_limit",
+    "mysql_global_variables_table_open_cache",
+    "mysql_slave_status_seconds_behind_master",
+    "mysql_slave_status_sql_delay",
+    "mysql_slave_status_slave_io_running",
+    "mysql_slave_status_slave_sql_running",
+    "mysql_info_schema_processlist_threads",
+    "mysql_version_info",
+];
+
+/// Every family of `text` whose name starts with `mysql_`, with its label names (without
+/// `server`), as (family as a sample names it, sorted label names).
+fn shapes(text: &str) -> BTreeMap<String, BTreeSet<Vec<String>>> {
+    let mut out: BTreeMap<String, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for s in samples(text)
+        .iter()
+        .filter(|s| s.name.starts_with("mysql_"))
+    {
+        let mut labels: Vec<String> = s
+            .labels
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| k != "server")
+            .collect();
+        labels.sort();
+        out.entry(s.name.clone()).or_default().insert(labels);
+    }
+    out
+}
+
+/// Debian's mysqld_exporter on the shared server as Mesa's monitoring login: one scrape.
+fn mysqld_exporter_text(dir: &Path) -> String {
+    let binary = Path::new("/usr/bin/prometheus-mysqld-exporter");
+    assert!(
+        binary.is_file(),
+        "prometheus-mysqld-exporter is missing (`cargo xtask test` installs it)"
+    );
+    let s = server();
+    let port = closed_port();
+    let log = dir.join("mysqld_exporter.log");
+    let mut child = Command::new(binary)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--collect.info_schema.processlist")
+        .env(
+            "DATA_SOURCE_NAME",
+            format!("{MONITOR}:{PASSWORD}@({}:{})/", s.host(), s.port()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
+        .spawn()
+        .expect("mysqld_exporter starts");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let started = std::time::Instant::now();
+    let text = loop {
+        let got = std::net::TcpStream::connect(addr).ok().and_then(|mut s| {
+            use std::io::{Read as _, Write as _};
+            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+                .ok()?;
+            let mut body = String::new();
+            s.read_to_string(&mut body).ok()?;
+            Some(body)
+        });
+        match got {
+            Some(body) if body.contains("mysql_up 1") => break body,
+            _ if started.elapsed() > Duration::from_secs(20) => {
+                let _ = child.kill();
+                panic!(
+                    "mysqld_exporter did not serve mysql_up 1; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or(text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mixins_names_are_served_as_mysqld_exporter_serves_them() {
+    plain_user(server(), "my_compat_app");
+    // A running statement for the processlist families of both.
+    let (id, task) = sleeper("my_compat_app", PASSWORD, 60).await;
+    let dir = std::env::temp_dir().join(format!("mesa-mysql-compat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let reference = shapes(&mysqld_exporter_text(&dir));
+    let (_, mesa) = collect_text(&target("my_compat")).await;
+    let mesa = shapes(&mesa);
+    server().sql("", &format!("KILL {id}")).expect("cleanup");
+    let _ = task.await;
+
+    // The mixin's names: present in both or in neither, with the same label names.
+    let mut served = 0;
+    for name in MIXIN {
+        let expose = |shapes: &BTreeMap<String, BTreeSet<Vec<String>>>| {
+            shapes
+                .iter()
+                .filter(|(n, _)| n.as_str() == *name)
+                .map(|(_, l)| l.clone())
+                .next()
+        };
+        let (theirs, ours) = (expose(&reference), expose(&mesa));
+        assert_eq!(
+            ours, theirs,
+            "{name}: Mesa {ours:?}, mysqld_exporter {theirs:?}"
+        );
+        served += usize::from(theirs.is_some());
+    }
+    assert!(
+        served >= 50,
+        "only {served} of the mixin's names exist on this server"
+    );
+
+    // Every status and variable family of either, by name and labels.
+    let of = |shapes: &BTreeMap<String, BTreeSet<Vec<String>>>, prefix: &str| -> BTreeSet<String> {
+        shapes
+            .keys()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    for prefix in ["mysql_global_status_", "mysql_global_variables_"] {
+        let (theirs, ours) = (of(&reference, prefix), of(&mesa, prefix));
+        let missing: Vec<&String> = theirs.difference(&ours).collect();
+        let extra: Vec<&String> = ours.difference(&theirs).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{prefix}: Mesa lacks {missing:?}; only Mesa serves {extra:?}"
+        );
+        assert!(theirs.len() > 200, "{prefix}: {}", theirs.len());
+        for name in &theirs {
+            assert_eq!(
+                mesa.get(name),
+                reference.get(name),
+                "{name}: label names differ"
+            );
+        }
+    }
+}
