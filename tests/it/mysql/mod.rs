@@ -5,6 +5,7 @@
 //! `mesa_adm` (CONNECTION ADMIN, CREATE USER, PROCESS, and SELECT on the two grant tables
 //! the KILL check reads), `root` (the server's superuser).
 
+mod admin_api;
 mod collectors;
 mod compat;
 mod gateway;
@@ -18,7 +19,7 @@ use mesa::secret::Secret;
 use mesa_testkit::mariadb::MariaDb;
 
 /// The password of every login the tests create.
-pub const PASSWORD: &str = "mesa-test-password-0123";
+pub const PASSWORD: &str = crate::support::ROLE_PASSWORD;
 /// The monitoring login.
 pub const MONITOR: &str = "mesa_mon";
 /// The admin login.
