@@ -8,6 +8,7 @@
 mod admin_api;
 mod collectors;
 mod compat;
+mod faults;
 mod gateway;
 
 use std::sync::OnceLock;
