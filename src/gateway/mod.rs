@@ -113,6 +113,32 @@ impl Deadline {
             why = self.expired() => Err(why),
         }
     }
+
+    /// The error of a wait this deadline ended (`why`) while `phase` ran.
+    pub fn error(&self, why: Expiry, phase: &'static str) -> GatewayError {
+        match why {
+            Expiry::Timeout => GatewayError::Timeout {
+                phase,
+                limit: self.budget,
+            },
+            Expiry::Cancelled => GatewayError::Cancelled { phase },
+        }
+    }
+
+    /// A permit of `slots` (a driver's connection cap), waited for until this deadline;
+    /// `phase` names the wait in the error. A closed semaphore is the gateway shutting down.
+    pub async fn permit(
+        &self,
+        slots: &std::sync::Arc<tokio::sync::Semaphore>,
+        phase: &'static str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, GatewayError> {
+        self.bound(slots.clone().acquire_owned())
+            .await
+            .map_err(|why| self.error(why, phase))?
+            .map_err(|_| GatewayError::Refused {
+                reason: "the gateway is shutting down".to_owned(),
+            })
+    }
 }
 
 /// The database drivers Mesa speaks.

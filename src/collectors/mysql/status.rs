@@ -10,33 +10,15 @@
 
 use std::collections::BTreeMap;
 
-use mysql_async::Row;
-
 use crate::collectors::{Family, Harvest, Kind, Value};
 use crate::gateway::mysql::Session;
+pub(super) use crate::gateway::mysql::text;
 use crate::gateway::{Deadline, GatewayError};
 
 /// The status collector's name.
 pub(super) const STATUS: &str = "global_status";
 /// The variables collector's name.
 pub(super) const VARIABLES: &str = "global_variables";
-
-/// Column `i` of `row` as text (bytes read lossily; NULL as empty).
-pub(super) fn text(row: &Row, i: usize) -> Result<String, GatewayError> {
-    match row.get_opt::<Option<Vec<u8>>, usize>(i) {
-        Some(Ok(v)) => Ok(v
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()),
-        Some(Err(e)) => Err(GatewayError::Driver {
-            detail: format!("column {i}: {e}"),
-            source: Box::new(e),
-        }),
-        None => Err(GatewayError::Driver {
-            detail: format!("column {i} is missing"),
-            source: "no such column".into(),
-        }),
-    }
-}
 
 /// The (name, value) rows of a `SHOW ... STATUS` or `SHOW ... VARIABLES` statement.
 pub(super) async fn show(

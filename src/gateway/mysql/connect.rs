@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::classify::classify;
 use super::spec::{MysqlSpec, SslMode};
-use crate::gateway::{CommonSpec, Credentials, Deadline, Expiry, GatewayError, Limits};
+use crate::gateway::{CommonSpec, Credentials, Deadline, GatewayError, Limits};
 
 /// At most this many connections to one target at once: the collection's and one for admin
 /// calls (as for PostgreSQL targets).
@@ -68,17 +68,6 @@ impl std::fmt::Debug for Connector {
             .field("limits", &self.limits)
             .field("ssl_mode", &self.spec.ssl_mode)
             .finish_non_exhaustive()
-    }
-}
-
-/// The error of a wait that `deadline` ended while `phase` ran.
-pub(super) fn expired(why: Expiry, phase: &'static str, deadline: &Deadline) -> GatewayError {
-    match why {
-        Expiry::Timeout => GatewayError::Timeout {
-            phase,
-            limit: deadline.budget(),
-        },
-        Expiry::Cancelled => GatewayError::Cancelled { phase },
     }
 }
 
@@ -176,24 +165,6 @@ impl Connector {
         }
     }
 
-    /// The spare slot's permit (admin calls hold it, so the collection's slot stays free).
-    async fn spare_permit(
-        &self,
-        deadline: &Deadline,
-    ) -> Result<OwnedSemaphorePermit, GatewayError> {
-        deadline
-            .bound(self.admin_slots.clone().acquire_owned())
-            .await
-            .map_err(|why| {
-                expired(
-                    why,
-                    "waiting for the spare connection slot (admin calls)",
-                    deadline,
-                )
-            })?
-            .map_err(|_| shutting_down())
-    }
-
     /// Opens one connection as `creds` for `purpose`, within the connect timeout and
     /// `deadline`, and pins its session settings.
     pub async fn open(
@@ -205,13 +176,18 @@ impl Connector {
     ) -> Result<Session, GatewayError> {
         let admin_permit = match purpose {
             Purpose::Collection => None,
-            Purpose::Admin => Some(self.spare_permit(deadline).await?),
+            Purpose::Admin => Some(
+                deadline
+                    .permit(
+                        &self.admin_slots,
+                        "waiting for the spare connection slot (admin calls)",
+                    )
+                    .await?,
+            ),
         };
         let permit = deadline
-            .bound(self.slots.clone().acquire_owned())
-            .await
-            .map_err(|why| expired(why, "waiting for a connection slot", deadline))?
-            .map_err(|_| shutting_down())?;
+            .permit(&self.slots, "waiting for a connection slot")
+            .await?;
         let connect_deadline = deadline.capped(self.limits.connect_timeout);
         let conn = self.connect(creds, &connect_deadline).await?;
         let flavor = flavor_of(conn.server_version());
@@ -257,19 +233,13 @@ impl Connector {
         deadline
             .bound(Conn::new(self.opts(creds, tls)))
             .await
-            .map_err(|why| expired(why, "connect", deadline))?
+            .map_err(|why| deadline.error(why, "connect"))?
             .map_err(|e| classify(e, &self.endpoint()))
     }
 }
 
 /// What the driver says when the server offers no TLS (classified as a TLS failure).
 pub(super) const NO_TLS: &str = "the server offers no TLS";
-
-fn shutting_down() -> GatewayError {
-    GatewayError::Refused {
-        reason: "the gateway is shutting down".to_owned(),
-    }
-}
 
 /// MariaDB numbers its releases from 10 on; MySQL's are 5.x, 8.x and 9.x.
 pub(super) fn flavor_of(version: (u16, u16, u16)) -> Flavor {
@@ -389,7 +359,7 @@ impl Session {
             Err(why) => {
                 drop(conn);
                 kill_query(self.kill.opts.clone(), id).await;
-                Err(expired(why, "query", deadline))
+                Err(deadline.error(why, "query"))
             }
         }
     }
@@ -418,6 +388,15 @@ pub(super) fn col<T: mysql_async::prelude::FromValue>(
             source: "no such column".into(),
         }),
     }
+}
+
+/// Column `i` of `row` as text, whatever its type (bytes that are not UTF-8 read lossily;
+/// NULL as empty): what `SHOW` statements return.
+pub fn text(row: &Row, i: usize) -> Result<String, GatewayError> {
+    col::<Option<Vec<u8>>>(row, i).map(|v| {
+        v.map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    })
 }
 
 /// Ends the running statement of connection `id` from a new connection with the same login

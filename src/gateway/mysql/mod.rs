@@ -22,7 +22,7 @@ mod users;
 
 use std::time::Duration;
 
-pub use connect::{Flavor, MAX_CONNECTIONS_PER_TARGET, Session};
+pub use connect::{Flavor, MAX_CONNECTIONS_PER_TARGET, Session, text};
 pub use spec::{AccountHost, MysqlSpec, SslMode};
 
 use self::connect::{Access, Connector, Purpose};
@@ -145,9 +145,10 @@ impl MysqlGateway {
             session.close().await;
             return result;
         }
-        let mut slot = deadline.bound(self.kept.lock()).await.map_err(|why| {
-            connect::expired(why, "waiting for the kept collection session", &deadline)
-        })?;
+        let mut slot = deadline
+            .bound(self.kept.lock())
+            .await
+            .map_err(|why| deadline.error(why, "waiting for the kept collection session"))?;
         let reused = match slot.take() {
             Some(kept)
                 if kept.opened.elapsed() < KEPT_SESSION_LIFETIME && kept.session.usable() =>

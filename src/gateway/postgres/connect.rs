@@ -195,18 +195,11 @@ impl Connector {
         deadline: &Deadline,
     ) -> Result<OwnedSemaphorePermit, GatewayError> {
         deadline
-            .bound(self.admin_slots.clone().acquire_owned())
+            .permit(
+                &self.admin_slots,
+                "waiting for the spare connection slot (admin calls and database visits)",
+            )
             .await
-            .map_err(|why| {
-                expired(
-                    why,
-                    "waiting for the spare connection slot (admin calls and database visits)",
-                    deadline,
-                )
-            })?
-            .map_err(|_| GatewayError::Refused {
-                reason: "the gateway is shutting down".to_owned(),
-            })
     }
 
     pub async fn open(
@@ -222,12 +215,8 @@ impl Connector {
             Purpose::Visit | Purpose::Admin => Some(self.spare_permit(deadline).await?),
         };
         let permit = deadline
-            .bound(self.slots.clone().acquire_owned())
-            .await
-            .map_err(|why| expired(why, "waiting for a connection slot", deadline))?
-            .map_err(|_| GatewayError::Refused {
-                reason: "the gateway is shutting down".to_owned(),
-            })?;
+            .permit(&self.slots, "waiting for a connection slot")
+            .await?;
         let connect_deadline = deadline.capped(self.limits.connect_timeout);
         let mut abandoned = None;
         let started = match self
@@ -589,13 +578,7 @@ enum Step<T> {
 
 /// The error for a wait that `deadline` ended.
 fn expired(why: Expiry, phase: &'static str, deadline: &Deadline) -> GatewayError {
-    match why {
-        Expiry::Timeout => GatewayError::Timeout {
-            phase,
-            limit: deadline.budget(),
-        },
-        Expiry::Cancelled => GatewayError::Cancelled { phase },
-    }
+    deadline.error(why, phase)
 }
 
 /// The phase of a session's startup packet and authentication, as errors name it.

@@ -260,14 +260,7 @@ impl PostgresGateway {
             None => match deadline.bound(self.kept.lock()).await {
                 Ok(slot) => Some(slot),
                 Err(why) => {
-                    let phase = "waiting for the kept collection session";
-                    return Err(match why {
-                        crate::gateway::Expiry::Timeout => GatewayError::Timeout {
-                            phase,
-                            limit: deadline.budget(),
-                        },
-                        crate::gateway::Expiry::Cancelled => GatewayError::Cancelled { phase },
-                    });
+                    return Err(deadline.error(why, "waiting for the kept collection session"));
                 }
             },
         };

@@ -21,7 +21,8 @@ use serde_json::Value;
 
 use crate::support::*;
 
-const KINDS: [(&str, &str, &str); 7] = [
+/// One token per kind: (kind, token name, scopes).
+pub(crate) const KINDS: [(&str, &str, &str); 7] = [
     ("read", "reader", "[read], targets: ['*']"),
     ("terminate", "terminator", "[terminate], targets: ['*']"),
     ("create_user", "creator", "[create_user], targets: ['*']"),
@@ -47,11 +48,12 @@ const KINDS: [(&str, &str, &str); 7] = [
     ),
 ];
 
-struct Admin {
-    app: App,
-    addr: SocketAddr,
+/// An admin-enabled daemon with one token of each of [`KINDS`].
+pub(crate) struct Admin {
+    pub app: App,
+    pub addr: SocketAddr,
     tokens: HashMap<&'static str, String>,
-    audit: PathBuf,
+    pub audit: PathBuf,
 }
 
 impl Admin {
@@ -59,7 +61,8 @@ impl Admin {
         &self.tokens[kind]
     }
 
-    async fn call(
+    /// A request with the token of `kind` (`None`: no token).
+    pub async fn call(
         &self,
         method: &str,
         path: &str,
@@ -69,14 +72,14 @@ impl Admin {
         request(self.addr, method, path, kind.map(|k| self.token(k)), body).await
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.app
             .shutdown(DEFAULT_GRACE_PERIOD)
             .await
             .expect("clean shutdown");
     }
 
-    fn audit_records(&self) -> Vec<Value> {
+    pub fn audit_records(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.audit)
             .unwrap_or_default()
             .lines()
@@ -116,6 +119,33 @@ async fn start_custom(
     admin_extra: &str,
     target_admin_extra: &str,
 ) -> Admin {
+    let target = |name: &str, monitor: &str| {
+        format!(
+            "  - {{name: {name}, driver: postgres, host: '{{host}}', port: {{port}}, username: {monitor}, password_file: fixture.pw, sslmode: disable, admin: {{username: {admin}, password_file: fixture.pw{target_admin_extra}}}}}\n"
+        )
+    };
+    start_on(
+        tag,
+        NO_VISITS,
+        admin_extra,
+        &format!(
+            "{}{}",
+            target("main", monitor),
+            target("other", other_monitor)
+        ),
+    )
+    .await
+}
+
+/// An admin-enabled daemon on `targets` (YAML list items), collecting every 2 s with the
+/// `collection_extra` keys, with `admin_extra` keys in its `admin` section, one token of
+/// each of [`KINDS`] and an audit log named after `tag`.
+pub(crate) async fn start_on(
+    tag: &str,
+    collection_extra: &str,
+    admin_extra: &str,
+    targets: &str,
+) -> Admin {
     let mut tokens = HashMap::new();
     let mut token_yaml = String::new();
     for (kind, name, scopes) in KINDS {
@@ -126,15 +156,8 @@ async fn start_custom(
         ));
         tokens.insert(kind, t.token.expose().to_owned());
     }
-    let target = |name: &str, monitor: &str| {
-        format!(
-            "  - {{name: {name}, driver: postgres, host: '{{host}}', port: {{port}}, username: {monitor}, password_file: fixture.pw, sslmode: disable, admin: {{username: {admin}, password_file: fixture.pw{target_admin_extra}}}}}\n"
-        )
-    };
     let yaml = format!(
-        "collection: {{interval: 2s, timeout: 1s, {NO_VISITS}}}\nweb: {{listen_address: '127.0.0.1:0'}}\nadmin:\n  listen_address: '127.0.0.1:0'\n  audit_log: audit-{tag}.jsonl\n{admin_extra}  tokens:\n{token_yaml}targets:\n{}{}",
-        target("main", monitor),
-        target("other", other_monitor)
+        "collection: {{interval: 2s, timeout: 1s, {collection_extra}}}\nweb: {{listen_address: '127.0.0.1:0'}}\nadmin:\n  listen_address: '127.0.0.1:0'\n  audit_log: audit-{tag}.jsonl\n{admin_extra}  tokens:\n{token_yaml}targets:\n{targets}"
     );
     let config = daemon_config(&yaml);
     let audit = config.admin.audit_log.clone().expect("audit path");

@@ -22,9 +22,9 @@ use mesa_testkit::proxy::{FaultProxy, Mode};
 
 use crate::support::*;
 
-const INTERVAL: Duration = Duration::from_secs(1);
-const TIMEOUT: Duration = Duration::from_millis(800);
-const STATEMENT_TIMEOUT: Duration = Duration::from_millis(700);
+pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const TIMEOUT: Duration = Duration::from_millis(800);
+pub(crate) const STATEMENT_TIMEOUT: Duration = Duration::from_millis(700);
 /// The longest backoff: 4 intervals stretched by 25 %.
 const BACKOFF: Duration = Duration::from_millis(5000);
 
@@ -36,7 +36,7 @@ struct Fault<'a> {
 
 /// What a scenario measured.
 #[derive(Debug)]
-struct Figures {
+pub(crate) struct Figures {
     to_down: Duration,
     to_up: Duration,
     max_sessions: i64,
@@ -131,8 +131,72 @@ where
         proxy.port()
     ));
     let app = App::start(config).await.expect("daemon starts");
+    // Sessions are sampled on the faulty server; while it does not answer (stopped,
+    // restarting) there is nothing to count, and a new session is tried next time.
+    let mut su = server.superuser().await;
+    let sessions = async || {
+        if su.as_ref().is_none_or(|c| c.is_closed()) {
+            su = server.superuser().await;
+        }
+        let client = su.as_ref()?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&role];
+        let query = client.query_one(
+            "SELECT count(*), coalesce(max(extract(epoch FROM now() - query_start)) FILTER (WHERE state = 'active'), 0)::float8
+               FROM pg_stat_activity WHERE usename = $1",
+            &params,
+        );
+        // A stopped postmaster leaves this session working; a bounded wait anyway.
+        match tokio::time::timeout(Duration::from_secs(1), query).await {
+            Ok(Ok(row)) => Some((row.get::<_, i64>(0), row.get::<_, f64>(1))),
+            _ => None,
+        }
+    };
+    let watched = Watched {
+        up: "pg_up",
+        login: role,
+        reason: fault.reason,
+    };
+    run(
+        app,
+        &watched,
+        async || inject(&proxy, role).await,
+        async || clear(&proxy, role).await,
+        sessions,
+    )
+    .await
+}
+
+/// What a scenario watches on its daemon: the up family of the faulty target's driver, its
+/// login (for messages), and the failure reason the fault must be counted under.
+pub(crate) struct Watched<'a> {
+    /// `pg_up`, `mysql_up`.
+    pub up: &'a str,
+    /// The faulty target's login.
+    pub login: &'a str,
+    /// The reason of `mesa_collect_failures_total` the fault must raise.
+    pub reason: &'a str,
+}
+
+/// The driver-neutral part of a scenario on `app` (targets `healthy` and `faulty`, both up
+/// or about to be): `inject`, watch the faulty target go down with its reason, hold, `clear`,
+/// watch it come back, sampling the scrape time, the healthy target's successes and (with
+/// `sessions`: the faulty login's session count and its oldest running statement in seconds,
+/// `None` when the server did not answer) throughout; then every rule of the suite.
+pub(crate) async fn run<I, C, S>(
+    app: App,
+    w: &Watched<'_>,
+    inject: I,
+    clear: C,
+    mut sessions: S,
+) -> Figures
+where
+    I: AsyncFnOnce(),
+    C: AsyncFnOnce(),
+    S: AsyncFnMut() -> Option<(i64, f64)>,
+{
+    let role = w.login;
     let addr = app.metrics_addr();
-    let up = |text: &str, server: &str| value(text, "pg_up", &[("server", server)]);
+    let up = |text: &str, server: &str| value(text, w.up, &[("server", server)]);
     assert!(
         eventually(Duration::from_secs(5), || async {
             let (_, _, text) = http_get(addr, "/metrics").await;
@@ -141,16 +205,13 @@ where
         .await,
         "{role}: both targets up before the fault"
     );
-    // Sessions are sampled on the faulty server; while it does not answer (stopped,
-    // restarting) there is nothing to count, and a new session is tried next time.
-    let mut su = server.superuser().await;
     let failures = |text: &str| {
         value(
             text,
             "mesa_collect_failures_total",
             &[
                 ("server", "faulty"),
-                ("reason", fault.reason),
+                ("reason", w.reason),
                 ("collector", "health"),
             ],
         )
@@ -163,7 +224,9 @@ where
     let mut healthy_seen: Vec<f64> = Vec::new();
     let mut max_sessions = 0i64;
     let mut oldest = 0f64;
-    // One sample: a timed scrape, the healthy target's last success, the faulty role's
+    // Samples of the sessions that answered: the session figures rest on them.
+    let mut sampled = 0usize;
+    // One sample: a timed scrape, the healthy target's last success, the faulty login's
     // sessions and its oldest running statement.
     let mut sample = async |scrapes: &mut Vec<Duration>| -> String {
         let started = Instant::now();
@@ -178,26 +241,15 @@ where
         {
             healthy_seen.push(t);
         }
-        if su.as_ref().is_none_or(|c| c.is_closed()) {
-            su = server.superuser().await;
-        }
-        if let Some(client) = &su {
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&role];
-            let query = client.query_one(
-                "SELECT count(*), coalesce(max(extract(epoch FROM now() - query_start)) FILTER (WHERE state = 'active'), 0)::float8
-                   FROM pg_stat_activity WHERE usename = $1",
-                &params,
-            );
-            // A stopped postmaster leaves this session working; a bounded wait anyway.
-            if let Ok(Ok(row)) = tokio::time::timeout(Duration::from_secs(1), query).await {
-                max_sessions = max_sessions.max(row.get::<_, i64>(0));
-                oldest = oldest.max(row.get::<_, f64>(1));
-            }
+        if let Some((n, secs)) = sessions().await {
+            max_sessions = max_sessions.max(n);
+            oldest = oldest.max(secs);
+            sampled += 1;
         }
         text
     };
 
-    inject(&proxy, role).await;
+    inject().await;
     let injected = Instant::now();
     let limit_down = INTERVAL + TIMEOUT + Duration::from_secs(1);
     let to_down = loop {
@@ -205,8 +257,9 @@ where
         if up(&text, "faulty") == Some(0.0) {
             assert!(
                 failures(&text) > failures_before,
-                "{role}: pg_up 0 but no failure with reason {:?}:\n{}",
-                fault.reason,
+                "{role}: {} 0 but no failure with reason {:?}:\n{}",
+                w.up,
+                w.reason,
                 text.lines()
                     .filter(|l| l.starts_with("mesa_collect_failures_total{server=\"faulty\""))
                     .collect::<Vec<_>>()
@@ -216,7 +269,8 @@ where
         }
         assert!(
             injected.elapsed() < limit_down + Duration::from_secs(1),
-            "{role}: pg_up still not 0 after {:?}",
+            "{role}: {} still not 0 after {:?}",
+            w.up,
             injected.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -227,7 +281,7 @@ where
         sample(&mut scrapes).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    clear(&proxy, role).await;
+    clear().await;
     let cleared = Instant::now();
     let to_up = loop {
         let text = sample(&mut scrapes).await;
@@ -236,7 +290,8 @@ where
         }
         assert!(
             cleared.elapsed() < BACKOFF + INTERVAL + Duration::from_secs(2),
-            "{role}: pg_up not back to 1 after {:?}",
+            "{role}: {} not back to 1 after {:?}",
+            w.up,
             cleared.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -246,6 +301,10 @@ where
         .await
         .expect("clean shutdown");
 
+    assert!(
+        sampled >= 5,
+        "{role}: the server's sessions were read only {sampled} times"
+    );
     scrapes.sort();
     let p99 = scrapes[(scrapes.len() * 99).div_ceil(100).saturating_sub(1)];
     let figures = Figures {

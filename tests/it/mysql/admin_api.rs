@@ -2,92 +2,44 @@
 //! gets (the auth matrix of the PostgreSQL routes), what each call does on the server, and
 //! its audit records.
 
-use std::collections::HashMap;
-
-use mesa::app::{App, DEFAULT_GRACE_PERIOD};
-use serde_json::Value;
+use mysql_async::prelude::Queryable;
 
 use super::{PASSWORD, plain_user, server, sleeper};
-use crate::support::{Reply, daemon_config, request};
+use crate::admin::{Admin, start_on};
+use crate::support::{Reply, request};
 
-/// (kind, token name, scopes).
-const KINDS: [(&str, &str, &str); 5] = [
-    ("read", "reader", "[read], targets: ['*']"),
-    ("terminate", "terminator", "[terminate], targets: ['*']"),
-    ("create_user", "creator", "[create_user], targets: ['*']"),
-    (
-        "other_target",
-        "outsider",
-        "[read, terminate, create_user, create_superuser], targets: [elsewhere]",
-    ),
-    (
-        "full",
-        "full",
-        "[read, terminate, create_user, create_superuser], targets: ['*']",
-    ),
-];
-
-struct Daemon {
-    app: App,
-    addr: std::net::SocketAddr,
-    tokens: HashMap<&'static str, String>,
-    audit: std::path::PathBuf,
+/// A daemon with the admin API on two MySQL targets of the shared server: `my` (admin login
+/// `mesa_adm`, accounts for `127.0.0.1`) and `other_target`'s only target, `other`.
+async fn daemon() -> Admin {
+    let s = server();
+    start_on(
+        "mysql",
+        "session: kept",
+        "  reap_interval: 24h\n",
+        &format!(
+            "  - {{name: my, driver: mysql, host: '{h}', port: {p}, username: mesa_mon, password_file: fixture.pw, ssl_mode: disabled, account_host: 127.0.0.1, admin: {{username: mesa_adm, password_file: fixture.pw}}}}\n  - {{name: other, driver: mysql, host: '{h}', port: {p}, username: mesa_mon, password_file: fixture.pw, ssl_mode: disabled}}\n",
+            h = s.host(),
+            p = s.port()
+        ),
+    )
+    .await
 }
 
-impl Daemon {
-    async fn start() -> Self {
-        let mut tokens = HashMap::new();
-        let mut yaml = String::new();
-        for (kind, name, scopes) in KINDS {
-            let t = mesa::token::generate().expect("token");
-            yaml.push_str(&format!(
-                "    - {{name: {name}, sha256: '{}', scopes: {scopes}}}\n",
-                t.sha256_hex
-            ));
-            tokens.insert(kind, t.token.expose().to_owned());
-        }
-        let s = server();
-        let config = daemon_config(&format!(
-            "collection: {{interval: 2s, timeout: 1s}}\nweb: {{listen_address: '127.0.0.1:0'}}\nadmin:\n  listen_address: '127.0.0.1:0'\n  audit_log: audit-mysql.jsonl\n  reap_interval: 24h\n  tokens:\n{yaml}targets:\n  - {{name: my, driver: mysql, host: '{}', port: {}, username: mesa_mon, password_file: fixture.pw, ssl_mode: disabled, account_host: 127.0.0.1, admin: {{username: mesa_adm, password_file: fixture.pw}}}}\n  - {{name: elsewhere, driver: mysql, host: '{}', port: {}, username: mesa_mon, password_file: fixture.pw, ssl_mode: disabled}}\n",
-            s.host(),
-            s.port(),
-            s.host(),
-            s.port()
-        ));
-        let audit = config.admin.audit_log.clone().expect("audit path");
-        let _ = std::fs::remove_file(&audit);
-        let app = App::start(config).await.expect("daemon starts");
-        let addr = app.admin_addr().expect("admin API enabled");
-        Self {
-            app,
-            addr,
-            tokens,
-            audit,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        kind: Option<&str>,
-        body: Option<&str>,
-    ) -> Reply {
-        let token = kind.map(|k| {
-            self.tokens.get(k).map_or(
-                "mesa_wrong_token_0000000000000000000000000000",
-                String::as_str,
+/// A request with the token of `kind`; `wrong` sends a token no one has, `none` none.
+async fn call(d: &Admin, method: &str, path: &str, kind: &str, body: Option<&str>) -> Reply {
+    match kind {
+        "none" => d.call(method, path, None, body).await,
+        "wrong" => {
+            request(
+                d.addr,
+                method,
+                path,
+                Some("mesa_wrong_token_000000000000000000000000"),
+                body,
             )
-        });
-        request(self.addr, method, path, token, body).await
-    }
-
-    fn audit_records(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.audit)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
-            .collect()
+            .await
+        }
+        k => d.call(method, path, Some(k), body).await,
     }
 }
 
@@ -113,7 +65,7 @@ async fn every_route_answers_each_token_as_on_postgres_and_acts_on_the_server() 
     )
     .expect("schema");
     plain_user(s, "my_api_app");
-    let d = Daemon::start().await;
+    let d = daemon().await;
 
     // The auth matrix, on requests that change nothing when they succeed or are refused
     // before the gateway: every route, every kind of token.
@@ -139,8 +91,7 @@ async fn every_route_answers_each_token_as_on_postgres_and_acts_on_the_server() 
             "other_target",
             "full",
         ] {
-            let token = (kind != "none").then_some(kind);
-            let got = d.call(method, path, token, None).await;
+            let got = call(&d, method, path, kind, None).await;
             assert_eq!(
                 got.status,
                 expected("read", kind, success),
@@ -196,8 +147,7 @@ async fn every_route_answers_each_token_as_on_postgres_and_acts_on_the_server() 
             "other_target",
             "full",
         ] {
-            let token = (kind != "none").then_some(kind);
-            let got = d.call(method, path, token, body).await;
+            let got = call(&d, method, path, kind, body).await;
             assert_eq!(
                 got.status,
                 expected(need, kind, success),
@@ -266,7 +216,6 @@ async fn every_route_answers_each_token_as_on_postgres_and_acts_on_the_server() 
         matches!(result, Err(mysql_async::Error::Server(ref e)) if e.code == 1317),
         "{result:?}"
     );
-    use mysql_async::prelude::Queryable;
     conn.query_drop("SELECT 1")
         .await
         .expect("cancel keeps the session");
@@ -411,8 +360,5 @@ async fn every_route_answers_each_token_as_on_postgres_and_acts_on_the_server() 
             "one outcome for {pair}"
         );
     }
-    d.app
-        .shutdown(DEFAULT_GRACE_PERIOD)
-        .await
-        .expect("clean shutdown");
+    d.stop().await;
 }

@@ -1,9 +1,9 @@
 //! The MySQL collectors against the live MariaDB: each family checked against what the
 //! server itself says, a collector that fails alone, and the exposition's validity.
 
-use crate::support::{assert_openmetrics_valid, must, value};
+use crate::support::{assert_openmetrics_valid, collect_text, must, value};
 
-use super::{PASSWORD, collect_text, plain_user, server, sleeper, target, target_on};
+use super::{PASSWORD, plain_user, server, sleeper, target, target_on};
 
 /// `SHOW GLOBAL STATUS` / `VARIABLES` of one name, as root reads it.
 fn server_value(kind: &str, name: &str) -> f64 {

@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use crate::support::{closed_port, samples};
+use crate::support::{closed_port, samples, scrape_reference};
 
-use super::{MONITOR, PASSWORD, collect_text, plain_user, server, sleeper, target};
+use super::{MONITOR, PASSWORD, plain_user, server, sleeper, target};
+use crate::support::collect_text;
 
 /// Families the mixin's alerts, rules and overview dashboard read (a name the server does
 /// not have, e.g. Galera's `wsrep_local_state` without Galera, must be absent from both).
@@ -122,7 +122,7 @@ fn mysqld_exporter_text(dir: &Path) -> String {
     let s = server();
     let port = closed_port();
     let log = dir.join("mysqld_exporter.log");
-    let mut child = Command::new(binary)
+    let child = Command::new(binary)
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--collect.info_schema.processlist")
         .env(
@@ -134,33 +134,7 @@ fn mysqld_exporter_text(dir: &Path) -> String {
         .spawn()
         .expect("mysqld_exporter starts");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let started = std::time::Instant::now();
-    let text = loop {
-        let got = std::net::TcpStream::connect(addr).ok().and_then(|mut s| {
-            use std::io::{Read as _, Write as _};
-            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-                .ok()?;
-            let mut body = String::new();
-            s.read_to_string(&mut body).ok()?;
-            Some(body)
-        });
-        match got {
-            Some(body) if body.contains("mysql_up 1") => break body,
-            _ if started.elapsed() > Duration::from_secs(20) => {
-                let _ = child.kill();
-                panic!(
-                    "mysqld_exporter did not serve mysql_up 1; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or(text)
+    scrape_reference(child, addr, "mysql_up 1", &log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

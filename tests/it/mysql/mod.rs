@@ -128,36 +128,6 @@ pub fn plain_user(server: &MariaDb, user: &str) {
         .unwrap_or_else(|e| panic!("create {user}: {e}"));
 }
 
-/// One collection of `t`, stored and rendered as `/probe` renders it (no `server` label),
-/// with the collection itself.
-pub async fn collect_text(t: &TargetConfig) -> (mesa::collectors::Collection, String) {
-    use mesa::collectors::{Collect, TargetCollector};
-    let collector = TargetCollector::new(
-        std::sync::Arc::new(gateway(t)),
-        t.collection.collectors,
-        t.collection.databases.clone(),
-        t.collection.interval,
-    );
-    let collection = collector
-        .collect(mesa::gateway::Deadline::after(
-            std::time::Duration::from_secs(10),
-        ))
-        .await
-        .expect("the collection runs");
-    collector.release().await;
-    let store = mesa::metrics::SnapshotStore::new();
-    store.put(mesa::snapshot::TargetSnapshot {
-        target: t.name.clone(),
-        driver: mesa::gateway::Driver::Mysql,
-        finished_at: std::time::SystemTime::now(),
-        duration: std::time::Duration::ZERO,
-        result: Ok(collection.clone()),
-        last_success: Some(std::time::SystemTime::now()),
-    });
-    let text = store.probe(&t.name).expect("stored");
-    (collection, text)
-}
-
 /// Runs `SELECT SLEEP(secs), 'hunter2-secret'` on a new session of `user`; returns its
 /// connection id and the task (its connection, and the result: the row, or the error a
 /// KILL gave), once the server shows the statement running.

@@ -78,7 +78,7 @@ fn postgres_exporter_text(dir: &Path, database: &str, queries: &Path) -> String 
     );
     let c = cluster();
     let port = closed_port();
-    let mut child = Command::new(binary)
+    let child = Command::new(binary)
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg(format!("--extend.query-path={}", queries.display()))
         .arg("--disable-default-metrics")
@@ -102,33 +102,12 @@ fn postgres_exporter_text(dir: &Path, database: &str, queries: &Path) -> String 
         .spawn()
         .expect("postgres_exporter starts");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let started = std::time::Instant::now();
-    let text = loop {
-        let got = std::net::TcpStream::connect(addr).ok().and_then(|mut s| {
-            use std::io::{Read as _, Write as _};
-            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-                .ok()?;
-            let mut body = String::new();
-            s.read_to_string(&mut body).ok()?;
-            Some(body)
-        });
-        match got {
-            Some(body) if body.contains("uq_queue_depth") => break body,
-            _ if started.elapsed() > Duration::from_secs(20) => {
-                let _ = child.kill();
-                panic!(
-                    "postgres_exporter served no uq_ metrics; its log:\n{}",
-                    std::fs::read_to_string(dir.join("postgres_exporter.log")).unwrap_or_default()
-                );
-            }
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or(text)
+    scrape_reference(
+        child,
+        addr,
+        "uq_queue_depth",
+        &dir.join("postgres_exporter.log"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,9 +151,9 @@ pub fn assert_openmetrics_valid(text: &str) {
     );
 }
 
-/// One collection of `t` with its configured collectors and one visit to its `database`,
-/// stored and rendered as `/probe` renders them (no `server` label), with the collection
-/// itself.
+/// One collection of `t` with its configured collectors and one visit to its `database`
+/// (where its driver visits databases), stored and rendered as `/probe` renders them (no
+/// `server` label), with the collection itself.
 pub async fn collect_text(t: &TargetConfig) -> (mesa::collectors::Collection, String) {
     use mesa::collectors::{Collect, TargetCollector};
     let collector = TargetCollector::new(
@@ -175,19 +175,22 @@ pub async fn collect_text(t: &TargetConfig) -> (mesa::collectors::Collection, St
         result: Ok(collection.clone()),
         last_success: Some(std::time::SystemTime::now()),
     });
-    let database = &t.spec.common.database;
-    let visit = collector
-        .visit(
+    // A visit to the target's database, where its driver has database-scoped collectors.
+    if collector.visits() {
+        let database = &t.spec.common.database;
+        let visit = collector
+            .visit(
+                database,
+                mesa::gateway::Deadline::after(Duration::from_secs(10)),
+            )
+            .await;
+        let last = visit.up().then_some(visit.finished_at);
+        store.put_visit(
+            &t.name,
             database,
-            mesa::gateway::Deadline::after(Duration::from_secs(10)),
-        )
-        .await;
-    let last = visit.up().then_some(visit.finished_at);
-    store.put_visit(
-        &t.name,
-        database,
-        mesa::metrics::families::EncodedTarget::for_visit(&t.name, &visit, last),
-    );
+            mesa::metrics::families::EncodedTarget::for_visit(&t.name, &visit, last),
+        );
+    }
     let text = store.probe(&t.name).expect("stored");
     (collection, text)
 }
@@ -197,4 +200,42 @@ pub fn assert_the_rest_succeeded(collection: &mesa::collectors::Collection, exce
     for o in collection.outcomes.iter().filter(|o| o.collector != except) {
         assert!(o.result.is_ok(), "{}: {:?}", o.collector, o.result);
     }
+}
+
+/// Scrapes the reference exporter `child` listening on `addr` until its body contains
+/// `ready` (within 20 s, else its log `log` is shown), then stops it; the body alone.
+pub fn scrape_reference(
+    mut child: std::process::Child,
+    addr: std::net::SocketAddr,
+    ready: &str,
+    log: &std::path::Path,
+) -> String {
+    let started = std::time::Instant::now();
+    let text = loop {
+        let got = std::net::TcpStream::connect(addr).ok().and_then(|mut s| {
+            use std::io::{Read as _, Write as _};
+            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+                .ok()?;
+            let mut body = String::new();
+            s.read_to_string(&mut body).ok()?;
+            Some(body)
+        });
+        match got {
+            Some(body) if body.contains(ready) => break body,
+            _ if started.elapsed() > Duration::from_secs(20) => {
+                let _ = child.kill();
+                panic!(
+                    "{} served no {ready:?}; its log:\n{}",
+                    log.display(),
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or(text)
 }
