@@ -233,3 +233,45 @@ async fn a_wrong_password_is_mysql_up_0_with_its_reason() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_replica_reports_its_threads_and_lag_under_mysqld_exporters_names() {
+    let r = super::replica();
+    // A change on the primary arrives: replication runs.
+    server()
+        .sql("", "CREATE DATABASE IF NOT EXISTS my_replicated")
+        .expect("primary");
+    let arrived = crate::support::eventually(std::time::Duration::from_secs(20), || async {
+        r.sql("", "SHOW DATABASES LIKE 'my_replicated'")
+            .is_ok_and(|out| out.contains("my_replicated"))
+    })
+    .await;
+    assert!(arrived, "the replica never applied the primary's change");
+    let t = target_on(r, "my_replica", super::MONITOR);
+    let (collection, text) = collect_text(&t).await;
+    assert!(
+        collection
+            .outcome("replica_status")
+            .is_some_and(|o| o.result.is_ok())
+    );
+    let labels = [
+        ("channel_name", ""),
+        ("connection_name", ""),
+        ("master_host", "127.0.0.1"),
+        ("master_uuid", ""),
+    ];
+    assert_eq!(
+        must(&text, "mysql_slave_status_slave_io_running", &labels),
+        1.0
+    );
+    assert_eq!(
+        must(&text, "mysql_slave_status_slave_sql_running", &labels),
+        1.0
+    );
+    assert!(must(&text, "mysql_slave_status_seconds_behind_master", &labels) >= 0.0);
+    assert_eq!(must(&text, "mysql_slave_status_sql_delay", &labels), 0.0);
+    assert_eq!(
+        must(&text, "mysql_slave_status_master_port", &labels),
+        f64::from(server().port())
+    );
+}

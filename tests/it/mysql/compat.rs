@@ -9,7 +9,11 @@ use std::process::{Command, Stdio};
 
 use crate::support::{closed_port, samples, scrape_reference};
 
-use super::{MONITOR, PASSWORD, plain_user, server, sleeper, target};
+use std::time::Duration;
+
+use mesa_testkit::mariadb::MariaDb;
+
+use super::{MONITOR, PASSWORD, plain_user, replica, server, sleeper, target_on};
 use crate::support::collect_text;
 
 /// Families the mixin's alerts, rules and overview dashboard read (a name the server does
@@ -112,14 +116,13 @@ fn shapes(text: &str) -> BTreeMap<String, BTreeSet<Vec<String>>> {
     out
 }
 
-/// Debian's mysqld_exporter on the shared server as Mesa's monitoring login: one scrape.
-fn mysqld_exporter_text(dir: &Path) -> String {
+/// Debian's mysqld_exporter on `s` as Mesa's monitoring login: one scrape.
+fn mysqld_exporter_text(dir: &Path, s: &MariaDb) -> String {
     let binary = Path::new("/usr/bin/prometheus-mysqld-exporter");
     assert!(
         binary.is_file(),
         "prometheus-mysqld-exporter is missing (`cargo xtask test` installs it)"
     );
-    let s = server();
     let port = closed_port();
     let log = dir.join("mysqld_exporter.log");
     let child = Command::new(binary)
@@ -142,24 +145,41 @@ async fn the_mixins_names_are_served_as_mysqld_exporter_serves_them() {
     plain_user(server(), "my_compat_app");
     // A running statement for the processlist families of both.
     let (id, task) = sleeper("my_compat_app", PASSWORD, 60).await;
-    let dir = std::env::temp_dir().join(format!("mesa-mysql-compat-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let reference = shapes(&mysqld_exporter_text(&dir));
-    let (_, mesa) = collect_text(&target("my_compat")).await;
-    let mesa = shapes(&mesa);
+    let served = compare(server(), "my_compat").await;
     server().sql("", &format!("KILL {id}")).expect("cleanup");
     let _ = task.await;
+    assert!(
+        served >= 50,
+        "only {served} of the mixin's names exist on this server"
+    );
+}
 
-    // The mixin's names: present in both or in neither, with the same label names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicas_names_are_served_as_mysqld_exporter_serves_them() {
+    let r = replica();
+    let running = crate::support::eventually(Duration::from_secs(20), || async {
+        r.sql("", "SHOW SLAVE STATUS")
+            // Slave_IO_Running and Slave_SQL_Running, side by side.
+            .is_ok_and(|out| out.contains("\tYes\tYes\t"))
+    })
+    .await;
+    assert!(running, "the replica's threads never ran");
+    compare(r, "my_compat_replica").await;
+}
+
+/// Compares one scrape of mysqld_exporter with one collection of Mesa on `s` (as target
+/// `name`): the mixin's names present in both or in neither, with the same label names, and
+/// every status and variable family of either. Returns how many of the mixin's names exist.
+async fn compare(s: &'static MariaDb, name: &str) -> usize {
+    let dir = std::env::temp_dir().join(format!("mesa-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let reference = shapes(&mysqld_exporter_text(&dir, s));
+    let (_, mesa) = collect_text(&target_on(s, name, MONITOR)).await;
+    let mesa = shapes(&mesa);
+
     let mut served = 0;
     for name in MIXIN {
-        let expose = |shapes: &BTreeMap<String, BTreeSet<Vec<String>>>| {
-            shapes
-                .iter()
-                .filter(|(n, _)| n.as_str() == *name)
-                .map(|(_, l)| l.clone())
-                .next()
-        };
+        let expose = |shapes: &BTreeMap<String, BTreeSet<Vec<String>>>| shapes.get(*name).cloned();
         let (theirs, ours) = (expose(&reference), expose(&mesa));
         assert_eq!(
             ours, theirs,
@@ -167,12 +187,6 @@ async fn the_mixins_names_are_served_as_mysqld_exporter_serves_them() {
         );
         served += usize::from(theirs.is_some());
     }
-    assert!(
-        served >= 50,
-        "only {served} of the mixin's names exist on this server"
-    );
-
-    // Every status and variable family of either, by name and labels.
     let of = |shapes: &BTreeMap<String, BTreeSet<Vec<String>>>, prefix: &str| -> BTreeSet<String> {
         shapes
             .keys()
@@ -197,4 +211,6 @@ async fn the_mixins_names_are_served_as_mysqld_exporter_serves_them() {
             );
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+    served
 }

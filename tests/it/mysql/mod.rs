@@ -163,3 +163,43 @@ pub async fn sleeper(
     }
     (id, task)
 }
+
+/// A replica of the shared server (GTID, from the primary's position when it starts, errors
+/// of statements the primary's tests made on accounts it lacks skipped), with Mesa's logins
+/// of its own.
+pub fn replica() -> &'static MariaDb {
+    static REPLICA: OnceLock<MariaDb> = OnceLock::new();
+    REPLICA.get_or_init(|| {
+        let primary = server();
+        primary
+            .sql(
+                "",
+                &format!(
+                    "CREATE USER IF NOT EXISTS mesa_repl@'%' IDENTIFIED BY '{PASSWORD}'; \
+                     GRANT REPLICATION SLAVE ON *.* TO mesa_repl@'%';"
+                ),
+            )
+            .unwrap_or_else(|e| panic!("replication login: {e}"));
+        let replica = MariaDb::start_with(&["--server-id=2", "--slave-skip-errors=all"])
+            .unwrap_or_else(|e| panic!("the replica did not start: {e}"));
+        setup(&replica);
+        let position = primary
+            .sql("", "SELECT @@gtid_binlog_pos")
+            .unwrap_or_else(|e| panic!("primary position: {e}"));
+        replica
+            .sql(
+                "",
+                &format!(
+                    "SET GLOBAL gtid_slave_pos = '{}'; \
+                     CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, \
+                       MASTER_USER = 'mesa_repl', MASTER_PASSWORD = '{PASSWORD}', \
+                       MASTER_USE_GTID = slave_pos; \
+                     START SLAVE;",
+                    position.trim(),
+                    primary.port()
+                ),
+            )
+            .unwrap_or_else(|e| panic!("replication: {e}"));
+        replica
+    })
+}
