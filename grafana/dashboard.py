@@ -5,9 +5,10 @@ Run it with Grafana's grafana-foundation-sdk (pinned in grafana/requirements.txt
     python3 grafana/dashboard.py > grafana/dashboards/mesa.json
 
 CI runs it and fails when the committed JSON differs, so edit this file, not the JSON.
-Every query uses `$datasource` and `$server` (from `label_values(pg_up, server)`), which the
-`/metrics` scrape pattern labels each database with; the per-database row also `$datname`
-(the databases discovery visits, from `mesa_database_up`). tests/it/dashboard.rs evaluates every
+Every query uses `$datasource` and `$server` (the targets of both drivers, from `pg_up` and
+`mysql_up`), which the `/metrics` scrape pattern labels each database with; the per-database
+row also `$datname` (the databases discovery visits, from `mesa_database_up`). The MySQL row
+reads mysqld_exporter's names, which Mesa serves for MySQL and MariaDB targets. tests/it/dashboard.rs evaluates every
 query against a live Prometheus.
 """
 
@@ -79,9 +80,9 @@ def single(title: str, unit: str, q: prom.Dataquery, steps: tuple, width: int = 
 def build() -> db.Dashboard:
     rate = "$__rate_interval"
     d = (
-        db.Dashboard("Mesa: PostgreSQL fleet")
+        db.Dashboard("Mesa: PostgreSQL and MySQL fleet")
         .uid("mesa-postgres-fleet")
-        .tags(["mesa", "postgresql"])
+        .tags(["mesa", "postgresql", "mysql"])
         .refresh("30s")
         .time("now-3h", "now")
         .timezone("browser")
@@ -90,7 +91,7 @@ def build() -> db.Dashboard:
             db.QueryVariable("server")
             .label("Server")
             .datasource(DS)
-            .query("label_values(pg_up, server)")
+            .query('label_values({__name__=~"pg_up|mysql_up"}, server)')
             .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .multi(True)
             .include_all(True)
@@ -242,6 +243,59 @@ def build() -> db.Dashboard:
                 .format(prom_model.PromQueryFormat.TABLE)
             )
         )
+        .with_row(db.Row("MySQL and MariaDB").id(_id()))
+        .with_panel(single(
+            "MySQL targets up", "none",
+            query(f"sum(mysql_up{{{SERVER}}})", "up"),
+            ((None, "red"), (1, "green")),
+            description="MySQL and MariaDB targets whose last collection connected and ran (mysql_up).",
+        ))
+        .with_panel(series(
+            "MySQL connection utilization", "percentunit",
+            query(f"mysql_connections_utilization_ratio{{{SERVER}}}", "{{server}}"),
+            width=18,
+            description="Client connections (Mesa's own excluded) / max_connections; the MysqlConnectionSaturation alert fires at 80% (warning) and 95% (critical).",
+        ).thresholds(thresholds((None, "green"), (SATURATION_WARNING, "orange"), (SATURATION_CRITICAL, "red")))
+         .max(1).min(0))
+        .with_panel(series(
+            "MySQL threads vs max_connections", "none",
+            query(f"mysql_global_status_threads_connected{{{SERVER}}}", "{{server}} connected"),
+            query(f"mysql_global_status_threads_running{{{SERVER}}}", "{{server}} running", "B"),
+            query(f"mysql_global_variables_max_connections{{{SERVER}}}", "{{server}} max_connections", "C"),
+        ))
+        .with_panel(series(
+            "MySQL questions per second", "ops",
+            query(f"rate(mysql_global_status_questions{{{SERVER}}}[{rate}])", "{{server}}"),
+            description="Statements clients sent (Questions), per second.",
+        ))
+        .with_panel(series(
+            "MySQL slow queries and aborted connections", "ops",
+            query(f"rate(mysql_global_status_slow_queries{{{SERVER}}}[{rate}])", "{{server}} slow queries"),
+            query(f"rate(mysql_global_status_aborted_connects{{{SERVER}}}[{rate}])", "{{server}} aborted connects", "B"),
+            query(f"rate(mysql_global_status_aborted_clients{{{SERVER}}}[{rate}])", "{{server}} aborted clients", "C"),
+        ))
+        .with_panel(series(
+            "InnoDB buffer pool reads from disk", "percentunit",
+            query(
+                f"rate(mysql_global_status_innodb_buffer_pool_reads{{{SERVER}}}[{rate}]) / "
+                f"clamp_min(rate(mysql_global_status_innodb_buffer_pool_read_requests{{{SERVER}}}[{rate}]), 1)",
+                "{{server}}",
+            ),
+            description="Logical reads InnoDB had to read from disk (Innodb_buffer_pool_reads / Innodb_buffer_pool_read_requests).",
+        ))
+        .with_panel(series(
+            "InnoDB row lock waits", "ops",
+            query(f"rate(mysql_global_status_innodb_row_lock_waits{{{SERVER}}}[{rate}])", "{{server}}"),
+        ))
+        .with_panel(series(
+            "MySQL replica lag and threads", "s",
+            query(f"mysql_slave_status_seconds_behind_master{{{SERVER}}}", "{{server}} {{connection_name}} behind {{master_host}}"),
+            query(
+                f"mysql_slave_status_slave_io_running{{{SERVER}}} * mysql_slave_status_slave_sql_running{{{SERVER}}}",
+                "{{server}} {{connection_name}} threads running (1 = both)", "B",
+            ),
+            description="On a replica: Seconds_Behind_Master, and whether its IO and SQL threads both run (the MysqlReplicationNotRunning alert fires when one stops).",
+        ))
         .with_row(db.Row("Mesa").id(_id()))
         .with_panel(series(
             "Collection duration", "s",

@@ -17,7 +17,7 @@ use crate::prometheus::start_prometheus;
 use crate::support::*;
 
 /// `(alertname, severity, state)` of every alert Prometheus holds.
-async fn alerts(prom: std::net::SocketAddr) -> Vec<(String, String, String)> {
+pub(crate) async fn alerts(prom: std::net::SocketAddr) -> Vec<(String, String, String)> {
     let Some((200, _, body)) = try_http_get(prom, "/api/v1/alerts").await else {
         return Vec::new();
     };
@@ -37,7 +37,8 @@ async fn alerts(prom: std::net::SocketAddr) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn firing(all: &[(String, String, String)], name: &str, severity: &str) -> bool {
+/// Whether `name` of `severity` is firing among `all`.
+pub(crate) fn firing(all: &[(String, String, String)], name: &str, severity: &str) -> bool {
     all.iter()
         .any(|(n, s, state)| n == name && s == severity && state == "firing")
 }
@@ -77,27 +78,7 @@ targets:
     let app = App::start(config).await.expect("daemon starts");
 
     let dir = std::env::temp_dir().join(format!("mesa-alerting-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    // The shipped rules with every `for:` cut to 2 s; nothing else changes.
-    let rules =
-        std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).expect("alerts.yml");
-    let fast: String = rules
-        .lines()
-        .map(|l| match l.trim_start().strip_prefix("for: ") {
-            Some(_) => format!("{}for: 2s", &l[..l.len() - l.trim_start().len()]),
-            None => l.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert_ne!(fast, rules, "alerts.yml has `for:` clauses to shorten");
-    let rules_path = dir.join("alerts.yml");
-    std::fs::write(&rules_path, fast).expect("rules");
-    let jobs = std::fs::read_to_string(root.join("deploy/prometheus/scrape.yml"))
-        .expect("scrape.yml")
-        .replace("mesa.example:9930", &app.metrics_addr().to_string())
-        .replace("[orders-primary, billing]", "[small]");
-    let (_prometheus, prom) = start_prometheus(&dir, &jobs, &[rules_path.as_path()]);
+    let (_prometheus, prom) = prometheus_with_shipped_rules(&dir, &app, "[small]");
 
     // Quiet first: no saturation alert.
     assert!(
@@ -164,4 +145,34 @@ targets:
     app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(down, "PostgresDown never fired: {seen:?}");
+}
+
+/// A Prometheus scraping `app` with the shipped scrape configs (its `/probe` job on
+/// `probe_targets`, a YAML list) and the shipped `alerts.yml`, its `for:` durations cut to
+/// 2 s; nothing else changes. Its files live in `dir`.
+pub(crate) fn prometheus_with_shipped_rules(
+    dir: &std::path::Path,
+    app: &App,
+    probe_targets: &str,
+) -> (crate::prometheus::Running, std::net::SocketAddr) {
+    std::fs::create_dir_all(dir).expect("dir");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules =
+        std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).expect("alerts.yml");
+    let fast: String = rules
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 2s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(fast, rules, "alerts.yml has `for:` clauses to shorten");
+    let rules_path = dir.join("alerts.yml");
+    std::fs::write(&rules_path, fast).expect("rules");
+    let jobs = std::fs::read_to_string(root.join("deploy/prometheus/scrape.yml"))
+        .expect("scrape.yml")
+        .replace("mesa.example:9930", &app.metrics_addr().to_string())
+        .replace("[orders-primary, billing]", probe_targets);
+    start_prometheus(dir, &jobs, &[rules_path.as_path()])
 }

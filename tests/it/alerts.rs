@@ -59,15 +59,19 @@ fn every_alert_is_tested_firing_and_not_firing() {
         "PostgresLongTransaction",
         "PostgresRestarted",
         "MesaDatabaseNotVisited",
+        "MysqlDown",
+        "MysqlConnectionSaturation",
+        "MysqlTooManyConnectionsRefused",
+        "MysqlReplicationNotRunning",
     ] {
         assert!(alerts.contains(required), "{required} is missing");
     }
     // Every rule has summary and description annotations.
-    for rule in rules["groups"][0]["rules"]
+    for rule in rules["groups"]
         .as_array()
-        .into_iter()
-        .chain(rules["groups"][1]["rules"].as_array())
-        .flatten()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
     {
         for key in ["summary", "description"] {
             assert!(

@@ -72,7 +72,7 @@ fn as_promql(expr: &str) -> String {
     }
 }
 
-/// Metric names a query reads (identifiers starting with `pg_` or `mesa_`).
+/// Metric names a query reads (identifiers starting with `pg_`, `mysql_` or `mesa_`).
 fn metric_names(expr: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let bytes = expr.as_bytes();
@@ -85,7 +85,11 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
         if i > start {
             let word = &expr[start..i];
             let quoted = start > 0 && bytes[start - 1] == b'"';
-            if !quoted && (word.starts_with("pg_") || word.starts_with("mesa_")) {
+            if !quoted
+                && (word.starts_with("pg_")
+                    || word.starts_with("mysql_")
+                    || word.starts_with("mesa_"))
+            {
                 out.insert(word.to_owned());
             }
         } else {
@@ -152,6 +156,12 @@ fn the_dashboard_is_well_formed() {
         "Collection failures by reason and collector",
         "Skipped ticks",
         "Admin API requests by outcome",
+        "MySQL targets up",
+        "MySQL connection utilization",
+        "MySQL threads vs max_connections",
+        "MySQL questions per second",
+        "InnoDB buffer pool reads from disk",
+        "MySQL replica lag and threads",
     ] {
         assert!(
             titles.contains(&wanted),
@@ -194,6 +204,8 @@ async fn every_dashboard_query_returns_data_from_a_live_mesa() {
         .expect("join")
         .unwrap_or_else(|e| panic!("standby: {e}"));
 
+    // MySQL targets: the shared MariaDB and its replica, for the MySQL row.
+    let (primary, replica) = (crate::mysql::server(), crate::mysql::replica());
     let token = mesa::token::generate().expect("token");
     let config = daemon_config(&format!(
         "collection: {{interval: 1s, timeout: 800ms, databases: {{include: ['^dash_db$']}}}}
@@ -204,8 +216,12 @@ admin:
     - {{name: dash, sha256: '{}', scopes: [read], targets: ['*']}}
 targets:
   - {{name: local, driver: postgres, host: '{{host}}', port: {{port}}, database: dash_db, username: mesa_monitor, password_file: fixture.pw, sslmode: disable}}
+  - {{name: mylocal, driver: mysql, host: 127.0.0.1, port: {}, username: mesa_mon, password_file: fixture.pw, ssl_mode: disabled}}
+  - {{name: myreplica, driver: mysql, host: 127.0.0.1, port: {}, username: mesa_mon, password_file: fixture.pw, ssl_mode: disabled}}
 ",
-        token.sha256_hex
+        token.sha256_hex,
+        primary.port(),
+        replica.port()
     ));
     let app = App::start(config).await.expect("daemon starts");
     let admin = app.admin_addr().expect("admin API");
@@ -227,6 +243,7 @@ targets:
         |body| {
             body.contains("pg_stat_database_xact_commit_total{server=\"local\"")
                 && body.contains("mesa_database_up{server=\"local\"")
+                && body.contains("mysql_slave_status_seconds_behind_master{server=\"myreplica\"")
         },
     )
     .await;
@@ -246,7 +263,7 @@ targets:
     )
     .expect("scrape.yml")
     .replace("mesa.example:9930", &app.metrics_addr().to_string())
-    .replace("[orders-primary, billing]", "[local]");
+    .replace("[orders-primary, billing]", "[local, mylocal, myreplica]");
     let dir = std::env::temp_dir().join(format!("mesa-dash-{}", std::process::id()));
     let (_prometheus, prom) = start_prometheus(&dir, &jobs, &[]);
     let ready = eventually(Duration::from_secs(60), || async {
@@ -257,6 +274,10 @@ targets:
             && !query(prom, "pg_stat_replication_pg_wal_lsn_diff")
                 .await
                 .is_empty()
+            && query(prom, "count_over_time(mysql_up{job=\"mesa\"}[1m]) >= 6")
+                .await
+                .len()
+                == 2
     })
     .await;
     let mut failures = Vec::new();

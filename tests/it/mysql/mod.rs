@@ -6,6 +6,7 @@
 //! the KILL check reads), `root` (the server's superuser).
 
 mod admin_api;
+mod alerting;
 mod collectors;
 mod compat;
 mod faults;
