@@ -52,6 +52,18 @@ pub(crate) fn classify(err: Error, endpoint: &str) -> GatewayError {
             detail: e.to_string(),
             source: Some(Box::new(err)),
         },
+        // tokio-rustls reports a failed handshake (an untrusted certificate) as an I/O error
+        // around rustls' own.
+        Error::Io(IoError::Io(ref e))
+            if e.get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            GatewayError::Tls {
+                endpoint: endpoint.to_owned(),
+                detail: e.to_string(),
+                source: Some(Box::new(err)),
+            }
+        }
         Error::Io(IoError::Io(ref e)) => {
             let detail = e.to_string();
             unreachable(detail, err)

@@ -492,3 +492,59 @@ fn a_wildcard_account_host_is_a_config_error_unless_allowed() {
         .expect_err("a PostgreSQL key on a MySQL target");
     assert!(format!("{problems:?}").contains("sslmode"), "{problems:?}");
 }
+
+#[tokio::test]
+async fn a_statement_past_mesas_deadline_is_killed_on_the_server() {
+    let s = server();
+    // A DDL that waits: root holds the grant table CREATE USER must write.
+    let mut holder = client(s, "root", s.password()).await;
+    holder
+        .query_drop("LOCK TABLES mysql.global_priv WRITE")
+        .await
+        .expect("lock");
+    let mut t = target("my_deadline");
+    spec(&mut t).account_host = AccountHost::parse("127.0.0.1", false).expect("host");
+    // The server would let it wait 30 s; Mesa's deadline is 600 ms.
+    t.collection.statement_timeout = Duration::from_secs(30);
+    t.collection.lock_timeout = Duration::from_secs(30);
+    let g = gateway(&t);
+    let user = NewUser::new("my_waiting_user", None, false, true).expect("valid");
+    let started = std::time::Instant::now();
+    let err = g
+        .create_user(user, Deadline::after(Duration::from_millis(600)))
+        .await
+        .expect_err("past the deadline");
+    assert_eq!(err.reason(), FailureReason::Timeout, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The statement no longer waits on the server: KILL QUERY ended it, long before the
+    // server's own 30 s.
+    let waiting = || {
+        s.sql(
+            "",
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'mesa_adm' AND INFO LIKE 'CREATE USER%my_waiting_user%'",
+        )
+        .expect("processlist")
+        .trim()
+        .to_owned()
+    };
+    let ended =
+        crate::support::eventually(Duration::from_secs(3), || async { waiting() == "0" }).await;
+    assert!(ended, "the CREATE USER still waits on the server");
+    assert!(
+        s.general_log().lines().any(|l| l.contains("KILL QUERY")),
+        "no KILL QUERY reached the server"
+    );
+    holder.query_drop("UNLOCK TABLES").await.expect("unlock");
+    // Nothing was created.
+    let exists = s
+        .sql(
+            "",
+            "SELECT COUNT(*) FROM mysql.global_priv WHERE User = 'my_waiting_user'",
+        )
+        .expect("count");
+    assert_eq!(exists.trim(), "0");
+}

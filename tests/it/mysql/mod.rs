@@ -11,6 +11,7 @@ mod collectors;
 mod compat;
 mod faults;
 mod gateway;
+mod tls;
 
 use std::sync::OnceLock;
 
