@@ -57,7 +57,7 @@ pub(crate) struct Admin {
 }
 
 impl Admin {
-    fn token(&self, kind: &str) -> &str {
+    pub fn token(&self, kind: &str) -> &str {
         &self.tokens[kind]
     }
 

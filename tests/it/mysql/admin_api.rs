@@ -43,6 +43,27 @@ async fn call(d: &Admin, method: &str, path: &str, kind: &str, body: Option<&str
     }
 }
 
+/// `mesa admin --target my ARGS` (the real binary) with the token of `kind`: exit code,
+/// stdout, stderr.
+async fn mesa_admin(d: &Admin, kind: &str, args: &[&str]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mesa"));
+    command
+        .args(["admin", "--target", "my"])
+        .args(args)
+        .env("MESA_ADMIN_URL", format!("http://{}", d.addr))
+        .env("MESA_ADMIN_TOKEN", d.token(kind))
+        .env_remove("MESA_ADMIN_TARGET");
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("the mesa binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// What a token of `kind` gets on a route needing `need` whose success is `success`.
 fn expected(need: &str, kind: &str, success: u16) -> u16 {
     match kind {
@@ -201,6 +222,23 @@ async fn every_route_answers_each_token_as_on_postgres_and_acts_on_the_server() 
         "{}",
         dry.body
     );
+
+    // The command line lists it, and a dry run of a bulk terminate finds it.
+    let (code, out, err) = mesa_admin(&d, "read", &["sessions", "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id.to_string()) && out.contains("my_api_app"), "{out}");
+    let (code, out, err) = mesa_admin(
+        &d,
+        "terminate",
+        &["sessions", "terminate", "--user", "my_api_app", "--max", "5", "--dry-run"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id.to_string()), "{out}");
+    // What MySQL cannot do says so, with the conflict's exit code.
+    let (code, _, err) = mesa_admin(&d, "read", &["users", "list"]).await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("mark"), "{err}");
 
     let cancel = d
         .call(
