@@ -11,7 +11,9 @@
 //! 5. Mesa at 1, 100 and 1000 targets every 15 s: mean CPU, start delay p99, skipped ticks,
 //!    memory;
 //! 6. one `queries.yaml` of 20 user queries run by both, once a second (`--only-queries`
-//!    runs this phase alone and writes `QUERIES.md`).
+//!    runs this phase alone and writes `QUERIES.md`);
+//! 7. MySQL: Mesa and Debian's mysqld_exporter against one throwaway MariaDB, once a second
+//!    (`mysql.rs`; `--only-mysql` runs this phase alone and writes `MYSQL.md`).
 //!
 //! Writes `BENCHMARKS.md` and `scale.csv` (for the plot) into `--out`. `--smoke` runs every
 //! phase briefly at small scale (CI): the figures are then only a check that each is measured.
@@ -37,11 +39,13 @@ type Error = Box<dyn std::error::Error>;
 
 mod accounting;
 mod http;
+mod mysql;
 mod procs;
 mod queries;
 mod report;
 use accounting::*;
 use http::*;
+use mysql::*;
 use procs::*;
 use queries::*;
 use report::*;
@@ -117,12 +121,15 @@ struct Args {
     command: String,
     /// `--only-queries`: the user-queries phase alone, into `QUERIES.md`.
     only_queries: bool,
+    /// `--only-mysql`: the MySQL phase alone, into `MYSQL.md`.
+    only_mysql: bool,
 }
 
 fn parse_args() -> Result<Args, Error> {
     let mut exporter = PathBuf::from("/usr/bin/prometheus-postgres-exporter");
     let mut plan = Plan::full();
     let mut only_queries = false;
+    let mut only_mysql = false;
     let RunArgs { mesa, out, command } =
         RunArgs::parse::<Error>("cargo xtask bench", |flag, rest| {
             match flag {
@@ -131,6 +138,7 @@ fn parse_args() -> Result<Args, Error> {
                 }
                 "--smoke" => plan = Plan::smoke(),
                 "--only-queries" => only_queries = true,
+                "--only-mysql" => only_mysql = true,
                 _ => return Ok(false),
             }
             Ok(true)
@@ -142,6 +150,7 @@ fn parse_args() -> Result<Args, Error> {
         plan,
         command,
         only_queries,
+        only_mysql,
     })
 }
 

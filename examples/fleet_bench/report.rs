@@ -22,10 +22,17 @@ pub(crate) fn version(cmd: &Path, arg: &str) -> String {
 /// A Mesa / postgres_exporter table: its header, then a row per figure with its digits and
 /// the ratio.
 pub(crate) fn side_by_side(md: &mut String, rows: &[(&str, f64, f64, usize)]) -> Result<(), Error> {
-    writeln!(
-        md,
-        "| figure | Mesa | postgres_exporter | Mesa / postgres_exporter |"
-    )?;
+    against(md, "postgres_exporter", rows)
+}
+
+/// A Mesa / `reference` table: its header, then a row per figure with its digits and the
+/// ratio.
+pub(crate) fn against(
+    md: &mut String,
+    reference: &str,
+    rows: &[(&str, f64, f64, usize)],
+) -> Result<(), Error> {
+    writeln!(md, "| figure | Mesa | {reference} | Mesa / {reference} |")?;
     writeln!(md, "|---|---:|---:|---:|")?;
     for &(name, m, e, digits) in rows {
         writeln!(
@@ -64,6 +71,22 @@ pub(crate) fn run() -> Result<(), Error> {
     let work = std::env::temp_dir().join(format!("mesa-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let started = Instant::now();
+    if args.only_mysql {
+        let mysql = mysql::phase(&args, &work, plan.per_collection)?;
+        let mut md = String::new();
+        writeln!(
+            md,
+            "# MySQL: Mesa and mysqld_exporter side by side\n\nWritten by `{}`. Machine: {}.",
+            args.command,
+            machine()
+        )?;
+        mysql_section(&mut md, &mysql, plan.per_collection)?;
+        std::fs::write(args.out.join("MYSQL.md"), &md)?;
+        println!("{md}");
+        eprintln!("== wrote {}", args.out.join("MYSQL.md").display());
+        let _ = std::fs::remove_dir_all(&work);
+        return Ok(());
+    }
     eprintln!("bench: starting PostgreSQL");
     let cluster = PgCluster::start(ClusterOptions {
         extra_conf: vec![
@@ -279,6 +302,7 @@ pub(crate) fn run() -> Result<(), Error> {
         eprintln!("bench: Mesa at {n} targets every {:?}", plan.scale_interval);
         scales.push(scale(&args, &work, &cluster, n)?);
     }
+    let mysql = mysql::phase(&args, &work, plan.per_collection)?;
     let total = started.elapsed();
 
     // ---- write the report ----
@@ -659,6 +683,7 @@ pub(crate) fn run() -> Result<(), Error> {
         md,
         "\n![Mesa's CPU and memory against target count](benchmarks.png)"
     )?;
+    mysql_section(&mut md, &mysql, plan.per_collection)?;
     std::fs::write(args.out.join("BENCHMARKS.md"), &md)?;
     println!("{md}");
     let _ = std::fs::remove_dir_all(&work);

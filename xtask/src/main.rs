@@ -65,7 +65,7 @@ fn status(cmd: &mut Command, what: &str) -> Result<bool> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  cargo xtask demo [-- --check]        Mesa against a throwaway PostgreSQL\n  cargo xtask test [-- <cargo test args>]   the whole test suite\n  cargo xtask setup                     install what both need, then stop\n  cargo xtask matrix [-- 13 18]         collector and search_path tests on PostgreSQL 13 to 18\n  cargo xtask bench [-- --smoke]        Mesa and postgres_exporter side by side (docs/BENCHMARKS.md; -- --only-queries: the user-queries phase, docs/QUERIES.md)\n  cargo xtask soak [-- --duration 30m] [--seed N] [--smoke]   faults for as long as asked (docs/RELIABILITY.md)"
+        "usage:\n  cargo xtask demo [-- --check]        Mesa against a throwaway PostgreSQL\n  cargo xtask test [-- <cargo test args>]   the whole test suite\n  cargo xtask setup                     install what both need, then stop\n  cargo xtask matrix [-- 13 18]         collector and search_path tests on PostgreSQL 13 to 18\n  cargo xtask bench [-- --smoke]        Mesa and postgres_exporter side by side (docs/BENCHMARKS.md; -- --only-queries: the user-queries phase, docs/QUERIES.md; -- --only-mysql: Mesa and mysqld_exporter on MariaDB, docs/MYSQL.md)\n  cargo xtask soak [-- --duration 30m] [--seed N] [--smoke]   faults for as long as asked (docs/RELIABILITY.md)"
     );
     ExitCode::from(64)
 }
@@ -228,8 +228,9 @@ fn bench(args: &[String]) -> Result<bool> {
     let smoke = match args {
         [] => false,
         [flag] if flag == "--smoke" => true,
-        [flag] if flag == "--only-queries" => return bench_queries(),
-        _ => return fail("usage: cargo xtask bench [-- --smoke | --only-queries]"),
+        [flag] if flag == "--only-queries" => return bench_phase("--only-queries"),
+        [flag] if flag == "--only-mysql" => return bench_phase("--only-mysql"),
+        _ => return fail("usage: cargo xtask bench [-- --smoke | --only-queries | --only-mysql]"),
     };
     system::ensure(system::Need::Bench)?;
     let venv = python::ensure()?;
@@ -276,9 +277,10 @@ fn bench(args: &[String]) -> Result<bool> {
     Ok(true)
 }
 
-/// `cargo xtask bench -- --only-queries`: the user-queries phase alone (about three minutes),
-/// into `docs/QUERIES.md`.
-fn bench_queries() -> Result<bool> {
+/// `cargo xtask bench -- --only-queries` (the user-queries phase alone, about three minutes,
+/// into `docs/QUERIES.md`) or `-- --only-mysql` (Mesa and mysqld_exporter on MariaDB, about
+/// two minutes, into `docs/MYSQL.md`).
+fn bench_phase(flag: &str) -> Result<bool> {
     system::ensure(system::Need::Bench)?;
     let out = report_dir(false, "bench");
     let Some(release) = build_release("fleet_bench", "the benchmark")? else {
@@ -288,9 +290,9 @@ fn bench_queries() -> Result<bool> {
         &release,
         "fleet_bench",
         &out,
-        "cargo xtask bench -- --only-queries",
+        &format!("cargo xtask bench -- {flag}"),
     );
-    run.arg("--only-queries");
+    run.arg(flag);
     status(&mut run, "fleet_bench")
 }
 

@@ -226,11 +226,22 @@ async fn every_route_answers_each_token_as_on_postgres_and_acts_on_the_server() 
     // The command line lists it, and a dry run of a bulk terminate finds it.
     let (code, out, err) = mesa_admin(&d, "read", &["sessions", "list"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains(&id.to_string()) && out.contains("my_api_app"), "{out}");
+    assert!(
+        out.contains(&id.to_string()) && out.contains("my_api_app"),
+        "{out}"
+    );
     let (code, out, err) = mesa_admin(
         &d,
         "terminate",
-        &["sessions", "terminate", "--user", "my_api_app", "--max", "5", "--dry-run"],
+        &[
+            "sessions",
+            "terminate",
+            "--user",
+            "my_api_app",
+            "--max",
+            "5",
+            "--dry-run",
+        ],
     )
     .await;
     assert_eq!(code, 0, "{err}");
