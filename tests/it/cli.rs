@@ -41,10 +41,12 @@ fn the_example_config_is_valid() {
         .env("MESA_ORDERS_PASSWORD", "x")
         .env("MESA_ORDERS_ADMIN_PASSWORD", "y")
         .env("MESA_BILLING_PASSWORD", "z")
+        .env("MESA_SHOP_PASSWORD", "s")
+        .env("MESA_SHOP_ADMIN_PASSWORD", "t")
         .output()
         .expect("run mesa");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("valid (2 targets)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid (3 targets)"));
 }
 
 #[test]
@@ -97,8 +99,8 @@ fn each_kind_of_mistake_has_a_clear_message() {
         ),
         (
             "driver",
-            "targets:\n  - {name: a, driver: mysql, host: h, username: u}\n".to_owned(),
-            "targets[0].driver: invalid driver \"mysql\"; supported drivers: postgres",
+            "targets:\n  - {name: a, driver: oracle, host: h, username: u}\n".to_owned(),
+            "targets[0].driver: invalid driver \"oracle\"; supported drivers: postgres, mysql",
         ),
         (
             "admin tls",
@@ -249,6 +251,8 @@ fn a_shard_out_of_range_exits_64_naming_the_range() {
         .env("MESA_ORDERS_PASSWORD", "x")
         .env("MESA_ORDERS_ADMIN_PASSWORD", "y")
         .env("MESA_BILLING_PASSWORD", "z")
+        .env("MESA_SHOP_PASSWORD", "s")
+        .env("MESA_SHOP_ADMIN_PASSWORD", "t")
         .output()
         .expect("mesa runs");
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
