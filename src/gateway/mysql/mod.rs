@@ -4,7 +4,7 @@
 //! (connections under the per-target cap, pinned session settings, statement deadlines with
 //! `KILL QUERY`), `classify` (error numbers to reasons), `inspect` (`information_schema`),
 //! `sessions` (the processlist, `KILL` with its refusals, bulk signals), `users` (create user
-//! with a hashed password), `redact` (query texts). This file wires them into the gateway
+//! with a hashed password), `grants` (the roles it grants, checked), `redact` (query texts). This file wires them into the gateway
 //! traits and keeps the collection session.
 //!
 //! What MySQL cannot do that PostgreSQL can, said where it applies: no owner of a database,
@@ -14,6 +14,7 @@
 
 mod classify;
 mod connect;
+mod grants;
 mod inspect;
 mod redact;
 mod sessions;

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use sha1::{Digest, Sha1};
 
 use super::connect::{Flavor, Session};
+use super::grants;
 use super::spec::AccountHost;
 use crate::gateway::validate::chosen_or_generated;
 use crate::gateway::{CreatedUser, Deadline, GatewayError, NewUser, RoleName};
@@ -33,6 +34,7 @@ pub(super) struct Plan {
     login: bool,
     expire_days: Option<u64>,
     connection_limit: Option<u32>,
+    member_of: Vec<RoleName>,
 }
 
 /// Checks `user` against what MySQL can do; every refusal is made here, before the server is
@@ -41,12 +43,6 @@ pub(super) fn plan(user: NewUser, host: &AccountHost) -> Result<Plan, GatewayErr
     if user.superuser {
         return Err(GatewayError::Refused {
             reason: "Mesa creates no privileged accounts on MySQL targets (SUPER or ALL has no counterpart of PostgreSQL's superuser it could check)".to_owned(),
-        });
-    }
-    if !user.member_of.is_empty() {
-        return Err(GatewayError::InvalidInput {
-            field: "member_of",
-            problem: "granting roles is not supported on MySQL targets yet; grant them with your own tooling after the account exists".to_owned(),
         });
     }
     let expire_days = match user.valid_for {
@@ -83,6 +79,7 @@ pub(super) fn plan(user: NewUser, host: &AccountHost) -> Result<Plan, GatewayErr
         login: user.login,
         expire_days,
         connection_limit: user.connection_limit,
+        member_of: user.member_of,
     })
 }
 
@@ -132,14 +129,41 @@ pub(super) async fn create(
             problem: format!("MySQL user names have at most {MYSQL_MAX_USER_CHARS} characters"),
         });
     }
+    if !plan.member_of.is_empty() {
+        if s.flavor() == Flavor::Mysql {
+            return Err(GatewayError::InvalidInput {
+                field: "member_of",
+                problem: "granting roles is built for MariaDB targets only; on MySQL grant them with your own tooling after the account exists".to_owned(),
+            });
+        }
+        grants::check(s, &plan.member_of, deadline).await?;
+    }
+    let account = format!("'{}'@'{}'", plan.name, plan.host.as_str());
     s.drop_result(&statement(&plan, s.flavor()), deadline)
         .await
         .map_err(|e| match e.sqlstate() {
             Some("1396") => GatewayError::AlreadyExists {
-                what: format!("account '{}'@'{}'", plan.name, plan.host.as_str()),
+                what: format!("account {account}"),
             },
             _ => e,
         })?;
+    if !plan.member_of.is_empty()
+        && let Err(e) = grants::grant(s, &plan.name, &account, &plan.member_of, deadline).await
+    {
+        // No partial action: the account goes again (DDL commits at once, so there is no
+        // transaction to roll back). If even this fails, the error says so.
+        return match s
+            .drop_result(&format!("DROP USER {account}"), deadline)
+            .await
+        {
+            Ok(()) => Err(e),
+            Err(cleanup) => Err(GatewayError::Refused {
+                reason: format!(
+                    "granting the roles failed ({e}) and dropping the new account {account} failed too ({cleanup}): drop it by hand"
+                ),
+            }),
+        };
+    }
     Ok(CreatedUser {
         name: plan.name,
         generated_password: plan.generated,

@@ -442,17 +442,8 @@ async fn what_mysql_cannot_do_is_refused_before_the_server_is_asked() {
         .await
         .expect_err("whole days");
     assert_eq!(err.reason(), FailureReason::InvalidInput, "{err}");
-    let with_roles = NewUser::new("my_roled", None, false, true)
-        .expect("valid")
-        .with_memberships(&["reporting".to_owned()])
-        .expect("roles");
-    let err = g
-        .create_user(with_roles, deadline())
-        .await
-        .expect_err("no roles yet");
-    assert_eq!(err.reason(), FailureReason::InvalidInput, "{err}");
     let general = server().general_log();
-    assert!(!general[before..].contains("my_hourly") && !general[before..].contains("my_roled"));
+    assert!(!general[before..].contains("my_hourly"));
     // The lifecycle calls on Mesa's accounts: refused, with the reason.
     let err = g.managed_users(deadline()).await.expect_err("no mark");
     assert_eq!(err.reason(), FailureReason::Refused);
@@ -547,4 +538,113 @@ async fn a_statement_past_mesas_deadline_is_killed_on_the_server() {
         )
         .expect("count");
     assert_eq!(exists.trim(), "0");
+}
+
+#[tokio::test]
+async fn roles_are_granted_only_when_they_hand_out_data_access_alone() {
+    let s = server();
+    s.sql(
+        "",
+        "CREATE DATABASE IF NOT EXISTS role_shop; \
+         CREATE TABLE IF NOT EXISTS role_shop.items (id INT PRIMARY KEY); \
+         CREATE ROLE IF NOT EXISTS my_reader; GRANT SELECT ON role_shop.* TO my_reader; \
+         GRANT my_reader TO mesa_adm@'%' WITH ADMIN OPTION; \
+         CREATE ROLE IF NOT EXISTS my_not_mine; GRANT SELECT ON role_shop.* TO my_not_mine; \
+         CREATE ROLE IF NOT EXISTS my_admin_role; GRANT CREATE USER ON *.* TO my_admin_role; \
+         CREATE ROLE IF NOT EXISTS my_wrapper; GRANT my_admin_role TO my_wrapper; \
+         CREATE ROLE IF NOT EXISTS my_granter; GRANT SELECT ON role_shop.* TO my_granter WITH GRANT OPTION;",
+    )
+    .expect("roles");
+    let mut t = target("my_roles");
+    spec(&mut t).account_host = AccountHost::parse("127.0.0.1", false).expect("host");
+    let g = gateway(&t);
+    let user = |name: &str, role: &str| {
+        NewUser::new(
+            name,
+            Some(Secret::new("Role-Test-Password-123456")),
+            false,
+            true,
+        )
+        .expect("valid")
+        .with_memberships(&[role.to_owned()])
+        .expect("roles")
+    };
+    let exists = |name: &str| {
+        s.sql(
+            "",
+            &format!("SELECT COUNT(*) FROM mysql.global_priv WHERE User = '{name}'"),
+        )
+        .expect("count")
+        .trim()
+            == "1"
+    };
+
+    // Data access alone: granted; the account enables it (MariaDB's roles are per session).
+    g.create_user(user("my_role_ok", "my_reader"), deadline())
+        .await
+        .expect("created");
+    let mut conn = client(s, "my_role_ok", "Role-Test-Password-123456").await;
+    assert!(
+        conn.query_drop("SELECT * FROM role_shop.items")
+            .await
+            .is_err(),
+        "not before SET ROLE"
+    );
+    conn.query_drop("SET ROLE my_reader")
+        .await
+        .expect("the role was granted");
+    conn.query_drop("SELECT * FROM role_shop.items")
+        .await
+        .expect("reads through the role");
+
+    // More than data access, directly or through a role granted to the role; a schema
+    // privilege it could pass on; no such role: refused before the account exists.
+    for (name, role, reason, says) in [
+        (
+            "my_role_admin",
+            "my_admin_role",
+            FailureReason::PermissionDenied,
+            "global privileges",
+        ),
+        (
+            "my_role_wrapped",
+            "my_wrapper",
+            FailureReason::PermissionDenied,
+            "through my_admin_role",
+        ),
+        (
+            "my_role_granter",
+            "my_granter",
+            FailureReason::PermissionDenied,
+            "GRANT OPTION",
+        ),
+        (
+            "my_role_missing",
+            "my_no_such_role",
+            FailureReason::NotFound,
+            "my_no_such_role",
+        ),
+    ] {
+        let err = g
+            .create_user(user(name, role), deadline())
+            .await
+            .expect_err(role);
+        assert_eq!(err.reason(), reason, "{role}: {err}");
+        assert!(err.to_string().contains(says), "{role}: {err}");
+        assert!(!exists(name), "{name} was created");
+    }
+
+    // The server refuses the GRANT itself (the admin login has no ADMIN OPTION on the
+    // role): the account made a moment before is dropped again, nothing is left.
+    let err = g
+        .create_user(user("my_role_denied", "my_not_mine"), deadline())
+        .await
+        .expect_err("no admin option");
+    assert_eq!(err.reason(), FailureReason::PermissionDenied, "{err}");
+    assert!(!exists("my_role_denied"), "the account was left behind");
+    assert!(
+        s.general_log()
+            .contains("DROP USER 'my_role_denied'@'127.0.0.1'"),
+        "the account was not dropped by Mesa"
+    );
 }

@@ -2,8 +2,8 @@
 //! throwaway server for the whole binary ([`server`]).
 //!
 //! Logins: `mesa_mon` (PROCESS, REPLICATION CLIENT, SLAVE MONITOR: what the monitor needs),
-//! `mesa_adm` (CONNECTION ADMIN, CREATE USER, PROCESS, and SELECT on the two grant tables
-//! the KILL check reads), `root` (the server's superuser).
+//! `mesa_adm` (CONNECTION ADMIN, CREATE USER, PROCESS, and SELECT on the grant tables the
+//! KILL and role checks read), `root` (the server's superuser).
 
 mod admin_api;
 mod alerting;
@@ -48,7 +48,8 @@ fn setup(server: &MariaDb) {
                  CREATE USER {ADMIN}@'%' IDENTIFIED BY '{PASSWORD}'; \
                  GRANT PROCESS, CONNECTION ADMIN, CREATE USER ON *.* TO {ADMIN}@'%'; \
                  GRANT SELECT ON mysql.global_priv TO {ADMIN}@'%'; \
-                 GRANT SELECT ON mysql.roles_mapping TO {ADMIN}@'%';"
+                 GRANT SELECT ON mysql.roles_mapping TO {ADMIN}@'%'; \
+                 GRANT SELECT ON mysql.db TO {ADMIN}@'%';"
             ),
         )
         .unwrap_or_else(|e| panic!("MariaDB logins: {e}"));
