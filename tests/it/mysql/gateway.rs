@@ -529,6 +529,25 @@ async fn a_statement_past_mesas_deadline_is_killed_on_the_server() {
         s.general_log().lines().any(|l| l.contains("KILL QUERY")),
         "no KILL QUERY reached the server"
     );
+    // The server's own deadline, when it is the shorter: max_statement_time (from
+    // statement_timeout) ends the statement on the server, with its error.
+    let mut t = target("my_server_deadline");
+    spec(&mut t).account_host = AccountHost::parse("127.0.0.1", false).expect("host");
+    t.collection.statement_timeout = Duration::from_secs(2);
+    t.collection.lock_timeout = Duration::from_secs(30);
+    let user = NewUser::new("my_waiting_user", None, false, true).expect("valid");
+    let started = std::time::Instant::now();
+    let err = gateway(&t)
+        .create_user(user, Deadline::after(Duration::from_secs(20)))
+        .await
+        .expect_err("the server's lock wait timeout");
+    assert_eq!(err.reason(), FailureReason::Timeout, "{err}");
+    assert_eq!(err.sqlstate(), Some("1969"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     holder.query_drop("UNLOCK TABLES").await.expect("unlock");
     // Nothing was created.
     let exists = s
