@@ -74,9 +74,9 @@ pub struct CommonSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverSpec {
     /// PostgreSQL: TLS and channel binding as libpq spells them.
-    Postgres(super::postgres::PostgresSpec),
+    Postgres(super::postgres::spec::PostgresSpec),
     /// MySQL/MariaDB: TLS as the MySQL client's `ssl-mode`, a socket.
-    Mysql(super::mysql::MysqlSpec),
+    Mysql(super::mysql::spec::MysqlSpec),
 }
 
 impl DriverSpec {

@@ -5,8 +5,11 @@
 
 use mysql_async::{DriverError, Error, IoError};
 
-use super::connect::NO_TLS;
 use crate::gateway::{FailureReason, GatewayError};
+
+/// What a TLS failure says when the server offers no TLS at all (`ssl_mode: preferred` then
+/// connects without).
+pub(super) const NO_TLS: &str = "the server offers no TLS";
 
 /// Classifies a MySQL/MariaDB error number.
 pub(crate) fn reason_of_code(code: u16) -> FailureReason {

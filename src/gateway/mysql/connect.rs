@@ -10,7 +10,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Row, SslOpts};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::classify::classify;
+use super::classify::{NO_TLS, classify};
 use super::spec::{MysqlSpec, SslMode};
 use crate::gateway::{CommonSpec, Credentials, Deadline, GatewayError, Limits};
 
@@ -237,9 +237,6 @@ impl Connector {
             .map_err(|e| classify(e, &self.endpoint()))
     }
 }
-
-/// What the driver says when the server offers no TLS (classified as a TLS failure).
-pub(super) const NO_TLS: &str = "the server offers no TLS";
 
 /// MariaDB numbers its releases from 10 on; MySQL's are 5.x, 8.x and 9.x.
 pub(super) fn flavor_of(version: (u16, u16, u16)) -> Flavor {

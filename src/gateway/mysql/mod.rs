@@ -18,7 +18,7 @@ mod grants;
 mod inspect;
 mod redact;
 mod sessions;
-mod spec;
+pub mod spec;
 mod users;
 
 use std::time::Duration;

@@ -13,7 +13,7 @@ mod connect;
 mod inspect;
 mod redact;
 mod roles;
-mod spec;
+pub mod spec;
 pub mod sql;
 mod text;
 mod tls;
