@@ -164,6 +164,9 @@ fn matrix(args: &[String]) -> Result<bool> {
         cmd.current_dir(root())
             .args(["test", "--test", "it", "--"])
             .args(MATRIX_TESTS)
+            // `collectors::` would also pick the MySQL driver's collector tests, which no
+            // PostgreSQL major changes.
+            .args(["--skip", "mysql::"])
             .env("MESA_TEST_PG", major);
         if !status(&mut cmd, "cargo test")? {
             eprintln!("xtask: the matrix failed on PostgreSQL {major}");
