@@ -1,8 +1,9 @@
 //! [`MariaDb`]: a throwaway MariaDB server (Debian's `mariadb-server`): its own data folder,
 //! loopback port and socket, no system service; stopped and removed on drop.
 //!
-//! * `mariadb-install-db` into a fresh folder, then `mariadbd` with `--no-defaults`, so no
-//!   file of the machine's own MariaDB is read. As root (CI) both run as the `mysql` OS user.
+//! * `mariadb-install-db` once per process into a template folder, copied for each server,
+//!   then `mariadbd` with `--no-defaults`, so no file of the machine's own MariaDB is read. As
+//!   root (CI) both run as the `mysql` OS user.
 //! * `root` gets a random password for `localhost` and `127.0.0.1`; every other login is made
 //!   by the tests.
 //! * The general log, the slow log (every statement: `long_query_time=0`) and the binlog are
@@ -93,17 +94,15 @@ impl MariaDb {
                 "chown the MariaDB folder to mysql",
             )?;
         }
+        // The system tables are made once per process (mariadb-install-db costs seconds of
+        // CPU) and copied for each server.
+        let template = template(&server)?;
         run(
-            &mut server.command(
-                "mariadb-install-db",
-                &[
-                    "--no-defaults",
-                    &format!("--datadir={}", server.data_dir().display()),
-                    "--auth-root-authentication-method=normal",
-                    "--skip-test-db",
-                ],
-            ),
-            "mariadb-install-db",
+            Command::new("cp")
+                .args(["-a", "--"])
+                .arg(template)
+                .arg(server.data_dir()),
+            "copy the MariaDB system tables",
         )?;
         server.watchdog()?;
         server.launch()?;
@@ -338,6 +337,56 @@ impl MariaDb {
             .spawn()
             .map_err(|e| fail(format!("cannot start the MariaDB watchdog: {e}")))?;
         Ok(())
+    }
+}
+
+/// A data folder `mariadb-install-db` made, once per process, in its own folder (owned by
+/// the `mysql` OS user when we are root), removed with the process by its own watchdog.
+fn template(like: &MariaDb) -> Result<&'static Path, HarnessError> {
+    static TEMPLATE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let made = TEMPLATE.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("mesa-mariadb-template-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if like.as_mysql {
+            run(
+                Command::new("chown").args(["mysql:mysql"]).arg(&dir),
+                "chown the MariaDB template folder to mysql",
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        let data = dir.join("data");
+        run(
+            &mut like.command(
+                "mariadb-install-db",
+                &[
+                    "--no-defaults",
+                    &format!("--datadir={}", data.display()),
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ],
+            ),
+            "mariadb-install-db",
+        )
+        .map_err(|e| e.to_string())?;
+        let script = format!(
+            "while kill -0 {} 2>/dev/null; do sleep 0.5; done; rm -rf '{}'",
+            std::process::id(),
+            dir.display()
+        );
+        Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the template's watchdog: {e}"))?;
+        Ok(data)
+    });
+    match made {
+        Ok(path) => Ok(path.as_path()),
+        Err(e) => Err(fail(e.clone())),
     }
 }
 

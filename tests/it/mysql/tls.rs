@@ -1,6 +1,7 @@
-//! `ssl_mode` and `socket` against the live MariaDB (TLS on, with the harness's throwaway
-//! CA): each mode connects as the MySQL client's mode of that name does, and a TLS session is
-//! proven by the server's own count of TLS handshakes (`Ssl_accepts`).
+//! `ssl_mode` and `socket` against a live MariaDB (TLS on, with the harness's throwaway CA):
+//! each mode connects as the MySQL client's mode of that name does, and a TLS session is
+//! proven by the server's own count of TLS handshakes (`Ssl_accepts`), on a server of the
+//! test's own so no other test's handshakes count.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,11 +9,23 @@ use std::time::Duration;
 use mesa::gateway::mysql::SslMode;
 use mesa::gateway::{Administrator, Deadline, FailureReason};
 
-use super::{gateway, server, spec, target};
+use mesa_testkit::mariadb::MariaDb;
+
+use super::{MONITOR, gateway, server, setup, spec, target, target_on};
+
+/// The test's own server.
+fn tls_server() -> &'static MariaDb {
+    static SERVER: std::sync::OnceLock<MariaDb> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let s = MariaDb::start().unwrap_or_else(|e| panic!("MariaDB did not start: {e}"));
+        setup(&s);
+        s
+    })
+}
 
 /// The server's count of TLS handshakes it accepted.
 fn tls_accepts() -> u64 {
-    server()
+    tls_server()
         .sql("", "SHOW GLOBAL STATUS LIKE 'Ssl_accepts'")
         .expect("status")
         .split_whitespace()
@@ -29,7 +42,7 @@ async fn health(
     ca: Option<PathBuf>,
     host: &str,
 ) -> (Result<(), FailureReason>, u64) {
-    let mut t = target("my_tls");
+    let mut t = target_on(tls_server(), "my_tls", MONITOR);
     t.spec.common.host = host.to_owned();
     spec(&mut t).ssl_mode = mode;
     spec(&mut t).ssl_ca = ca;
@@ -45,7 +58,7 @@ async fn health(
 // One test: the handshake counter is the server's, so the cases must not overlap.
 #[tokio::test]
 async fn each_ssl_mode_connects_as_the_mysql_client_does() {
-    let ca = server().ca_cert();
+    let ca = tls_server().ca_cert();
     // Plaintext.
     assert_eq!(
         health(SslMode::Disabled, None, "127.0.0.1").await,
