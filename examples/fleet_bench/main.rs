@@ -270,18 +270,7 @@ fn one_target(
         client_cpu(postmaster),
         Instant::now(),
     );
-    let mut scrapes = 0.0;
-    let mut last = String::new();
-    while t0.elapsed() < window {
-        let tick = Instant::now();
-        let (status, body) = get(proc.addr, "/metrics")?;
-        if status != 200 {
-            return Err(format!("scrape answered {status}").into());
-        }
-        last = body;
-        scrapes += 1.0;
-        std::thread::sleep(every.saturating_sub(tick.elapsed()));
-    }
+    let (scrapes, mut last) = scrape_for(proc, t0, window, every)?;
     let (cpu1, server1) = (cpu_of(proc.pid(), true), client_cpu(postmaster));
     let c1 = server_counters(cluster)?;
     if counting == Counting::MesaCounter {
@@ -306,6 +295,29 @@ fn one_target(
             Vec::new()
         },
     })
+}
+
+/// Scrapes `proc`'s `/metrics` every `every` until `window` has passed since `t0`, as
+/// Prometheus would; how many scrapes, and the last body.
+fn scrape_for(
+    proc: &Proc,
+    t0: Instant,
+    window: Duration,
+    every: Duration,
+) -> Result<(f64, String), Error> {
+    let mut scrapes = 0.0;
+    let mut last = String::new();
+    while t0.elapsed() < window {
+        let tick = Instant::now();
+        let (status, body) = get(proc.addr, "/metrics")?;
+        if status != 200 {
+            return Err(format!("scrape answered {status}").into());
+        }
+        last = body;
+        scrapes += 1.0;
+        std::thread::sleep(every.saturating_sub(tick.elapsed()));
+    }
+    Ok((scrapes, last))
 }
 
 /// One wrk run's figures.

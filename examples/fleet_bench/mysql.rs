@@ -53,18 +53,7 @@ fn measure(
         cpu_of(server_pid, false),
         Instant::now(),
     );
-    let mut scrapes = 0.0;
-    let mut last = String::new();
-    while t0.elapsed() < window {
-        let tick = Instant::now();
-        let (status, body) = get(proc.addr, "/metrics")?;
-        if status != 200 {
-            return Err(format!("scrape answered {status}").into());
-        }
-        last = body;
-        scrapes += 1.0;
-        std::thread::sleep(every.saturating_sub(tick.elapsed()));
-    }
+    let (scrapes, mut last) = scrape_for(proc, t0, window, every)?;
     let elapsed = t0.elapsed().as_secs_f64();
     let (cpu1, server1) = (cpu_of(proc.pid(), true), cpu_of(server_pid, false));
     let (conn1, q1) = counters(server)?;
@@ -120,9 +109,14 @@ pub(crate) fn phase(args: &Args, dir: &Path, window: Duration) -> Result<MysqlPh
             server.port(),
             pw.display()
         );
-        let child = spawn_mesa(&args.mesa, dir, "mesa-mysql", &yaml)?;
-        let proc = Proc::on(child, reserved);
-        wait_ready(proc.addr, "/readyz", Duration::from_secs(15))?;
+        let proc = mesa_with(
+            args,
+            dir,
+            "mesa-mysql",
+            reserved,
+            &yaml,
+            Duration::from_secs(15),
+        )?;
         std::thread::sleep(Duration::from_millis(1500));
         measure(
             &server,
@@ -136,23 +130,13 @@ pub(crate) fn phase(args: &Args, dir: &Path, window: Duration) -> Result<MysqlPh
 
     eprintln!("bench: mysqld_exporter alone, scraped every second, for {window:?}");
     let exporter = {
-        let reserved = ports::reserve()?;
-        let port = reserved.port();
         // Its defaults and the processlist, which Mesa reads by default too.
-        let child = Command::new(MYSQLD_EXPORTER)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--collect.info_schema.processlist")
-            .env(
-                "DATA_SOURCE_NAME",
-                format!("bench_mon:{PASSWORD}@(127.0.0.1:{})/", server.port()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(
-                dir.join("mysqld_exporter.log"),
-            )?))
-            .spawn()?;
-        let proc = Proc::on(child, reserved);
-        wait_ready(proc.addr, "/metrics", Duration::from_secs(15))?;
+        let proc = exporter_with(
+            Path::new(MYSQLD_EXPORTER),
+            &["--collect.info_schema.processlist"],
+            &format!("bench_mon:{PASSWORD}@(127.0.0.1:{})/", server.port()),
+            &dir.join("mysqld_exporter.log"),
+        )?;
         std::thread::sleep(Duration::from_millis(1500));
         measure(
             &server,

@@ -59,9 +59,29 @@ pub(crate) fn start_mesa(
             pw.display()
         )?;
     }
-    let child = spawn_mesa(&args.mesa, dir, &format!("mesa-{targets}"), &yaml)?;
+    mesa_with(
+        args,
+        dir,
+        &format!("mesa-{targets}"),
+        reserved,
+        &yaml,
+        interval * 2 + Duration::from_secs(10),
+    )
+}
+
+/// Mesa (named `name` in `dir`) with the config `yaml`, whose `web.listen_address` is the
+/// port `reserved` holds, once it is ready (within `ready_within`).
+pub(crate) fn mesa_with(
+    args: &Args,
+    dir: &Path,
+    name: &str,
+    reserved: ports::Reserved,
+    yaml: &str,
+    ready_within: Duration,
+) -> Result<Proc, Error> {
+    let child = spawn_mesa(&args.mesa, dir, name, yaml)?;
     let proc = Proc::on(child, reserved);
-    wait_ready(proc.addr, "/readyz", interval * 2 + Duration::from_secs(10))?;
+    wait_ready(proc.addr, "/readyz", ready_within)?;
     Ok(proc)
 }
 
@@ -71,22 +91,33 @@ pub(crate) fn start_exporter(
     cluster: &PgCluster,
     flags: &[&str],
 ) -> Result<Proc, Error> {
+    exporter_with(
+        &args.exporter,
+        flags,
+        &format!(
+            "postgresql://bench_monitor:{PASSWORD}@127.0.0.1:{}/bench_pge?sslmode=disable",
+            cluster.port()
+        ),
+        &dir.join("exporter.log"),
+    )
+}
+
+/// A reference exporter (`binary` with `flags`, `DATA_SOURCE_NAME` set to `dsn`, stderr to
+/// `log`) on a reserved port, once it answers `/metrics`.
+pub(crate) fn exporter_with(
+    binary: &Path,
+    flags: &[&str],
+    dsn: &str,
+    log: &Path,
+) -> Result<Proc, Error> {
     let reserved = ports::reserve()?;
     let port = reserved.port();
-    let child = Command::new(&args.exporter)
+    let child = Command::new(binary)
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .args(flags)
-        .env(
-            "DATA_SOURCE_NAME",
-            format!(
-                "postgresql://bench_monitor:{PASSWORD}@127.0.0.1:{}/bench_pge?sslmode=disable",
-                cluster.port()
-            ),
-        )
+        .env("DATA_SOURCE_NAME", dsn)
         .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(
-            dir.join("exporter.log"),
-        )?))
+        .stderr(Stdio::from(std::fs::File::create(log)?))
         .spawn()?;
     let proc = Proc::on(child, reserved);
     wait_ready(proc.addr, "/metrics", Duration::from_secs(15))?;

@@ -20,5 +20,6 @@ pub mod run_args;
 pub mod sample;
 pub mod scram;
 pub mod venv;
+mod watchdog;
 
 pub use pg::{ClusterOptions, HarnessError, PgCluster, find_bindir};

@@ -322,21 +322,14 @@ impl MariaDb {
     /// A detached shell that waits for this process to exit, then stops the server and
     /// removes the folder.
     fn watchdog(&self) -> Result<(), HarnessError> {
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-             [ -f '{pidfile}' ] && kill -9 $(cat '{pidfile}') 2>/dev/null; sleep 0.5; rm -rf '{dir}'",
-            pid = std::process::id(),
-            pidfile = self.pid_file().display(),
-            dir = self.dir.display(),
-        );
-        Command::new("setsid")
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| fail(format!("cannot start the MariaDB watchdog: {e}")))?;
-        Ok(())
+        crate::watchdog::after_exit(
+            &format!(
+                "[ -f '{pidfile}' ] && kill -9 $(cat '{pidfile}') 2>/dev/null; sleep 0.5; rm -rf '{dir}'",
+                pidfile = self.pid_file().display(),
+                dir = self.dir.display(),
+            ),
+            "MariaDB",
+        )
     }
 }
 
@@ -370,18 +363,8 @@ fn template(like: &MariaDb) -> Result<&'static Path, HarnessError> {
             "mariadb-install-db",
         )
         .map_err(|e| e.to_string())?;
-        let script = format!(
-            "while kill -0 {} 2>/dev/null; do sleep 0.5; done; rm -rf '{}'",
-            std::process::id(),
-            dir.display()
-        );
-        Command::new("setsid")
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start the template's watchdog: {e}"))?;
+        crate::watchdog::after_exit(&format!("rm -rf '{}'", dir.display()), "MariaDB template")
+            .map_err(|e| e.to_string())?;
         Ok(data)
     });
     match made {

@@ -80,71 +80,101 @@ targets:
     let dir = std::env::temp_dir().join(format!("mesa-alerting-{}", std::process::id()));
     let (_prometheus, prom) = prometheus_with_shipped_rules(&dir, &app, "[small]");
 
-    // Quiet first: no saturation alert.
+    let small = std::sync::Arc::new(small);
+    let stopping = small.clone();
+    let seen = saturation_then_down(
+        prom,
+        Alerts {
+            ratio: "pg_connections_utilization_ratio",
+            saturation: "PostgresConnectionSaturation",
+            down: "PostgresDown",
+        },
+        // 15 real client connections: 15 / 18 = 0.83 > 0.8.
+        async || {
+            let mut clients = Vec::new();
+            for _ in 0..15 {
+                let client = small
+                    .connect("app_user", ROLE_PASSWORD, "postgres")
+                    .await
+                    .expect("client connects");
+                clients.push(client);
+            }
+            clients
+        },
+        async |clients| drop(clients),
+        move || stopping.stop(),
+    )
+    .await;
+    app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        firing(&seen, "PostgresDown", "critical"),
+        "PostgresDown never fired: {seen:?}"
+    );
+}
+
+/// The alerts one driver's saturation and down rules are about.
+pub(crate) struct Alerts<'a> {
+    /// The utilization ratio family.
+    pub ratio: &'a str,
+    /// The saturation alert (warning over 80 %, critical over 95 %).
+    pub saturation: &'a str,
+    /// The down alert.
+    pub down: &'a str,
+}
+
+/// The life of one target's alerts on Prometheus `prom`: quiet first; `crowd` opens client
+/// connections until the ratio is between the thresholds, and the saturation alert must fire
+/// as a warning and not as critical; `disperse` closes them, and it must resolve; `stop`
+/// stops the server, and the down alert is waited for. Returns the alerts seen last (the
+/// caller asserts the down alert, after its own clean-up).
+pub(crate) async fn saturation_then_down<C>(
+    prom: std::net::SocketAddr,
+    a: Alerts<'_>,
+    crowd: impl AsyncFnOnce() -> C,
+    disperse: impl AsyncFnOnce(C),
+    stop: impl FnOnce() + Send + 'static,
+) -> Vec<(String, String, String)> {
     assert!(
         eventually(Duration::from_secs(40), || async {
-            !crate::prometheus::query(prom, "pg_connections_utilization_ratio")
-                .await
-                .is_empty()
+            !crate::prometheus::query(prom, a.ratio).await.is_empty()
         })
         .await,
-        "Prometheus never saw the ratio"
+        "Prometheus never saw {}",
+        a.ratio
     );
-    assert!(!firing(
-        &alerts(prom).await,
-        "PostgresConnectionSaturation",
-        "warning"
-    ));
+    assert!(!firing(&alerts(prom).await, a.saturation, "warning"));
 
-    // 15 real client connections: 15 / 18 = 0.83 > 0.8.
-    let mut clients = Vec::new();
-    for _ in 0..15 {
-        let client = small
-            .connect("app_user", ROLE_PASSWORD, "postgres")
-            .await
-            .expect("client connects");
-        clients.push(client);
-    }
+    let clients = crowd().await;
     let fired = eventually(Duration::from_secs(30), || async {
-        firing(
-            &alerts(prom).await,
-            "PostgresConnectionSaturation",
-            "warning",
-        )
+        firing(&alerts(prom).await, a.saturation, "warning")
     })
     .await;
     let seen = alerts(prom).await;
-    assert!(fired, "saturation never fired: {seen:?}");
+    assert!(fired, "{} never fired: {seen:?}", a.saturation);
     assert!(
-        !firing(&seen, "PostgresConnectionSaturation", "critical"),
-        "83% is under the critical threshold: {seen:?}"
+        !firing(&seen, a.saturation, "critical"),
+        "the crowd is under the critical threshold: {seen:?}"
     );
 
-    drop(clients);
+    disperse(clients).await;
     let resolved = eventually(Duration::from_secs(30), || async {
-        !alerts(prom)
-            .await
-            .iter()
-            .any(|(n, _, _)| n == "PostgresConnectionSaturation")
+        !alerts(prom).await.iter().any(|(n, _, _)| n == a.saturation)
     })
     .await;
     assert!(
         resolved,
-        "saturation never resolved: {:?}",
+        "{} never resolved: {:?}",
+        a.saturation,
         alerts(prom).await
     );
 
-    tokio::task::spawn_blocking(move || small.stop())
-        .await
-        .expect("stop");
-    let down = eventually(Duration::from_secs(30), || async {
-        firing(&alerts(prom).await, "PostgresDown", "critical")
+    tokio::task::spawn_blocking(stop).await.expect("stop");
+    eventually(Duration::from_secs(30), || async {
+        firing(&alerts(prom).await, a.down, "critical")
     })
     .await;
-    let seen = alerts(prom).await;
-    app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(down, "PostgresDown never fired: {seen:?}");
+    alerts(prom).await
 }
 
 /// A Prometheus scraping `app` with the shipped scrape configs (its `/probe` job on

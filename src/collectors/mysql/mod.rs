@@ -77,29 +77,7 @@ fn version_num(version: &str) -> u32 {
 
 /// Health: `mysql_version_info`, and how full the connection slots are.
 async fn health(s: &mut Session, deadline: &Deadline) -> Result<(Server, Harvest), GatewayError> {
-    let variables = status::show(
-        s,
-        "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
-         ('version', 'version_comment', 'innodb_version', 'max_connections')",
-        deadline,
-    )
-    .await?;
-    let var = |name: &str| {
-        variables
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let version = var("version");
-    let comment = var("version_comment");
-    let innodb = var("innodb_version");
-    let max_connections: f64 = var("max_connections").parse().unwrap_or(0.0);
-    let connected = status::show(s, "SHOW GLOBAL STATUS LIKE 'Threads_connected'", deadline)
-        .await?
-        .into_iter()
-        .find_map(|(_, v)| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let facts = s.facts(deadline).await?;
     let mut info = Family::new(
         "mysql_version_info",
         "MySQL version and distribution.",
@@ -107,9 +85,9 @@ async fn health(s: &mut Session, deadline: &Deadline) -> Result<(Server, Harvest
     );
     info.push(
         vec![
-            ("innodb_version", innodb),
-            ("version", version.clone()),
-            ("version_comment", comment),
+            ("innodb_version", facts.innodb_version),
+            ("version", facts.version.clone()),
+            ("version_comment", facts.version_comment),
         ],
         Value::Int(1),
     );
@@ -118,16 +96,18 @@ async fn health(s: &mut Session, deadline: &Deadline) -> Result<(Server, Harvest
         "Client connections (Mesa's own excluded) / max_connections.",
         Kind::Gauge,
     );
-    if max_connections > 0.0 {
+    if facts.max_connections > 0 {
         // Threads_connected counts Mesa's collection session too.
         ratio.push(
             vec![],
-            Value::Float((connected - 1.0).max(0.0) / max_connections),
+            Value::Float(
+                facts.threads_connected.saturating_sub(1) as f64 / facts.max_connections as f64,
+            ),
         );
     }
     let server = Server {
         flavor: s.flavor(),
-        version: version_num(&version),
+        version: version_num(&facts.version),
     };
     Ok((
         server,

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::status::text;
 use crate::collectors::{Family, Harvest, Kind, Value};
 use crate::gateway::mysql::Session;
+use crate::gateway::mysql::text;
 use crate::gateway::{Deadline, GatewayError};
 
 /// The collector's name.

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use super::Server;
-use super::status::text;
 use crate::collectors::{Family, Harvest, Kind, Value};
+use crate::gateway::mysql::text;
 use crate::gateway::mysql::{Flavor, Session};
 use crate::gateway::{Deadline, GatewayError};
 

@@ -12,26 +12,12 @@ use std::collections::BTreeMap;
 
 use crate::collectors::{Family, Harvest, Kind, Value};
 use crate::gateway::mysql::Session;
-pub(super) use crate::gateway::mysql::text;
 use crate::gateway::{Deadline, GatewayError};
 
 /// The status collector's name.
 pub(super) const STATUS: &str = "global_status";
 /// The variables collector's name.
 pub(super) const VARIABLES: &str = "global_variables";
-
-/// The (name, value) rows of a `SHOW ... STATUS` or `SHOW ... VARIABLES` statement.
-pub(super) async fn show(
-    s: &mut Session,
-    sql: &str,
-    deadline: &Deadline,
-) -> Result<Vec<(String, String)>, GatewayError> {
-    s.rows(sql, deadline)
-        .await?
-        .iter()
-        .map(|r| Ok((text(r, 0)?, text(r, 1)?)))
-        .collect()
-}
 
 /// A status or variable value as a number, as mysqld_exporter reads it.
 fn number(value: &str) -> Option<Value> {
@@ -181,7 +167,7 @@ pub(super) async fn global_status(
     deadline: &Deadline,
 ) -> Result<Harvest, GatewayError> {
     let mut out = Families::default();
-    for (name, value) in show(s, "SHOW GLOBAL STATUS", deadline).await? {
+    for (name, value) in s.name_values("SHOW GLOBAL STATUS", deadline).await? {
         let name = name.to_ascii_lowercase();
         // The buffer pool's total is the sum of its states (mysqld_exporter leaves it out).
         if !plain(&name) || name == "innodb_buffer_pool_pages_total" {
@@ -202,7 +188,7 @@ pub(super) async fn global_variables(
     deadline: &Deadline,
 ) -> Result<Harvest, GatewayError> {
     let mut out = Families::default();
-    for (name, value) in show(s, "SHOW GLOBAL VARIABLES", deadline).await? {
+    for (name, value) in s.name_values("SHOW GLOBAL VARIABLES", deadline).await? {
         let name = name.to_ascii_lowercase();
         if matches!(name.as_str(), "tx_isolation" | "transaction_isolation") {
             // Both names exist on some servers: one series.

@@ -37,38 +37,23 @@ const SYSTEM_COMMANDS: [&str; 8] = [
 /// connection.
 pub(super) async fn health(
     s: &mut Session,
-    _own: &[&str],
     deadline: &Deadline,
 ) -> Result<ServerHealth, GatewayError> {
-    let rows = s
-        .rows("SELECT @@version, @@max_connections", deadline)
-        .await?;
-    let row = rows.first().ok_or_else(|| no_row("SELECT @@version"))?;
-    let version: String = col(row, 0)?;
-    let max_connections: u32 = col(row, 1)?;
-    let status = global_status(s, &["Uptime", "Threads_connected"], deadline).await?;
-    let value = |name: &str| -> u64 {
-        status
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let uptime = Duration::from_secs(value("Uptime"));
+    let facts = s.facts(deadline).await?;
     Ok(ServerHealth {
         status: HealthStatus::Online,
-        short_version: short_version(&version),
-        version,
-        max_connections,
+        short_version: short_version(&facts.version),
+        version: facts.version,
+        max_connections: u32::try_from(facts.max_connections).unwrap_or(u32::MAX),
         // MySQL and MariaDB let one connection past max_connections for an account with
         // SUPER or CONNECTION ADMIN.
         superuser_reserved_connections: 1,
-        client_sessions: u32::try_from(value("Threads_connected").saturating_sub(1))
+        client_sessions: u32::try_from(facts.threads_connected.saturating_sub(1))
             .unwrap_or(u32::MAX),
         started_at: SystemTime::now()
-            .checked_sub(uptime)
+            .checked_sub(facts.uptime)
             .unwrap_or(SystemTime::UNIX_EPOCH),
-        uptime,
+        uptime: facts.uptime,
     })
 }
 
@@ -82,26 +67,6 @@ fn no_row(what: &str) -> GatewayError {
         detail: format!("{what} returned no row"),
         source: "no row".into(),
     }
-}
-
-/// The named global status variables as (name, value).
-pub(super) async fn global_status(
-    s: &mut Session,
-    names: &[&str],
-    deadline: &Deadline,
-) -> Result<Vec<(String, String)>, GatewayError> {
-    let list = names
-        .iter()
-        .map(|n| format!("'{n}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    // The names are this file's constants, never input.
-    let sql = format!("SHOW GLOBAL STATUS WHERE Variable_name IN ({list})");
-    s.rows(&sql, deadline)
-        .await?
-        .iter()
-        .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
-        .collect()
 }
 
 /// One processlist row.
@@ -237,7 +202,8 @@ pub(super) async fn kill(
         });
     }
     let process = find(s, id, deadline).await?.ok_or_else(gone)?;
-    if let Some(why) = refusal(s, &process, own, deadline).await? {
+    let mut checked = Checked::default();
+    if let Some(why) = refusal(s, &process, own, &mut checked, deadline).await? {
         return Err(GatewayError::Refused { reason: why });
     }
     signal(s, id, what, deadline).await
@@ -248,6 +214,7 @@ async fn refusal(
     s: &mut Session,
     p: &Process,
     own: &[&str],
+    checked: &mut Checked,
     deadline: &Deadline,
 ) -> Result<Option<String>, GatewayError> {
     if s.id().is_some_and(|me| u64::from(me) == p.id) {
@@ -267,7 +234,7 @@ async fn refusal(
     if own.contains(&p.user.as_str()) {
         return Ok(Some("a session of one of Mesa's own logins".to_owned()));
     }
-    if privileged(s, &p.user, deadline).await? {
+    if checked.privileged(s, &p.user, deadline).await? {
         return Ok(Some(format!(
             "a session of {}, which has SUPER or CONNECTION ADMIN; Mesa never signals one",
             p.user
@@ -313,6 +280,27 @@ async fn signal(
 /// MariaDB's bits of SUPER (1 << 15) and CONNECTION ADMIN (1 << 32) in `global_priv`'s
 /// `access`.
 const MARIADB_KILL_BITS: u64 = (1 << 15) | (1 << 32);
+
+/// The grant checks one call has made, by user.
+#[derive(Default)]
+struct Checked(std::collections::HashMap<String, bool>);
+
+impl Checked {
+    /// [`privileged`], once per user.
+    async fn privileged(
+        &mut self,
+        s: &mut Session,
+        user: &str,
+        deadline: &Deadline,
+    ) -> Result<bool, GatewayError> {
+        if let Some(known) = self.0.get(user) {
+            return Ok(*known);
+        }
+        let answer = privileged(s, user, deadline).await?;
+        self.0.insert(user.to_owned(), answer);
+        Ok(answer)
+    }
+}
 
 /// Whether any account named `user`, or any role it reaches, holds SUPER or CONNECTION ADMIN.
 /// Read from the grant tables, so the admin login needs SELECT on them; without it the check
@@ -409,8 +397,14 @@ pub(super) async fn signal_matching(
         SignalMode::Cancel => Kill::Query,
     };
     let mut out = Vec::with_capacity(matched.len());
+    // One grant check per user for the whole call: a bulk call often matches many sessions
+    // of one application's login.
+    let mut checked = Checked::default();
     for p in matched {
-        let outcome = match (i32::try_from(p.id), refusal(s, &p, own, deadline).await?) {
+        let outcome = match (
+            i32::try_from(p.id),
+            refusal(s, &p, own, &mut checked, deadline).await?,
+        ) {
             (Err(_), _) => {
                 BulkOutcome::Skipped("its connection id is beyond what Mesa addresses".to_owned())
             }

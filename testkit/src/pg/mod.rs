@@ -342,18 +342,7 @@ impl PgCluster {
         } else {
             String::new()
         };
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; {remove}",
-            pid = std::process::id()
-        );
-        Command::new("setsid")
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| fail(format!("cannot start the cluster watchdog: {e}")))?;
-        Ok(())
+        crate::watchdog::after_exit(&format!("{stop} >/dev/null 2>&1; {remove}"), "cluster")
     }
 
     /// `127.0.0.1`.

@@ -7,14 +7,12 @@
 //! A server of its own with `max_connections = 20`: 17 clients and Mesa's session are 18
 //! threads, 17 of them clients: 85%.
 
-use std::time::Duration;
-
 use mesa::app::{App, DEFAULT_GRACE_PERIOD};
 use mesa_testkit::mariadb::MariaDb;
 
 use super::{PASSWORD, client, plain_user, setup};
-use crate::alerting::{alerts, firing, prometheus_with_shipped_rules};
-use crate::support::{daemon_config, eventually};
+use crate::alerting::{Alerts, firing, prometheus_with_shipped_rules, saturation_then_down};
+use crate::support::daemon_config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saturation_fires_and_resolves_and_a_stopped_server_fires_mysql_down() {
@@ -38,63 +36,34 @@ targets:
     let dir = std::env::temp_dir().join(format!("mesa-mysql-alerting-{}", std::process::id()));
     let (_prometheus, prom) = prometheus_with_shipped_rules(&dir, &app, "[mysmall]");
 
-    assert!(
-        eventually(Duration::from_secs(40), || async {
-            !crate::prometheus::query(prom, "mysql_connections_utilization_ratio")
-                .await
-                .is_empty()
-        })
-        .await,
-        "Prometheus never saw the ratio"
-    );
-    assert!(!firing(
-        &alerts(prom).await,
-        "MysqlConnectionSaturation",
-        "warning"
-    ));
-
-    let mut clients = Vec::new();
-    for _ in 0..17 {
-        clients.push(client(small, "my_crowd", PASSWORD).await);
-    }
-    let fired = eventually(Duration::from_secs(30), || async {
-        firing(&alerts(prom).await, "MysqlConnectionSaturation", "warning")
-    })
+    let seen = saturation_then_down(
+        prom,
+        Alerts {
+            ratio: "mysql_connections_utilization_ratio",
+            saturation: "MysqlConnectionSaturation",
+            down: "MysqlDown",
+        },
+        async || {
+            let mut clients = Vec::new();
+            for _ in 0..17 {
+                clients.push(client(small, "my_crowd", PASSWORD).await);
+            }
+            clients
+        },
+        async |clients| {
+            for c in clients {
+                let _ = c.disconnect().await;
+            }
+        },
+        move || small.stop(),
+    )
     .await;
-    let seen = alerts(prom).await;
-    assert!(fired, "saturation never fired: {seen:?}");
-    assert!(
-        !firing(&seen, "MysqlConnectionSaturation", "critical"),
-        "85% is under the critical threshold: {seen:?}"
-    );
-
-    for c in clients {
-        let _ = c.disconnect().await;
-    }
-    let resolved = eventually(Duration::from_secs(30), || async {
-        !alerts(prom)
-            .await
-            .iter()
-            .any(|(n, _, _)| n == "MysqlConnectionSaturation")
-    })
-    .await;
-    assert!(
-        resolved,
-        "saturation never resolved: {:?}",
-        alerts(prom).await
-    );
-
-    tokio::task::spawn_blocking(move || small.stop())
-        .await
-        .expect("stop");
-    let down = eventually(Duration::from_secs(30), || async {
-        firing(&alerts(prom).await, "MysqlDown", "critical")
-    })
-    .await;
-    let seen = alerts(prom).await;
     app.shutdown(DEFAULT_GRACE_PERIOD).await.expect("shutdown");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(down, "MysqlDown never fired: {seen:?}");
+    assert!(
+        firing(&seen, "MysqlDown", "critical"),
+        "MysqlDown never fired: {seen:?}"
+    );
     assert!(
         !seen.iter().any(|(n, _, _)| n == "PostgresDown"),
         "a MySQL target fires no PostgreSQL alert: {seen:?}"
