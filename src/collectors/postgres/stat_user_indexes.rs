@@ -7,25 +7,46 @@
 use super::{Definition, Metric, guarded, shaped};
 use crate::collectors::{Schedule, Scope};
 
-const STAT_SQL: &str = "\
-SELECT pg_catalog.current_database()::pg_catalog.text, i.schemaname::pg_catalog.text,
-       i.relname::pg_catalog.text, i.indexrelname::pg_catalog.text,
-       i.idx_scan, i.idx_tup_read, i.idx_tup_fetch,
-       pg_catalog.count(*) OVER (), c.relpages::pg_catalog.int8
-  FROM pg_catalog.pg_stat_user_indexes i
-  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
- ORDER BY c.relpages DESC, i.schemaname, i.relname, i.indexrelname
- LIMIT $1::pg_catalog.int8";
+/// The statement of both index collectors, with their counters (`$counters`): the catalog
+/// and the functions `pg_stat_user_indexes` and `pg_statio_user_indexes` are made of, for the
+/// largest `$1` indexes only (see `stat_user_tables` for why not the views). Both views list
+/// the indexes of tables, TOAST tables and materialized views on every supported version.
+macro_rules! user_indexes_sql {
+    ($counters:literal) => {
+        concat!(
+            "\
+SELECT pg_catalog.current_database()::pg_catalog.text, r.nspname::pg_catalog.text,
+       r.relname::pg_catalog.text, r.indexrelname::pg_catalog.text,
+       ",
+            $counters,
+            ",
+       r.total, r.relpages::pg_catalog.int8
+  FROM (SELECT i.oid, n.nspname, c.relname, i.relname AS indexrelname, i.relpages,
+               pg_catalog.count(*) OVER () AS total
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_index x ON x.indrelid OPERATOR(pg_catalog.=) c.oid
+          JOIN pg_catalog.pg_class i ON i.oid OPERATOR(pg_catalog.=) x.indexrelid
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+         WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,t,m}'::pg_catalog.\"char\"[])
+           AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{pg_catalog,information_schema}'::pg_catalog.name[])
+           AND n.nspname OPERATOR(pg_catalog.!~) '^pg_toast'
+         ORDER BY i.relpages DESC, n.nspname, c.relname, i.relname
+         LIMIT $1::pg_catalog.int8) r
+ ORDER BY r.relpages DESC, r.nspname, r.relname, r.indexrelname"
+        )
+    };
+}
 
-const STATIO_SQL: &str = "\
-SELECT pg_catalog.current_database()::pg_catalog.text, i.schemaname::pg_catalog.text,
-       i.relname::pg_catalog.text, i.indexrelname::pg_catalog.text,
-       i.idx_blks_read, i.idx_blks_hit,
-       pg_catalog.count(*) OVER (), c.relpages::pg_catalog.int8
-  FROM pg_catalog.pg_statio_user_indexes i
-  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
- ORDER BY c.relpages DESC, i.schemaname, i.relname, i.indexrelname
- LIMIT $1::pg_catalog.int8";
+const STAT_SQL: &str = user_indexes_sql!(
+    "pg_catalog.pg_stat_get_numscans(r.oid), pg_catalog.pg_stat_get_tuples_returned(r.oid),
+       pg_catalog.pg_stat_get_tuples_fetched(r.oid)"
+);
+
+const STATIO_SQL: &str = user_indexes_sql!(
+    "pg_catalog.pg_stat_get_blocks_fetched(r.oid)
+         OPERATOR(pg_catalog.-) pg_catalog.pg_stat_get_blocks_hit(r.oid),
+       pg_catalog.pg_stat_get_blocks_hit(r.oid)"
+);
 
 const LABELS: &[&str] = &["datname", "schemaname", "relname", "indexrelname"];
 

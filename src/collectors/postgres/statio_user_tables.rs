@@ -6,16 +6,45 @@
 use super::{Definition, Metric, guarded, shaped};
 use crate::collectors::{Schedule, Scope};
 
+/// The statement: the catalog and the functions `pg_statio_user_tables` is made of, for the
+/// largest `$1` tables only (see `stat_user_tables` for why not the view). The view lists
+/// tables, TOAST tables and materialized views on every supported version; its index and
+/// TOAST index columns are sums over the relation's indexes (NULL without one).
 const SQL: &str = "\
-SELECT pg_catalog.current_database()::pg_catalog.text, t.schemaname::pg_catalog.text,
-       t.relname::pg_catalog.text,
-       t.heap_blks_read, t.heap_blks_hit, t.idx_blks_read, t.idx_blks_hit,
-       t.toast_blks_read, t.toast_blks_hit, t.tidx_blks_read, t.tidx_blks_hit,
-       pg_catalog.count(*) OVER (), c.relpages::pg_catalog.int8
-  FROM pg_catalog.pg_statio_user_tables t
-  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
- ORDER BY c.relpages DESC, t.schemaname, t.relname
- LIMIT $1::pg_catalog.int8";
+SELECT pg_catalog.current_database()::pg_catalog.text, r.nspname::pg_catalog.text,
+       r.relname::pg_catalog.text,
+       pg_catalog.pg_stat_get_blocks_fetched(r.oid)
+         OPERATOR(pg_catalog.-) pg_catalog.pg_stat_get_blocks_hit(r.oid),
+       pg_catalog.pg_stat_get_blocks_hit(r.oid),
+       x.blks_read, x.blks_hit,
+       pg_catalog.pg_stat_get_blocks_fetched(t.oid)
+         OPERATOR(pg_catalog.-) pg_catalog.pg_stat_get_blocks_hit(t.oid),
+       pg_catalog.pg_stat_get_blocks_hit(t.oid),
+       tx.blks_read, tx.blks_hit,
+       r.total, r.relpages::pg_catalog.int8
+  FROM (SELECT c.oid, n.nspname, c.relname, c.relpages, c.reltoastrelid,
+               pg_catalog.count(*) OVER () AS total
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+         WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,t,m}'::pg_catalog.\"char\"[])
+           AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{pg_catalog,information_schema}'::pg_catalog.name[])
+           AND n.nspname OPERATOR(pg_catalog.!~) '^pg_toast'
+         ORDER BY c.relpages DESC, n.nspname, c.relname
+         LIMIT $1::pg_catalog.int8) r
+  LEFT JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) r.reltoastrelid
+  LEFT JOIN LATERAL (
+       SELECT pg_catalog.sum(pg_catalog.pg_stat_get_blocks_fetched(i.indexrelid)
+                OPERATOR(pg_catalog.-) pg_catalog.pg_stat_get_blocks_hit(i.indexrelid))::pg_catalog.int8 AS blks_read,
+              pg_catalog.sum(pg_catalog.pg_stat_get_blocks_hit(i.indexrelid))::pg_catalog.int8 AS blks_hit
+         FROM pg_catalog.pg_index i
+        WHERE i.indrelid OPERATOR(pg_catalog.=) r.oid) x ON true
+  LEFT JOIN LATERAL (
+       SELECT pg_catalog.sum(pg_catalog.pg_stat_get_blocks_fetched(i.indexrelid)
+                OPERATOR(pg_catalog.-) pg_catalog.pg_stat_get_blocks_hit(i.indexrelid))::pg_catalog.int8 AS blks_read,
+              pg_catalog.sum(pg_catalog.pg_stat_get_blocks_hit(i.indexrelid))::pg_catalog.int8 AS blks_hit
+         FROM pg_catalog.pg_index i
+        WHERE i.indrelid OPERATOR(pg_catalog.=) t.oid) tx ON true
+ ORDER BY r.relpages DESC, r.nspname, r.relname";
 
 /// The collector.
 pub const COLLECTOR: Definition = Definition {

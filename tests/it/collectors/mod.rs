@@ -9,6 +9,7 @@ use crate::support::*;
 mod logical;
 mod run;
 mod signals;
+mod views;
 
 /// The single value of `name` with `labels` in an exposition, or a panic naming it.
 /// A target for database `db` as the least-privilege monitoring role.
