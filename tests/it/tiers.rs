@@ -1,7 +1,7 @@
 //! Tiers against the real server (issue 19, section 3): settings are read again only when the
 //! server's configuration changed (counted in `pg_stat_statements`), a reload is served by the
 //! next collection, and a collector on a longer interval serves its first result with its
-//! time.
+//! time, and a collection is one transaction of one statement per collector (no savepoints).
 
 use std::time::Duration;
 
@@ -194,4 +194,62 @@ async fn a_collector_on_an_interval_serves_its_first_result_with_its_time() {
     )
     .expect("the family");
     assert!((served - first_at).abs() < 1e-3, "{served} vs {first_at}");
+}
+
+/// Calls by `role` of the statements that start with `prefix`, from `pg_stat_statements`.
+async fn calls_of(role: &str, prefix: &str) -> i64 {
+    superuser("postgres")
+        .await
+        .query_one(
+            "SELECT coalesce(sum(s.calls), 0)::int8 FROM pg_stat_statements s
+               JOIN pg_roles r ON r.oid = s.userid
+              WHERE r.rolname = $1 AND s.query LIKE $2 || '%'",
+            &[&role, &prefix],
+        )
+        .await
+        .expect("pg_stat_statements")
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_collection_is_one_transaction_of_one_statement_per_collector_without_savepoints() {
+    // The load on the monitored server (issue 19, section 4): a savepoint per collector was a
+    // statement of its own, two thirds of a collection's statements.
+    let su = superuser("postgres").await;
+    su.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .expect("extension");
+    {
+        let _serial = role_lock().await;
+        su.batch_execute(&format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'stmt_monitor') THEN
+               CREATE ROLE stmt_monitor LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor; END IF; END $$"
+        ))
+        .await
+        .expect("role");
+    }
+    let collector = TargetCollector::new(
+        std::sync::Arc::new(gateway(&target("stmts", "stmt_monitor"))),
+        Options::default(),
+        Databases::default(),
+        Duration::from_secs(1),
+    );
+    let mut ran = 0;
+    for _ in 0..3 {
+        let c = collect(&collector).await;
+        assert!(c.outcomes.iter().all(|o| o.result.is_ok()), "{c:?}");
+        ran = c.outcomes.iter().filter(|o| !o.from_earlier).count();
+    }
+    assert_eq!(calls_of("stmt_monitor", "SAVEPOINT").await, 0);
+    assert_eq!(calls_of("stmt_monitor", "BEGIN").await, 3);
+    assert_eq!(calls_of("stmt_monitor", "COMMIT").await, 3);
+    // Each collector's statement once per collection, nothing else but the reads before the
+    // transaction (discovery, the configuration's change key) and the first collection's
+    // collectors on longer intervals.
+    let all = calls_of("stmt_monitor", "").await;
+    assert!(ran >= 10, "{ran} collectors ran");
+    assert!(
+        all <= 3 * (ran as i64 + 2 + 2) + 10,
+        "{all} statements for 3 collections of {ran} collectors"
+    );
 }

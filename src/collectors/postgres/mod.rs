@@ -16,11 +16,12 @@
 //! 1. The server version comes from the connection's startup parameters (no round trip).
 //! 2. Every planned statement is prepared, pipelined, outside any transaction: a statement
 //!    that cannot be parsed (a view this server lacks) fails its collector alone.
-//! 3. `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`, the health statement, then for each
-//!    collector `SAVEPOINT` and its statement, all pipelined: one round trip in the normal case,
-//!    and one snapshot for all (PostgreSQL also caches statistics per transaction).
-//! 4. If a collector's statement fails, the transaction is rolled back to its savepoint (the
-//!    snapshot is kept) and the collectors after it are sent again.
+//! 3. `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`, the health statement, then each
+//!    collector's statement, all pipelined: one round trip in the normal case, and one
+//!    snapshot for all (PostgreSQL also caches statistics per transaction).
+//! 4. If a collector's statement fails, it fails alone: the transaction is rolled back, a new
+//!    one begins (in the same round trip), and the collectors after it are sent again, in
+//!    that second snapshot. No savepoint is paid for on the normal path.
 //! 5. `COMMIT`.
 
 mod activity;

@@ -31,7 +31,8 @@
 //! Values travel as bind parameters; the only statement built from input is `CREATE ROLE`
 //! (DDL takes no parameters), see `admin.rs`.
 
-/// Opens the collection's transaction: one snapshot for every statement of a collection.
+/// Opens the collection's transaction: one snapshot for every statement of a collection
+/// (and a new one for the statements after a collector that failed).
 /// The collectors' own statements live beside them in `collectors/postgres/` and follow the
 /// same rule.
 pub const COLLECTION_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
