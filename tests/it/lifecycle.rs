@@ -1,5 +1,5 @@
 //! The `mesa` binary as a daemon: SIGTERM during collections, SIGHUP with a broken and with a
-//! valid config.
+//! valid config, and its worker threads by fleet size.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,6 +30,7 @@ impl Daemon {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address={addr}"))
             .args(["--log.format", "json"])
+            .env_remove("TOKIO_WORKER_THREADS")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -229,4 +230,35 @@ async fn sighup_keeps_a_broken_config_out_and_restarts_only_changed_targets() {
 
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(12)).await.0, Some(0));
+}
+
+/// The daemon's tokio worker threads (tokio names them `tokio-rt-worker`).
+fn workers_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the daemon's threads")
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim_end() == "tokio-rt-worker")
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_small_fleet_runs_on_one_worker_thread_and_a_large_one_on_every_core() {
+    // Targets on a closed port: the runtime is chosen from the count alone.
+    let port = closed_port();
+    let fleet = |n: usize| {
+        (0..n)
+            .map(|i| {
+                format!("  - {{name: w{i}, driver: postgres, host: 127.0.0.1, port: {port}, username: x, sslmode: disable}}\n")
+            })
+            .collect::<String>()
+    };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for (n, expected) in [(1, 1), (64, 1), (65, cores)] {
+        let daemon = Daemon::start(&config_file(&format!("workers{n}.yaml"), &fleet(n)));
+        assert!(daemon.ready().await, "not ready:\n{}", daemon.log());
+        assert_eq!(workers_of(daemon.child.id()), expected, "{n} targets");
+    }
 }
