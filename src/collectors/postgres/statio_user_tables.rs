@@ -6,11 +6,32 @@
 use super::{Definition, Metric, guarded, shaped};
 use crate::collectors::{Schedule, Scope};
 
+/// A lateral join `$alias` of the block reads and hits summed over the indexes of relation
+/// `$rel` (NULL without one), as the view computes its index and TOAST index columns.
+macro_rules! index_blocks {
+    ($rel:literal, $alias:literal) => {
+        concat!(
+            "  LEFT JOIN LATERAL (
+       SELECT pg_catalog.sum(pg_catalog.pg_stat_get_blocks_fetched(i.indexrelid)
+                OPERATOR(pg_catalog.-) pg_catalog.pg_stat_get_blocks_hit(i.indexrelid))::pg_catalog.int8 AS blks_read,
+              pg_catalog.sum(pg_catalog.pg_stat_get_blocks_hit(i.indexrelid))::pg_catalog.int8 AS blks_hit
+         FROM pg_catalog.pg_index i
+        WHERE i.indrelid OPERATOR(pg_catalog.=) ",
+            $rel,
+            ") ",
+            $alias,
+            " ON true
+"
+        )
+    };
+}
+
 /// The statement: the catalog and the functions `pg_statio_user_tables` is made of, for the
 /// largest `$1` tables only (see `stat_user_tables` for why not the view). The view lists
 /// tables, TOAST tables and materialized views on every supported version; its index and
 /// TOAST index columns are sums over the relation's indexes (NULL without one).
-const SQL: &str = "\
+const SQL: &str = concat!(
+    "\
 SELECT pg_catalog.current_database()::pg_catalog.text, r.nspname::pg_catalog.text,
        r.relname::pg_catalog.text,
        pg_catalog.pg_stat_get_blocks_fetched(r.oid)
@@ -32,19 +53,12 @@ SELECT pg_catalog.current_database()::pg_catalog.text, r.nspname::pg_catalog.tex
          ORDER BY c.relpages DESC, n.nspname, c.relname
          LIMIT $1::pg_catalog.int8) r
   LEFT JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) r.reltoastrelid
-  LEFT JOIN LATERAL (
-       SELECT pg_catalog.sum(pg_catalog.pg_stat_get_blocks_fetched(i.indexrelid)
-                OPERATOR(pg_catalog.-) pg_catalog.pg_stat_get_blocks_hit(i.indexrelid))::pg_catalog.int8 AS blks_read,
-              pg_catalog.sum(pg_catalog.pg_stat_get_blocks_hit(i.indexrelid))::pg_catalog.int8 AS blks_hit
-         FROM pg_catalog.pg_index i
-        WHERE i.indrelid OPERATOR(pg_catalog.=) r.oid) x ON true
-  LEFT JOIN LATERAL (
-       SELECT pg_catalog.sum(pg_catalog.pg_stat_get_blocks_fetched(i.indexrelid)
-                OPERATOR(pg_catalog.-) pg_catalog.pg_stat_get_blocks_hit(i.indexrelid))::pg_catalog.int8 AS blks_read,
-              pg_catalog.sum(pg_catalog.pg_stat_get_blocks_hit(i.indexrelid))::pg_catalog.int8 AS blks_hit
-         FROM pg_catalog.pg_index i
-        WHERE i.indrelid OPERATOR(pg_catalog.=) t.oid) tx ON true
- ORDER BY r.relpages DESC, r.nspname, r.relname";
+",
+    index_blocks!("r.oid", "x"),
+    index_blocks!("t.oid", "tx"),
+    "\
+ ORDER BY r.relpages DESC, r.nspname, r.relname"
+);
 
 /// The collector.
 pub const COLLECTOR: Definition = Definition {
