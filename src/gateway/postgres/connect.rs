@@ -14,13 +14,15 @@
 //! that is already running on the server.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
+use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
@@ -58,7 +60,7 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The longest a closed connection's slots stay taken after [`CLOSE_TIMEOUT`] while the
 /// server has not ended the session.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
-/// The longest an abandoned startup's slots stay taken while it goes on in the background.
+/// How long an abandoned startup may go on in the background before Mesa ends it itself.
 pub const ABANDONED_LINGER: Duration = Duration::from_secs(2);
 /// TCP keepalive: probe an idle connection after 30 s, every 10 s, give up after 3 misses, so
 /// a black-holed server is noticed within a minute even without a deadline.
@@ -254,8 +256,8 @@ impl Connector {
         let (client, connection, addr) = match started {
             Ok(session) => session,
             Err(e) => {
-                if let Some(startup) = abandoned {
-                    finish_abandoned(startup, permit, admin_permit);
+                if let Some(abandoned) = abandoned {
+                    finish_abandoned(abandoned, permit, admin_permit);
                 }
                 return Err(e);
             }
@@ -283,7 +285,7 @@ impl Connector {
         access: Access,
         deadline: &Deadline,
         connect_deadline: &Deadline,
-        abandoned: &mut Option<Startup>,
+        abandoned: &mut Option<Abandoned>,
     ) -> Result<(Client, Connection, SocketAddr), GatewayError> {
         let (stream, addr) = self
             .tcp(connect_deadline, connect_deadline.at() == deadline.at())
@@ -308,6 +310,13 @@ impl Connector {
             Ok(tls) => tls,
             Err(never) => match never {},
         };
+        // Kept only if the startup is abandoned (see `Abandoned`); dropped with this call
+        // otherwise, which leaves the session's own descriptor as the only one.
+        let watch = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::net::TcpStream::from);
         let mut startup: Startup = Box::pin(async move { config.connect_raw(stream, tls).await });
         let (client, connection) = match connect_deadline.bound(&mut startup).await {
             Ok(Ok(pair)) => pair,
@@ -315,7 +324,7 @@ impl Connector {
             Err(why) => {
                 // The caller lets it finish in the background, holding the slot until the
                 // server's backend is gone.
-                *abandoned = Some(startup);
+                *abandoned = Some(Abandoned { startup, watch });
                 return Err(expired(why, STARTUP_PHASE, connect_deadline));
             }
         };
@@ -588,30 +597,60 @@ const STARTUP_PHASE: &str = "startup and authentication";
 type Startup =
     Pin<Box<dyn Future<Output = Result<(Client, Connection), tokio_postgres::Error>> + Send>>;
 
+/// A startup its deadline gave up on, and a second descriptor of its socket: dropping the
+/// startup closes tokio-postgres's descriptor, while this one keeps the connection open so
+/// Mesa can end it itself and see the server end its side ([`finish_abandoned`]).
+pub(crate) struct Abandoned {
+    startup: Startup,
+    watch: Option<std::net::TcpStream>,
+}
+
 /// Lets an abandoned startup finish in the background and holds its slots until the server's
 /// backend is gone: a deadline that passes during startup would otherwise drop the socket
 /// while the backend goes on authenticating and initialising (on a loaded server, for longer
 /// than any fixed wait), and released at once the slot would let a new connection make three
-/// on the server for that moment. A startup that completes is closed at once (Terminate);
-/// either way at most [`ABANDONED_LINGER`] later the slots are released (a server that never
-/// answers, a black hole, must not hold a target's slots for long).
+/// on the server for that moment. A startup that completes within [`ABANDONED_LINGER`] is
+/// closed at once (Terminate) and the slots released when the server has closed its side. One
+/// that does not is ended by Mesa: its socket is shut down for writing (the backend reads the
+/// end of the stream and exits) and the slots are released when the server closes its side,
+/// which it does only as its backend exits, or at most [`CLOSE_LINGER`] later (a server that
+/// never answers, a black hole, must not hold a target's slots for long).
 fn finish_abandoned(
-    startup: Startup,
+    abandoned: Abandoned,
     permit: OwnedSemaphorePermit,
     admin_permit: Option<OwnedSemaphorePermit>,
 ) {
+    let Abandoned { startup, watch } = abandoned;
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
-            let _ = timeout(ABANDONED_LINGER, async {
+            let finished = timeout(ABANDONED_LINGER, async {
                 if let Ok((client, connection)) = startup.await {
                     drop(client);
                     let _ = connection.await;
                 }
             })
             .await;
+            // The startup (and tokio-postgres's descriptor) is dropped by now; the watch keeps
+            // the connection open until the server's side is closed.
+            if finished.is_err()
+                && let Some(watch) = watch
+            {
+                let _ = timeout(CLOSE_LINGER, server_closed(watch)).await;
+            }
             drop((permit, admin_permit));
         });
     }
+}
+
+/// Ends Mesa's side of `socket` and waits until the server has closed its side (the end of the
+/// stream, or an error such as a reset); whatever it still sends is read and discarded.
+async fn server_closed(socket: std::net::TcpStream) {
+    let _ = socket.shutdown(Shutdown::Write);
+    let Ok(mut socket) = TcpStream::from_std(socket) else {
+        return;
+    };
+    let mut buf = [0u8; 1024];
+    while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
 }
 
 /// Parses a `server_version` parameter into `server_version_num` form.
