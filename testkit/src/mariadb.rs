@@ -330,6 +330,7 @@ impl MariaDb {
             ),
             "MariaDB",
         )
+        .map_err(fail)
     }
 }
 

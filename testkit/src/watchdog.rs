@@ -4,10 +4,9 @@
 
 use std::process::{Command, Stdio};
 
-use crate::pg::{HarnessError, fail};
-
-/// Runs the shell command `cleanup` after this process exits; `what` names it in the error.
-pub(crate) fn after_exit(cleanup: &str, what: &str) -> Result<(), HarnessError> {
+/// Runs the shell command `cleanup` after this process exits; `what` names it in the error
+/// (a message, which each harness turns into its own error).
+pub(crate) fn after_exit(cleanup: &str, what: &str) -> Result<(), String> {
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {cleanup}",
         pid = std::process::id()
@@ -18,6 +17,6 @@ pub(crate) fn after_exit(cleanup: &str, what: &str) -> Result<(), HarnessError> 
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| fail(format!("cannot start the {what} watchdog: {e}")))?;
+        .map_err(|e| format!("cannot start the {what} watchdog: {e}"))?;
     Ok(())
 }

@@ -343,6 +343,7 @@ impl PgCluster {
             String::new()
         };
         crate::watchdog::after_exit(&format!("{stop} >/dev/null 2>&1; {remove}"), "cluster")
+            .map_err(fail)
     }
 
     /// `127.0.0.1`.
