@@ -14,12 +14,12 @@ use crate::support::*;
 struct Against {
     view: &'static str,
     labels: &'static [&'static str],
-    families: Vec<(&'static str, String)>,
+    families: Vec<(&'static str, &'static str)>,
 }
 
 /// Every family of the four collectors, each with its view's expression.
 fn against(major: u32) -> Vec<Against> {
-    let mut tables: Vec<(&'static str, &str)> = vec![
+    let mut tables = vec![
         ("pg_stat_user_tables_seq_scan_total", "seq_scan"),
         ("pg_stat_user_tables_seq_tup_read_total", "seq_tup_read"),
         ("pg_stat_user_tables_idx_scan_total", "idx_scan"),
@@ -84,21 +84,16 @@ fn against(major: u32) -> Vec<Against> {
             ),
         ]);
     }
-    let owned = |v: Vec<(&'static str, &str)>| {
-        v.into_iter()
-            .map(|(f, e)| (f, e.to_owned()))
-            .collect::<Vec<_>>()
-    };
     vec![
         Against {
             view: "pg_stat_user_tables",
             labels: &["schemaname", "relname"],
-            families: owned(tables),
+            families: tables,
         },
         Against {
             view: "pg_statio_user_tables",
             labels: &["schemaname", "relname"],
-            families: owned(vec![
+            families: vec![
                 (
                     "pg_statio_user_tables_heap_blocks_read_total",
                     "heap_blks_read",
@@ -128,27 +123,27 @@ fn against(major: u32) -> Vec<Against> {
                     "pg_statio_user_tables_tidx_blocks_hit_total",
                     "tidx_blks_hit",
                 ),
-            ]),
+            ],
         },
         Against {
             view: "pg_stat_user_indexes",
             labels: &["schemaname", "relname", "indexrelname"],
-            families: owned(vec![
+            families: vec![
                 ("pg_stat_user_indexes_idx_scan_total", "idx_scan"),
                 ("pg_stat_user_indexes_idx_tup_read_total", "idx_tup_read"),
                 ("pg_stat_user_indexes_idx_tup_fetch_total", "idx_tup_fetch"),
-            ]),
+            ],
         },
         Against {
             view: "pg_statio_user_indexes",
             labels: &["schemaname", "relname", "indexrelname"],
-            families: owned(vec![
+            families: vec![
                 (
                     "pg_statio_user_indexes_idx_blks_read_total",
                     "idx_blks_read",
                 ),
                 ("pg_statio_user_indexes_idx_blks_hit_total", "idx_blks_hit"),
-            ]),
+            ],
         },
     ]
 }
@@ -187,10 +182,11 @@ async fn from_views(db: &tokio_postgres::Client, all: &[Against]) -> Values {
 
 /// What Mesa exported for database `datname`, of the families in `all`.
 fn from_exposition(text: &str, datname: &str, all: &[Against]) -> Values {
+    let samples = samples(text);
     let mut out = Values::new();
     for a in all {
-        for s in samples(text)
-            .into_iter()
+        for s in samples
+            .iter()
             .filter(|s| s.label("datname") == Some(datname))
             .filter(|s| a.families.iter().any(|(f, _)| *f == s.name))
         {
@@ -246,21 +242,17 @@ async fn per_database_collectors_equal_the_servers_views() {
     .expect("reads");
     // The session's counters reach the views when it flushes them (from 15, at most once a
     // second, and within 10 s when idle): wait for the last of them.
-    let (flushed, _) = poll_until(
-        Duration::from_secs(20),
-        || async {
-            flush_stats_of(&db).await;
-            db.query_one(
-                "SELECT coalesce(toast_blks_hit, 0)::float8 FROM pg_statio_user_tables WHERE relname = 'toasty'",
-                &[],
-            )
-            .await
-            .expect("the view")
-            .get::<_, f64>(0)
-            .to_string()
-        },
-        |hits| hits != "0",
-    )
+    let flushed = eventually(Duration::from_secs(20), || async {
+        flush_stats_of(&db).await;
+        db.query_one(
+            "SELECT coalesce(toast_blks_hit, 0)::float8 FROM pg_statio_user_tables WHERE relname = 'toasty'",
+            &[],
+        )
+        .await
+        .expect("the view")
+        .get::<_, f64>(0)
+            > 0.0
+    })
     .await;
     assert!(flushed, "the TOAST reads reach the statistics");
     let all = against(cluster().major());
