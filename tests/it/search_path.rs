@@ -73,6 +73,27 @@ CREATE OPERATOR trojan./ (LEFTARG = float8, RIGHTARG = float8, FUNCTION = trojan
 CREATE FUNCTION trojan.eq_lsn(pg_lsn, pg_lsn) RETURNS bool LANGUAGE plpgsql AS $$
 BEGIN PERFORM trojan.spy('= pg_lsn'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
 CREATE OPERATOR trojan.= (LEFTARG = pg_lsn, RIGHTARG = pg_lsn, FUNCTION = trojan.eq_lsn);
+-- The names the per-database statements use: the stats functions, their aggregates, and the
+-- operators on their types.
+CREATE FUNCTION trojan.plus_int8(int8, int8) RETURNS int8 LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('+ int8'); RETURN $1 OPERATOR(pg_catalog.+) $2; END $$;
+CREATE OPERATOR trojan.+ (LEFTARG = int8, RIGHTARG = int8, FUNCTION = trojan.plus_int8);
+CREATE FUNCTION trojan.ne_name(name, name) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('<> name'); RETURN $1 OPERATOR(pg_catalog.<>) $2; END $$;
+CREATE OPERATOR trojan.<> (LEFTARG = name, RIGHTARG = name, FUNCTION = trojan.ne_name);
+CREATE FUNCTION trojan.pg_stat_get_numscans(oid) RETURNS int8 LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('pg_stat_get_numscans()'); RETURN pg_catalog.pg_stat_get_numscans($1); END $$;
+CREATE FUNCTION trojan.pg_stat_get_blocks_hit(oid) RETURNS int8 LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('pg_stat_get_blocks_hit()'); RETURN pg_catalog.pg_stat_get_blocks_hit($1); END $$;
+CREATE FUNCTION trojan.current_database() RETURNS name LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('current_database()'); RETURN pg_catalog.current_database(); END $$;
+CREATE FUNCTION trojan.sum_step(numeric, int8) RETURNS numeric LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('sum()');
+      RETURN COALESCE($1, 0::pg_catalog.numeric) OPERATOR(pg_catalog.+) $2::pg_catalog.numeric; END $$;
+CREATE AGGREGATE trojan.sum(int8) (SFUNC = trojan.sum_step, STYPE = numeric);
+CREATE FUNCTION trojan.count_step(int8) RETURNS int8 LANGUAGE plpgsql AS $$
+BEGIN PERFORM trojan.spy('count()'); RETURN $1 OPERATOR(pg_catalog.+) 1::pg_catalog.int8; END $$;
+CREATE AGGREGATE trojan.count(*) (SFUNC = trojan.count_step, STYPE = int8, INITCOND = '0');
 CREATE FUNCTION trojan.lower(text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN PERFORM trojan.spy('lower()'); RETURN pg_catalog.lower($1); END $$;
 CREATE FUNCTION trojan.age(xid) RETURNS int4 LANGUAGE plpgsql AS $$
