@@ -76,12 +76,17 @@ async fn accept_loop(
     loop {
         if *mode.borrow() == Mode::Refuse {
             drop(listener);
-            // Closed until the mode changes; then the same port again.
+            // Closed until the mode changes; then the same port again. Meanwhile a socket
+            // bound to the port and not listening keeps it: connections are refused, and no
+            // other listener of the machine (another test's proxy in front of the same
+            // server) can be given the port and answer Mesa in this proxy's place.
+            let hold = hold_port(addr);
             while *mode.borrow_and_update() == Mode::Refuse {
                 if mode.changed().await.is_err() {
                     return;
                 }
             }
+            drop(hold);
             listener = loop {
                 match TcpListener::bind(addr).await {
                     Ok(l) => break l,
@@ -97,6 +102,21 @@ async fn accept_loop(
             changed = mode.changed() => if changed.is_err() { return },
         }
     }
+}
+
+/// A socket bound to `addr` that does not listen: the port stays this proxy's while
+/// connections to it are refused. `SO_REUSEADDR`, as the listener had, so the connections
+/// the listener left in `TIME_WAIT` do not stand in the way; `None` if it cannot be bound.
+fn hold_port(addr: SocketAddr) -> Option<socket2::Socket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .ok()?;
+    socket.set_reuse_address(true).ok()?;
+    socket.bind(&addr.into()).ok()?;
+    Some(socket)
 }
 
 /// Makes closing `stream` send a reset instead of a FIN.
@@ -200,5 +220,55 @@ async fn pump(
             return;
         }
         forwarded += chunk.len();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While refusing, the port is refused to Mesa and kept from everyone else; on `Pass` it
+    /// forwards again. Without the held port, any bind of the machine could take it over.
+    #[tokio::test]
+    async fn a_refusing_proxy_keeps_its_port_and_reopens_it() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let proxy = FaultProxy::start(upstream.local_addr().expect("addr")).await;
+        let addr = SocketAddr::from(([127, 0, 0, 1], proxy.port()));
+        proxy.set(Mode::Refuse);
+        // The accept loop acts on the mode in its own task.
+        let mut refused = false;
+        for _ in 0..200 {
+            match TcpStream::connect(addr).await {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    refused = true;
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        assert!(refused, "connections to a refusing proxy are refused");
+        // The kernel gives a bind to port 0 only a port no socket holds; a plain bind to the
+        // port itself is refused the same way.
+        let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        assert!(
+            other.bind(&addr.into()).is_err(),
+            "the refusing proxy's port was free for another socket"
+        );
+        proxy.set(Mode::Pass);
+        let mut client = None;
+        for _ in 0..200 {
+            if let Ok(c) = TcpStream::connect(addr).await {
+                client = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut client = client.expect("the port reopens on Pass");
+        let (mut server, _) = upstream.accept().await.expect("forwarded");
+        client.write_all(b"ping").await.expect("write");
+        let mut buf = [0u8; 4];
+        server.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"ping");
     }
 }

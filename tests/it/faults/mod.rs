@@ -269,9 +269,13 @@ where
         }
         assert!(
             injected.elapsed() < limit_down + Duration::from_secs(1),
-            "{role}: {} still not 0 after {:?}",
+            "{role}: {} still not 0 after {:?}; the faulty target's last exposition:\n{}",
             w.up,
-            injected.elapsed()
+            injected.elapsed(),
+            text.lines()
+                .filter(|l| l.contains("server=\"faulty\"") && !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
