@@ -20,7 +20,8 @@ pub struct Budget {
     pub metrics: u64,
     /// The admin listener's cap (0 when it is off).
     pub admin: u64,
-    /// Every target's connections, plus one each for a cancel request in flight.
+    /// Every target's connections (each with the descriptors its driver keeps), plus one each
+    /// for a cancel request in flight.
     pub targets: u64,
 }
 
@@ -38,7 +39,12 @@ impl Budget {
             targets: config
                 .targets
                 .iter()
-                .map(|t| t.spec.driver.driver().max_connections_per_target() as u64 + 1)
+                .map(|t| {
+                    let driver = t.spec.driver.driver();
+                    (driver.max_connections_per_target() * driver.descriptors_per_connection())
+                        as u64
+                        + 1
+                })
                 .sum(),
         }
     }
@@ -97,7 +103,7 @@ mod tests {
         .expect("valid");
         let budget = Budget::of(&config);
         assert_eq!(budget.admin, 0, "the admin API is off without tokens");
-        assert_eq!(budget.targets, 300);
+        assert_eq!(budget.targets, 500);
         assert!(budget.total() <= 1024, "{budget:?}: {}", budget.total());
     }
 
@@ -118,7 +124,10 @@ mod tests {
             metrics: crate::config::DEFAULT_WEB_MAX_CONNECTIONS as u64,
             admin: crate::config::DEFAULT_ADMIN_MAX_CONNECTIONS as u64,
             targets: 20_000
-                * (crate::gateway::Driver::Postgres.max_connections_per_target() as u64 + 1),
+                * ((crate::gateway::Driver::Postgres.max_connections_per_target()
+                    * crate::gateway::Driver::Postgres.descriptors_per_connection())
+                    as u64
+                    + 1),
         };
         assert!(budget.total() <= limit, "{} > {limit}", budget.total());
     }

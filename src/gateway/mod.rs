@@ -184,6 +184,15 @@ impl Driver {
             Self::Mysql => mysql::MAX_CONNECTIONS_PER_TARGET,
         }
     }
+
+    /// The descriptors one of its connections holds: a PostgreSQL connection keeps a second
+    /// descriptor of its socket, to see the server end the session before its slot is freed.
+    pub fn descriptors_per_connection(self) -> usize {
+        match self {
+            Self::Postgres => 2,
+            Self::Mysql => 1,
+        }
+    }
 }
 
 impl fmt::Display for Driver {

@@ -234,16 +234,7 @@ async fn a_database_that_refuses_connect_fails_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_databases_are_visited_and_mesa_never_holds_more_than_its_cap() {
-    {
-        let _guard = role_lock().await;
-        superuser("postgres")
-            .await
-            .batch_execute(&format!(
-                "DROP ROLE IF EXISTS disc_fifty; CREATE ROLE disc_fifty LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor"
-            ))
-            .await
-            .expect("role");
-    }
+    monitor_login("disc_fifty").await;
     let names: Vec<String> = (0..50).map(|i| format!("disc50_{i:02}")).collect();
     let su = superuser("postgres").await;
     for db in &names {

@@ -214,11 +214,73 @@ async fn tls_modes_follow_libpq() {
     );
 }
 
+/// Resumes a stopped backend however the test ends.
+struct Resume(u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        kill("-CONT", self.0);
+    }
+}
+
+/// A closed session's slot stays taken until its backend is gone from the server, not only
+/// until Mesa has sent Terminate (tokio-postgres ends the connection then): a backend that is
+/// slow to exit, here stopped with SIGSTOP, still counts, so a third call waits for the slot
+/// instead of making a third backend on the server.
+#[tokio::test]
+async fn a_closed_sessions_slot_is_freed_only_when_its_backend_is_gone() {
+    const USER: &str = "slow_exit_user";
+    monitor_login(USER).await;
+    let g = gateway(&target("slow_exit", USER));
+    // The collection keeps its session open (the default): one backend of USER.
+    g.collect(Deadline::after(D)).await.expect("collects");
+    let su = superuser("postgres").await;
+    let pids: Vec<i32> = su
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'mesa' AND usename = $1",
+            &[&USER],
+        )
+        .await
+        .expect("pids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let [kept] = pids[..] else {
+        panic!("one kept session, found {pids:?}");
+    };
+    let kept = u32::try_from(kept).expect("a pid");
+    kill("-STOP", kept);
+    let resume = Resume(kept);
+    // Terminate is sent; the stopped backend cannot act on it and stays in pg_stat_activity.
+    g.close_kept().await;
+    // A new collection session takes the other slot; an admin read then finds none free.
+    g.collect(Deadline::after(D)).await.expect("collects again");
+    let err = g
+        .server_health(Deadline::after(Duration::from_secs(1)))
+        .await
+        .expect_err("no third session while the closed one's backend is on the server");
+    assert_eq!(err.reason(), FailureReason::Timeout, "{err}");
+    assert!(
+        mesa_sessions_of(USER).await <= 2,
+        "more than two backends of Mesa on the server"
+    );
+    // Resumed, the backend reads Terminate and exits; its slot is freed.
+    drop(resume);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            g.server_health(Deadline::after(D)).await.is_ok()
+        })
+        .await,
+        "the slot is freed once the backend is gone"
+    );
+    g.close_kept().await;
+}
+
 #[tokio::test]
 async fn no_connection_leaks_and_never_more_than_two() {
-    // Alone among the tests that load the machine: an abandoned startup's slot is released
-    // after ABANDONED_LINGER even if a starved server has not ended its backend by then, so
-    // a saturated machine could show a third backend for a moment.
+    // Alone among the tests that load the machine: Mesa's slots are freed only when the
+    // server's backend is gone, but a saturated machine makes every backend slow, and the
+    // sampler must see Mesa's peak, not the neighbours'.
     let _alone = loud().await;
     let t = with_admin(target("leak", "leak_user"), "leak_user");
     let g = Arc::new(gateway(&t));

@@ -8,18 +8,6 @@ use mesa::app::{App, DEFAULT_GRACE_PERIOD};
 
 use crate::support::*;
 
-/// A role of this test's own, so its logins and sessions are countable.
-async fn role(name: &str) {
-    let _guard = role_lock().await;
-    superuser("postgres")
-        .await
-        .batch_execute(&format!(
-            "DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor"
-        ))
-        .await
-        .expect("role");
-}
-
 /// A daemon collecting `name` as `user` every 300 ms, without database visits (they log
 /// in on their own), with `session`.
 fn config(name: &str, user: &str, session: &str) -> mesa::config::Config {
@@ -55,7 +43,7 @@ async fn collections_seen(app: &App, name: &str, n: usize) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_session_logs_in_once_and_survives_its_backend_being_ended() {
-    role("kept_user").await;
+    monitor_login("kept_user").await;
     let from = cluster().server_log().len();
     let app = App::start(config("kept", "kept_user", "kept"))
         .await
@@ -96,7 +84,7 @@ async fn a_kept_session_logs_in_once_and_survives_its_backend_being_ended() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ephemeral_session_logs_in_at_every_collection() {
-    role("ephemeral_user").await;
+    monitor_login("ephemeral_user").await;
     let from = cluster().server_log().len();
     let app = App::start(config("ephemeral", "ephemeral_user", "ephemeral"))
         .await
@@ -126,7 +114,7 @@ fn executed_names(from: usize, user: &str, marker: &str) -> std::collections::BT
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_session_prepares_each_statement_once_and_health_alone_is_one_round_trip() {
-    role("kept_cache").await;
+    monitor_login("kept_cache").await;
     let from = cluster().server_log().len();
     let app = App::start(config("cache", "kept_cache", "kept"))
         .await
@@ -145,7 +133,7 @@ async fn a_kept_session_prepares_each_statement_once_and_health_alone_is_one_rou
     assert!(runs >= 6, "{runs} executions");
 
     // Health alone: no transaction around its one statement.
-    role("kept_alone").await;
+    monitor_login("kept_alone").await;
     let from = cluster().server_log().len();
     let app = App::start(daemon_config(
         "collection: {interval: 300ms, timeout: 250ms, collectors: {activity: false, database: false, stat_database: false, bgwriter: false, locks: false, replication: false, replication_slots: false, stat_replication: false, wraparound: false, settings: false, stat_user_tables: false, statio_user_tables: false, stat_user_indexes: false, statio_user_indexes: false, archiver: false, stat_wal: false, stat_io: false, wait_events: false, progress_vacuum: false, database_conflicts: false, subscription: false}}
@@ -171,7 +159,7 @@ targets:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visit_to_the_targets_own_database_borrows_the_kept_session() {
-    role("kept_visit").await;
+    monitor_login("kept_visit").await;
     let from = cluster().server_log().len();
     let app = App::start(daemon_config(
         "collection: {interval: 300ms, timeout: 250ms, databases: {include: ['^postgres$'], interval: 300ms}}

@@ -14,7 +14,7 @@
 //! that is already running on the server.
 
 use std::future::Future;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
-use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
@@ -32,6 +31,9 @@ use tokio_postgres::{CancelToken, Client, Config as PgConfig};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::classify::classify;
+use super::hold::{
+    Abandoned, CLOSE_LINGER, Hold, Permits, Startup, finish_abandoned, server_closed,
+};
 use crate::gateway::{Credentials, Deadline, Expiry, GatewayError, Limits};
 
 /// The origin spec's cap: at most two connections per target from this process, so a
@@ -57,11 +59,6 @@ pub enum Purpose {
 pub const CANCEL_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How long a graceful close (the Terminate message) may take before the socket is dropped.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
-/// The longest a closed connection's slots stay taken after [`CLOSE_TIMEOUT`] while the
-/// server has not ended the session.
-pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
-/// How long an abandoned startup may go on in the background before Mesa ends it itself.
-pub const ABANDONED_LINGER: Duration = Duration::from_secs(2);
 /// TCP keepalive: probe an idle connection after 30 s, every 10 s, give up after 3 misses, so
 /// a black-holed server is noticed within a minute even without a deadline.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
@@ -253,11 +250,12 @@ impl Connector {
             }
             other => other,
         };
-        let (client, connection, addr) = match started {
+        let permits = Permits::new(permit, admin_permit);
+        let (client, connection, addr, watch) = match started {
             Ok(session) => session,
             Err(e) => {
                 if let Some(abandoned) = abandoned {
-                    finish_abandoned(abandoned, permit, admin_permit);
+                    finish_abandoned(abandoned, permits);
                 }
                 return Err(e);
             }
@@ -270,8 +268,7 @@ impl Connector {
                 host: self.host.clone(),
                 tls: self.tls.clone(),
                 endpoint: self.endpoint(),
-                _permit: permit,
-                _admin_permit: admin_permit,
+                hold: Hold::new(watch, permits),
             },
             client,
         })
@@ -285,8 +282,8 @@ impl Connector {
         access: Access,
         deadline: &Deadline,
         connect_deadline: &Deadline,
-        abandoned: &mut Option<Abandoned>,
-    ) -> Result<(Client, Connection, SocketAddr), GatewayError> {
+        abandoned: &mut Option<Abandoned<Connection>>,
+    ) -> Result<(Client, Connection, SocketAddr, Option<std::net::TcpStream>), GatewayError> {
         let (stream, addr) = self
             .tcp(connect_deadline, connect_deadline.at() == deadline.at())
             .await?;
@@ -310,14 +307,15 @@ impl Connector {
             Ok(tls) => tls,
             Err(never) => match never {},
         };
-        // Kept only if the startup is abandoned (see `Abandoned`); dropped with this call
-        // otherwise, which leaves the session's own descriptor as the only one.
+        // A second descriptor of the socket, kept for the connection's life: with it Mesa sees
+        // the server close its side, which tells when the backend is gone (see `hold`).
         let watch = stream
             .as_fd()
             .try_clone_to_owned()
             .ok()
             .map(std::net::TcpStream::from);
-        let mut startup: Startup = Box::pin(async move { config.connect_raw(stream, tls).await });
+        let mut startup: Startup<Connection> =
+            Box::pin(async move { config.connect_raw(stream, tls).await });
         let (client, connection) = match connect_deadline.bound(&mut startup).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(classify(e, &self.endpoint())),
@@ -328,7 +326,7 @@ impl Connector {
                 return Err(expired(why, STARTUP_PHASE, connect_deadline));
             }
         };
-        Ok((client, connection, addr))
+        Ok((client, connection, addr, watch))
     }
 
     fn startup_options(&self, access: Access) -> String {
@@ -433,9 +431,9 @@ pub struct Driver {
     host: String,
     tls: MakeRustlsConnect,
     endpoint: String,
-    // Released last, after the socket is closed, so the cap counts real connections.
-    _permit: OwnedSemaphorePermit,
-    _admin_permit: Option<OwnedSemaphorePermit>,
+    // The slots, released only once the server has closed its side of the socket (the
+    // backend is gone), so the cap counts backends on the server.
+    hold: Hold,
 }
 
 impl Conn {
@@ -469,31 +467,35 @@ impl Conn {
         }
     }
 
-    /// Closes gracefully (Terminate message), waiting up to [`CLOSE_TIMEOUT`] for the server
-    /// to end the session. A server slower than that (a loaded machine) keeps the
-    /// connection's slots taken in the background until it has ended the session, at most
-    /// [`CLOSE_LINGER`] more: released earlier, a new connection would make three on the
-    /// server for that moment.
+    /// Closes gracefully (Terminate message) and waits, up to [`CLOSE_TIMEOUT`], until the
+    /// server has closed its side of the socket, which it does only as the backend exits. A
+    /// server slower than that (a loaded machine) keeps the connection's slots taken in the
+    /// background until it has, at most [`CLOSE_LINGER`] more: released earlier, a new
+    /// connection would make three on the server for that moment (tokio-postgres's connection
+    /// ends as soon as Terminate is sent, not when the backend is gone).
     pub async fn close(self) {
         let Conn { driver, client } = self;
         drop(client);
         let Driver {
-            connection,
-            _permit,
-            _admin_permit,
-            ..
+            connection, hold, ..
         } = driver;
-        let Some(mut connection) = connection else {
-            return;
-        };
-        // Ok or Err, the connection is finished either way; nothing to report.
-        if timeout(CLOSE_TIMEOUT, &mut connection).await.is_ok() {
+        let (watch, permits) = hold.into_parts();
+        let mut ended = Box::pin(async move {
+            // Ok or Err, the connection is finished either way; nothing to report.
+            if let Some(connection) = connection {
+                let _ = connection.await;
+            }
+            if let Some(watch) = watch {
+                server_closed(watch).await;
+            }
+        });
+        if timeout(CLOSE_TIMEOUT, &mut ended).await.is_ok() {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = timeout(CLOSE_LINGER, connection).await;
-                drop((_permit, _admin_permit));
+                let _ = timeout(CLOSE_LINGER, ended).await;
+                drop(permits);
             });
         }
     }
@@ -592,66 +594,6 @@ fn expired(why: Expiry, phase: &'static str, deadline: &Deadline) -> GatewayErro
 
 /// The phase of a session's startup packet and authentication, as errors name it.
 const STARTUP_PHASE: &str = "startup and authentication";
-
-/// A session's startup and authentication, as a future that may outlive its caller.
-type Startup =
-    Pin<Box<dyn Future<Output = Result<(Client, Connection), tokio_postgres::Error>> + Send>>;
-
-/// A startup its deadline gave up on, and a second descriptor of its socket: dropping the
-/// startup closes tokio-postgres's descriptor, while this one keeps the connection open so
-/// Mesa can end it itself and see the server end its side ([`finish_abandoned`]).
-pub(crate) struct Abandoned {
-    startup: Startup,
-    watch: Option<std::net::TcpStream>,
-}
-
-/// Lets an abandoned startup finish in the background and holds its slots until the server's
-/// backend is gone: a deadline that passes during startup would otherwise drop the socket
-/// while the backend goes on authenticating and initialising (on a loaded server, for longer
-/// than any fixed wait), and released at once the slot would let a new connection make three
-/// on the server for that moment. A startup that completes within [`ABANDONED_LINGER`] is
-/// closed at once (Terminate) and the slots released when the server has closed its side. One
-/// that does not is ended by Mesa: its socket is shut down for writing (the backend reads the
-/// end of the stream and exits) and the slots are released when the server closes its side,
-/// which it does only as its backend exits, or at most [`CLOSE_LINGER`] later (a server that
-/// never answers, a black hole, must not hold a target's slots for long).
-fn finish_abandoned(
-    abandoned: Abandoned,
-    permit: OwnedSemaphorePermit,
-    admin_permit: Option<OwnedSemaphorePermit>,
-) {
-    let Abandoned { startup, watch } = abandoned;
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(async move {
-            let finished = timeout(ABANDONED_LINGER, async {
-                if let Ok((client, connection)) = startup.await {
-                    drop(client);
-                    let _ = connection.await;
-                }
-            })
-            .await;
-            // The startup (and tokio-postgres's descriptor) is dropped by now; the watch keeps
-            // the connection open until the server's side is closed.
-            if finished.is_err()
-                && let Some(watch) = watch
-            {
-                let _ = timeout(CLOSE_LINGER, server_closed(watch)).await;
-            }
-            drop((permit, admin_permit));
-        });
-    }
-}
-
-/// Ends Mesa's side of `socket` and waits until the server has closed its side (the end of the
-/// stream, or an error such as a reset); whatever it still sends is read and discarded.
-async fn server_closed(socket: std::net::TcpStream) {
-    let _ = socket.shutdown(Shutdown::Write);
-    let Ok(mut socket) = TcpStream::from_std(socket) else {
-        return;
-    };
-    let mut buf = [0u8; 1024];
-    while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
-}
 
 /// Parses a `server_version` parameter into `server_version_num` form.
 pub(crate) fn version_num(text: &str) -> u32 {

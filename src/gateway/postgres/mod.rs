@@ -10,6 +10,7 @@ mod administrator;
 mod bulk;
 mod classify;
 mod connect;
+mod hold;
 mod inspect;
 mod redact;
 mod roles;

@@ -86,7 +86,7 @@ targets:
         let started = Instant::now();
         while faulty_up().await != Some(want) {
             // Generous: this test is about leaks. After a black hole clears, a target waits
-            // for the slots its abandoned logins hold (up to 2 s each, see connect.rs) and
+            // for the slots its abandoned logins hold (up to 2 s each, see hold.rs) and
             // its backoff; the fault suite bounds recovery itself.
             assert!(
                 started.elapsed() < Duration::from_secs(15),
@@ -118,7 +118,7 @@ targets:
         cycle(i).await;
     }
     // Let in-flight work end, then compare: an abandoned startup finishes in the background
-    // for at most 2 s, a slow close for at most 5 s more (connect.rs, ABANDONED_LINGER and
+    // for at most 2 s, a slow close for at most 5 s more (hold.rs, ABANDONED_LINGER and
     // CLOSE_LINGER), each holding its slot, socket and task until then.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let after = settled(addr).await;

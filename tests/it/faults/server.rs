@@ -4,15 +4,6 @@
 
 use super::*;
 
-/// Sends `signal` to `pid` with the system's `kill`.
-fn kill(signal: &str, pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_postmaster() {
     // SIGSTOP: the port still accepts (the kernel's backlog), nothing answers.

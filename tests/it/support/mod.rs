@@ -72,6 +72,28 @@ pub async fn role_lock() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
+/// Creates `name` afresh on the shared cluster: a `pg_monitor` member with the fixture
+/// password, a role of the test's own so its logins and sessions are countable.
+pub async fn monitor_login(name: &str) {
+    let _guard = role_lock().await;
+    superuser("postgres")
+        .await
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor"
+        ))
+        .await
+        .expect("role");
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `pid` with the system's `kill`.
+pub fn kill(signal: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
 /// Tests that time their daemon's answers (the fault suite's scrape p99) hold this shared;
 /// tests that flood a daemon on purpose (hundreds of connections, bcrypt floods) hold it
 /// exclusively, so one test's flood never counts against another's latency figures.
