@@ -7,6 +7,7 @@
 //! with the numbers, instead of failing collections later with "too many open files".
 
 use crate::config::Config;
+use crate::gateway::Driver;
 
 /// Descriptors for everything that is not a listener's connection or a target's connection:
 /// stdio, the two listening sockets, the audit file, config and secret reads, DNS lookups,
@@ -39,12 +40,7 @@ impl Budget {
             targets: config
                 .targets
                 .iter()
-                .map(|t| {
-                    let driver = t.spec.driver.driver();
-                    (driver.max_connections_per_target() * driver.descriptors_per_connection())
-                        as u64
-                        + 1
-                })
+                .map(|t| per_target(t.spec.driver.driver()))
                 .sum(),
         }
     }
@@ -53,6 +49,12 @@ impl Budget {
     pub fn total(&self) -> u64 {
         self.metrics + self.admin + self.targets + RESERVED
     }
+}
+
+/// The descriptors one target of `driver` may hold at once: its connections, each with the
+/// descriptors its driver keeps, and one for a cancel request in flight.
+fn per_target(driver: Driver) -> u64 {
+    (driver.max_connections_per_target() * driver.descriptors_per_connection()) as u64 + 1
 }
 
 /// Raises the soft limit to the hard limit, and warns if the budget still does not fit.
@@ -123,11 +125,7 @@ mod tests {
         let budget = Budget {
             metrics: crate::config::DEFAULT_WEB_MAX_CONNECTIONS as u64,
             admin: crate::config::DEFAULT_ADMIN_MAX_CONNECTIONS as u64,
-            targets: 20_000
-                * ((crate::gateway::Driver::Postgres.max_connections_per_target()
-                    * crate::gateway::Driver::Postgres.descriptors_per_connection())
-                    as u64
-                    + 1),
+            targets: 20_000 * per_target(Driver::Postgres),
         };
         assert!(budget.total() <= limit, "{} > {limit}", budget.total());
     }

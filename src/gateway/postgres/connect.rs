@@ -32,7 +32,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::classify::classify;
 use super::hold::{
-    Abandoned, CLOSE_LINGER, Hold, Permits, Startup, finish_abandoned, server_closed,
+    Abandoned, Hold, Permits, Startup, finish_abandoned, release_after, server_closed,
 };
 use crate::gateway::{Credentials, Deadline, Expiry, GatewayError, Limits};
 
@@ -470,9 +470,9 @@ impl Conn {
     /// Closes gracefully (Terminate message) and waits, up to [`CLOSE_TIMEOUT`], until the
     /// server has closed its side of the socket, which it does only as the backend exits. A
     /// server slower than that (a loaded machine) keeps the connection's slots taken in the
-    /// background until it has, at most [`CLOSE_LINGER`] more: released earlier, a new
-    /// connection would make three on the server for that moment (tokio-postgres's connection
-    /// ends as soon as Terminate is sent, not when the backend is gone).
+    /// background until it has ([`release_after`]): released earlier, a new connection would
+    /// make three on the server for that moment (tokio-postgres's connection ends as soon as
+    /// Terminate is sent, not when the backend is gone).
     pub async fn close(self) {
         let Conn { driver, client } = self;
         drop(client);
@@ -492,11 +492,8 @@ impl Conn {
         if timeout(CLOSE_TIMEOUT, &mut ended).await.is_ok() {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = timeout(CLOSE_LINGER, ended).await;
-                drop(permits);
-            });
+        if let Some(permits) = permits {
+            release_after(ended, permits);
         }
     }
 }

@@ -73,15 +73,22 @@ impl Drop for Hold {
         let Some(permits) = self.permits.take() else {
             return;
         };
-        match (self.watch.take(), tokio::runtime::Handle::try_current()) {
-            (Some(watch), Ok(runtime)) => {
-                runtime.spawn(async move {
-                    let _ = timeout(CLOSE_LINGER, server_closed(watch)).await;
-                    drop(permits);
-                });
-            }
-            _ => drop(permits),
+        match self.watch.take() {
+            Some(watch) => release_after(server_closed(watch), permits),
+            None => drop(permits),
         }
+    }
+}
+
+/// Releases `permits` in the background once `ended` (the server closing its side) has
+/// finished, or [`CLOSE_LINGER`] later at most; at once outside a runtime, where nothing
+/// could wait.
+pub(crate) fn release_after(ended: impl Future<Output = ()> + Send + 'static, permits: Permits) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = timeout(CLOSE_LINGER, ended).await;
+            drop(permits);
+        });
     }
 }
 
@@ -113,13 +120,14 @@ pub(crate) struct Abandoned<C> {
 /// while the backend goes on authenticating and initialising (on a loaded server, for longer
 /// than any fixed wait). A startup that completes within [`ABANDONED_LINGER`] is closed at
 /// once (Terminate); one that does not is ended by Mesa (its socket shut down for writing: the
-/// backend reads the end of the stream and exits). Either way the slots are released when the
-/// server has closed its side, or at most [`CLOSE_LINGER`] later.
+/// backend reads the end of the stream and exits). Either way its [`Hold`] then releases the
+/// slots when the server has closed its side, or at most [`CLOSE_LINGER`] later.
 pub(crate) fn finish_abandoned<C>(abandoned: Abandoned<C>, permits: Permits)
 where
     C: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
 {
     let Abandoned { startup, watch } = abandoned;
+    let hold = Hold::new(watch, permits);
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
             let _ = timeout(ABANDONED_LINGER, async {
@@ -129,12 +137,9 @@ where
                 }
             })
             .await;
-            // The startup (and tokio-postgres's descriptor) is dropped by now; the watch keeps
-            // the connection open until the server's side is closed.
-            if let Some(watch) = watch {
-                let _ = timeout(CLOSE_LINGER, server_closed(watch)).await;
-            }
-            drop(permits);
+            // The startup (and tokio-postgres's descriptor) is dropped by now; the hold's
+            // descriptor keeps the connection open until the server's side is closed.
+            drop(hold);
         });
     }
 }

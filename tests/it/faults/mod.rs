@@ -70,13 +70,8 @@ impl Server {
 
 /// Creates `role` afresh on `server`: a `pg_monitor` member with the fixture password.
 async fn monitor_role(server: Server, role: &str) {
-    let _guard = role_lock().await;
     let su = server.superuser().await.expect("the server answers");
-    su.batch_execute(&format!(
-        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor"
-    ))
-    .await
-    .expect("role");
+    monitor_login_on(&su, role).await;
 }
 
 /// A scenario's daemon: `healthy` on the shared cluster as `mesa_monitor`, and `faulty`
@@ -217,6 +212,14 @@ where
         )
         .unwrap_or(0.0)
     };
+    // The faulty target's sample lines of `family` (every family when empty), for messages.
+    let faulty_lines = |text: &str, family: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(family) && !l.starts_with('#'))
+            .filter(|l| l.contains("server=\"faulty\""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let (_, _, before) = http_get(addr, "/metrics").await;
     let failures_before = failures(&before);
 
@@ -263,10 +266,7 @@ where
                 "{role}: {} 0 but no failure with reason {:?}:\n{}",
                 w.up,
                 w.reason,
-                text.lines()
-                    .filter(|l| l.starts_with("mesa_collect_failures_total{server=\"faulty\""))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                faulty_lines(&text, "mesa_collect_failures_total")
             );
             break scraped;
         }
@@ -275,10 +275,7 @@ where
             "{role}: {} still not 0 in a scrape {:?} after the fault; the faulty target's lines of it:\n{}",
             w.up,
             scraped,
-            text.lines()
-                .filter(|l| l.contains("server=\"faulty\"") && !l.starts_with('#'))
-                .collect::<Vec<_>>()
-                .join("\n")
+            faulty_lines(&text, "")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

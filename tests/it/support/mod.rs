@@ -75,14 +75,17 @@ pub async fn role_lock() -> tokio::sync::MutexGuard<'static, ()> {
 /// Creates `name` afresh on the shared cluster: a `pg_monitor` member with the fixture
 /// password, a role of the test's own so its logins and sessions are countable.
 pub async fn monitor_login(name: &str) {
+    monitor_login_on(&superuser("postgres").await, name).await;
+}
+
+/// [`monitor_login`] on the server of the superuser session `su`.
+pub async fn monitor_login_on(su: &Client, name: &str) {
     let _guard = role_lock().await;
-    superuser("postgres")
-        .await
-        .batch_execute(&format!(
-            "DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor"
-        ))
-        .await
-        .expect("role");
+    su.batch_execute(&format!(
+        "DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN PASSWORD '{ROLE_PASSWORD}' IN ROLE pg_monitor"
+    ))
+    .await
+    .expect("role");
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to `pid` with the system's `kill`.
