@@ -98,35 +98,47 @@ async fn an_expiring_user_logs_in_then_the_reaper_ends_its_session_and_drops_it(
     .await;
     assert!(dropped, "dropped drop_after past the expiry");
 
-    // Every step is audited as the reaper's, and counted.
-    let steps: Vec<String> = admin
-        .audit_records()
-        .iter()
-        .filter(|r| r["token"] == "mesa:reaper" && r["role"] == "lc_temp")
-        .map(|r| r["step"].as_str().expect("step").to_owned())
-        .collect();
+    // Every step is audited as the reaper's, and counted. The reaper writes a round's records
+    // after the round's connection is closed, so they follow the DROP by a moment: the test
+    // waits for them (up to 10 s) rather than reading the trail once.
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (steps, dropped_count, text) = loop {
+        let steps: Vec<String> = admin
+            .audit_records()
+            .iter()
+            .filter(|r| r["token"] == "mesa:reaper" && r["role"] == "lc_temp")
+            .map(|r| r["step"].as_str().expect("step").to_owned())
+            .collect();
+        let (status, _, text) = http_get(admin.app.metrics_addr(), "/metrics").await;
+        assert_eq!(status, 200);
+        let dropped: f64 = ["main", "other"]
+            .iter()
+            .filter_map(|server| {
+                value(
+                    &text,
+                    "mesa_admin_reaped_total",
+                    &[("server", server), ("action", "dropped")],
+                )
+            })
+            .sum();
+        let all = ["disabled", "terminated", "dropped"]
+            .iter()
+            .all(|step| steps.iter().any(|s| s == step));
+        if (all && dropped >= 1.0) || tokio::time::Instant::now() >= end {
+            break (steps, dropped, text);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for step in ["disabled", "terminated", "dropped"] {
         assert!(steps.iter().any(|s| s == step), "{step} in {steps:?}");
     }
+    assert!(dropped_count >= 1.0, "{text}");
     let intents = admin
         .audit_records()
         .iter()
         .filter(|r| r["token"] == "mesa:reaper" && r["event"] == "intent")
         .count();
     assert!(intents >= 1, "each round's intent is recorded first");
-    let (status, _, text) = http_get(admin.app.metrics_addr(), "/metrics").await;
-    assert_eq!(status, 200);
-    let dropped_count: f64 = ["main", "other"]
-        .iter()
-        .filter_map(|server| {
-            value(
-                &text,
-                "mesa_admin_reaped_total",
-                &[("server", server), ("action", "dropped")],
-            )
-        })
-        .sum();
-    assert!(dropped_count >= 1.0, "{text}");
     admin.stop().await;
 }
 
