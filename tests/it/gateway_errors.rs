@@ -234,17 +234,7 @@ async fn a_closed_sessions_slot_is_freed_only_when_its_backend_is_gone() {
     let g = gateway(&target("slow_exit", USER));
     // The collection keeps its session open (the default): one backend of USER.
     g.collect(Deadline::after(D)).await.expect("collects");
-    let su = superuser("postgres").await;
-    let pids: Vec<i32> = su
-        .query(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'mesa' AND usename = $1",
-            &[&USER],
-        )
-        .await
-        .expect("pids")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let pids = mesa_session_pids(USER).await;
     let [kept] = pids[..] else {
         panic!("one kept session, found {pids:?}");
     };

@@ -31,9 +31,7 @@ use tokio_postgres::{CancelToken, Client, Config as PgConfig};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::classify::classify;
-use super::hold::{
-    Abandoned, Hold, Permits, Startup, finish_abandoned, release_after, server_closed,
-};
+use super::hold::{Abandoned, Hold, Permits, Startup, finish_abandoned};
 use crate::gateway::{Credentials, Deadline, Expiry, GatewayError, Limits};
 
 /// The origin spec's cap: at most two connections per target from this process, so a
@@ -57,8 +55,6 @@ pub enum Purpose {
 }
 /// How long a cancel request may take; it is one small packet on a fresh connection.
 pub const CANCEL_TIMEOUT: Duration = Duration::from_millis(1000);
-/// How long a graceful close (the Terminate message) may take before the socket is dropped.
-pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// TCP keepalive: probe an idle connection after 30 s, every 10 s, give up after 3 misses, so
 /// a black-holed server is noticed within a minute even without a deadline.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
@@ -467,34 +463,24 @@ impl Conn {
         }
     }
 
-    /// Closes gracefully (Terminate message) and waits, up to [`CLOSE_TIMEOUT`], until the
-    /// server has closed its side of the socket, which it does only as the backend exits. A
-    /// server slower than that (a loaded machine) keeps the connection's slots taken in the
-    /// background until it has ([`release_after`]): released earlier, a new connection would
-    /// make three on the server for that moment (tokio-postgres's connection ends as soon as
-    /// Terminate is sent, not when the backend is gone).
+    /// Closes gracefully (Terminate message); the connection's [`Hold`] keeps its slots until
+    /// the server has closed its side of the socket, which it does only as the backend exits
+    /// (tokio-postgres's connection ends as soon as Terminate is sent, not when the backend is
+    /// gone): released earlier, a new connection would make three on the server for that
+    /// moment.
     pub async fn close(self) {
         let Conn { driver, client } = self;
         drop(client);
         let Driver {
             connection, hold, ..
         } = driver;
-        let (watch, permits) = hold.into_parts();
-        let mut ended = Box::pin(async move {
+        hold.close(async move {
             // Ok or Err, the connection is finished either way; nothing to report.
             if let Some(connection) = connection {
                 let _ = connection.await;
             }
-            if let Some(watch) = watch {
-                server_closed(watch).await;
-            }
-        });
-        if timeout(CLOSE_TIMEOUT, &mut ended).await.is_ok() {
-            return;
-        }
-        if let Some(permits) = permits {
-            release_after(ended, permits);
-        }
+        })
+        .await;
     }
 }
 
@@ -530,7 +516,7 @@ impl Driver {
             Step::Expired(why) => {
                 self.cancel_on_server().await;
                 // The connection is kept for `Conn::close`, which ends the session gracefully
-                // and waits (up to CLOSE_TIMEOUT) for the server to close it: dropping the
+                // and waits (`Hold::close`) for the server to close it: dropping the
                 // socket here would release the connection slot while the server's backend
                 // still runs (until it notices), so a new connection could briefly make
                 // three. Callers never reuse a connection after an error.

@@ -23,6 +23,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::timeout;
 use tokio_postgres::Client;
 
+/// How long [`Hold::close`] waits for the server to end the session before it leaves the wait
+/// to the background.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The longest a closed connection's slots stay taken while the server has not ended the
 /// session.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
@@ -62,9 +65,25 @@ impl Hold {
         }
     }
 
-    /// The descriptor and the slots, for a caller that waits for the server itself.
-    pub(crate) fn into_parts(mut self) -> (Option<std::net::TcpStream>, Option<Permits>) {
-        (self.watch.take(), self.permits.take())
+    /// Ends the connection once `terminated` (the client's Terminate sent, its side closed)
+    /// has finished, and waits up to [`CLOSE_TIMEOUT`] for the server to close its side; a
+    /// server slower than that (a loaded machine) keeps the slots taken in the background
+    /// until it has ([`release_after`]).
+    pub(crate) async fn close(mut self, terminated: impl Future<Output = ()> + Send + 'static) {
+        let watch = self.watch.take();
+        let mut ended = Box::pin(async move {
+            terminated.await;
+            if let Some(watch) = watch {
+                server_closed(watch).await;
+            }
+        });
+        if timeout(CLOSE_TIMEOUT, &mut ended).await.is_ok() {
+            // The watch is taken: dropping the hold frees the slots at once.
+            return;
+        }
+        if let Some(permits) = self.permits.take() {
+            release_after(ended, permits);
+        }
     }
 }
 
@@ -83,7 +102,7 @@ impl Drop for Hold {
 /// Releases `permits` in the background once `ended` (the server closing its side) has
 /// finished, or [`CLOSE_LINGER`] later at most; at once outside a runtime, where nothing
 /// could wait.
-pub(crate) fn release_after(ended: impl Future<Output = ()> + Send + 'static, permits: Permits) {
+fn release_after(ended: impl Future<Output = ()> + Send + 'static, permits: Permits) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
             let _ = timeout(CLOSE_LINGER, ended).await;
@@ -94,7 +113,7 @@ pub(crate) fn release_after(ended: impl Future<Output = ()> + Send + 'static, pe
 
 /// Ends Mesa's side of `socket` and waits until the server has closed its side (the end of the
 /// stream, or an error such as a reset); whatever it still sends is read and discarded.
-pub(crate) async fn server_closed(socket: std::net::TcpStream) {
+async fn server_closed(socket: std::net::TcpStream) {
     let _ = socket.shutdown(Shutdown::Write);
     let Ok(mut socket) = TcpStream::from_std(socket) else {
         return;

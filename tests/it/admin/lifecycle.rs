@@ -101,15 +101,16 @@ async fn an_expiring_user_logs_in_then_the_reaper_ends_its_session_and_drops_it(
     // Every step is audited as the reaper's, and counted. The reaper writes a round's records
     // after the round's connection is closed, so they follow the DROP by a moment: the test
     // waits for them (up to 10 s) rather than reading the trail once.
-    let end = tokio::time::Instant::now() + Duration::from_secs(10);
-    let (steps, dropped_count, text) = loop {
-        let steps: Vec<String> = admin
+    const STEPS: [&str; 3] = ["disabled", "terminated", "dropped"];
+    let daemon = &admin;
+    let reaped = || async move {
+        let steps: Vec<String> = daemon
             .audit_records()
             .iter()
             .filter(|r| r["token"] == "mesa:reaper" && r["role"] == "lc_temp")
             .map(|r| r["step"].as_str().expect("step").to_owned())
             .collect();
-        let (status, _, text) = http_get(admin.app.metrics_addr(), "/metrics").await;
+        let (status, _, text) = http_get(daemon.app.metrics_addr(), "/metrics").await;
         assert_eq!(status, 200);
         let dropped: f64 = ["main", "other"]
             .iter()
@@ -121,15 +122,16 @@ async fn an_expiring_user_logs_in_then_the_reaper_ends_its_session_and_drops_it(
                 )
             })
             .sum();
-        let all = ["disabled", "terminated", "dropped"]
-            .iter()
-            .all(|step| steps.iter().any(|s| s == step));
-        if (all && dropped >= 1.0) || tokio::time::Instant::now() >= end {
-            break (steps, dropped, text);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        (steps, dropped, text)
     };
-    for step in ["disabled", "terminated", "dropped"] {
+    // Waits until all is there; the assertions below judge a read taken after the wait.
+    eventually(Duration::from_secs(10), || async {
+        let (steps, dropped, _) = reaped().await;
+        dropped >= 1.0 && STEPS.iter().all(|step| steps.iter().any(|s| s == step))
+    })
+    .await;
+    let (steps, dropped_count, text) = reaped().await;
+    for step in STEPS {
         assert!(steps.iter().any(|s| s == step), "{step} in {steps:?}");
     }
     assert!(dropped_count >= 1.0, "{text}");

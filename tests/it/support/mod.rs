@@ -291,17 +291,24 @@ pub use mesa_testkit::venv::tool as venv_tool;
 /// hang), and a visit is a login of its own, which tests that count logins must not see.
 pub const NO_VISITS: &str = "databases: {discover: false}, collectors: {stat_user_tables: false, statio_user_tables: false, stat_user_indexes: false, statio_user_indexes: false}";
 
-/// Sessions of `user` that Mesa opened (`application_name = 'mesa'`).
-pub async fn mesa_sessions_of(user: &str) -> i64 {
+/// The backend pids of the sessions of `user` that Mesa opened (`application_name = 'mesa'`).
+pub async fn mesa_session_pids(user: &str) -> Vec<i32> {
     superuser("postgres")
         .await
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mesa' AND usename = $1",
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'mesa' AND usename = $1",
             &[&user],
         )
         .await
-        .expect("count")
-        .get(0)
+        .expect("pids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// How many sessions of `user` Mesa opened.
+pub async fn mesa_sessions_of(user: &str) -> i64 {
+    mesa_session_pids(user).await.len() as i64
 }
 
 /// Sessions of `user`, whoever opened them.
